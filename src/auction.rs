@@ -1,0 +1,323 @@
+//! The auction rules: pure and deterministic.
+//!
+//! `AuctionBook::apply` takes a command and returns its outcome. It never reads
+//! a clock: the leader stamps the time into every command, so every replica
+//! that applies the same commands in the same order reaches the same state.
+//! The book also holds the dedup table, so a retried bid returns the outcome
+//! of its first execution instead of being applied twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// The auction a request with an empty `auction_id` means.
+pub const DEFAULT_AUCTION: &str = "default";
+/// Longest bidder name accepted, in bytes.
+pub const MAX_BIDDER_LEN: usize = 64;
+/// Longest client id accepted, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// Longest auction id accepted, in bytes.
+pub const MAX_AUCTION_ID_LEN: usize = 64;
+/// Outcomes remembered per client session. A client has one request in
+/// flight at a time and retries only its latest, so a short window is enough;
+/// it keeps memory per session bounded however many bids a session makes.
+pub const REMEMBERED_PER_CLIENT: usize = 8;
+
+/// How a bid ended. A refused bid is an outcome, not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bid is now the highest.
+    Success,
+    /// A valid bid that loses: too low, or the auction is over.
+    Fail,
+    /// A malformed request: amount 0, bad bidder, unknown auction.
+    Exception,
+}
+
+/// The answer to a bid, as remembered in the dedup table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidOutcome {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// The highest bid after this one was applied.
+    pub highest_amount: u64,
+    pub highest_bidder: String,
+}
+
+impl BidOutcome {
+    fn exception(reason: impl Into<String>) -> Self {
+        BidOutcome {
+            verdict: Verdict::Exception,
+            reason: reason.into(),
+            highest_amount: 0,
+            highest_bidder: String::new(),
+        }
+    }
+}
+
+/// A bid as the leader sequenced it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bid {
+    pub auction_id: String,
+    pub bidder: String,
+    pub amount: u64,
+    /// Identifies the client session for deduplication; empty disables it.
+    pub client_id: String,
+    pub request_id: u64,
+    /// When the leader received it: decides whether it beat the deadline.
+    pub at_unix_ms: i64,
+}
+
+/// A state change of the auctions. The leader stamps the time in each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Open(OpenAuction),
+    Bid(Bid),
+    Close { auction_id: String, at_unix_ms: i64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenAuction {
+    pub auction_id: String,
+    pub description: String,
+    pub minimum_amount: u64,
+    pub ends_at_unix_ms: i64,
+    pub at_unix_ms: i64,
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Bid(BidOutcome),
+    Opened,
+    Closed,
+    /// The command changed nothing (an auction opened twice, closed twice).
+    Ignored,
+}
+
+/// One auction's replicated state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auction {
+    pub auction_id: String,
+    pub description: String,
+    pub minimum_amount: u64,
+    /// The deadline is absolute, so it survives failover unchanged.
+    pub ends_at_unix_ms: i64,
+    /// Set by the close entry the leader appends once the deadline passed.
+    pub closed: bool,
+    pub highest_amount: u64,
+    pub highest_bidder: String,
+    pub accepted_bids: u64,
+    /// Registered bidders and their best bid; the first bid registers.
+    pub bidders: BTreeMap<String, u64>,
+}
+
+impl Auction {
+    /// Whether no bid can be accepted at `now`: closed, or past the deadline.
+    pub fn is_over(&self, now_unix_ms: i64) -> bool {
+        self.closed || now_unix_ms >= self.ends_at_unix_ms
+    }
+}
+
+/// A read of one auction, as the `Result` call returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionView {
+    pub auction_id: String,
+    pub over: bool,
+    pub highest_amount: u64,
+    pub highest_bidder: String,
+    pub ends_at_unix_ms: i64,
+    pub accepted_bids: u64,
+    pub now_unix_ms: i64,
+}
+
+/// The dedup record of one client session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientSession {
+    /// The latest outcomes, oldest first, by request id.
+    pub outcomes: VecDeque<(u64, BidOutcome)>,
+}
+
+/// Why a read could not be answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("unknown auction {0:?}")]
+    UnknownAuction(String),
+}
+
+/// All auctions and the dedup table: the replicated state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuctionBook {
+    pub auctions: BTreeMap<String, Auction>,
+    pub sessions: HashMap<String, ClientSession>,
+}
+
+/// Checks what a bid request can be judged on without the state, so that a
+/// malformed request is refused before it is sequenced and changes nothing.
+pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str) -> Result<(), String> {
+    if amount == 0 {
+        return Err("amount must be a whole number above 0".into());
+    }
+    if bidder.trim().is_empty() {
+        return Err("bidder name must not be empty".into());
+    }
+    if bidder.len() > MAX_BIDDER_LEN {
+        return Err(format!("bidder name is longer than {MAX_BIDDER_LEN} bytes"));
+    }
+    if bidder.chars().any(char::is_control) {
+        return Err("bidder name must not hold control characters".into());
+    }
+    if auction_id.len() > MAX_AUCTION_ID_LEN {
+        return Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"));
+    }
+    if client_id.len() > MAX_CLIENT_ID_LEN {
+        return Err(format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes"));
+    }
+    Ok(())
+}
+
+/// Maps the empty auction id to the default auction.
+pub fn resolve_auction_id(auction_id: &str) -> &str {
+    if auction_id.is_empty() { DEFAULT_AUCTION } else { auction_id }
+}
+
+impl AuctionBook {
+    /// The outcome a retried request already got, if it is remembered.
+    pub fn remembered(&self, client_id: &str, request_id: u64) -> Option<&BidOutcome> {
+        if client_id.is_empty() {
+            return None;
+        }
+        self.sessions
+            .get(client_id)?
+            .outcomes
+            .iter()
+            .find(|(id, _)| *id == request_id)
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// Applies one command. Deterministic: the same book and command give the
+    /// same book and outcome on every replica.
+    pub fn apply(&mut self, command: &Command) -> Applied {
+        match command {
+            Command::Open(open) => self.open(open),
+            Command::Bid(bid) => Applied::Bid(self.bid(bid)),
+            Command::Close { auction_id, .. } => match self.auctions.get_mut(auction_id) {
+                Some(auction) if !auction.closed => {
+                    auction.closed = true;
+                    Applied::Closed
+                }
+                _ => Applied::Ignored,
+            },
+        }
+    }
+
+    fn open(&mut self, open: &OpenAuction) -> Applied {
+        if self.auctions.contains_key(&open.auction_id) {
+            return Applied::Ignored;
+        }
+        self.auctions.insert(
+            open.auction_id.clone(),
+            Auction {
+                auction_id: open.auction_id.clone(),
+                description: open.description.clone(),
+                minimum_amount: open.minimum_amount.max(1),
+                ends_at_unix_ms: open.ends_at_unix_ms,
+                closed: false,
+                highest_amount: 0,
+                highest_bidder: String::new(),
+                accepted_bids: 0,
+                bidders: BTreeMap::new(),
+            },
+        );
+        Applied::Opened
+    }
+
+    fn bid(&mut self, bid: &Bid) -> BidOutcome {
+        if let Some(outcome) = self.remembered(&bid.client_id, bid.request_id) {
+            return outcome.clone();
+        }
+        let outcome = self.judge_bid(bid);
+        if !bid.client_id.is_empty() {
+            let session = self.sessions.entry(bid.client_id.clone()).or_default();
+            if session.outcomes.len() == REMEMBERED_PER_CLIENT {
+                session.outcomes.pop_front();
+            }
+            session.outcomes.push_back((bid.request_id, outcome.clone()));
+        }
+        outcome
+    }
+
+    fn judge_bid(&mut self, bid: &Bid) -> BidOutcome {
+        if let Err(reason) = validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
+            return BidOutcome::exception(reason);
+        }
+        let auction_id = resolve_auction_id(&bid.auction_id);
+        let Some(auction) = self.auctions.get_mut(auction_id) else {
+            return BidOutcome::exception(format!("unknown auction {auction_id:?}"));
+        };
+        let fail = |auction: &Auction, reason: String| BidOutcome {
+            verdict: Verdict::Fail,
+            reason,
+            highest_amount: auction.highest_amount,
+            highest_bidder: auction.highest_bidder.clone(),
+        };
+        if auction.is_over(bid.at_unix_ms) {
+            return fail(auction, "the auction is over".into());
+        }
+        if bid.amount < auction.minimum_amount {
+            let reason = format!("bid {} is below the minimum bid {}", bid.amount, auction.minimum_amount);
+            return fail(auction, reason);
+        }
+        if bid.amount <= auction.highest_amount {
+            let reason = format!(
+                "bid {} is not higher than the highest bid {} by {}",
+                bid.amount, auction.highest_amount, auction.highest_bidder
+            );
+            return fail(auction, reason);
+        }
+        if let Some(&own_best) = auction.bidders.get(&bid.bidder) {
+            // Implied by the rule above today, kept so the rule stays true if
+            // highest bids ever become retractable.
+            if bid.amount <= own_best {
+                let reason = format!("bid {} is not higher than your previous bid {own_best}", bid.amount);
+                return fail(auction, reason);
+            }
+        }
+        let registered = !auction.bidders.contains_key(&bid.bidder);
+        auction.bidders.insert(bid.bidder.clone(), bid.amount);
+        auction.highest_amount = bid.amount;
+        auction.highest_bidder = bid.bidder.clone();
+        auction.accepted_bids += 1;
+        BidOutcome {
+            verdict: Verdict::Success,
+            reason: if registered { format!("{} registered and now holds the highest bid", bid.bidder) } else { String::new() },
+            highest_amount: auction.highest_amount,
+            highest_bidder: auction.highest_bidder.clone(),
+        }
+    }
+
+    /// Reads one auction as of `now` (the leader's clock).
+    pub fn view(&self, auction_id: &str, now_unix_ms: i64) -> Result<AuctionView, ReadError> {
+        let auction_id = resolve_auction_id(auction_id);
+        let auction = self
+            .auctions
+            .get(auction_id)
+            .ok_or_else(|| ReadError::UnknownAuction(auction_id.to_string()))?;
+        Ok(AuctionView {
+            auction_id: auction.auction_id.clone(),
+            over: auction.is_over(now_unix_ms),
+            highest_amount: auction.highest_amount,
+            highest_bidder: auction.highest_bidder.clone(),
+            ends_at_unix_ms: auction.ends_at_unix_ms,
+            accepted_bids: auction.accepted_bids,
+            now_unix_ms,
+        })
+    }
+
+    /// Auctions whose deadline passed but which are not closed yet.
+    pub fn overdue(&self, now_unix_ms: i64) -> Vec<String> {
+        self.auctions
+            .values()
+            .filter(|auction| !auction.closed && now_unix_ms >= auction.ends_at_unix_ms)
+            .map(|auction| auction.auction_id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,171 @@
+//! The client library: finds the leader, and retries a request with the
+//! same request id until its deadline, so a leader's crash costs the user a
+//! pause, never a retyped bid and never a double bid.
+
+use std::time::{Duration, Instant};
+
+use crate::auction::{AuctionView, Bid, BidOutcome};
+use crate::replication::NodeStatus;
+use crate::transport::{AuctionConnection, CallError, TransportSettings};
+
+/// The default client port.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:5000";
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Addresses to try, in order: the client port, and any node addresses.
+    pub servers: Vec<String>,
+    /// How long one request may keep retrying before the client gives up.
+    pub deadline: Duration,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            servers: vec![DEFAULT_SERVER.to_string()],
+            deadline: Duration::from_secs(10),
+            attempt_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// No server answered before the deadline: the outcome is unknown.
+    #[error("no server answered in {waited:?}: {last_error}")]
+    Unreachable { waited: Duration, last_error: String },
+    /// The service refused the request (an unknown auction, say).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Backoff between attempts: short, because a takeover takes milliseconds.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One client session: a random client id and increasing request ids.
+pub struct Client {
+    config: ClientConfig,
+    client_id: String,
+    next_request_id: u64,
+    connections: Vec<AuctionConnection>,
+    /// Which connection to try first: the last one that answered.
+    current: usize,
+    /// How many attempts of the last request failed before one succeeded.
+    last_retries: u32,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let settings = TransportSettings::default();
+        let connections = config
+            .servers
+            .iter()
+            .map(|server| AuctionConnection::new(server, &settings, config.attempt_timeout))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| ClientError::Rejected(error.to_string()))?;
+        if connections.is_empty() {
+            return Err(ClientError::Rejected("no server address given".into()));
+        }
+        let client_id = format!("{:016x}", rand::random::<u64>());
+        Ok(Client { config, client_id, next_request_id: 1, connections, current: 0, last_retries: 0 })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Attempts that failed before the last request got its answer.
+    pub fn last_retries(&self) -> u32 {
+        self.last_retries
+    }
+
+    /// The address that answered last.
+    pub fn current_server(&self) -> &str {
+        self.connections[self.current].address()
+    }
+
+    /// Bids; retries reuse the request id, so the bid is applied once.
+    pub async fn bid(&mut self, auction_id: &str, bidder: &str, amount: u64) -> Result<BidOutcome, ClientError> {
+        let bid = Bid {
+            auction_id: auction_id.to_string(),
+            bidder: bidder.to_string(),
+            amount,
+            client_id: self.client_id.clone(),
+            request_id: self.next_request_id,
+            at_unix_ms: 0,
+        };
+        self.next_request_id += 1;
+        self.with_retries(|mut connection| {
+            let bid = bid.clone();
+            async move { connection.bid(&bid).await }
+        })
+        .await
+    }
+
+    /// A linearizable read of the auction, and the leader that answered.
+    pub async fn result(&mut self, auction_id: &str) -> Result<(AuctionView, String), ClientError> {
+        let auction_id = auction_id.to_string();
+        self.with_retries(|mut connection| {
+            let auction_id = auction_id.clone();
+            async move { connection.result(&auction_id).await }
+        })
+        .await
+    }
+
+    async fn with_retries<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(AuctionConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let connection = self.connections[self.current].clone();
+            match call(connection).await {
+                Ok(answer) => {
+                    self.last_retries = retries;
+                    return Ok(answer);
+                }
+                Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
+                Err(CallError::Unavailable { message, leader_hint }) => {
+                    if started.elapsed() + backoff >= self.config.deadline {
+                        return Err(ClientError::Unreachable { waited: started.elapsed(), last_error: message });
+                    }
+                    self.current = match leader_hint {
+                        Some(leader) => self.connection_to(&leader),
+                        None => (self.current + 1) % self.connections.len(),
+                    };
+                    retries += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// The index of a connection to `address`, made if needed.
+    fn connection_to(&mut self, address: &str) -> usize {
+        if let Some(index) = self.connections.iter().position(|connection| connection.address() == address) {
+            return index;
+        }
+        match AuctionConnection::new(address, &TransportSettings::default(), self.config.attempt_timeout) {
+            Ok(connection) => {
+                self.connections.push(connection);
+                self.connections.len() - 1
+            }
+            Err(_) => (self.current + 1) % self.connections.len(),
+        }
+    }
+}
+
+/// Asks one node about itself.
+pub async fn node_status(address: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
+    crate::transport::probe_status(address, timeout).await.map_err(|error| match error {
+        CallError::Rejected { message } => ClientError::Rejected(message),
+        CallError::Unavailable { message, .. } => ClientError::Unreachable { waited: timeout, last_error: message },
+    })
+}

@@ -1,0 +1,250 @@
+//! Local clusters of `gavel server` processes on sequential ports: what the
+//! demo, the chaos runs, the benchmarks and the integration tests start,
+//! crash, freeze and restart. Every process is killed when the cluster is
+//! dropped.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::client::node_status;
+use crate::replication::{NodeStatus, Role};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// The `gavel` binary.
+    pub binary: PathBuf,
+    pub nodes: usize,
+    /// Node `i` listens on `base_port + i`.
+    pub base_port: u16,
+    pub client_port: u16,
+    /// More flags for every `gavel server` (timeouts, duration).
+    pub server_args: Vec<String>,
+    /// Where each node's log goes (`node-PORT.log`); none discards them.
+    pub log_dir: Option<PathBuf>,
+    /// The `RUST_LOG` filter given to the servers.
+    pub log_filter: String,
+}
+
+impl ClusterSpec {
+    pub fn new(binary: impl Into<PathBuf>, nodes: usize, base_port: u16, client_port: u16) -> Self {
+        ClusterSpec {
+            binary: binary.into(),
+            nodes,
+            base_port,
+            client_port,
+            server_args: Vec::new(),
+            log_dir: None,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+struct LocalNode {
+    port: u16,
+    child: Option<Child>,
+    frozen: bool,
+}
+
+/// A running local cluster.
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    nodes: Vec<LocalNode>,
+}
+
+/// How long a node may take to start and find its place.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+const PROBE: Duration = Duration::from_millis(200);
+
+impl LocalCluster {
+    /// Starts the nodes one after the other, each once the previous one has
+    /// its role, so that the join order (the leaderQueue) is the port order.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        if let Some(dir) = &spec.log_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let nodes = (0..spec.nodes)
+            .map(|i| LocalNode { port: spec.base_port + i as u16, child: None, frozen: false })
+            .collect();
+        let mut cluster = LocalCluster { spec, nodes };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i)?;
+            cluster.wait_until_settled(i, START_DEADLINE).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    pub fn client_address(&self) -> String {
+        format!("127.0.0.1:{}", self.spec.client_port)
+    }
+
+    /// The index of the node with this address.
+    pub fn index_of(&self, address: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.node_address(i) == address)
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    pub fn is_frozen(&self, i: usize) -> bool {
+        self.nodes[i].frozen
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let port = self.nodes[i].port;
+        let stderr = match &self.spec.log_dir {
+            Some(dir) => {
+                let path = dir.join(format!("node-{port}.log"));
+                let file = File::options().create(true).append(true).open(&path)?;
+                Stdio::from(file)
+            }
+            None => Stdio::null(),
+        };
+        let child = Command::new(&self.spec.binary)
+            .arg("server")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--client-port")
+            .arg(self.spec.client_port.to_string())
+            .arg("--peers")
+            .arg(self.peer_list(i))
+            .args(&self.spec.server_args)
+            .env("RUST_LOG", &self.spec.log_filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {}", self.spec.binary.display()))?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].frozen = false;
+        Ok(())
+    }
+
+    fn peer_list(&self, i: usize) -> String {
+        (0..self.nodes.len()).filter(|&j| j != i).map(|j| self.node_address(j)).collect::<Vec<_>>().join(",")
+    }
+
+    fn signal(&self, i: usize, signal: libc::c_int) -> anyhow::Result<()> {
+        let Some(pid) = self.pid(i) else { bail!("node {} is not running", self.node_address(i)) };
+        // SAFETY: kill(2) has no memory effects; the pid is our own child,
+        // not yet reaped, so it cannot name another process.
+        let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        if result != 0 {
+            bail!("signal {signal} to pid {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: the crash the service is built to survive.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, libc::SIGKILL)?;
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.wait();
+        }
+        self.nodes[i].frozen = false;
+        Ok(())
+    }
+
+    /// SIGSTOP: the process stays, silent, holding its sockets.
+    pub fn freeze(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, libc::SIGSTOP)?;
+        self.nodes[i].frozen = true;
+        Ok(())
+    }
+
+    pub fn thaw(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, libc::SIGCONT)?;
+        self.nodes[i].frozen = false;
+        Ok(())
+    }
+
+    /// Starts a killed node again (with an empty state: it rejoins as a backup).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            bail!("node {} is still running", self.node_address(i));
+        }
+        self.spawn(i)
+    }
+
+    /// Every node's answer to a status probe, `None` where none came.
+    pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
+        let mut statuses = Vec::with_capacity(self.nodes.len());
+        for i in 0..self.nodes.len() {
+            let status = if self.is_running(i) && !self.is_frozen(i) {
+                node_status(&self.node_address(i), PROBE).await.ok()
+            } else {
+                None
+            };
+            statuses.push(status);
+        }
+        statuses
+    }
+
+    /// The node that says it leads and holds the client port.
+    pub async fn leader(&self) -> Option<usize> {
+        let on_client_port = node_status(&self.client_address(), PROBE).await.ok()?;
+        (on_client_port.role == Role::Leader).then(|| self.index_of(&on_client_port.node)).flatten()
+    }
+
+    /// Waits until node `i` is leader or backup.
+    pub async fn wait_until_settled(&self, i: usize, deadline: Duration) -> anyhow::Result<NodeStatus> {
+        let started = Instant::now();
+        loop {
+            if let Ok(status) = node_status(&self.node_address(i), PROBE).await
+                && status.role != Role::Joining
+            {
+                return Ok(status);
+            }
+            if started.elapsed() > deadline {
+                bail!("node {} did not join within {deadline:?}", self.node_address(i));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a leader serves the client port; returns its index.
+    pub async fn wait_for_leader(&self, deadline: Duration) -> anyhow::Result<usize> {
+        let started = Instant::now();
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            if started.elapsed() > deadline {
+                bail!("no leader on the client port within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! gavel: a replicated auction service that keeps every acknowledged bid
+//! through the crash of any node but one.
+//!
+//! Layout, from the bottom up:
+//!
+//! - [`auction`]: the auction rules, pure and deterministic.
+//! - [`replication`]: the primary-backup core, sans I/O: events in, actions out.
+//! - [`transport`]: tonic services and channels, protobuf conversions.
+//! - [`node`]: the async driver of one server process: roles, timers, takeover.
+//! - [`client`]: the client library: failover and retries with the same request id.
+//! - [`prompt`]: the bidding prompt and the one-line answers it prints.
+//! - [`cluster`]: local clusters of server processes, for the demo and the tools.
+//! - [`chaos`]: fault injection, histories and the linearizability checker.
+
+pub mod auction;
+pub mod client;
+pub mod cluster;
+pub mod chaos;
+pub mod node;
+pub mod prompt;
+pub mod replication;
+pub mod transport;

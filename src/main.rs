@@ -1,0 +1,344 @@
+//! The `gavel` command: servers, clients, and the tools around them.
+
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
+use gavel::cluster::{ClusterSpec, LocalCluster};
+use gavel::node::{self, NodeConfig};
+use gavel::prompt::{self, Input};
+use gavel::replication::Role;
+
+#[derive(Parser)]
+#[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run one server process; the first up leads, the others back it up.
+    Server(ServerArgs),
+    /// The bidding prompt: type amounts to bid, `result` to read.
+    Client {
+        /// Your bidder name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Bid once and print the answer.
+    Bid {
+        /// The amount: a whole number above 0.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+        /// Your bidder name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the auction's result once.
+    Result {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start a local three-node cluster and open the bidding prompt on it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// This node's own port: its identity.
+    #[arg(long)]
+    port: u16,
+    /// The host this node listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// The well-known port the leader serves clients on.
+    #[arg(long, default_value_t = 5000)]
+    client_port: u16,
+    /// Other nodes to ask before bootstrapping a new cluster, comma-separated
+    /// (default: the eight ports on either side of --port, on this host).
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// A backup that acks nothing for this long is removed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    ack_timeout: Duration,
+    /// A leader silent for this long is taken for lost.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    leader_timeout: Duration,
+    /// How often an idle leader sends heartbeats.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// How long a successor has to take over before the next one does.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    takeover_timeout: Duration,
+    /// How long the default auction runs, from the cluster's start.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Where to send requests: the client port, or node addresses.
+    #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// The auction to bid on.
+    #[arg(long, default_value = "")]
+    auction: String,
+    /// How long to keep retrying a request before giving up.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+impl Target {
+    fn client(&self) -> anyhow::Result<Client> {
+        let config = ClientConfig { servers: self.servers.clone(), deadline: self.timeout, ..ClientConfig::default() };
+        Ok(Client::new(config)?)
+    }
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Your bidder name at the prompt.
+    #[arg(long, default_value = "you")]
+    id: String,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// The first node's port; the others follow.
+    #[arg(long, default_value_t = 5400)]
+    base_port: u16,
+    #[arg(long, default_value_t = 5000)]
+    client_port: u16,
+    /// How long the auction runs.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; stdout carries the program's answers.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Commands::Server(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Commands::Client { id, target } => {
+            let mut client = target.client()?;
+            let mut stdin = std::io::stdin().lock();
+            bidding_prompt(&mut client, &target.auction, &id, &mut stdin, |_| async { None }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Bid { amount, id, target } => {
+            let amount = match prompt::parse_amount(&amount) {
+                Ok(amount) => amount,
+                Err(reason) => {
+                    println!("EXCEPTION: {reason}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let mut client = target.client()?;
+            let (line, answered) = prompt::bid_line(&mut client, &target.auction, &id, amount).await;
+            println!("{line}");
+            Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Commands::Result { target } => {
+            let mut client = target.client()?;
+            let (line, answered) = prompt::result_line(&mut client, &target.auction).await;
+            println!("{line}");
+            Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let node_address = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(node_address).await.with_context(|| format!("binding {node_address}"))?;
+    let mut config = NodeConfig::new(node_address, SocketAddr::new(args.host, args.client_port));
+    config.peers = args.peers.unwrap_or_else(|| {
+        let low = args.port.saturating_sub(8);
+        let high = args.port.saturating_add(8);
+        (low..=high).filter(|&port| port != args.port).map(|port| SocketAddr::new(args.host, port).to_string()).collect()
+    });
+    config.ack_timeout = args.ack_timeout;
+    config.leader_timeout = args.leader_timeout;
+    config.heartbeat_interval = args.heartbeat;
+    config.takeover_timeout = args.takeover_timeout;
+    config.auction_duration = args.duration;
+
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
+    node::run(config, listener, shutdown).await
+}
+
+/// Runs the prompt until `quit` or end of input. `extra` handles the words
+/// the prompt itself does not know (the demo's commands); it returns the
+/// line to print, or `None` for an unknown word.
+async fn bidding_prompt<F, Fut>(
+    client: &mut Client,
+    auction_id: &str,
+    bidder: &str,
+    input: &mut impl BufRead,
+    mut extra: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    println!("bidding as {bidder}; {}", prompt::HELP);
+    let mut line = String::new();
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            println!();
+            return Ok(());
+        }
+        let answer = match prompt::parse_input(&line) {
+            Ok(Input::Bid(amount)) => prompt::bid_line(client, auction_id, bidder, amount).await.0,
+            Ok(Input::Result) => prompt::result_line(client, auction_id).await.0,
+            Ok(Input::Help) => prompt::HELP.to_string(),
+            Ok(Input::Quit) => return Ok(()),
+            Ok(Input::Empty) => continue,
+            Ok(Input::Other(word)) => match extra(word.clone()).await {
+                Some(answer) => answer,
+                None => format!("unknown command {word:?}: {}", prompt::HELP),
+            },
+            Err(reason) => format!("EXCEPTION: {reason}"),
+        };
+        println!("{answer}");
+    }
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let binary = std::env::current_exe().context("finding the gavel binary")?;
+    let log_dir = std::env::temp_dir().join(format!("gavel-demo-{}", std::process::id()));
+    let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
+    spec.server_args = vec!["--duration".into(), humantime::format_duration(args.duration).to_string()];
+    spec.log_dir = Some(log_dir.clone());
+    println!("starting {} nodes on ports {}..{}; logs in {}", args.nodes, args.base_port, args.base_port as usize + args.nodes - 1, log_dir.display());
+    let cluster = std::cell::RefCell::new(LocalCluster::start(spec).await?);
+    println!("{}", status_report(&cluster.borrow()).await);
+    println!("demo commands: `status`, `crash` (SIGKILL the leader), `restart` (bring crashed nodes back)");
+
+    let target = Target {
+        servers: vec![format!("127.0.0.1:{}", args.client_port)],
+        auction: String::new(),
+        timeout: Duration::from_secs(10),
+    };
+    let mut client = target.client()?;
+    let mut stdin = std::io::stdin().lock();
+    bidding_prompt(&mut client, "", &args.id, &mut stdin, |word| {
+        let cluster = &cluster;
+        async move {
+            match word.as_str() {
+                "status" => Some(status_report(&cluster.borrow()).await),
+                "crash" => Some(crash_leader(&mut cluster.borrow_mut()).await),
+                "restart" => Some(restart_crashed(&mut cluster.borrow_mut()).await),
+                _ => None,
+            }
+        }
+    })
+    .await?;
+    println!("stopping the cluster");
+    Ok(())
+}
+
+async fn status_report(cluster: &LocalCluster) -> String {
+    let statuses = cluster.statuses().await;
+    let mut lines = Vec::new();
+    let mut queue = Vec::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let address = cluster.node_address(i);
+        let pid = cluster.pid(i).map_or("-".to_string(), |pid| pid.to_string());
+        let role = match status {
+            Some(status) => match status.role {
+                Role::Leader => {
+                    queue = status.membership.iter().skip(1).cloned().collect();
+                    format!("LEADER (epoch {}, log index {})", status.epoch, status.last.index)
+                }
+                Role::Backup => format!("backup (log index {})", status.last.index),
+                Role::Joining => "joining".to_string(),
+            },
+            None if cluster.is_running(i) => "not answering".to_string(),
+            None => "crashed".to_string(),
+        };
+        lines.push(format!("  {address}  pid {pid:>7}  {role}"));
+    }
+    lines.push(format!("  leaderQueue: [{}]", queue.join(", ")));
+    lines.join("\n")
+}
+
+async fn crash_leader(cluster: &mut LocalCluster) -> String {
+    let Some(leader) = cluster.leader().await else { return "no leader to crash right now".into() };
+    let address = cluster.node_address(leader);
+    if let Err(error) = cluster.kill(leader) {
+        return format!("could not crash {address}: {error:#}");
+    }
+    let started = std::time::Instant::now();
+    match cluster.wait_for_leader(Duration::from_secs(5)).await {
+        Ok(new_leader) => format!(
+            "=== CRASH leader {address} (SIGKILL) === {} took over in {} ms",
+            cluster.node_address(new_leader),
+            started.elapsed().as_millis()
+        ),
+        Err(error) => format!("=== CRASH leader {address} (SIGKILL) === {error:#}"),
+    }
+}
+
+async fn restart_crashed(cluster: &mut LocalCluster) -> String {
+    let crashed: Vec<usize> = (0..cluster.len()).filter(|&i| !cluster.is_running(i)).collect();
+    if crashed.is_empty() {
+        return "every node is running".into();
+    }
+    let mut lines = Vec::new();
+    for i in crashed {
+        let address = cluster.node_address(i);
+        let line = match cluster.restart(i) {
+            Ok(()) => match cluster.wait_until_settled(i, Duration::from_secs(10)).await {
+                Ok(status) => format!("restarted {address}: {:?}", status.role).to_lowercase(),
+                Err(error) => format!("restarted {address}, but {error:#}"),
+            },
+            Err(error) => format!("could not restart {address}: {error:#}"),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,150 @@
+//! What the node's gRPC services see: its status, and, while it leads, the
+//! channel into the leader's event loop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError, Verdict};
+use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
+use crate::transport::{Backend, BackupSession, ServiceError};
+
+use super::NodeConfig;
+
+/// An input to the leader's event loop.
+pub(super) enum LeaderInput {
+    Bid { bid: Bid, reply: oneshot::Sender<Reply> },
+    Read { auction_id: String, reply: oneshot::Sender<Reply> },
+    BackupConnected { node: NodeId, connection: u64, last: LogPosition, messages: mpsc::UnboundedSender<Message> },
+    Ack { node: NodeId, connection: u64, index: u64 },
+    BackupLost { node: NodeId, connection: u64 },
+}
+
+/// The way into the leader's event loop, present while this node leads.
+#[derive(Clone)]
+pub(super) struct LeaderHandle {
+    pub inputs: mpsc::UnboundedSender<LeaderInput>,
+    pub epoch: u64,
+}
+
+/// State shared between the node's driver and its gRPC services.
+pub(super) struct Shared {
+    id: NodeId,
+    status: Mutex<NodeStatus>,
+    leader: RwLock<Option<LeaderHandle>>,
+    /// Numbers replication streams, so events of a backup's old stream are
+    /// told from those of its new one.
+    next_connection: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: NodeConfig) -> Self {
+        let id = config.node_address.to_string();
+        Shared {
+            status: Mutex::new(NodeStatus {
+                node: id.clone(),
+                role: Role::Joining,
+                epoch: 0,
+                leader: None,
+                membership: Vec::new(),
+                last: LogPosition::default(),
+                pid: std::process::id(),
+            }),
+            id,
+            leader: RwLock::new(None),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn set_status(&self, role: Role, epoch: u64, leader: Option<NodeId>, state: &ReplicatedState) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.role = role;
+        status.epoch = epoch;
+        status.leader = leader;
+        status.last = state.last;
+        if status.membership != state.membership {
+            status.membership = state.membership.clone();
+        }
+    }
+
+    pub fn set_leader(&self, handle: Option<LeaderHandle>) {
+        *self.leader.write().unwrap_or_else(PoisonError::into_inner) = handle;
+    }
+
+    fn leader_handle(&self) -> Result<LeaderHandle, ServiceError> {
+        let handle = self.leader.read().unwrap_or_else(PoisonError::into_inner).clone();
+        handle.ok_or_else(|| {
+            let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            ServiceError::NotLeader { leader: status.leader.clone() }
+        })
+    }
+
+    fn send(&self, input: LeaderInput) -> Result<(), ServiceError> {
+        self.leader_handle()?.inputs.send(input).map_err(|_| ServiceError::Stopped)
+    }
+}
+
+impl Backend for Shared {
+    async fn bid(&self, bid: Bid) -> Result<BidOutcome, ServiceError> {
+        // Malformed input is refused here, before it is sequenced: it
+        // changes nothing and its answer does not depend on the state.
+        if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
+            return Ok(BidOutcome {
+                verdict: Verdict::Exception,
+                reason,
+                highest_amount: 0,
+                highest_bidder: String::new(),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(LeaderInput::Bid { bid, reply })?;
+        match answer.await {
+            Ok(Reply::Bid(outcome)) => Ok(outcome),
+            Ok(Reply::Result(_)) | Err(_) => Err(ServiceError::Stopped),
+        }
+    }
+
+    async fn result(&self, auction_id: String) -> Result<(AuctionView, NodeId), ServiceError> {
+        if auction_id.len() > auction::MAX_AUCTION_ID_LEN {
+            return Err(ServiceError::InvalidArgument(format!(
+                "auction id is longer than {} bytes",
+                auction::MAX_AUCTION_ID_LEN
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(LeaderInput::Read { auction_id, reply })?;
+        match answer.await {
+            Ok(Reply::Result(Ok(view))) => Ok((view, self.id.clone())),
+            Ok(Reply::Result(Err(ReadError::UnknownAuction(id)))) => Err(ServiceError::UnknownAuction(id)),
+            Ok(Reply::Bid(_)) | Err(_) => Err(ServiceError::Stopped),
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn backup_connected(&self, node: NodeId, last: LogPosition) -> Result<BackupSession, ServiceError> {
+        let handle = self.leader_handle()?;
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (messages_to_backup, messages) = mpsc::unbounded_channel();
+        handle
+            .inputs
+            .send(LeaderInput::BackupConnected { node, connection, last, messages: messages_to_backup })
+            .map_err(|_| ServiceError::Stopped)?;
+        Ok(BackupSession { connection, epoch: handle.epoch, messages })
+    }
+
+    fn backup_acked(&self, node: &str, connection: u64, index: u64) {
+        let _ = self.send(LeaderInput::Ack { node: node.to_string(), connection, index });
+    }
+
+    fn backup_lost(&self, node: &str, connection: u64) {
+        let _ = self.send(LeaderInput::BackupLost { node: node.to_string(), connection });
+    }
+}

@@ -1,0 +1,234 @@
+//! The async driver of one server process.
+//!
+//! A node is always in one of three roles. *Joining*: it asks whoever holds
+//! the client port to take it as a backup; if nobody answers it probes its
+//! peers and, if it is the one to take over, binds the client port. *Backup*:
+//! it applies the leader's stream until the stream ends or goes silent.
+//! *Leader*: it drives the replication core from the client calls and the
+//! backups' acks. This is the only layer that owns tasks and timers; the
+//! protocol decisions live in [`crate::replication`].
+
+mod backend;
+mod leader;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::replication::{
+    Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor,
+};
+use crate::transport::{self, LeaderMessage, TransportSettings};
+
+use backend::Shared;
+
+/// Everything a node needs to know at start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's own address: its identity, and where its listener is.
+    pub node_address: SocketAddr,
+    /// The well-known port clients dial, held by the leader alone.
+    pub client_address: SocketAddr,
+    /// Other nodes to ask before bootstrapping a new cluster.
+    pub peers: Vec<String>,
+    /// A backup that acks nothing for this long, while owing acks, is removed.
+    pub ack_timeout: Duration,
+    /// A leader silent for this long is taken for lost.
+    pub leader_timeout: Duration,
+    /// How often an idle leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long the chosen successor has to take over before the next one does.
+    pub takeover_timeout: Duration,
+    /// How long the default auction runs, from the bootstrap.
+    pub auction_duration: Duration,
+}
+
+impl NodeConfig {
+    /// A configuration with the default timeouts.
+    pub fn new(node_address: SocketAddr, client_address: SocketAddr) -> Self {
+        NodeConfig {
+            node_address,
+            client_address,
+            peers: Vec::new(),
+            ack_timeout: Duration::from_millis(1000),
+            leader_timeout: Duration::from_millis(1000),
+            heartbeat_interval: Duration::from_millis(100),
+            takeover_timeout: Duration::from_millis(1000),
+            auction_duration: Duration::from_secs(120),
+        }
+    }
+
+    fn transport(&self) -> TransportSettings {
+        TransportSettings { heartbeat_interval: self.heartbeat_interval, ..TransportSettings::default() }
+    }
+}
+
+/// How long a probe of a peer may take: a live peer on a LAN answers in
+/// well under this; a frozen one never does.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
+/// How long a join may take before the node looks elsewhere.
+const JOIN_TIMEOUT: Duration = Duration::from_millis(300);
+/// Pause between two rounds of looking for the leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(15);
+
+/// Runs a node until `shutdown` is cancelled. The node's own listener is
+/// passed in, so tests can bind port 0.
+pub async fn run(config: NodeConfig, node_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::new(config.clone()));
+    let server = tokio::spawn(transport::serve(
+        Arc::clone(&shared),
+        node_listener,
+        config.transport(),
+        shutdown.clone(),
+    ));
+    let result = drive(&shared, &config, &shutdown).await;
+    shutdown.cancel();
+    let _ = server.await;
+    result
+}
+
+/// Why following a leader ended.
+enum FollowEnd {
+    /// The stream ended or went silent: the leader is presumably gone.
+    LeaderLost(Option<NodeId>),
+    /// The leader sent something this backup could not accept: join again.
+    Rejoin,
+    Shutdown,
+}
+
+async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let id = shared.id().to_string();
+    let client_address = config.client_address.to_string();
+    let transport = config.transport();
+    let mut backup = Backup::default();
+    let mut lost_leader: Option<NodeId> = None;
+    // When each successor candidate was first waited for.
+    let mut waiting_for: HashMap<NodeId, Instant> = HashMap::new();
+    let mut passed_over: HashSet<NodeId> = HashSet::new();
+
+    while !shutdown.is_cancelled() {
+        shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
+        match transport::open_replication(&client_address, &id, backup.last(), &transport, JOIN_TIMEOUT).await {
+            Ok(link) => {
+                waiting_for.clear();
+                passed_over.clear();
+                match follow(shared, config, &mut backup, link, shutdown).await {
+                    FollowEnd::LeaderLost(leader) => {
+                        info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
+                        lost_leader = leader;
+                    }
+                    FollowEnd::Rejoin => {}
+                    FollowEnd::Shutdown => break,
+                }
+                continue;
+            }
+            Err(error) => debug!(%error, "no leader on the client port"),
+        }
+
+        let answers = probe_peers(shared, config, &backup).await;
+        let me = SelfView { id: &id, last: backup.last(), membership: &backup.state().membership };
+        match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
+            Succession::TakeOver { live_backups } => match TcpListener::bind(config.client_address).await {
+                Ok(client_listener) => {
+                    let (epoch, state) = std::mem::take(&mut backup).into_parts();
+                    return leader::lead(
+                        shared,
+                        config,
+                        leader::Start { epoch, state, lost_leader, live_backups },
+                        client_listener,
+                        shutdown,
+                    )
+                    .await;
+                }
+                Err(error) => debug!(%error, "client port taken; someone else leads"),
+            },
+            Succession::Wait { for_node: Some(candidate) } => {
+                let since = *waiting_for.entry(candidate.clone()).or_insert_with(Instant::now);
+                if since.elapsed() > config.takeover_timeout {
+                    warn!(candidate = %candidate, "successor did not take over in time; passing it over");
+                    passed_over.insert(candidate);
+                }
+            }
+            Succession::Wait { for_node: None } => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The statuses of the members and configured peers that answer in time.
+async fn probe_peers(shared: &Shared, config: &NodeConfig, backup: &Backup) -> Vec<NodeStatus> {
+    let mut targets: Vec<String> = backup.state().membership.clone();
+    targets.extend(config.peers.iter().cloned());
+    targets.sort();
+    targets.dedup();
+    targets.retain(|target| target != shared.id());
+    let mut probes = tokio::task::JoinSet::new();
+    for target in targets {
+        probes.spawn(async move { transport::probe_status(&target, PROBE_TIMEOUT).await.ok() });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = probes.join_next().await {
+        answers.extend(answer.ok().flatten());
+    }
+    answers
+}
+
+/// Applies the leader's stream until it ends, goes silent or misbehaves.
+async fn follow(
+    shared: &Shared,
+    config: &NodeConfig,
+    backup: &mut Backup,
+    mut link: transport::LeaderLink,
+    shutdown: &CancellationToken,
+) -> FollowEnd {
+    let mut announced = false;
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return FollowEnd::Shutdown,
+            next = tokio::time::timeout(config.leader_timeout, link.next()) => next,
+        };
+        let leader = backup.state().membership.first().cloned();
+        let message = match next {
+            Err(_silent) => {
+                warn!(timeout = ?config.leader_timeout, "leader silent");
+                return FollowEnd::LeaderLost(leader);
+            }
+            Ok(Err(error)) => {
+                debug!(%error, "replication stream failed");
+                return FollowEnd::LeaderLost(leader);
+            }
+            Ok(Ok(None)) => return FollowEnd::LeaderLost(leader),
+            Ok(Ok(Some(message))) => message,
+        };
+        let applied = match message {
+            LeaderMessage::Snapshot(snapshot) => backup.install(snapshot).map(Some),
+            LeaderMessage::Entries(entries) => backup.apply(&entries).map(Some),
+            LeaderMessage::Heartbeat { epoch } => backup.observe_epoch(epoch).map(|()| None),
+        };
+        match applied {
+            Ok(Some(index)) => {
+                link.ack(index);
+                let leader = backup.state().membership.first().cloned();
+                if !announced {
+                    info!(leader = leader.as_deref().unwrap_or("?"), epoch = backup.epoch(), "joined as backup");
+                    announced = true;
+                }
+                shared.set_status(Role::Backup, backup.epoch(), leader, backup.state());
+            }
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "refused the leader's stream; joining again");
+                return FollowEnd::Rejoin;
+            }
+        }
+    }
+}

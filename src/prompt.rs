@@ -1,0 +1,143 @@
+//! The bidding prompt and the one-line answers shared by `gavel client`,
+//! `gavel bid`, `gavel result` and `gavel demo`.
+
+use std::time::Duration;
+
+use crate::auction::{AuctionView, BidOutcome, Verdict};
+use crate::client::{Client, ClientError};
+
+/// What a line typed at the prompt asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Bid(u64),
+    Result,
+    Help,
+    Quit,
+    Empty,
+    /// Anything else: another command of the caller's, or a typo.
+    Other(String),
+}
+
+/// Reads one line of input. Numbers are checked here, so that `-5`,
+/// `1.5` or a number too large for any bid never reach the service.
+pub fn parse_input(line: &str) -> Result<Input, String> {
+    let line = line.trim();
+    match line.to_ascii_lowercase().as_str() {
+        "" => return Ok(Input::Empty),
+        "result" | "r" => return Ok(Input::Result),
+        "help" | "h" | "?" => return Ok(Input::Help),
+        "quit" | "exit" | "q" => return Ok(Input::Quit),
+        _ => {}
+    }
+    parse_amount(line).map(Input::Bid).or_else(|error| {
+        let looks_numeric = line.starts_with(['-', '+']) || line.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if looks_numeric { Err(error) } else { Ok(Input::Other(line.to_string())) }
+    })
+}
+
+/// Parses a bid amount: a whole number that fits in 64 bits. Zero parses;
+/// the service answers it with its own EXCEPTION.
+pub fn parse_amount(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("amount must be a whole number above 0, not {text}"));
+    }
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("amount must be a whole number, not {text:?}"));
+    }
+    digits.parse::<u64>().map_err(|_| format!("amount {text} is too large (at most {})", u64::MAX))
+}
+
+pub const HELP: &str = "type a whole number to bid that amount, `result` to see the auction, `help`, or `quit`";
+
+/// The one line that answers a bid.
+pub fn format_bid(bidder: &str, amount: u64, outcome: &BidOutcome) -> String {
+    match outcome.verdict {
+        Verdict::Success => {
+            let mut line = format!("SUCCESS: bid {amount} by {bidder} is now the highest");
+            if !outcome.reason.is_empty() {
+                line.push_str(&format!(" ({})", outcome.reason));
+            }
+            line
+        }
+        Verdict::Fail => format!("FAIL: {}", outcome.reason),
+        Verdict::Exception => format!("EXCEPTION: {}", outcome.reason),
+    }
+}
+
+/// The one line that answers a read.
+pub fn format_view(view: &AuctionView) -> String {
+    let auction = &view.auction_id;
+    if view.over {
+        if view.highest_bidder.is_empty() {
+            format!("RESULT: auction {auction} is over; nobody bid, so there is no winner")
+        } else {
+            format!(
+                "RESULT: auction {auction} is over; the winner is {} with {}",
+                view.highest_bidder, view.highest_amount
+            )
+        }
+    } else {
+        let left_ms = (view.ends_at_unix_ms - view.now_unix_ms).max(0) as u64;
+        let left = humantime::format_duration(Duration::from_secs(left_ms.div_ceil(1000)));
+        if view.highest_bidder.is_empty() {
+            format!("RESULT: auction {auction} is running; no bids yet; {left} left")
+        } else {
+            format!(
+                "RESULT: auction {auction} is running; highest bid {} by {}; {left} left",
+                view.highest_amount, view.highest_bidder
+            )
+        }
+    }
+}
+
+/// The one line for a request that got no answer.
+pub fn format_error(error: &ClientError) -> String {
+    match error {
+        ClientError::Unreachable { .. } => format!("ERROR: {error}"),
+        ClientError::Rejected(reason) => format!("EXCEPTION: {reason}"),
+    }
+}
+
+/// Bids and returns the line to print, and whether the service answered.
+pub async fn bid_line(client: &mut Client, auction_id: &str, bidder: &str, amount: u64) -> (String, bool) {
+    match client.bid(auction_id, bidder, amount).await {
+        Ok(outcome) => (format_bid(bidder, amount, &outcome), true),
+        Err(error @ ClientError::Rejected(_)) => (format_error(&error), true),
+        Err(error) => (format_error(&error), false),
+    }
+}
+
+/// Reads and returns the line to print, and whether the service answered.
+pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool) {
+    match client.result(auction_id).await {
+        Ok((view, _leader)) => (format_view(&view), true),
+        Err(error @ ClientError::Rejected(_)) => (format_error(&error), true),
+        Err(error) => (format_error(&error), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_as_bids_and_bad_numbers_are_refused() {
+        assert_eq!(parse_input("120"), Ok(Input::Bid(120)));
+        assert_eq!(parse_input("  +7 "), Ok(Input::Bid(7)));
+        assert_eq!(parse_input("0"), Ok(Input::Bid(0)));
+        assert!(parse_input("-5").unwrap_err().contains("above 0"));
+        assert!(parse_input("1.5").unwrap_err().contains("whole number"));
+        assert!(parse_input("99999999999999999999").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn words_are_commands_or_others() {
+        assert_eq!(parse_input("RESULT"), Ok(Input::Result));
+        assert_eq!(parse_input("quit"), Ok(Input::Quit));
+        assert_eq!(parse_input(""), Ok(Input::Empty));
+        assert_eq!(parse_input("crash"), Ok(Input::Other("crash".into())));
+        assert_eq!(parse_input("bid ten"), Ok(Input::Other("bid ten".into())));
+    }
+}

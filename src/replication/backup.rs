@@ -1,0 +1,76 @@
+//! The backup's half of the protocol: apply the leader's entries in order.
+
+use super::state::{Entry, LogPosition, ReplicatedState, Snapshot};
+
+/// Why a backup refused what a leader sent; the node drops the stream and
+/// joins again, which repairs its log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("entry from epoch {got} but epoch {seen} was already seen")]
+    StaleEpoch { got: u64, seen: u64 },
+    #[error("entry {got} does not follow the last applied entry {last}")]
+    Gap { got: u64, last: u64 },
+}
+
+/// A backup's state machine.
+#[derive(Clone, Debug, Default)]
+pub struct Backup {
+    /// The highest epoch seen: entries from an older leader are refused.
+    epoch: u64,
+    state: ReplicatedState,
+}
+
+impl Backup {
+    /// A backup holding `state` (empty for a node that just started).
+    pub fn new(epoch: u64, state: ReplicatedState) -> Self {
+        Backup { epoch, state }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn state(&self) -> &ReplicatedState {
+        &self.state
+    }
+
+    pub fn last(&self) -> LogPosition {
+        self.state.last
+    }
+
+    pub fn into_parts(self) -> (u64, ReplicatedState) {
+        (self.epoch, self.state)
+    }
+
+    /// Notes a leader's epoch, from a heartbeat or a message.
+    pub fn observe_epoch(&mut self, epoch: u64) -> Result<(), ReplicationError> {
+        if epoch < self.epoch {
+            return Err(ReplicationError::StaleEpoch { got: epoch, seen: self.epoch });
+        }
+        self.epoch = epoch;
+        Ok(())
+    }
+
+    /// Replaces the state with the leader's; returns the index to ack.
+    pub fn install(&mut self, snapshot: Snapshot) -> Result<u64, ReplicationError> {
+        self.observe_epoch(snapshot.epoch)?;
+        self.state = snapshot.state;
+        Ok(self.state.last.index)
+    }
+
+    /// Applies entries in index order; returns the index to ack. Entries it
+    /// already holds are skipped, so a repeated message is harmless.
+    pub fn apply<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) -> Result<u64, ReplicationError> {
+        for entry in entries {
+            self.observe_epoch(entry.epoch)?;
+            if entry.index <= self.state.last.index {
+                continue;
+            }
+            if entry.index != self.state.last.index + 1 {
+                return Err(ReplicationError::Gap { got: entry.index, last: self.state.last.index });
+            }
+            self.state.apply(entry);
+        }
+        Ok(self.state.last.index)
+    }
+}

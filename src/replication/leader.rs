@@ -1,0 +1,352 @@
+//! The leader's half of the protocol: sequencing, commit and reply release.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auction::{Applied, AuctionView, Bid, BidOutcome, Command, OpenAuction, ReadError};
+
+use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
+use super::{NodeId, Now};
+
+/// Tunables of the leader.
+#[derive(Clone, Debug)]
+pub struct LeaderSettings {
+    /// A backup that acks nothing for this long, while it owes acks, is lost.
+    pub ack_timeout: Duration,
+    /// Recent entries kept in memory, so a backup that was briefly away
+    /// catches up by a suffix rather than a whole snapshot.
+    pub tail_capacity: usize,
+}
+
+impl Default for LeaderSettings {
+    fn default() -> Self {
+        LeaderSettings { ack_timeout: Duration::from_millis(1000), tail_capacity: 4096 }
+    }
+}
+
+/// An input to the leader.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A client's bid, already checked for malformed input.
+    Bid { token: u64, bid: Bid },
+    /// A client's read.
+    Read { token: u64, auction_id: String },
+    /// Opens an auction (at bootstrap).
+    Open(OpenAuction),
+    /// A backup opened a stream (`connection` tells this stream from the
+    /// node's earlier ones) and holds a log ending at `last`.
+    BackupConnected { node: NodeId, connection: u64, last: LogPosition },
+    /// A backup applied everything up to `index`.
+    Ack { node: NodeId, connection: u64, index: u64 },
+    /// A backup's stream ended or failed.
+    BackupLost { node: NodeId, connection: u64 },
+    /// Time passed: check ack timeouts and deadlines.
+    Tick,
+}
+
+/// A message for one backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Snapshot(Box<Snapshot>),
+    /// Shared between the backups it goes to.
+    Entries(Arc<Vec<Entry>>),
+}
+
+/// The answer to a client, released once what it depends on is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Bid(BidOutcome),
+    Result(Result<AuctionView, ReadError>),
+}
+
+/// What the node layer must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Send { to: NodeId, connection: u64, message: Message },
+    Reply { token: u64, reply: Reply },
+    /// Close the stream of a backup that left the membership.
+    Disconnect { node: NodeId, connection: u64 },
+}
+
+/// What the leader knows of one backup in the membership.
+#[derive(Clone, Debug)]
+struct BackupProgress {
+    /// The stream it is on; `None` for a backup a new leader expects back.
+    connection: Option<u64>,
+    /// The highest index it has acked.
+    acked: u64,
+    /// Since when it has owed an ack without making progress.
+    owing_since: Option<Instant>,
+}
+
+/// A reply held back until `index` is committed.
+#[derive(Debug)]
+struct HeldReply {
+    index: u64,
+    token: u64,
+    reply: Reply,
+}
+
+/// The leader's state machine.
+#[derive(Debug)]
+pub struct Leader {
+    id: NodeId,
+    epoch: u64,
+    state: ReplicatedState,
+    settings: LeaderSettings,
+    /// Recent entries, oldest first, for catch-up by suffix.
+    tail: VecDeque<Entry>,
+    backups: BTreeMap<NodeId, BackupProgress>,
+    /// Every entry up to here is applied by every backup in the membership.
+    commit_index: u64,
+    held: VecDeque<HeldReply>,
+    /// Entries appended since the last flush, sent as one message each.
+    outbox: Vec<Entry>,
+    actions: Vec<Action>,
+}
+
+impl Leader {
+    /// Bootstraps a new cluster: the first leader, of epoch 1, alone.
+    pub fn bootstrap(id: NodeId, settings: LeaderSettings, now: Now) -> Self {
+        let mut leader = Leader::new(id.clone(), 1, ReplicatedState::default(), settings);
+        leader.append(Payload::Takeover { leader: id, backups: Vec::new() }, now);
+        leader
+    }
+
+    /// Takes over from a lost leader with the state this node holds, in a
+    /// new epoch. It expects every other member back and waits for each, up
+    /// to the ack timeout, before it commits anything: a backup that missed
+    /// entries must get them before a bid is acknowledged without it.
+    pub fn take_over(
+        id: NodeId,
+        highest_epoch_seen: u64,
+        state: ReplicatedState,
+        lost_leader: &str,
+        settings: LeaderSettings,
+        now: Now,
+    ) -> Self {
+        let backups: Vec<NodeId> = state
+            .membership
+            .iter()
+            .filter(|member| **member != id && member.as_str() != lost_leader)
+            .cloned()
+            .collect();
+        let epoch = highest_epoch_seen.max(state.last.epoch) + 1;
+        let mut leader = Leader::new(id.clone(), epoch, state, settings);
+        for backup in &backups {
+            leader
+                .backups
+                .insert(backup.clone(), BackupProgress { connection: None, acked: 0, owing_since: Some(now.instant) });
+        }
+        leader.append(Payload::Takeover { leader: id, backups }, now);
+        leader
+    }
+
+    fn new(id: NodeId, epoch: u64, state: ReplicatedState, settings: LeaderSettings) -> Self {
+        Leader {
+            id,
+            epoch,
+            commit_index: state.last.index,
+            state,
+            settings,
+            tail: VecDeque::new(),
+            backups: BTreeMap::new(),
+            held: VecDeque::new(),
+            outbox: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn state(&self) -> &ReplicatedState {
+        &self.state
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index
+    }
+
+    /// Handles one event. Call [`Leader::take_actions`] after one or more.
+    pub fn handle(&mut self, event: Event, now: Now) {
+        match event {
+            Event::Bid { token, bid } => self.on_bid(token, bid, now),
+            Event::Read { token, auction_id } => self.on_read(token, &auction_id, now),
+            Event::Open(open) => {
+                self.append(Payload::Command(Command::Open(open)), now);
+            }
+            Event::BackupConnected { node, connection, last } => self.on_backup_connected(node, connection, last, now),
+            Event::Ack { node, connection, index } => self.on_ack(&node, connection, index, now),
+            Event::BackupLost { node, connection } => {
+                if self.backups.get(&node).is_some_and(|progress| progress.connection == Some(connection)) {
+                    self.remove_backup(&node, now);
+                }
+            }
+            Event::Tick => self.on_tick(now),
+        }
+        self.advance_commit();
+    }
+
+    /// The actions to perform, in order, with new entries flushed to every
+    /// connected backup as one message.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        self.flush();
+        std::mem::take(&mut self.actions)
+    }
+
+    fn on_bid(&mut self, token: u64, mut bid: Bid, now: Now) {
+        // A retry of a request whose first execution is not yet committed
+        // must not be answered before it is; sequencing the retry as an entry
+        // of its own gets the remembered outcome, released after the first.
+        bid.at_unix_ms = self.stamp(now);
+        let (index, applied) = self.append(Payload::Command(Command::Bid(bid)), now);
+        let Applied::Bid(outcome) = applied else {
+            unreachable!("applying a bid always yields a bid outcome")
+        };
+        self.held.push_back(HeldReply { index, token, reply: Reply::Bid(outcome) });
+    }
+
+    fn on_read(&mut self, token: u64, auction_id: &str, now: Now) {
+        // The view covers every entry sequenced so far; it is released only
+        // once they are all committed, so it never shows a bid that could
+        // still be lost, and shows every bid acknowledged before it.
+        let view = self.state.book.view(auction_id, self.stamp(now));
+        self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Result(view) });
+    }
+
+    fn on_backup_connected(&mut self, node: NodeId, connection: u64, last: LogPosition, now: Now) {
+        if node == self.id {
+            return;
+        }
+        // Entries sequenced before the catch-up go out first, to the backups
+        // that were already connected; the joiner gets them in its catch-up.
+        self.flush();
+        let (message, acked) = match self.suffix_after(last) {
+            Some(entries) => (Message::Entries(Arc::new(entries)), last.index),
+            None => {
+                let snapshot = Snapshot { epoch: self.epoch, state: self.state.clone() };
+                (Message::Snapshot(Box::new(snapshot)), 0)
+            }
+        };
+        if let Some(previous) = self.backups.get(&node).and_then(|progress| progress.connection) {
+            self.actions.push(Action::Disconnect { node: node.clone(), connection: previous });
+        }
+        self.actions.push(Action::Send { to: node.clone(), connection, message });
+        let owing_since = (acked < self.state.last.index).then_some(now.instant);
+        self.backups.insert(node.clone(), BackupProgress { connection: Some(connection), acked, owing_since });
+        if !self.state.membership.contains(&node) {
+            self.append(Payload::Join { node }, now);
+        }
+    }
+
+    /// The entries a backup whose log ends at `last` lacks, if its log is a
+    /// prefix of this one and the tail still holds them.
+    fn suffix_after(&self, last: LogPosition) -> Option<Vec<Entry>> {
+        if last == self.state.last {
+            return Some(Vec::new());
+        }
+        let first_kept = self.tail.front()?.index;
+        if last.index < first_kept || last.index > self.state.last.index {
+            return None;
+        }
+        let offset = (last.index - first_kept) as usize;
+        if self.tail[offset].position() != last {
+            return None;
+        }
+        Some(self.tail.iter().skip(offset + 1).cloned().collect())
+    }
+
+    fn on_ack(&mut self, node: &str, connection: u64, index: u64, now: Now) {
+        let Some(progress) = self.backups.get_mut(node) else { return };
+        if progress.connection != Some(connection) || index <= progress.acked {
+            return;
+        }
+        progress.acked = index.min(self.state.last.index);
+        progress.owing_since = (progress.acked < self.state.last.index).then_some(now.instant);
+    }
+
+    fn on_tick(&mut self, now: Now) {
+        let timed_out: Vec<NodeId> = self
+            .backups
+            .iter()
+            .filter(|(_, progress)| {
+                progress.owing_since.is_some_and(|since| now.instant.duration_since(since) >= self.settings.ack_timeout)
+            })
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in timed_out {
+            self.remove_backup(&node, now);
+        }
+        let stamp = self.stamp(now);
+        for auction_id in self.state.book.overdue(stamp) {
+            self.append(Payload::Command(Command::Close { auction_id, at_unix_ms: stamp }), now);
+        }
+    }
+
+    fn remove_backup(&mut self, node: &str, now: Now) {
+        let Some(progress) = self.backups.remove(node) else { return };
+        if let Some(connection) = progress.connection {
+            self.actions.push(Action::Disconnect { node: node.to_string(), connection });
+        }
+        if self.state.membership.iter().any(|member| member == node) {
+            self.append(Payload::Remove { node: node.to_string() }, now);
+        }
+    }
+
+    /// Commits what every backup has acked and releases the replies that
+    /// waited for it, in index order.
+    fn advance_commit(&mut self) {
+        let acked_by_all = self.backups.values().map(|progress| progress.acked).min().unwrap_or(u64::MAX);
+        self.commit_index = self.commit_index.max(acked_by_all.min(self.state.last.index));
+        while self.held.front().is_some_and(|held| held.index <= self.commit_index) {
+            if let Some(held) = self.held.pop_front() {
+                self.actions.push(Action::Reply { token: held.token, reply: held.reply });
+            }
+        }
+    }
+
+    /// The time to stamp: never earlier than a time already in the log.
+    fn stamp(&self, now: Now) -> i64 {
+        now.unix_ms.max(self.state.clock_unix_ms)
+    }
+
+    /// Sequences and applies one entry, and queues it for the backups.
+    fn append(&mut self, payload: Payload, now: Now) -> (u64, Applied) {
+        let entry = Entry { epoch: self.epoch, index: self.state.last.index + 1, payload };
+        let applied = self.state.apply(&entry);
+        for progress in self.backups.values_mut() {
+            progress.owing_since.get_or_insert(now.instant);
+        }
+        if self.tail.len() == self.settings.tail_capacity {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(entry.clone());
+        self.outbox.push(entry);
+        (self.state.last.index, applied)
+    }
+
+    /// Sends the entries appended since the last flush to every connected
+    /// backup, as one message shared between them.
+    fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let entries = Arc::new(std::mem::take(&mut self.outbox));
+        for (node, progress) in &self.backups {
+            if let Some(connection) = progress.connection {
+                self.actions.push(Action::Send {
+                    to: node.clone(),
+                    connection,
+                    message: Message::Entries(Arc::clone(&entries)),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The primary-backup replication core, sans I/O.
+//!
+//! [`Leader`] and [`Backup`] are state machines: the node layer feeds them
+//! events (a client command, an ack, entries from the leader, a lost peer, a
+//! tick) with the current time, and performs the [`Action`]s they emit. They
+//! own no sockets, tasks or clocks, so the protocol is unit-tested with an
+//! in-memory network (see the tests module).
+
+mod backup;
+mod leader;
+mod state;
+mod status;
+mod takeover;
+#[cfg(test)]
+mod tests;
+
+pub use backup::{Backup, ReplicationError};
+pub use leader::{Action, Event, Leader, LeaderSettings, Message, Reply};
+pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
+pub use status::{NodeStatus, Role};
+pub use takeover::{SelfView, Succession, choose_successor};
+
+/// A node's identity: the address of its own port, e.g. `127.0.0.1:5400`.
+pub type NodeId = String;
+
+/// The time, as the node layer reads it once per step.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    /// For timeouts.
+    pub instant: std::time::Instant,
+    /// For stamping commands and judging deadlines.
+    pub unix_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or(0);
+        Now { instant: std::time::Instant::now(), unix_ms }
+    }
+
+    /// The same clock, `millis` later: for tests and simulations.
+    pub fn advanced(self, millis: u64) -> Self {
+        Now {
+            instant: self.instant + std::time::Duration::from_millis(millis),
+            unix_ms: self.unix_ms + millis as i64,
+        }
+    }
+}
+
+/// How one node's log compares to another's when choosing who takes over:
+/// a later epoch wins, then a longer log.
+pub fn more_advanced(a: LogPosition, b: LogPosition) -> bool {
+    (a.epoch, a.index) > (b.epoch, b.index)
+}

@@ -1,0 +1,99 @@
+//! The replicated state: the auctions plus the membership, and the log
+//! entries that change them.
+
+use crate::auction::{Applied, AuctionBook, Command};
+
+use super::NodeId;
+
+/// Where a log ends: the epoch and index of its last entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub epoch: u64,
+    pub index: u64,
+}
+
+/// What an entry does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Command(Command),
+    /// A backup joined: it goes to the end of the leaderQueue.
+    Join { node: NodeId },
+    /// A backup was lost: the leader stops waiting for it.
+    Remove { node: NodeId },
+    /// A new leader's first entry: it leads, and expects these backups back.
+    Takeover { leader: NodeId, backups: Vec<NodeId> },
+}
+
+/// One state change, in the order every replica applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub epoch: u64,
+    pub index: u64,
+    pub payload: Payload,
+}
+
+impl Entry {
+    pub fn position(&self) -> LogPosition {
+        LogPosition { epoch: self.epoch, index: self.index }
+    }
+}
+
+/// Everything a replica holds, identical on every replica at the same index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicatedState {
+    pub book: AuctionBook,
+    /// The leader first, then the backups in join order: the tail is the
+    /// leaderQueue, the order in which backups take over.
+    pub membership: Vec<NodeId>,
+    /// The last entry applied.
+    pub last: LogPosition,
+    /// The latest time stamped into the log: a new leader never stamps an
+    /// earlier one, so time in the log only moves forward.
+    pub clock_unix_ms: i64,
+}
+
+impl ReplicatedState {
+    /// Applies the next entry. The caller checks that it is the next one.
+    pub fn apply(&mut self, entry: &Entry) -> Applied {
+        self.last = entry.position();
+        match &entry.payload {
+            Payload::Command(command) => {
+                let stamped = match command {
+                    Command::Open(open) => open.at_unix_ms,
+                    Command::Bid(bid) => bid.at_unix_ms,
+                    Command::Close { at_unix_ms, .. } => *at_unix_ms,
+                };
+                self.clock_unix_ms = self.clock_unix_ms.max(stamped);
+                self.book.apply(command)
+            }
+            Payload::Join { node } => {
+                if !self.membership.contains(node) {
+                    self.membership.push(node.clone());
+                }
+                Applied::Ignored
+            }
+            Payload::Remove { node } => {
+                self.membership.retain(|member| member != node);
+                Applied::Ignored
+            }
+            Payload::Takeover { leader, backups } => {
+                self.membership = std::iter::once(leader.clone()).chain(backups.iter().cloned()).collect();
+                Applied::Ignored
+            }
+        }
+    }
+
+    /// The backups in takeover order.
+    pub fn leader_queue(&self) -> &[NodeId] {
+        self.membership.get(1..).unwrap_or(&[])
+    }
+}
+
+/// The whole state at one index, sent to a joining backup whose log is not
+/// a prefix of the leader's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The sending leader's epoch.
+    pub epoch: u64,
+    pub state: ReplicatedState,
+}

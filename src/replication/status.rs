@@ -1,0 +1,26 @@
+//! What a node reports about itself: used to redirect clients, to choose
+//! who takes over, and by the demo's `status`.
+
+use super::{LogPosition, NodeId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Backup,
+    /// Looking for the leader, or taking over.
+    Joining,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    pub role: Role,
+    /// The highest epoch seen.
+    pub epoch: u64,
+    /// The leader it follows, or itself; `None` when it does not know.
+    pub leader: Option<NodeId>,
+    /// The membership in join order, leader first.
+    pub membership: Vec<NodeId>,
+    pub last: LogPosition,
+    pub pid: u32,
+}

@@ -1,0 +1,83 @@
+//! Who takes over when the leader is lost: a pure decision over the answers
+//! of the peers that could be reached.
+//!
+//! The rule: the first live member of the leaderQueue takes over, unless a
+//! live peer shows that member is stale. A member that missed an entry
+//! every current member acked must have been removed before that entry, and
+//! the peers that acked it applied the removal: so a candidate is stale
+//! when a peer with a more advanced log no longer counts it as a member.
+
+use std::collections::HashSet;
+
+use super::{LogPosition, NodeId, NodeStatus, Role, more_advanced};
+
+/// What this node knows of itself when the leader is gone.
+#[derive(Clone, Debug)]
+pub struct SelfView<'a> {
+    pub id: &'a str,
+    pub last: LogPosition,
+    /// Leader first, then the leaderQueue.
+    pub membership: &'a [NodeId],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Succession {
+    /// Bind the client port and lead, expecting these live backups back.
+    TakeOver { live_backups: Vec<NodeId> },
+    /// Someone else should take over (or already leads): try to join again.
+    Wait { for_node: Option<NodeId> },
+}
+
+/// Decides whether this node should take over.
+///
+/// `answers` are the statuses of the peers that answered a probe;
+/// `passed_over` the candidates that were given their chance and did not
+/// take over in time.
+pub fn choose_successor(
+    me: &SelfView<'_>,
+    lost_leader: Option<&str>,
+    answers: &[NodeStatus],
+    passed_over: &HashSet<NodeId>,
+) -> Succession {
+    if let Some(leader) = answers.iter().find(|answer| answer.role == Role::Leader) {
+        return Succession::Wait { for_node: Some(leader.node.clone()) };
+    }
+    if me.last.index == 0 {
+        // A fresh node bootstraps only where no cluster is: a node that has
+        // state may be about to take over, and must not lose it to a fresh
+        // cluster that grabs the client port first.
+        return match answers.iter().find(|answer| answer.epoch > 0 || answer.last.index > 0) {
+            Some(member) => Succession::Wait { for_node: Some(member.node.clone()) },
+            None => Succession::TakeOver { live_backups: Vec::new() },
+        };
+    }
+    let is_stale = |candidate: &str, candidate_last: LogPosition| {
+        answers.iter().any(|peer| {
+            more_advanced(peer.last, candidate_last) && !peer.membership.iter().any(|member| member == candidate)
+        })
+    };
+    if is_stale(me.id, me.last) {
+        return Succession::Wait { for_node: None };
+    }
+    let live_backups: Vec<NodeId> = me
+        .membership
+        .iter()
+        .filter(|member| member.as_str() != me.id && Some(member.as_str()) != lost_leader)
+        .filter(|member| answers.iter().any(|answer| &answer.node == *member))
+        .cloned()
+        .collect();
+    for member in me.membership {
+        if Some(member.as_str()) == lost_leader || passed_over.contains(member) {
+            continue;
+        }
+        if member == me.id {
+            return Succession::TakeOver { live_backups };
+        }
+        if let Some(answer) = answers.iter().find(|answer| &answer.node == member)
+            && !is_stale(&answer.node, answer.last)
+        {
+            return Succession::Wait { for_node: Some(member.clone()) };
+        }
+    }
+    Succession::Wait { for_node: None }
+}

@@ -1,0 +1,266 @@
+//! Conversions between the protobuf messages and the domain types. A proto
+//! change touches this file and no other.
+
+use std::collections::VecDeque;
+
+use crate::auction::{Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, Verdict};
+use crate::replication::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
+
+use super::pb;
+use super::pb::replication as rpb;
+
+/// A message from the leader that does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed replication message: {0}")]
+pub struct MalformedMessage(pub &'static str);
+
+impl From<Verdict> for pb::Outcome {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Success => pb::Outcome::Success,
+            Verdict::Fail => pb::Outcome::Fail,
+            Verdict::Exception => pb::Outcome::Exception,
+        }
+    }
+}
+
+impl TryFrom<pb::Outcome> for Verdict {
+    type Error = MalformedMessage;
+    fn try_from(outcome: pb::Outcome) -> Result<Self, Self::Error> {
+        match outcome {
+            pb::Outcome::Success => Ok(Verdict::Success),
+            pb::Outcome::Fail => Ok(Verdict::Fail),
+            pb::Outcome::Exception => Ok(Verdict::Exception),
+            pb::Outcome::Unspecified => Err(MalformedMessage("outcome unspecified")),
+        }
+    }
+}
+
+impl From<BidOutcome> for pb::BidReply {
+    fn from(outcome: BidOutcome) -> Self {
+        pb::BidReply {
+            outcome: pb::Outcome::from(outcome.verdict) as i32,
+            reason: outcome.reason,
+            highest_amount: outcome.highest_amount,
+            highest_bidder: outcome.highest_bidder,
+        }
+    }
+}
+
+impl TryFrom<pb::BidReply> for BidOutcome {
+    type Error = MalformedMessage;
+    fn try_from(reply: pb::BidReply) -> Result<Self, Self::Error> {
+        let outcome = pb::Outcome::try_from(reply.outcome).map_err(|_| MalformedMessage("unknown outcome"))?;
+        Ok(BidOutcome {
+            verdict: Verdict::try_from(outcome)?,
+            reason: reply.reason,
+            highest_amount: reply.highest_amount,
+            highest_bidder: reply.highest_bidder,
+        })
+    }
+}
+
+/// The answer to `Result`, with the answering leader.
+pub fn result_reply(view: AuctionView, leader: String) -> pb::ResultReply {
+    pb::ResultReply {
+        auction_id: view.auction_id,
+        over: view.over,
+        highest_amount: view.highest_amount,
+        highest_bidder: view.highest_bidder,
+        ends_at_unix_ms: view.ends_at_unix_ms,
+        leader,
+        accepted_bids: view.accepted_bids,
+        now_unix_ms: view.now_unix_ms,
+    }
+}
+
+impl From<pb::ResultReply> for AuctionView {
+    fn from(reply: pb::ResultReply) -> Self {
+        AuctionView {
+            auction_id: reply.auction_id,
+            over: reply.over,
+            highest_amount: reply.highest_amount,
+            highest_bidder: reply.highest_bidder,
+            ends_at_unix_ms: reply.ends_at_unix_ms,
+            accepted_bids: reply.accepted_bids,
+            now_unix_ms: reply.now_unix_ms,
+        }
+    }
+}
+
+/// The bid a client asked for; the leader stamps the time later.
+pub fn bid_from_request(request: pb::BidRequest) -> Bid {
+    Bid {
+        auction_id: request.auction_id,
+        bidder: request.bidder,
+        amount: request.amount,
+        client_id: request.client_id,
+        request_id: request.request_id,
+        at_unix_ms: 0,
+    }
+}
+
+impl From<&Entry> for rpb::Entry {
+    fn from(entry: &Entry) -> Self {
+        use rpb::entry::Payload as P;
+        let payload = match &entry.payload {
+            Payload::Command(Command::Open(open)) => P::OpenAuction(rpb::OpenAuction {
+                auction_id: open.auction_id.clone(),
+                description: open.description.clone(),
+                minimum_amount: open.minimum_amount,
+                ends_at_unix_ms: open.ends_at_unix_ms,
+                at_unix_ms: open.at_unix_ms,
+            }),
+            Payload::Command(Command::Bid(bid)) => P::Bid(rpb::Bid {
+                auction_id: bid.auction_id.clone(),
+                bidder: bid.bidder.clone(),
+                amount: bid.amount,
+                client_id: bid.client_id.clone(),
+                request_id: bid.request_id,
+                at_unix_ms: bid.at_unix_ms,
+            }),
+            Payload::Command(Command::Close { auction_id, at_unix_ms }) => {
+                P::CloseAuction(rpb::CloseAuction { auction_id: auction_id.clone(), at_unix_ms: *at_unix_ms })
+            }
+            Payload::Join { node } => P::Join(rpb::Join { node: node.clone() }),
+            Payload::Remove { node } => P::Remove(rpb::Remove { node: node.clone() }),
+            Payload::Takeover { leader, backups } => {
+                P::Takeover(rpb::Takeover { leader: leader.clone(), backups: backups.clone() })
+            }
+        };
+        rpb::Entry { epoch: entry.epoch, index: entry.index, payload: Some(payload) }
+    }
+}
+
+impl TryFrom<rpb::Entry> for Entry {
+    type Error = MalformedMessage;
+    fn try_from(entry: rpb::Entry) -> Result<Self, Self::Error> {
+        use rpb::entry::Payload as P;
+        let payload = match entry.payload.ok_or(MalformedMessage("entry without payload"))? {
+            P::OpenAuction(open) => Payload::Command(Command::Open(OpenAuction {
+                auction_id: open.auction_id,
+                description: open.description,
+                minimum_amount: open.minimum_amount,
+                ends_at_unix_ms: open.ends_at_unix_ms,
+                at_unix_ms: open.at_unix_ms,
+            })),
+            P::Bid(bid) => Payload::Command(Command::Bid(Bid {
+                auction_id: bid.auction_id,
+                bidder: bid.bidder,
+                amount: bid.amount,
+                client_id: bid.client_id,
+                request_id: bid.request_id,
+                at_unix_ms: bid.at_unix_ms,
+            })),
+            P::CloseAuction(close) => {
+                Payload::Command(Command::Close { auction_id: close.auction_id, at_unix_ms: close.at_unix_ms })
+            }
+            P::Join(join) => Payload::Join { node: join.node },
+            P::Remove(remove) => Payload::Remove { node: remove.node },
+            P::Takeover(takeover) => Payload::Takeover { leader: takeover.leader, backups: takeover.backups },
+        };
+        Ok(Entry { epoch: entry.epoch, index: entry.index, payload })
+    }
+}
+
+fn remembered_outcome(request_id: u64, outcome: &BidOutcome) -> rpb::RememberedOutcome {
+    rpb::RememberedOutcome {
+        request_id,
+        outcome: pb::Outcome::from(outcome.verdict) as u32,
+        reason: outcome.reason.clone(),
+        highest_amount: outcome.highest_amount,
+        highest_bidder: outcome.highest_bidder.clone(),
+    }
+}
+
+impl From<&Snapshot> for rpb::Snapshot {
+    fn from(snapshot: &Snapshot) -> Self {
+        let state = &snapshot.state;
+        rpb::Snapshot {
+            epoch: snapshot.epoch,
+            last_epoch: state.last.epoch,
+            last_index: state.last.index,
+            membership: state.membership.clone(),
+            auctions: state
+                .book
+                .auctions
+                .values()
+                .map(|auction| rpb::AuctionState {
+                    auction_id: auction.auction_id.clone(),
+                    description: auction.description.clone(),
+                    minimum_amount: auction.minimum_amount,
+                    ends_at_unix_ms: auction.ends_at_unix_ms,
+                    closed: auction.closed,
+                    highest_amount: auction.highest_amount,
+                    highest_bidder: auction.highest_bidder.clone(),
+                    accepted_bids: auction.accepted_bids,
+                    bidders: auction
+                        .bidders
+                        .iter()
+                        .map(|(bidder, best)| rpb::BidderState { bidder: bidder.clone(), best_amount: *best })
+                        .collect(),
+                })
+                .collect(),
+            sessions: state
+                .book
+                .sessions
+                .iter()
+                .map(|(client_id, session)| rpb::ClientSession {
+                    client_id: client_id.clone(),
+                    outcomes: session.outcomes.iter().map(|(id, outcome)| remembered_outcome(*id, outcome)).collect(),
+                })
+                .collect(),
+            clock_unix_ms: state.clock_unix_ms,
+        }
+    }
+}
+
+impl TryFrom<rpb::Snapshot> for Snapshot {
+    type Error = MalformedMessage;
+    fn try_from(snapshot: rpb::Snapshot) -> Result<Self, Self::Error> {
+        let mut book = AuctionBook::default();
+        for auction in snapshot.auctions {
+            let bidders = auction.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount)).collect();
+            book.auctions.insert(
+                auction.auction_id.clone(),
+                Auction {
+                    auction_id: auction.auction_id,
+                    description: auction.description,
+                    minimum_amount: auction.minimum_amount,
+                    ends_at_unix_ms: auction.ends_at_unix_ms,
+                    closed: auction.closed,
+                    highest_amount: auction.highest_amount,
+                    highest_bidder: auction.highest_bidder,
+                    accepted_bids: auction.accepted_bids,
+                    bidders,
+                },
+            );
+        }
+        for session in snapshot.sessions {
+            let mut outcomes = VecDeque::with_capacity(session.outcomes.len());
+            for remembered in session.outcomes {
+                let outcome = pb::Outcome::try_from(remembered.outcome as i32)
+                    .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
+                outcomes.push_back((
+                    remembered.request_id,
+                    BidOutcome {
+                        verdict: Verdict::try_from(outcome)?,
+                        reason: remembered.reason,
+                        highest_amount: remembered.highest_amount,
+                        highest_bidder: remembered.highest_bidder,
+                    },
+                ));
+            }
+            book.sessions.insert(session.client_id, ClientSession { outcomes });
+        }
+        Ok(Snapshot {
+            epoch: snapshot.epoch,
+            state: ReplicatedState {
+                book,
+                membership: snapshot.membership,
+                last: LogPosition { epoch: snapshot.last_epoch, index: snapshot.last_index },
+                clock_unix_ms: snapshot.clock_unix_ms,
+            },
+        })
+    }
+}

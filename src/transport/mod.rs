@@ -1,0 +1,61 @@
+//! The gRPC edge: tonic services and channels, and the protobuf types.
+//!
+//! This is the only layer that names tonic or prost types. The services call
+//! a [`Backend`] (the node) with domain types; the client-side helpers return
+//! domain types and a [`CallError`] that says whether a retry can help.
+
+mod client;
+mod convert;
+mod server;
+
+use std::time::Duration;
+
+pub use client::{AuctionConnection, CallError, LeaderLink, LeaderMessage, open_replication, probe_status};
+pub use convert::MalformedMessage;
+pub use server::{Backend, BackupSession, ServiceError, serve};
+
+/// The generated protobuf code.
+pub mod pb {
+    tonic::include_proto!("gavel.v1");
+
+    pub mod replication {
+        tonic::include_proto!("gavel.replication.v1");
+    }
+}
+
+/// The metadata key a backup uses to tell a client where the leader is.
+pub const LEADER_METADATA: &str = "x-gavel-leader";
+
+/// Largest client request accepted: far above any valid bid, far below what
+/// could hurt a server.
+pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Largest replication message: a snapshot of many auctions and sessions.
+pub const MAX_REPLICATION_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Timeouts of the transport.
+#[derive(Clone, Debug)]
+pub struct TransportSettings {
+    /// An idle leader sends a heartbeat this often on each replication stream.
+    pub heartbeat_interval: Duration,
+    /// How long to wait for a TCP connection.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keepalive ping interval: notices a peer that vanished silently.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            heartbeat_interval: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(500),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A URI for an address given as `host:port` or as a URI.
+fn uri_for(address: &str) -> String {
+    if address.contains("://") { address.to_string() } else { format!("http://{address}") }
+}
