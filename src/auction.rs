@@ -185,12 +185,7 @@ impl AuctionBook {
         if client_id.is_empty() {
             return None;
         }
-        self.sessions
-            .get(client_id)?
-            .outcomes
-            .iter()
-            .find(|(id, _)| *id == request_id)
-            .map(|(_, outcome)| outcome)
+        self.sessions.get(client_id)?.outcomes.iter().find(|(id, _)| *id == request_id).map(|(_, outcome)| outcome)
     }
 
     /// Applies one command. Deterministic: the same book and command give the
@@ -288,7 +283,11 @@ impl AuctionBook {
         auction.accepted_bids += 1;
         BidOutcome {
             verdict: Verdict::Success,
-            reason: if registered { format!("{} registered and now holds the highest bid", bid.bidder) } else { String::new() },
+            reason: if registered {
+                format!("{} registered and now holds the highest bid", bid.bidder)
+            } else {
+                String::new()
+            },
             highest_amount: auction.highest_amount,
             highest_bidder: auction.highest_bidder.clone(),
         }
@@ -297,10 +296,7 @@ impl AuctionBook {
     /// Reads one auction as of `now` (the leader's clock).
     pub fn view(&self, auction_id: &str, now_unix_ms: i64) -> Result<AuctionView, ReadError> {
         let auction_id = resolve_auction_id(auction_id);
-        let auction = self
-            .auctions
-            .get(auction_id)
-            .ok_or_else(|| ReadError::UnknownAuction(auction_id.to_string()))?;
+        let auction = self.auctions.get(auction_id).ok_or_else(|| ReadError::UnknownAuction(auction_id.to_string()))?;
         Ok(AuctionView {
             auction_id: auction.auction_id.clone(),
             over: auction.is_over(now_unix_ms),
@@ -321,3 +317,7 @@ impl AuctionBook {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "auction_tests.rs"]
+mod tests;

@@ -13,9 +13,9 @@
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
 
 pub mod auction;
+pub mod chaos;
 pub mod client;
 pub mod cluster;
-pub mod chaos;
 pub mod node;
 pub mod prompt;
 pub mod replication;

@@ -189,7 +189,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.peers = args.peers.unwrap_or_else(|| {
         let low = args.port.saturating_sub(8);
         let high = args.port.saturating_add(8);
-        (low..=high).filter(|&port| port != args.port).map(|port| SocketAddr::new(args.host, port).to_string()).collect()
+        (low..=high)
+            .filter(|&port| port != args.port)
+            .map(|port| SocketAddr::new(args.host, port).to_string())
+            .collect()
     });
     config.ack_timeout = args.ack_timeout;
     config.leader_timeout = args.leader_timeout;
@@ -253,7 +256,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
     spec.server_args = vec!["--duration".into(), humantime::format_duration(args.duration).to_string()];
     spec.log_dir = Some(log_dir.clone());
-    println!("starting {} nodes on ports {}..{}; logs in {}", args.nodes, args.base_port, args.base_port as usize + args.nodes - 1, log_dir.display());
+    println!(
+        "starting {} nodes on ports {}..{}; logs in {}",
+        args.nodes,
+        args.base_port,
+        args.base_port as usize + args.nodes - 1,
+        log_dir.display()
+    );
     let cluster = std::cell::RefCell::new(LocalCluster::start(spec).await?);
     println!("{}", status_report(&cluster.borrow()).await);
     println!("demo commands: `status`, `crash` (SIGKILL the leader), `restart` (bring crashed nodes back)");

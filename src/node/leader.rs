@@ -11,9 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{
-    Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role,
-};
+use crate::replication::{Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role};
 use crate::transport;
 
 use super::NodeConfig;
@@ -67,9 +65,9 @@ pub(super) async fn lead(
         // Only the members that answered are waited for; the others rejoin
         // later, as new backups, if they are alive after all.
         let lost = start.lost_leader.clone().unwrap_or_default();
-        state.membership.retain(|member| {
-            member == shared.id() || (member != &lost && start.live_backups.contains(member))
-        });
+        state
+            .membership
+            .retain(|member| member == shared.id() || (member != &lost && start.live_backups.contains(member)));
         let leader = Leader::take_over(shared.id().to_string(), start.epoch, state, &lost, settings, now);
         info!(
             epoch = leader.epoch(),
@@ -84,12 +82,8 @@ pub(super) async fn lead(
     let (inputs, mut input_receiver) = mpsc::unbounded_channel();
     shared.set_leader(Some(LeaderHandle { inputs, epoch: leader.epoch() }));
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id().to_string()), leader.state());
-    let client_server = tokio::spawn(transport::serve(
-        Arc::clone(shared),
-        client_listener,
-        config.transport(),
-        shutdown.clone(),
-    ));
+    let client_server =
+        tokio::spawn(transport::serve(Arc::clone(shared), client_listener, config.transport(), shutdown.clone()));
 
     let mut driver = Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0 };
     driver.perform(leader.take_actions());
@@ -181,5 +175,4 @@ impl Driver {
             }
         }
     }
-
 }

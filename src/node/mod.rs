@@ -20,9 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::replication::{
-    Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor,
-};
+use crate::replication::{Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor};
 use crate::transport::{self, LeaderMessage, TransportSettings};
 
 use backend::Shared;
@@ -80,12 +78,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(15);
 /// passed in, so tests can bind port 0.
 pub async fn run(config: NodeConfig, node_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config.clone()));
-    let server = tokio::spawn(transport::serve(
-        Arc::clone(&shared),
-        node_listener,
-        config.transport(),
-        shutdown.clone(),
-    ));
+    let server =
+        tokio::spawn(transport::serve(Arc::clone(&shared), node_listener, config.transport(), shutdown.clone()));
     let result = drive(&shared, &config, &shutdown).await;
     shutdown.cancel();
     let _ = server.await;

@@ -63,10 +63,20 @@ pub enum Reply {
 /// What the node layer must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Send { to: NodeId, connection: u64, message: Message },
-    Reply { token: u64, reply: Reply },
+    Send {
+        to: NodeId,
+        connection: u64,
+        message: Message,
+    },
+    Reply {
+        token: u64,
+        reply: Reply,
+    },
     /// Close the stream of a backup that left the membership.
-    Disconnect { node: NodeId, connection: u64 },
+    Disconnect {
+        node: NodeId,
+        connection: u64,
+    },
 }
 
 /// What the leader knows of one backup in the membership.
@@ -207,9 +217,7 @@ impl Leader {
         // of its own gets the remembered outcome, released after the first.
         bid.at_unix_ms = self.stamp(now);
         let (index, applied) = self.append(Payload::Command(Command::Bid(bid)), now);
-        let Applied::Bid(outcome) = applied else {
-            unreachable!("applying a bid always yields a bid outcome")
-        };
+        let Applied::Bid(outcome) = applied else { unreachable!("applying a bid always yields a bid outcome") };
         self.held.push_back(HeldReply { index, token, reply: Reply::Bid(outcome) });
     }
 

@@ -43,10 +43,7 @@ impl Now {
 
     /// The same clock, `millis` later: for tests and simulations.
     pub fn advanced(self, millis: u64) -> Self {
-        Now {
-            instant: self.instant + std::time::Duration::from_millis(millis),
-            unix_ms: self.unix_ms + millis as i64,
-        }
+        Now { instant: self.instant + std::time::Duration::from_millis(millis), unix_ms: self.unix_ms + millis as i64 }
     }
 }
 

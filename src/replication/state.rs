@@ -17,11 +17,18 @@ pub struct LogPosition {
 pub enum Payload {
     Command(Command),
     /// A backup joined: it goes to the end of the leaderQueue.
-    Join { node: NodeId },
+    Join {
+        node: NodeId,
+    },
     /// A backup was lost: the leader stops waiting for it.
-    Remove { node: NodeId },
+    Remove {
+        node: NodeId,
+    },
     /// A new leader's first entry: it leads, and expects these backups back.
-    Takeover { leader: NodeId, backups: Vec<NodeId> },
+    Takeover {
+        leader: NodeId,
+        backups: Vec<NodeId>,
+    },
 }
 
 /// One state change, in the order every replica applies it.

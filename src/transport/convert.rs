@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use crate::auction::{Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, Verdict};
+use crate::auction::{
+    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, Verdict,
+};
 use crate::replication::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 
 use super::pb;

@@ -1,0 +1,149 @@
+//! Bad input gets a clear error, changes nothing, and crashes nothing; and
+//! the command-line clients print one clear line per answer.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gavel::auction::{Bid, Verdict};
+use gavel::client::node_status;
+use gavel::transport::pb::replication::replication_client::ReplicationClient;
+use gavel::transport::pb::replication::{FromBackup, Hello, from_backup};
+use gavel::transport::{AuctionConnection, CallError, TransportSettings};
+
+use common::{client, start};
+
+fn gavel(args: &[&str]) -> (String, i32) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel")).args(args).output().expect("run gavel");
+    (String::from_utf8_lossy(&output.stdout).trim().to_string(), output.status.code().unwrap_or(-1))
+}
+
+fn bid_request(bidder: &str, amount: u64, auction_id: &str) -> Bid {
+    Bid {
+        auction_id: auction_id.into(),
+        bidder: bidder.into(),
+        amount,
+        client_id: "bad-input".into(),
+        request_id: rand::random(),
+        at_unix_ms: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
+    let cluster = start(10, 3, &[]).await;
+    let server = cluster.client_address();
+    let mut reader = client(&cluster);
+    assert_eq!(reader.bid("", "kim", 50).await.expect("bid").verdict, Verdict::Success);
+    let (before, _) = reader.result("").await.expect("result");
+
+    let mut connection =
+        AuctionConnection::new(&server, &TransportSettings::default(), Duration::from_secs(2)).expect("connection");
+    let huge_name = "x".repeat(1_000);
+    let cases = [
+        (bid_request("kim", 0, ""), "above 0"),
+        (bid_request("", 60, ""), "empty"),
+        (bid_request("   ", 60, ""), "empty"),
+        (bid_request(&huge_name, 60, ""), "longer"),
+        (bid_request("bell\u{7}", 60, ""), "control"),
+        (bid_request("kim", 60, "no-such-auction"), "unknown auction"),
+        (bid_request("kim", 60, &"a".repeat(100)), "auction id"),
+    ];
+    for (request, expected) in cases {
+        let outcome = connection.bid(&request).await.expect("answered");
+        assert_eq!(outcome.verdict, Verdict::Exception, "{request:?}");
+        assert!(outcome.reason.contains(expected), "{:?} does not say {expected:?}", outcome.reason);
+    }
+
+    // A message larger than any valid request is refused by the transport.
+    let oversized = bid_request(&"y".repeat(100_000), 60, "");
+    match connection.bid(&oversized).await {
+        Err(CallError::Rejected { message }) => assert!(!message.is_empty()),
+        other => panic!("an oversized message must be refused, got {other:?}"),
+    }
+    // Reads of unknown auctions are refused too.
+    match connection.result("no-such-auction").await {
+        Err(CallError::Rejected { message }) => assert!(message.contains("unknown auction"), "{message}"),
+        other => panic!("unknown auction must be refused, got {other:?}"),
+    }
+
+    // A replication stream that does not start with hello is refused.
+    let mut replication = ReplicationClient::connect(format!("http://{server}")).await.expect("connect");
+    let not_hello =
+        FromBackup { message: Some(from_backup::Message::Ack(gavel::transport::pb::replication::Ack { index: 9 })) };
+    assert!(replication.replicate(tokio_stream::iter(vec![not_hello])).await.is_err());
+    let nameless = FromBackup {
+        message: Some(from_backup::Message::Hello(Hello { node: String::new(), last_epoch: 0, last_index: 0 })),
+    };
+    assert!(replication.replicate(tokio_stream::iter(vec![nameless])).await.is_err());
+
+    // Nothing changed, and every node still answers.
+    let (after, _) = reader.result("").await.expect("result");
+    assert_eq!(
+        (after.highest_amount, after.highest_bidder.as_str(), after.accepted_bids),
+        (before.highest_amount, "kim", 1)
+    );
+    for i in 0..cluster.len() {
+        node_status(&cluster.node_address(i), Duration::from_secs(1)).await.expect("node alive");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_shot_commands_print_one_line_and_exit_by_whether_the_service_answered() {
+    let cluster = start(11, 2, &[]).await;
+    let server = cluster.client_address();
+    let target = ["--server", server.as_str()];
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(target.iter()).map(|arg| arg.to_string()).collect() };
+    let run = |args: Vec<String>| gavel(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (line, code) = run(with(&["bid", "120", "--id", "alice"]));
+    assert!(line.starts_with("SUCCESS"), "{line}");
+    assert_eq!(code, 0);
+    let (line, code) = run(with(&["bid", "100", "--id", "bob"]));
+    assert!(line.starts_with("FAIL") && line.contains("120"), "{line}");
+    assert_eq!(code, 0);
+    let (line, code) = run(with(&["bid", "0", "--id", "bob"]));
+    assert!(line.starts_with("EXCEPTION"), "{line}");
+    assert_eq!(code, 0, "the service answered");
+    for invalid in ["-5", "abc", "1.5", "99999999999999999999", ""] {
+        let (line, code) = run(with(&["bid", invalid, "--id", "bob"]));
+        assert!(line.starts_with("EXCEPTION"), "{invalid:?}: {line}");
+        assert_ne!(code, 0, "{invalid:?} is invalid input");
+    }
+    let (line, code) = run(with(&["result"]));
+    assert!(line.contains("highest bid 120 by alice"), "{line}");
+    assert_eq!(code, 0);
+
+    // Nobody listens here: a clear error and a non-zero exit.
+    let (line, code) = gavel(&["result", "--server", "127.0.0.1:1", "--timeout", "300ms"]);
+    assert!(line.starts_with("ERROR"), "{line}");
+    assert_ne!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdin_client_answers_each_line() {
+    let cluster = start(12, 2, &[]).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["client", "--id", "alice", "--server", &cluster.client_address()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("client starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"100\n90\nhello\n-3\n\nresult\nhelp\nquit\n200\n").expect("write");
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answers: Vec<&str> = stdout.lines().map(|line| line.trim_start_matches("> ")).skip(1).collect();
+    assert!(answers[0].starts_with("SUCCESS: bid 100 by alice"), "{stdout}");
+    assert!(answers[1].starts_with("FAIL: bid 90 is not higher than the highest bid 100"), "{stdout}");
+    assert!(answers[2].starts_with("unknown command \"hello\""), "{stdout}");
+    assert!(answers[3].starts_with("EXCEPTION: amount must be a whole number above 0"), "{stdout}");
+    assert!(answers[4].starts_with("RESULT: auction default is running; highest bid 100 by alice"), "{stdout}");
+    assert!(answers[5].contains("whole number to bid"), "{stdout}");
+    assert!(!stdout.contains("bid 200"), "nothing after quit is read: {stdout}");
+    assert!(output.status.success());
+}

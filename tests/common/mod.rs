@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests: each test gets its own ports,
+//! starts real `gavel server` processes (killed when the cluster drops) and
+//! waits for conditions with deadlines, never fixed sleeps.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use gavel::client::{Client, ClientConfig};
+use gavel::cluster::{ClusterSpec, LocalCluster};
+
+/// The ports of one test: nodes on `base..base+nodes`, clients on `client`.
+pub struct Ports {
+    pub base: u16,
+    pub client: u16,
+}
+
+/// Each test passes its own slot, so tests running at once never share a port.
+pub fn ports(slot: u16) -> Ports {
+    let base = 23000 + slot * 20;
+    Ports { base, client: base + 19 }
+}
+
+pub fn spec(slot: u16, nodes: usize, server_args: &[&str]) -> ClusterSpec {
+    let ports = ports(slot);
+    let mut spec = ClusterSpec::new(env!("CARGO_BIN_EXE_gavel"), nodes, ports.base, ports.client);
+    spec.server_args = server_args.iter().map(|arg| arg.to_string()).collect();
+    let log_dir = std::env::temp_dir().join(format!("gavel-test-{}-slot{slot}", std::process::id()));
+    spec.log_dir = Some(log_dir);
+    spec.log_filter = "info,gavel=debug".into();
+    spec
+}
+
+pub async fn start(slot: u16, nodes: usize, server_args: &[&str]) -> LocalCluster {
+    LocalCluster::start(spec(slot, nodes, server_args)).await.expect("cluster starts")
+}
+
+pub fn client(cluster: &LocalCluster) -> Client {
+    Client::new(ClientConfig { servers: vec![cluster.client_address()], ..ClientConfig::default() }).expect("client")
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
