@@ -1,1 +1,874 @@
+//! Unit tests of the auction rules: they drive `AuctionBook::apply` and
+//! `validate_bid` directly, with no clock, network or replication, and assert
+//! on the outcomes and on the whole book.
 
+use super::*;
+
+/// When the test auctions open; every command is stamped relative to it.
+const OPENED_AT_MS: i64 = 1_700_000_000_000;
+/// The default test auction's deadline: one minute after it opened.
+const ENDS_AT_MS: i64 = OPENED_AT_MS + 60_000;
+/// A time well before the deadline, at which bids are judged on amounts.
+const DURING_MS: i64 = OPENED_AT_MS + 1_000;
+
+fn open_command(auction_id: &str, minimum_amount: u64, ends_at_unix_ms: i64) -> Command {
+    Command::Open(OpenAuction {
+        auction_id: auction_id.to_string(),
+        description: format!("test auction {auction_id}"),
+        minimum_amount,
+        ends_at_unix_ms,
+        at_unix_ms: OPENED_AT_MS,
+    })
+}
+
+fn close_command(auction_id: &str, at_unix_ms: i64) -> Command {
+    Command::Close { auction_id: auction_id.to_string(), at_unix_ms }
+}
+
+/// A book holding the default auction, open until `ENDS_AT_MS`.
+fn book_with_default_auction(minimum_amount: u64) -> AuctionBook {
+    let mut book = AuctionBook::default();
+    assert_eq!(book.apply(&open_command(DEFAULT_AUCTION, minimum_amount, ENDS_AT_MS)), Applied::Opened);
+    book
+}
+
+/// A bid on the default auction during the auction, without dedup.
+fn bid(bidder: &str, amount: u64) -> Bid {
+    Bid {
+        auction_id: DEFAULT_AUCTION.to_string(),
+        bidder: bidder.to_string(),
+        amount,
+        client_id: String::new(),
+        request_id: 0,
+        at_unix_ms: DURING_MS,
+    }
+}
+
+/// The same bid, sent by a client session that wants it deduplicated.
+fn from_client(bid: Bid, client_id: &str, request_id: u64) -> Bid {
+    Bid { client_id: client_id.to_string(), request_id, ..bid }
+}
+
+fn place(book: &mut AuctionBook, bid: Bid) -> BidOutcome {
+    match book.apply(&Command::Bid(bid)) {
+        Applied::Bid(outcome) => outcome,
+        other => panic!("a bid command produced {other:?}"),
+    }
+}
+
+fn default_auction(book: &AuctionBook) -> &Auction {
+    &book.auctions[DEFAULT_AUCTION]
+}
+
+fn assert_success(outcome: &BidOutcome, bidder: &str, amount: u64) {
+    assert_eq!(outcome.verdict, Verdict::Success, "expected a success, got {outcome:?}");
+    assert_eq!(outcome.highest_amount, amount);
+    assert_eq!(outcome.highest_bidder, bidder);
+}
+
+fn assert_fail(outcome: &BidOutcome, reason: &str, highest_bidder: &str, highest_amount: u64) {
+    let expected = BidOutcome {
+        verdict: Verdict::Fail,
+        reason: reason.to_string(),
+        highest_amount,
+        highest_bidder: highest_bidder.to_string(),
+    };
+    assert_eq!(outcome, &expected);
+}
+
+fn exception(reason: &str) -> BidOutcome {
+    BidOutcome {
+        verdict: Verdict::Exception,
+        reason: reason.to_string(),
+        highest_amount: 0,
+        highest_bidder: String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// validate_bid: the stateless checks made before a bid is sequenced.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn validate_bid_accepts_a_well_formed_request() {
+    assert_eq!(validate_bid("default", "alice", 1, "client-1"), Ok(()));
+    // Empty ids are well formed: the empty auction id means the default
+    // auction, the empty client id disables dedup.
+    assert_eq!(validate_bid("", "alice", u64::MAX, ""), Ok(()));
+    // Inner spaces and non-ASCII letters are ordinary names.
+    assert_eq!(validate_bid("", "Zoë van der Berg", 5, ""), Ok(()));
+}
+
+#[test]
+fn validate_bid_refuses_amount_zero_with_the_reason() {
+    assert_eq!(validate_bid("", "alice", 0, ""), Err("amount must be a whole number above 0".to_string()));
+}
+
+#[test]
+fn validate_bid_refuses_an_empty_or_whitespace_only_bidder() {
+    for bidder in ["", " ", "   ", "\u{3000}", " \u{a0} "] {
+        assert_eq!(
+            validate_bid("", bidder, 10, ""),
+            Err("bidder name must not be empty".to_string()),
+            "bidder {bidder:?}"
+        );
+    }
+}
+
+#[test]
+fn validate_bid_refuses_a_bidder_longer_than_max_bidder_len_bytes() {
+    let too_long = format!("bidder name is longer than {MAX_BIDDER_LEN} bytes");
+    assert_eq!(validate_bid("", &"a".repeat(MAX_BIDDER_LEN), 10, ""), Ok(()));
+    assert_eq!(validate_bid("", &"a".repeat(MAX_BIDDER_LEN + 1), 10, ""), Err(too_long.clone()));
+    // The limit counts bytes, not characters: "é" is two bytes in UTF-8.
+    assert_eq!(validate_bid("", &"é".repeat(MAX_BIDDER_LEN / 2), 10, ""), Ok(()));
+    assert_eq!(validate_bid("", &"é".repeat(MAX_BIDDER_LEN / 2 + 1), 10, ""), Err(too_long));
+}
+
+#[test]
+fn validate_bid_refuses_control_characters_in_the_bidder() {
+    for bidder in ["ali\nce", "alice\r", "\0alice", "al\u{7f}ice", "al\u{1b}[31mice", "alice\u{85}", "a\tb"] {
+        assert_eq!(
+            validate_bid("", bidder, 10, ""),
+            Err("bidder name must not hold control characters".to_string()),
+            "bidder {bidder:?}"
+        );
+    }
+}
+
+#[test]
+fn validate_bid_refuses_an_over_long_client_id_or_auction_id() {
+    assert_eq!(validate_bid("", "alice", 10, &"c".repeat(MAX_CLIENT_ID_LEN)), Ok(()));
+    assert_eq!(
+        validate_bid("", "alice", 10, &"c".repeat(MAX_CLIENT_ID_LEN + 1)),
+        Err(format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes"))
+    );
+    assert_eq!(validate_bid(&"x".repeat(MAX_AUCTION_ID_LEN), "alice", 10, ""), Ok(()));
+    assert_eq!(
+        validate_bid(&"x".repeat(MAX_AUCTION_ID_LEN + 1), "alice", 10, ""),
+        Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bidding: registration, the highest bid, the minimum.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_first_bid_of_a_bidder_registers_it_and_takes_the_lead() {
+    let mut book = book_with_default_auction(1);
+
+    let outcome = place(&mut book, bid("alice", 10));
+
+    assert_eq!(
+        outcome,
+        BidOutcome {
+            verdict: Verdict::Success,
+            reason: "alice registered and now holds the highest bid".to_string(),
+            highest_amount: 10,
+            highest_bidder: "alice".to_string(),
+        }
+    );
+    let auction = default_auction(&book);
+    assert_eq!(auction.bidders, BTreeMap::from([("alice".to_string(), 10)]));
+    assert_eq!((auction.highest_bidder.as_str(), auction.highest_amount), ("alice", 10));
+    assert_eq!(auction.accepted_bids, 1);
+}
+
+#[test]
+fn a_registered_bidder_that_raises_its_bid_succeeds_without_registering_again() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+    place(&mut book, bid("bob", 20));
+
+    let outcome = place(&mut book, bid("alice", 30));
+
+    // Only the first success of a bidder says it registered.
+    assert_success(&outcome, "alice", 30);
+    assert_eq!(outcome.reason, "");
+    let auction = default_auction(&book);
+    assert_eq!(auction.bidders, BTreeMap::from([("alice".to_string(), 30), ("bob".to_string(), 20)]));
+    assert_eq!(auction.accepted_bids, 3);
+}
+
+#[test]
+fn a_bid_not_higher_than_the_highest_fails_with_the_reason() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 50));
+    let before = book.clone();
+
+    // Equal to the highest bid is not higher.
+    let equal = place(&mut book, bid("bob", 50));
+    assert_fail(&equal, "bid 50 is not higher than the highest bid 50 by alice", "alice", 50);
+
+    let lower = place(&mut book, bid("bob", 49));
+    assert_fail(&lower, "bid 49 is not higher than the highest bid 50 by alice", "alice", 50);
+
+    // A failed bid changes nothing, and does not register bob.
+    assert_eq!(book, before);
+    assert!(!default_auction(&book).bidders.contains_key("bob"));
+}
+
+#[test]
+fn a_bid_not_higher_than_the_bidders_own_previous_bid_fails() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+    place(&mut book, bid("bob", 20));
+    let before = book.clone();
+
+    // alice's own best is 10; 15 beats it but not bob's 20. Since the highest
+    // bid never falls, the highest-bid rule is the one that refuses it.
+    let below_highest = place(&mut book, bid("alice", 15));
+    assert_fail(&below_highest, "bid 15 is not higher than the highest bid 20 by bob", "bob", 20);
+
+    // The highest bidder cannot repeat or lower its own bid either.
+    let repeated = place(&mut book, bid("bob", 20));
+    assert_fail(&repeated, "bid 20 is not higher than the highest bid 20 by bob", "bob", 20);
+    let lowered = place(&mut book, bid("bob", 5));
+    assert_fail(&lowered, "bid 5 is not higher than the highest bid 20 by bob", "bob", 20);
+
+    assert_eq!(book, before);
+}
+
+#[test]
+fn a_bid_below_the_minimum_fails_and_the_minimum_itself_succeeds() {
+    let mut book = book_with_default_auction(100);
+    let before = book.clone();
+
+    let below = place(&mut book, bid("alice", 99));
+    // Nobody holds a bid yet, so the outcome reports an empty highest bid.
+    assert_fail(&below, "bid 99 is below the minimum bid 100", "", 0);
+    assert_eq!(book, before);
+
+    let at_minimum = place(&mut book, bid("alice", 100));
+    assert_success(&at_minimum, "alice", 100);
+}
+
+#[test]
+fn a_minimum_of_zero_is_raised_to_one_so_amount_one_is_the_least_bid() {
+    let mut book = book_with_default_auction(0);
+
+    assert_eq!(default_auction(&book).minimum_amount, 1);
+    assert_success(&place(&mut book, bid("alice", 1)), "alice", 1);
+}
+
+#[test]
+fn amounts_up_to_u64_max_are_compared_without_overflow() {
+    let mut book = book_with_default_auction(u64::MAX - 1);
+
+    let below_minimum = place(&mut book, bid("alice", u64::MAX - 2));
+    assert_fail(&below_minimum, &format!("bid {} is below the minimum bid {}", u64::MAX - 2, u64::MAX - 1), "", 0);
+
+    assert_success(&place(&mut book, bid("alice", u64::MAX - 1)), "alice", u64::MAX - 1);
+    assert_success(&place(&mut book, bid("bob", u64::MAX)), "bob", u64::MAX);
+
+    // Nothing can beat u64::MAX, not even u64::MAX again.
+    let again = place(&mut book, bid("alice", u64::MAX));
+    assert_fail(&again, &format!("bid {0} is not higher than the highest bid {0} by bob", u64::MAX), "bob", u64::MAX);
+
+    let view = book.view(DEFAULT_AUCTION, ENDS_AT_MS).unwrap();
+    assert!(view.over);
+    assert_eq!((view.highest_bidder.as_str(), view.highest_amount, view.accepted_bids), ("bob", u64::MAX, 2));
+}
+
+// ---------------------------------------------------------------------------
+// The end of an auction: the deadline and the close command.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_bid_stamped_at_or_after_the_deadline_fails_because_the_auction_is_over() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+
+    // One millisecond before the deadline a bid still counts.
+    let last_moment = place(&mut book, Bid { at_unix_ms: ENDS_AT_MS - 1, ..bid("bob", 20) });
+    assert_success(&last_moment, "bob", 20);
+    let before = book.clone();
+
+    // The deadline itself is already too late, and so is any later time,
+    // even with an amount that would win. The auction is not closed yet: the
+    // stamp alone decides.
+    assert!(!default_auction(&book).closed);
+    for at_unix_ms in [ENDS_AT_MS, ENDS_AT_MS + 1, i64::MAX] {
+        let late = place(&mut book, Bid { at_unix_ms, ..bid("carol", 1_000) });
+        assert_fail(&late, "the auction is over", "bob", 20);
+    }
+    assert_eq!(book, before);
+}
+
+#[test]
+fn no_bid_is_accepted_after_a_close_even_before_the_deadline() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+    assert_eq!(book.apply(&close_command(DEFAULT_AUCTION, DURING_MS)), Applied::Closed);
+    let before = book.clone();
+
+    let after_close = place(&mut book, bid("bob", 1_000));
+
+    assert_fail(&after_close, "the auction is over", "alice", 10);
+    assert_eq!(book, before);
+}
+
+#[test]
+fn an_over_auction_fails_a_bid_before_judging_its_amount() {
+    let mut book = book_with_default_auction(100);
+
+    // Below the minimum and after the deadline: the end is the reason given.
+    let late_and_low = place(&mut book, Bid { at_unix_ms: ENDS_AT_MS, ..bid("alice", 5) });
+
+    assert_fail(&late_and_low, "the auction is over", "", 0);
+}
+
+#[test]
+fn after_the_end_the_view_is_over_and_names_the_highest_bidder_as_winner() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+    place(&mut book, bid("bob", 25));
+    place(&mut book, bid("alice", 20)); // fails: not the winner
+
+    // Before the deadline the auction is running.
+    let running = book.view(DEFAULT_AUCTION, ENDS_AT_MS - 1).unwrap();
+    assert!(!running.over);
+
+    // At the deadline it is over even before the close entry is applied...
+    let expected = AuctionView {
+        auction_id: DEFAULT_AUCTION.to_string(),
+        over: true,
+        highest_amount: 25,
+        highest_bidder: "bob".to_string(),
+        ends_at_unix_ms: ENDS_AT_MS,
+        accepted_bids: 2,
+        now_unix_ms: ENDS_AT_MS,
+    };
+    assert_eq!(book.view(DEFAULT_AUCTION, ENDS_AT_MS), Ok(expected.clone()));
+
+    // ...and after it, with the same winner.
+    book.apply(&close_command(DEFAULT_AUCTION, ENDS_AT_MS));
+    assert_eq!(book.view(DEFAULT_AUCTION, ENDS_AT_MS), Ok(expected));
+}
+
+#[test]
+fn a_closed_auction_is_over_in_the_view_before_its_deadline() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+
+    book.apply(&close_command(DEFAULT_AUCTION, DURING_MS));
+
+    let view = book.view(DEFAULT_AUCTION, DURING_MS).unwrap();
+    assert!(view.over);
+    assert_eq!((view.highest_bidder.as_str(), view.highest_amount), ("alice", 10));
+}
+
+#[test]
+fn an_auction_without_bids_ends_with_no_winner() {
+    let book = book_with_default_auction(1);
+
+    let view = book.view(DEFAULT_AUCTION, ENDS_AT_MS).unwrap();
+
+    assert!(view.over);
+    assert_eq!((view.highest_bidder.as_str(), view.highest_amount, view.accepted_bids), ("", 0, 0));
+}
+
+#[test]
+fn close_is_idempotent_and_ignores_an_unknown_auction() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+
+    assert_eq!(book.apply(&close_command(DEFAULT_AUCTION, ENDS_AT_MS)), Applied::Closed);
+    let after_first_close = book.clone();
+
+    assert_eq!(book.apply(&close_command(DEFAULT_AUCTION, ENDS_AT_MS + 5)), Applied::Ignored);
+    assert_eq!(book, after_first_close);
+
+    assert_eq!(book.apply(&close_command("no-such-auction", ENDS_AT_MS)), Applied::Ignored);
+    assert_eq!(book, after_first_close);
+}
+
+#[test]
+fn overdue_lists_the_auctions_past_their_deadline_that_are_not_closed() {
+    let mut book = AuctionBook::default();
+    book.apply(&open_command("early", 1, OPENED_AT_MS + 10));
+    book.apply(&open_command("late", 1, OPENED_AT_MS + 20));
+    book.apply(&open_command("closed-early", 1, OPENED_AT_MS + 5));
+    book.apply(&close_command("closed-early", OPENED_AT_MS + 1));
+
+    assert_eq!(book.overdue(OPENED_AT_MS + 9), Vec::<String>::new());
+    // The deadline itself counts as past, as it does for bids.
+    assert_eq!(book.overdue(OPENED_AT_MS + 10), vec!["early".to_string()]);
+    // Listed in auction id order, so every replica appends the same closes.
+    assert_eq!(book.overdue(OPENED_AT_MS + 20), vec!["early".to_string(), "late".to_string()]);
+
+    // Once the close is applied the auction is no longer overdue.
+    book.apply(&close_command("early", OPENED_AT_MS + 20));
+    assert_eq!(book.overdue(OPENED_AT_MS + 20), vec!["late".to_string()]);
+}
+
+// ---------------------------------------------------------------------------
+// Opening auctions, and the default auction.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn opening_an_existing_auction_is_ignored_and_does_not_reset_it() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+    let before = book.clone();
+
+    // Another minimum, deadline and description: none of them is taken.
+    let reopen = Command::Open(OpenAuction {
+        auction_id: DEFAULT_AUCTION.to_string(),
+        description: "a different auction".to_string(),
+        minimum_amount: 500,
+        ends_at_unix_ms: ENDS_AT_MS + 1_000_000,
+        at_unix_ms: DURING_MS,
+    });
+    assert_eq!(book.apply(&reopen), Applied::Ignored);
+    assert_eq!(book, before);
+
+    // Nor does opening revive a closed auction.
+    book.apply(&close_command(DEFAULT_AUCTION, DURING_MS));
+    let closed = book.clone();
+    assert_eq!(book.apply(&reopen), Applied::Ignored);
+    assert_eq!(book, closed);
+    assert_fail(&place(&mut book, bid("bob", 20)), "the auction is over", "alice", 10);
+}
+
+#[test]
+fn an_empty_auction_id_means_the_default_auction() {
+    let mut book = book_with_default_auction(1);
+
+    let outcome = place(&mut book, Bid { auction_id: String::new(), ..bid("alice", 10) });
+
+    assert_success(&outcome, "alice", 10);
+    assert_eq!(default_auction(&book).highest_bidder, "alice");
+    assert_eq!(resolve_auction_id(""), DEFAULT_AUCTION);
+    assert_eq!(resolve_auction_id("other"), "other");
+    let view = book.view("", DURING_MS).unwrap();
+    assert_eq!((view.auction_id.as_str(), view.highest_amount), (DEFAULT_AUCTION, 10));
+}
+
+#[test]
+fn auctions_are_judged_independently() {
+    let mut book = book_with_default_auction(1);
+    book.apply(&open_command("vase", 50, ENDS_AT_MS + 60_000));
+    place(&mut book, bid("alice", 100));
+
+    // 60 loses in the default auction but wins in the vase auction.
+    let vase = place(&mut book, Bid { auction_id: "vase".to_string(), ..bid("bob", 60) });
+    assert_success(&vase, "bob", 60);
+    // bob registered in the vase auction only.
+    assert!(!default_auction(&book).bidders.contains_key("bob"));
+
+    // After the default auction's deadline the vase auction still runs.
+    let later = Bid { auction_id: "vase".to_string(), at_unix_ms: ENDS_AT_MS, ..bid("alice", 70) };
+    assert_success(&place(&mut book, later), "alice", 70);
+    assert_eq!(book.overdue(ENDS_AT_MS), vec![DEFAULT_AUCTION.to_string()]);
+}
+
+#[test]
+fn a_view_of_an_unknown_auction_is_an_error() {
+    let book = book_with_default_auction(1);
+
+    assert_eq!(book.view("nope", DURING_MS), Err(ReadError::UnknownAuction("nope".to_string())));
+    assert_eq!(AuctionBook::default().view("", DURING_MS), Err(ReadError::UnknownAuction(DEFAULT_AUCTION.to_string())));
+}
+
+// ---------------------------------------------------------------------------
+// Exceptions: malformed requests change no auction.
+// ---------------------------------------------------------------------------
+
+/// Bids that are malformed whatever the state, and the reason for each.
+fn malformed_bids() -> Vec<(Bid, String)> {
+    vec![
+        (bid("alice", 0), "amount must be a whole number above 0".to_string()),
+        (bid("", 10), "bidder name must not be empty".to_string()),
+        (bid(" \t ", 10), "bidder name must not be empty".to_string()),
+        (bid(&"a".repeat(MAX_BIDDER_LEN + 1), 10), format!("bidder name is longer than {MAX_BIDDER_LEN} bytes")),
+        (bid("eve\u{7}", 10), "bidder name must not hold control characters".to_string()),
+        (
+            Bid { auction_id: "x".repeat(MAX_AUCTION_ID_LEN + 1), ..bid("alice", 10) },
+            format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"),
+        ),
+        (
+            Bid { client_id: "c".repeat(MAX_CLIENT_ID_LEN + 1), request_id: 1, ..bid("alice", 10) },
+            format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes"),
+        ),
+        (
+            Bid { auction_id: "no-such-auction".to_string(), ..bid("alice", 10) },
+            "unknown auction \"no-such-auction\"".to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn a_malformed_bid_is_an_exception_with_the_reason_and_changes_nothing() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+
+    for (malformed, reason) in malformed_bids() {
+        let before = book.clone();
+        let client_id = malformed.client_id.clone();
+
+        let outcome = place(&mut book, malformed.clone());
+
+        assert_eq!(outcome, exception(&reason), "bid {malformed:?}");
+        // The auctions are untouched. With an empty client id the whole book
+        // is; with a client id, the dedup table records the exception (see
+        // the test below), so only that session may differ.
+        assert_eq!(book.auctions, before.auctions, "bid {malformed:?}");
+        if client_id.is_empty() {
+            assert_eq!(book, before, "bid {malformed:?}");
+        }
+    }
+    // The one malformed bid sent with a client id is the over-long client id,
+    // which the dedup table records like any other (see below).
+    assert_eq!(book.sessions.len(), 1);
+    assert_eq!(default_auction(&book).accepted_bids, 1);
+}
+
+#[test]
+fn a_malformed_bid_from_a_client_changes_no_auction_and_only_records_its_exception() {
+    // `apply` records every outcome of a client's bid in the dedup table,
+    // exceptions included: a retry of the same request gets the same answer.
+    // That is the one change a malformed bid makes; the auctions are as before.
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 10));
+
+    for (malformed, reason) in malformed_bids() {
+        let mut before = book.clone();
+        let client_id =
+            if malformed.client_id.is_empty() { "client-1".to_string() } else { malformed.client_id.clone() };
+        let request_id = before.sessions.get(&client_id).map_or(0, |session| session.outcomes.len() as u64) + 100;
+        let malformed = from_client(malformed, &client_id, request_id);
+
+        let outcome = place(&mut book, malformed.clone());
+
+        assert_eq!(outcome, exception(&reason), "bid {malformed:?}");
+        // The book is its clone from before plus this one remembered outcome.
+        before.sessions.entry(client_id.clone()).or_default().outcomes.push_back((request_id, exception(&reason)));
+        assert_eq!(book, before, "bid {malformed:?}");
+    }
+}
+
+#[test]
+fn an_over_long_client_id_is_still_recorded_in_the_dedup_table_by_apply() {
+    // The limit on client ids is enforced before sequencing: the service
+    // answers `validate_bid`'s exception without appending the bid. If such
+    // a bid reaches `apply` anyway, it is recorded under the over-long id like
+    // any other client's; this test pins that behaviour down.
+    let mut book = book_with_default_auction(1);
+    let long_client_id = "c".repeat(MAX_CLIENT_ID_LEN + 1);
+
+    let outcome = place(&mut book, from_client(bid("alice", 10), &long_client_id, 1));
+
+    let reason = format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes");
+    assert_eq!(outcome, exception(&reason));
+    assert_eq!(book.remembered(&long_client_id, 1), Some(&exception(&reason)));
+    assert_eq!(default_auction(&book).accepted_bids, 0);
+}
+
+#[test]
+fn a_bid_for_an_unknown_auction_is_remembered_as_an_exception_even_after_it_opens() {
+    let mut book = AuctionBook::default();
+    let early = from_client(Bid { auction_id: "vase".to_string(), ..bid("alice", 10) }, "client-1", 1);
+
+    let outcome = place(&mut book, early.clone());
+    assert_eq!(outcome, exception("unknown auction \"vase\""));
+    assert!(book.auctions.is_empty());
+
+    // The auction opens; the retry still gets the first answer, so a client
+    // never sees two different verdicts for one request.
+    book.apply(&open_command("vase", 1, ENDS_AT_MS));
+    assert_eq!(place(&mut book, early), exception("unknown auction \"vase\""));
+    assert_eq!(book.auctions["vase"].accepted_bids, 0);
+
+    // A new request is judged on the new state.
+    let fresh = from_client(Bid { auction_id: "vase".to_string(), ..bid("alice", 10) }, "client-1", 2);
+    assert_success(&place(&mut book, fresh), "alice", 10);
+}
+
+// ---------------------------------------------------------------------------
+// The dedup table: a retried request is answered, not applied again.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_retried_bid_returns_its_first_outcome_and_is_applied_once() {
+    let mut book = book_with_default_auction(1);
+    let request = from_client(bid("alice", 10), "client-1", 7);
+
+    let first = place(&mut book, request.clone());
+    let after_first = book.clone();
+    let retry = place(&mut book, request);
+
+    assert_success(&first, "alice", 10);
+    // Without dedup the retry would fail as "not higher than the highest".
+    assert_eq!(retry, first);
+    assert_eq!(book, after_first);
+    assert_eq!(default_auction(&book).accepted_bids, 1);
+    assert_eq!(book.remembered("client-1", 7), Some(&first));
+}
+
+#[test]
+fn a_retry_returns_the_first_outcome_even_after_the_state_changed() {
+    let mut book = book_with_default_auction(1);
+    let alice_request = from_client(bid("alice", 10), "alice-session", 1);
+    let first = place(&mut book, alice_request.clone());
+
+    // Meanwhile bob outbids alice and the auction closes.
+    place(&mut book, from_client(bid("bob", 20), "bob-session", 1));
+    book.apply(&close_command(DEFAULT_AUCTION, ENDS_AT_MS));
+    let before_retry = book.clone();
+
+    let retry = place(&mut book, alice_request);
+
+    // The retry reports alice's success and the highest bid as it was then,
+    // not "the auction is over" and not bob's bid.
+    assert_eq!(retry, first);
+    assert_success(&retry, "alice", 10);
+    assert_eq!(book, before_retry);
+    assert_eq!(default_auction(&book).accepted_bids, 2);
+}
+
+#[test]
+fn a_retried_failure_returns_the_first_failure() {
+    let mut book = book_with_default_auction(1);
+    place(&mut book, bid("alice", 50));
+    let low = from_client(bid("bob", 40), "bob-session", 3);
+
+    let first = place(&mut book, low.clone());
+    assert_fail(&first, "bid 40 is not higher than the highest bid 50 by alice", "alice", 50);
+
+    place(&mut book, bid("alice", 60));
+    // Judged again, the reason would name 60; the retry gets the first answer.
+    assert_eq!(place(&mut book, low), first);
+}
+
+#[test]
+fn the_dedup_key_is_the_client_and_request_id_not_the_bid() {
+    let mut book = book_with_default_auction(1);
+    let first = place(&mut book, from_client(bid("alice", 10), "client-1", 1));
+
+    // The same request id from the same client is a retry, whatever it holds.
+    let same_id_other_amount = place(&mut book, from_client(bid("alice", 99), "client-1", 1));
+    assert_eq!(same_id_other_amount, first);
+    assert_eq!(default_auction(&book).highest_amount, 10);
+
+    // The same request id from another client is another request.
+    let other_client = place(&mut book, from_client(bid("bob", 20), "client-2", 1));
+    assert_success(&other_client, "bob", 20);
+    assert_eq!(default_auction(&book).accepted_bids, 2);
+}
+
+#[test]
+fn an_empty_client_id_disables_dedup() {
+    let mut book = book_with_default_auction(1);
+    let anonymous = Bid { request_id: 7, ..bid("alice", 10) };
+
+    let first = place(&mut book, anonymous.clone());
+    let second = place(&mut book, anonymous);
+
+    // The second copy is judged on its own: alice already holds 10.
+    assert_success(&first, "alice", 10);
+    assert_fail(&second, "bid 10 is not higher than the highest bid 10 by alice", "alice", 10);
+    assert!(book.sessions.is_empty());
+    assert_eq!(book.remembered("", 7), None);
+
+    // A copy with a higher amount is applied again.
+    assert_success(&place(&mut book, Bid { request_id: 7, ..bid("alice", 11) }), "alice", 11);
+    assert_eq!(default_auction(&book).accepted_bids, 2);
+}
+
+#[test]
+fn only_the_latest_outcomes_per_client_are_remembered_and_an_older_request_is_rejudged() {
+    // Forgetting is safe: a client has one request in flight at a time and
+    // retries only its latest, which is always among the remembered ones. A
+    // request id older than the window is never retried by a correct client,
+    // so judging it afresh cannot apply a bid twice in practice; the window
+    // keeps each session's memory bounded however many bids it makes.
+    let mut book = book_with_default_auction(1);
+    let window = REMEMBERED_PER_CLIENT as u64;
+    let mut outcomes = Vec::new();
+    for request_id in 1..=window + 1 {
+        outcomes.push(place(&mut book, from_client(bid("alice", request_id * 10), "client-1", request_id)));
+    }
+
+    // The window holds the latest REMEMBERED_PER_CLIENT requests, oldest first.
+    let session = &book.sessions["client-1"];
+    assert_eq!(session.outcomes.len(), REMEMBERED_PER_CLIENT);
+    let remembered_ids: Vec<u64> = session.outcomes.iter().map(|(id, _)| *id).collect();
+    assert_eq!(remembered_ids, (2..=window + 1).collect::<Vec<_>>());
+    assert_eq!(book.remembered("client-1", 1), None);
+    for request_id in 2..=window + 1 {
+        assert_eq!(book.remembered("client-1", request_id), Some(&outcomes[request_id as usize - 1]));
+    }
+
+    // The latest request is still answered from memory...
+    let latest = window + 1;
+    let before_retry = book.clone();
+    assert_eq!(
+        place(&mut book, from_client(bid("alice", latest * 10), "client-1", latest)),
+        outcomes[latest as usize - 1]
+    );
+    assert_eq!(book, before_retry);
+
+    // ...but the forgotten first request is judged again on today's state:
+    // its 10 is no longer higher than alice's own highest bid.
+    let rejudged = place(&mut book, from_client(bid("alice", 10), "client-1", 1));
+    let highest = latest * 10;
+    assert_fail(&rejudged, &format!("bid 10 is not higher than the highest bid {highest} by alice"), "alice", highest);
+    assert_ne!(rejudged, outcomes[0]);
+    assert_eq!(default_auction(&book).accepted_bids, window + 1);
+
+    // Re-judging records the request again and pushes out the then-oldest.
+    let remembered_ids: Vec<u64> = book.sessions["client-1"].outcomes.iter().map(|(id, _)| *id).collect();
+    assert_eq!(remembered_ids, (3..=window + 1).chain([1]).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_dedup_window_is_per_client() {
+    let mut book = book_with_default_auction(1);
+    let first = place(&mut book, from_client(bid("alice", 1), "client-1", 1));
+
+    // Many requests from another client do not push client-1's out.
+    for request_id in 1..=2 * REMEMBERED_PER_CLIENT as u64 {
+        place(&mut book, from_client(bid("bob", 1 + request_id), "client-2", request_id));
+    }
+
+    assert_eq!(book.remembered("client-1", 1), Some(&first));
+    assert_eq!(book.sessions["client-2"].outcomes.len(), REMEMBERED_PER_CLIENT);
+}
+
+// ---------------------------------------------------------------------------
+// Determinism: replicas applying the same commands reach the same book.
+// ---------------------------------------------------------------------------
+
+/// A small deterministic generator, so the sequence is the same on every run.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// A mixed sequence of opens, bids (good, low, late, malformed, retried,
+/// anonymous) and closes over three auctions, with the clock moving forward.
+fn command_sequence(seed: u64, length: usize) -> Vec<Command> {
+    let mut random = SplitMix64(seed);
+    let auctions = ["", DEFAULT_AUCTION, "vase", "clock", "missing"];
+    let bidders = ["alice", "bob", "carol", "", "bad\nname"];
+    let clients = ["", "client-1", "client-2", "client-3"];
+    let mut commands =
+        vec![open_command(DEFAULT_AUCTION, 1, ENDS_AT_MS), open_command("vase", 100, ENDS_AT_MS + 30_000)];
+    let mut now = OPENED_AT_MS;
+    let mut request_ids = [0_u64; 4];
+    for _ in 0..length {
+        now += random.below(1_000) as i64;
+        let command = match random.below(20) {
+            0 => open_command("clock", random.below(50), now + random.below(60_000) as i64),
+            1 => close_command(auctions[random.below(5) as usize], now),
+            _ => {
+                let client = random.below(clients.len() as u64) as usize;
+                // Mostly a new request; sometimes a retry of an earlier one.
+                if random.below(4) != 0 {
+                    request_ids[client] += 1;
+                }
+                let request_id = request_ids[client].saturating_sub(random.below(12));
+                Command::Bid(Bid {
+                    auction_id: auctions[random.below(5) as usize].to_string(),
+                    bidder: bidders[random.below(5) as usize].to_string(),
+                    amount: random.below(400),
+                    client_id: clients[client].to_string(),
+                    request_id,
+                    at_unix_ms: now,
+                })
+            }
+        };
+        commands.push(command);
+    }
+    commands
+}
+
+#[test]
+fn the_same_commands_applied_to_two_books_give_equal_books_and_outcomes() {
+    for seed in 0..20 {
+        let commands = command_sequence(seed, 300);
+        let mut replica_a = AuctionBook::default();
+        let mut replica_b = AuctionBook::default();
+
+        for command in &commands {
+            let applied_a = replica_a.apply(command);
+            let applied_b = replica_b.apply(command);
+            assert_eq!(applied_a, applied_b, "seed {seed}, command {command:?}");
+        }
+
+        assert_eq!(replica_a, replica_b, "seed {seed}");
+        // A backup that starts from a copy of the state part-way through and
+        // applies the rest reaches the same book as well.
+        let mut late_replica = AuctionBook::default();
+        let (head, tail) = commands.split_at(commands.len() / 2);
+        for command in head {
+            late_replica.apply(command);
+        }
+        let mut from_snapshot = late_replica.clone();
+        for command in tail {
+            from_snapshot.apply(command);
+        }
+        assert_eq!(from_snapshot, replica_a, "seed {seed}");
+    }
+}
+
+#[test]
+fn random_command_sequences_keep_the_auction_invariants() {
+    for seed in 100..120 {
+        let mut book = AuctionBook::default();
+        for command in command_sequence(seed, 300) {
+            let previous = book.clone();
+            let applied = book.apply(&command);
+
+            if let (Command::Bid(bid), Applied::Bid(outcome)) = (&command, &applied) {
+                let auction_id = resolve_auction_id(&bid.auction_id);
+                let changed = book.auctions != previous.auctions;
+                // Only a first-time success changes an auction; a retry
+                // answered from memory changes nothing at all.
+                let retried = previous.remembered(&bid.client_id, bid.request_id).is_some();
+                assert_eq!(
+                    changed,
+                    outcome.verdict == Verdict::Success && !retried,
+                    "seed {seed}, {bid:?} -> {outcome:?}"
+                );
+                if changed {
+                    let before = &previous.auctions[auction_id];
+                    let after = &book.auctions[auction_id];
+                    assert!(bid.amount > before.highest_amount);
+                    assert!(bid.amount >= before.minimum_amount);
+                    assert!(!before.is_over(bid.at_unix_ms));
+                    assert_eq!(after.accepted_bids, before.accepted_bids + 1);
+                }
+                if retried {
+                    assert_eq!(book, previous, "seed {seed}: a retry changed the book");
+                }
+            }
+
+            for auction in book.auctions.values() {
+                // The highest bid is the best of the registered bidders' bests.
+                let best = auction.bidders.values().copied().max().unwrap_or(0);
+                assert_eq!(auction.highest_amount, best, "seed {seed}");
+                if best > 0 {
+                    assert_eq!(auction.bidders[&auction.highest_bidder], best, "seed {seed}");
+                }
+                assert!(auction.accepted_bids >= auction.bidders.len() as u64, "seed {seed}");
+            }
+            for session in book.sessions.values() {
+                assert!(session.outcomes.len() <= REMEMBERED_PER_CLIENT, "seed {seed}");
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
 use crate::replication::NodeStatus;
-use crate::transport::{AuctionConnection, CallError, TransportSettings};
+use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 /// The default client port.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5000";
@@ -19,6 +19,7 @@ pub struct ClientConfig {
     pub deadline: Duration,
     /// How long one attempt may take.
     pub attempt_timeout: Duration,
+    pub network: Network,
 }
 
 impl Default for ClientConfig {
@@ -27,6 +28,7 @@ impl Default for ClientConfig {
             servers: vec![DEFAULT_SERVER.to_string()],
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_millis(1000),
+            network: Network::tcp(),
         }
     }
 }
@@ -63,7 +65,7 @@ impl Client {
         let connections = config
             .servers
             .iter()
-            .map(|server| AuctionConnection::new(server, &settings, config.attempt_timeout))
+            .map(|server| AuctionConnection::new(&config.network, server, &settings, config.attempt_timeout))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| ClientError::Rejected(error.to_string()))?;
         if connections.is_empty() {
@@ -152,7 +154,8 @@ impl Client {
         if let Some(index) = self.connections.iter().position(|connection| connection.address() == address) {
             return index;
         }
-        match AuctionConnection::new(address, &TransportSettings::default(), self.config.attempt_timeout) {
+        let settings = TransportSettings::default();
+        match AuctionConnection::new(&self.config.network, address, &settings, self.config.attempt_timeout) {
             Ok(connection) => {
                 self.connections.push(connection);
                 self.connections.len() - 1
@@ -162,9 +165,9 @@ impl Client {
     }
 }
 
-/// Asks one node about itself.
+/// Asks one node about itself, over TCP.
 pub async fn node_status(address: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
-    crate::transport::probe_status(address, timeout).await.map_err(|error| match error {
+    crate::transport::probe_status(&Network::tcp(), address, timeout).await.map_err(|error| match error {
         CallError::Rejected { message } => ClientError::Rejected(message),
         CallError::Unavailable { message, .. } => ClientError::Unreachable { waited: timeout, last_error: message },
     })

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
@@ -15,6 +14,7 @@ use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig};
 use gavel::prompt::{self, Input};
 use gavel::replication::Role;
+use gavel::transport::{Network, Port};
 
 #[derive(Parser)]
 #[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
@@ -184,7 +184,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let node_address = SocketAddr::new(args.host, args.port);
-    let listener = TcpListener::bind(node_address).await.with_context(|| format!("binding {node_address}"))?;
+    let network = Network::tcp();
+    let listener = network.bind(node_address, Port::Node).await.with_context(|| format!("binding {node_address}"))?;
     let mut config = NodeConfig::new(node_address, SocketAddr::new(args.host, args.client_port));
     config.peers = args.peers.unwrap_or_else(|| {
         let low = args.port.saturating_sub(8);
@@ -207,7 +208,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
-    node::run(config, listener, shutdown).await
+    node::run(config, network, listener, shutdown).await
 }
 
 /// Runs the prompt until `quit` or end of input. `extra` handles the words
@@ -263,8 +264,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         args.base_port as usize + args.nodes - 1,
         log_dir.display()
     );
-    let cluster = std::cell::RefCell::new(LocalCluster::start(spec).await?);
-    println!("{}", status_report(&cluster.borrow()).await);
+    // The prompt's commands and the final drop share the cluster.
+    let cluster = tokio::sync::Mutex::new(LocalCluster::start(spec).await?);
+    println!("{}", status_report(&*cluster.lock().await).await);
     println!("demo commands: `status`, `crash` (SIGKILL the leader), `restart` (bring crashed nodes back)");
 
     let target = Target {
@@ -278,9 +280,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let cluster = &cluster;
         async move {
             match word.as_str() {
-                "status" => Some(status_report(&cluster.borrow()).await),
-                "crash" => Some(crash_leader(&mut cluster.borrow_mut()).await),
-                "restart" => Some(restart_crashed(&mut cluster.borrow_mut()).await),
+                "status" => Some(status_report(&*cluster.lock().await).await),
+                "crash" => Some(crash_leader(&mut *cluster.lock().await).await),
+                "restart" => Some(restart_crashed(&mut *cluster.lock().await).await),
                 _ => None,
             }
         }

@@ -11,7 +11,7 @@ use gavel::auction::{Bid, Verdict};
 use gavel::client::node_status;
 use gavel::transport::pb::replication::replication_client::ReplicationClient;
 use gavel::transport::pb::replication::{FromBackup, Hello, from_backup};
-use gavel::transport::{AuctionConnection, CallError, TransportSettings};
+use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 use common::{client, start};
 
@@ -40,7 +40,8 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
     let (before, _) = reader.result("").await.expect("result");
 
     let mut connection =
-        AuctionConnection::new(&server, &TransportSettings::default(), Duration::from_secs(2)).expect("connection");
+        AuctionConnection::new(&Network::tcp(), &server, &TransportSettings::default(), Duration::from_secs(2))
+            .expect("connection");
     let huge_name = "x".repeat(1_000);
     let cases = [
         (bid_request("kim", 0, ""), "above 0"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gavel::auction::{Bid, Verdict};
 use gavel::client::node_status;
 use gavel::replication::Role;
-use gavel::transport::{AuctionConnection, TransportSettings};
+use gavel::transport::{AuctionConnection, Network, TransportSettings};
 
 use common::{client, eventually, start};
 
@@ -86,7 +86,8 @@ async fn a_bid_retried_after_failover_gets_its_first_outcome_and_is_applied_once
     let mut cluster = start(1, 3, &[]).await;
     let settings = TransportSettings::default();
     let mut connection =
-        AuctionConnection::new(&cluster.client_address(), &settings, Duration::from_secs(1)).expect("connection");
+        AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(1))
+            .expect("connection");
     let bid = Bid {
         auction_id: String::new(),
         bidder: "alice".into(),

@@ -1,1 +1,3 @@
-//! placeholder
+//! Chaos runs: a local cluster under concurrent clients while a fault
+//! injector kills, freezes and restarts nodes; the history of operations is
+//! then checked for linearizability, durability and exactly-once.

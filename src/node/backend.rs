@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError, Verdict};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
-use crate::transport::{Backend, BackupSession, ServiceError};
+use crate::transport::{Backend, BackupSession, Network, ServiceError};
 
 use super::NodeConfig;
 
@@ -31,6 +31,7 @@ pub(super) struct LeaderHandle {
 /// State shared between the node's driver and its gRPC services.
 pub(super) struct Shared {
     id: NodeId,
+    network: Network,
     status: Mutex<NodeStatus>,
     leader: RwLock<Option<LeaderHandle>>,
     /// Numbers replication streams, so events of a backup's old stream are
@@ -39,7 +40,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: NodeConfig) -> Self {
+    pub fn new(config: NodeConfig, network: Network) -> Self {
         let id = config.node_address.to_string();
         Shared {
             status: Mutex::new(NodeStatus {
@@ -52,6 +53,7 @@ impl Shared {
                 pid: std::process::id(),
             }),
             id,
+            network,
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
         }
@@ -59,6 +61,10 @@ impl Shared {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     pub fn set_status(&self, role: Role, epoch: u64, leader: Option<NodeId>, state: &ReplicatedState) {

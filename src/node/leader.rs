@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
 use crate::replication::{Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role};
-use crate::transport;
+use crate::transport::{self, Incoming};
 
 use super::NodeConfig;
 use super::backend::{LeaderHandle, LeaderInput, Shared};
@@ -40,10 +39,10 @@ pub(super) async fn lead(
     shared: &Arc<Shared>,
     config: &NodeConfig,
     start: Start,
-    client_listener: TcpListener,
+    client_listener: Incoming,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let now = Now::read();
+    let now = shared.network().now();
     let settings = LeaderSettings { ack_timeout: config.ack_timeout, ..LeaderSettings::default() };
     let mut leader = if start.state.last.index == 0 {
         let mut leader = Leader::bootstrap(shared.id().to_string(), settings, now);
@@ -94,12 +93,12 @@ pub(super) async fn lead(
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {
-                leader.handle(Event::Tick, Now::read());
+                leader.handle(Event::Tick, shared.network().now());
                 refresh_status = true;
             }
             input = input_receiver.recv() => {
                 let Some(input) = input else { break };
-                let now = Now::read();
+                let now = shared.network().now();
                 driver.handle(&mut leader, input, now);
                 for _ in 1..MAX_INPUTS_PER_ROUND {
                     match input_receiver.try_recv() {

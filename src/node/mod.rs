@@ -16,12 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::replication::{Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor};
-use crate::transport::{self, LeaderMessage, TransportSettings};
+use crate::transport::{self, Incoming, LeaderMessage, Network, Port, TransportSettings};
 
 use backend::Shared;
 
@@ -74,10 +73,15 @@ const JOIN_TIMEOUT: Duration = Duration::from_millis(300);
 /// Pause between two rounds of looking for the leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(15);
 
-/// Runs a node until `shutdown` is cancelled. The node's own listener is
-/// passed in, so tests can bind port 0.
-pub async fn run(config: NodeConfig, node_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(config.clone()));
+/// Runs a node until `shutdown` is cancelled. The network and the node's own
+/// listener are passed in, so the same code runs over TCP and in simulation.
+pub async fn run(
+    config: NodeConfig,
+    network: Network,
+    node_listener: Incoming,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::new(config.clone(), network));
     let server =
         tokio::spawn(transport::serve(Arc::clone(&shared), node_listener, config.transport(), shutdown.clone()));
     let result = drive(&shared, &config, &shutdown).await;
@@ -107,7 +111,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
-        match transport::open_replication(&client_address, &id, backup.last(), &transport, JOIN_TIMEOUT).await {
+        let joined =
+            transport::open_replication(shared.network(), &client_address, &id, backup.last(), &transport, JOIN_TIMEOUT);
+        match joined.await {
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
@@ -127,7 +133,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         let answers = probe_peers(shared, config, &backup).await;
         let me = SelfView { id: &id, last: backup.last(), membership: &backup.state().membership };
         match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
-            Succession::TakeOver { live_backups } => match TcpListener::bind(config.client_address).await {
+            Succession::TakeOver { live_backups } => match shared.network().bind(config.client_address, Port::Client).await {
                 Ok(client_listener) => {
                     let (epoch, state) = std::mem::take(&mut backup).into_parts();
                     return leader::lead(
@@ -167,7 +173,8 @@ async fn probe_peers(shared: &Shared, config: &NodeConfig, backup: &Backup) -> V
     targets.retain(|target| target != shared.id());
     let mut probes = tokio::task::JoinSet::new();
     for target in targets {
-        probes.spawn(async move { transport::probe_status(&target, PROBE_TIMEOUT).await.ok() });
+        let network = shared.network().clone();
+        probes.spawn(async move { transport::probe_status(&network, &target, PROBE_TIMEOUT).await.ok() });
     }
     let mut answers = Vec::new();
     while let Some(answer) = probes.join_next().await {

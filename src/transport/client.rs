@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
-use tonic::transport::{Channel, Endpoint};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
@@ -15,7 +16,7 @@ use crate::replication::{Entry, LogPosition, NodeStatus, Role, Snapshot};
 use super::pb::auction_client::AuctionClient;
 use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
-use super::{LEADER_METADATA, MAX_REPLICATION_MESSAGE, TransportSettings, pb, uri_for};
+use super::{Connection, LEADER_METADATA, MAX_REPLICATION_MESSAGE, Network, TransportSettings, pb, uri_for};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +67,22 @@ fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, Cal
         .keep_alive_while_idle(true))
 }
 
+/// Dials through `network`, so channels work over a simulated network too.
+fn connector(
+    network: Network,
+) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
+    tower::service_fn(move |uri: Uri| {
+        let network = network.clone();
+        async move {
+            let authority = uri.authority().map(|authority| authority.to_string()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host:port in {uri}"))
+            })?;
+            network.connect(authority).await.map(TokioIo::new)
+        }
+    })
+}
+
 /// A connection to one server's client API. It connects lazily and
 /// reconnects by itself after the server went away.
 #[derive(Clone, Debug)]
@@ -76,8 +93,13 @@ pub struct AuctionConnection {
 }
 
 impl AuctionConnection {
-    pub fn new(address: &str, settings: &TransportSettings, request_timeout: Duration) -> Result<Self, CallError> {
-        let channel = endpoint(address, settings)?.connect_lazy();
+    pub fn new(
+        network: &Network,
+        address: &str,
+        settings: &TransportSettings,
+        request_timeout: Duration,
+    ) -> Result<Self, CallError> {
+        let channel = endpoint(address, settings)?.connect_with_connector_lazy(connector(network.clone()));
         Ok(AuctionConnection { address: address.to_string(), client: AuctionClient::new(channel), request_timeout })
     }
 
@@ -141,9 +163,9 @@ fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
 }
 
 /// Asks the node at `address` about itself, within `timeout`.
-pub async fn probe_status(address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
+pub async fn probe_status(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
     let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
-    let mut connection = AuctionConnection::new(address, &settings, timeout)?;
+    let mut connection = AuctionConnection::new(network, address, &settings, timeout)?;
     connection.status().await
 }
 
@@ -166,13 +188,15 @@ pub struct LeaderLink {
 /// Opens the replication stream to whoever serves `client_address`,
 /// introducing this backup as `node` with a log ending at `last`.
 pub async fn open_replication(
+    network: &Network,
     client_address: &str,
     node: &str,
     last: LogPosition,
     settings: &TransportSettings,
     timeout: Duration,
 ) -> Result<LeaderLink, CallError> {
-    let channel = tokio::time::timeout(timeout, endpoint(client_address, settings)?.connect())
+    let endpoint = endpoint(client_address, settings)?;
+    let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector(network.clone())))
         .await
         .map_err(|_| CallError::unavailable("connect timed out"))?
         .map_err(|error| CallError::unavailable(format!("cannot connect to {client_address}: {error}")))?;

@@ -6,12 +6,14 @@
 
 mod client;
 mod convert;
+mod network;
 mod server;
 
 use std::time::Duration;
 
 pub use client::{AuctionConnection, CallError, LeaderLink, LeaderMessage, open_replication, probe_status};
 pub use convert::MalformedMessage;
+pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port};
 pub use server::{Backend, BackupSession, ServiceError, serve};
 
 /// The generated protobuf code.

@@ -4,13 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
@@ -19,7 +17,7 @@ use crate::replication::{LogPosition, Message, NodeId, NodeStatus, Role};
 use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
-use super::{LEADER_METADATA, MAX_CLIENT_MESSAGE, MAX_REPLICATION_MESSAGE, TransportSettings, convert};
+use super::{Incoming, LEADER_METADATA, MAX_CLIENT_MESSAGE, MAX_REPLICATION_MESSAGE, TransportSettings, convert};
 
 /// Why a node could not serve a call.
 #[derive(Debug, thiserror::Error)]
@@ -209,11 +207,11 @@ async fn write_to_backup(
     }
 }
 
-/// Serves the client API and the replication stream on `listener` until
-/// `shutdown` is cancelled.
+/// Serves the client API and the replication stream on the connections of
+/// `incoming` until `shutdown` is cancelled.
 pub async fn serve<B: Backend>(
     backend: Arc<B>,
-    listener: TcpListener,
+    incoming: Incoming,
     settings: TransportSettings,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -221,7 +219,6 @@ pub async fn serve<B: Backend>(
         .max_decoding_message_size(MAX_CLIENT_MESSAGE);
     let replication = ReplicationServer::new(ReplicationService { backend, settings: settings.clone() })
         .max_decoding_message_size(MAX_REPLICATION_MESSAGE);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout))

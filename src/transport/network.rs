@@ -1,0 +1,145 @@
+//! Where the bytes go. The node and the client take a [`Network`] instead of
+//! calling TCP directly, so the same code runs over real TCP and over a
+//! simulated network (see `crate::simulation`).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+
+use crate::replication::Now;
+
+/// Anything a connection can be carried over.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// One accepted or dialed connection.
+pub struct Connection(Pin<Box<dyn ByteStream>>);
+
+impl Connection {
+    pub fn new(stream: impl ByteStream) -> Self {
+        Connection(Box::pin(stream))
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.as_mut().poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// The connections a listener accepts.
+pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Connection>> + Send>>;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What a listener is for: the client port is the leadership lock, which a
+/// simulated network models explicitly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// A node's own port.
+    Node,
+    /// The well-known client port: only one process can hold it.
+    Client,
+}
+
+/// A network: listeners, dialing, and the clock that goes with it.
+pub trait NetworkBackend: Send + Sync + 'static {
+    fn bind(&self, address: SocketAddr, port: Port) -> BoxFuture<io::Result<Incoming>>;
+    /// Dials `address` (`host:port`).
+    fn connect(&self, address: String) -> BoxFuture<io::Result<Connection>>;
+    /// The current time: a simulated network has a simulated clock.
+    fn now(&self) -> Now;
+}
+
+/// A shareable handle to a network.
+#[derive(Clone)]
+pub struct Network(Arc<dyn NetworkBackend>);
+
+impl Network {
+    /// Real TCP with `TCP_NODELAY`, and the system clock.
+    pub fn tcp() -> Self {
+        Network(Arc::new(Tcp))
+    }
+
+    pub fn new(backend: impl NetworkBackend) -> Self {
+        Network(Arc::new(backend))
+    }
+
+    pub async fn bind(&self, address: SocketAddr, port: Port) -> io::Result<Incoming> {
+        self.0.bind(address, port).await
+    }
+
+    pub async fn connect(&self, address: String) -> io::Result<Connection> {
+        self.0.connect(address).await
+    }
+
+    pub fn now(&self) -> Now {
+        self.0.now()
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::tcp()
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Network")
+    }
+}
+
+struct Tcp;
+
+impl NetworkBackend for Tcp {
+    fn bind(&self, address: SocketAddr, _port: Port) -> BoxFuture<io::Result<Incoming>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            let incoming = TcpListenerStream::new(listener).map(|accepted| {
+                let stream = accepted?;
+                // Small messages must not wait for Nagle's algorithm.
+                stream.set_nodelay(true)?;
+                Ok(Connection::new(stream))
+            });
+            Ok(Box::pin(incoming) as Incoming)
+        })
+    }
+
+    fn connect(&self, address: String) -> BoxFuture<io::Result<Connection>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Ok(Connection::new(stream))
+        })
+    }
+
+    fn now(&self) -> Now {
+        Now::read()
+    }
+}
