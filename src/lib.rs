@@ -11,6 +11,7 @@
 //! - [`prompt`]: the bidding prompt and the one-line answers it prints.
 //! - [`cluster`]: local clusters of server processes, for the demo and the tools.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
+//! - [`tour`]: the scripted crash tour whose log is `log.txt`.
 
 pub mod auction;
 pub mod chaos;
@@ -19,4 +20,5 @@ pub mod cluster;
 pub mod node;
 pub mod prompt;
 pub mod replication;
+pub mod tour;
 pub mod transport;

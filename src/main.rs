@@ -14,6 +14,7 @@ use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig};
 use gavel::prompt::{self, Input};
 use gavel::replication::Role;
+use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
 #[derive(Parser)]
@@ -119,9 +120,19 @@ struct DemoArgs {
     base_port: u16,
     #[arg(long, default_value_t = 5000)]
     client_port: u16,
-    /// How long the auction runs.
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
-    duration: Duration,
+    /// How long the auction runs (default 120s; 8s for the crash tour).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Instead of the prompt, run a script and print its log.
+    #[arg(long, value_enum)]
+    script: Option<Script>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Script {
+    /// Crashes a backup and the leader under bids, restarts them, ends the
+    /// auction: the story of `log.txt`.
+    CrashTour,
 }
 
 fn main() -> ExitCode {
@@ -147,7 +158,8 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -254,8 +266,20 @@ where
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("finding the gavel binary")?;
     let log_dir = std::env::temp_dir().join(format!("gavel-demo-{}", std::process::id()));
+    if let Some(Script::CrashTour) = args.script {
+        let config = TourConfig {
+            binary,
+            base_port: args.base_port,
+            client_port: args.client_port,
+            auction_duration: args.duration.unwrap_or(Duration::from_secs(8)),
+            log_dir,
+        };
+        print!("{}", tour::run(config).await?);
+        return Ok(());
+    }
+    let duration = args.duration.unwrap_or(Duration::from_secs(120));
     let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
-    spec.server_args = vec!["--duration".into(), humantime::format_duration(args.duration).to_string()];
+    spec.server_args = vec!["--duration".into(), humantime::format_duration(duration).to_string()];
     spec.log_dir = Some(log_dir.clone());
     println!(
         "starting {} nodes on ports {}..{}; logs in {}",

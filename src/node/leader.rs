@@ -93,7 +93,9 @@ pub(super) async fn lead(
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {
+                let open_before = open_auctions(&leader);
                 leader.handle(Event::Tick, shared.network().now());
+                log_closed_auctions(&leader, &open_before);
                 refresh_status = true;
             }
             input = input_receiver.recv() => {
@@ -116,6 +118,24 @@ pub(super) async fn lead(
     shared.set_leader(None);
     let _ = client_server.await;
     Ok(())
+}
+
+fn open_auctions(leader: &Leader) -> Vec<String> {
+    leader.state().book.auctions.values().filter(|auction| !auction.closed).map(|auction| auction.auction_id.clone()).collect()
+}
+
+/// Logs the auctions among `were_open` that the last tick closed.
+fn log_closed_auctions(leader: &Leader, were_open: &[String]) {
+    let auctions = &leader.state().book.auctions;
+    let closed = were_open.iter().filter_map(|id| auctions.get(id)).filter(|auction| auction.closed);
+    for auction in closed {
+        info!(
+            auction = %auction.auction_id,
+            winner = %auction.highest_bidder,
+            amount = auction.highest_amount,
+            "auction over"
+        );
+    }
 }
 
 /// The leader loop's bookkeeping of replies and backup streams.

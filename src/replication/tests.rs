@@ -1,1 +1,1677 @@
+//! Unit tests of the replication core, driven synchronously.
+//!
+//! A [`Cluster`] is an in-memory network in the manner of raft-rs's test
+//! harness: one [`Leader`], its [`Backup`]s keyed by node id, and per backup a
+//! queue of messages in flight from the leader and a queue of acks in flight
+//! back. Tests deliver, hold, drop or reorder them one at a time, move a fake
+//! clock by hand, and assert on the exact actions the leader emits and on the
+//! state of every replica. No sockets, tasks or sleeps.
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auction::{
+    Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, ReadError, Verdict,
+};
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+const LEADER: &str = "node-1";
+const NODE_2: &str = "node-2";
+const NODE_3: &str = "node-3";
+const NODE_4: &str = "node-4";
+
+const ACK_TIMEOUT_MS: u64 = 1_000;
+/// How long the test auction runs, counted from the cluster's start.
+const AUCTION_MS: u64 = 60_000;
+
+fn settings() -> LeaderSettings {
+    LeaderSettings { ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS), tail_capacity: 64 }
+}
+
+/// One replication stream, seen from the network between leader and backup.
+#[derive(Debug)]
+struct Stream {
+    connection: u64,
+    /// Sent by the leader, not yet applied by the backup.
+    in_flight: VecDeque<Message>,
+    /// Indexes the backup acked, not yet seen by the leader.
+    acks: VecDeque<u64>,
+}
+
+/// A leader, its backups and the network between them.
+struct Cluster {
+    leader: Leader,
+    settings: LeaderSettings,
+    /// Every backup process, connected or not: a node keeps its log when its
+    /// stream ends, and reports it when it connects again.
+    backups: BTreeMap<NodeId, Backup>,
+    /// The open stream of each connected backup.
+    streams: BTreeMap<NodeId, Stream>,
+    /// Every entry the leader sent, by index (the latest epoch's wins): the
+    /// leader does not expose its log, so tests read it here.
+    sent_log: BTreeMap<u64, Entry>,
+    /// When the cluster started: the auction's deadline is set from it.
+    start: Now,
+    now: Now,
+    next_token: u64,
+    next_connection: u64,
+    /// Replies, in the order the leader released them.
+    released: Vec<(u64, Reply)>,
+}
+
+impl Cluster {
+    /// A leader alone, with the default auction open for `auction_ms`.
+    fn bootstrap(settings: LeaderSettings, auction_ms: u64) -> Self {
+        let start = Now::read();
+        let leader = Leader::bootstrap(LEADER.to_string(), settings.clone(), start);
+        let mut cluster = Cluster {
+            leader,
+            settings,
+            backups: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            sent_log: BTreeMap::new(),
+            start,
+            now: start,
+            next_token: 1,
+            next_connection: 1,
+            released: Vec::new(),
+        };
+        cluster.step(Event::Open(OpenAuction {
+            auction_id: DEFAULT_AUCTION.to_string(),
+            description: "a test auction".to_string(),
+            minimum_amount: 1,
+            ends_at_unix_ms: start.advanced(auction_ms).unix_ms,
+            at_unix_ms: start.unix_ms,
+        }));
+        cluster
+    }
+
+    /// A leader whose `backups` joined one after the other and caught up.
+    fn start(settings: LeaderSettings, auction_ms: u64, backups: &[&str]) -> Self {
+        let mut cluster = Cluster::bootstrap(settings, auction_ms);
+        for node in backups {
+            cluster.connect(node);
+            cluster.settle();
+        }
+        cluster
+    }
+
+    fn with_backups(backups: &[&str]) -> Self {
+        Cluster::start(settings(), AUCTION_MS, backups)
+    }
+
+    // The leader's side.
+
+    /// Hands one event to the leader without flushing its actions, as the
+    /// node does for each input of a round.
+    fn handle(&mut self, event: Event) {
+        self.leader.handle(event, self.now);
+    }
+
+    /// Takes the leader's actions and performs them on the network.
+    fn take_actions(&mut self) -> Vec<Action> {
+        let actions = self.leader.take_actions();
+        self.route(&actions);
+        actions
+    }
+
+    fn step(&mut self, event: Event) -> Vec<Action> {
+        self.handle(event);
+        self.take_actions()
+    }
+
+    fn route(&mut self, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::Send { to, connection, message } => {
+                    if let Message::Entries(entries) = message {
+                        for entry in entries.iter() {
+                            self.sent_log.insert(entry.index, entry.clone());
+                        }
+                    }
+                    // A message for a stream that is already gone is lost.
+                    if let Some(stream) = self.streams.get_mut(to)
+                        && stream.connection == *connection
+                    {
+                        stream.in_flight.push_back(message.clone());
+                    }
+                }
+                Action::Reply { token, reply } => self.released.push((*token, reply.clone())),
+                Action::Disconnect { node, connection } => {
+                    if self.streams.get(node).is_some_and(|stream| stream.connection == *connection) {
+                        self.streams.remove(node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_token(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    fn bid_event(&mut self, bid: Bid) -> (u64, Event) {
+        let token = self.next_token();
+        (token, Event::Bid { token, bid })
+    }
+
+    fn send_bid(&mut self, bid: Bid) -> u64 {
+        let (token, event) = self.bid_event(bid);
+        self.step(event);
+        token
+    }
+
+    /// A bid from a client session of its own.
+    fn bid(&mut self, bidder: &str, amount: u64) -> u64 {
+        let client_id = format!("client-{}", self.next_token);
+        self.send_bid(bid(bidder, amount, &client_id, 1))
+    }
+
+    fn read_auction(&mut self, auction_id: &str) -> u64 {
+        let token = self.next_token();
+        self.step(Event::Read { token, auction_id: auction_id.to_string() });
+        token
+    }
+
+    fn read(&mut self) -> u64 {
+        self.read_auction(DEFAULT_AUCTION)
+    }
+
+    fn tick(&mut self) -> Vec<Action> {
+        self.step(Event::Tick)
+    }
+
+    fn advance(&mut self, millis: u64) {
+        self.now = self.now.advanced(millis);
+    }
+
+    // The network.
+
+    /// Opens a new stream from `node` (a fresh node if it never ran), which
+    /// reports the end of its log.
+    fn connect(&mut self, node: &str) -> Vec<Action> {
+        let connection = self.next_connection;
+        self.next_connection += 1;
+        let last = self.backups.entry(node.to_string()).or_default().last();
+        let stream = Stream { connection, in_flight: VecDeque::new(), acks: VecDeque::new() };
+        self.streams.insert(node.to_string(), stream);
+        self.step(Event::BackupConnected { node: node.to_string(), connection, last })
+    }
+
+    fn connection(&self, node: &str) -> u64 {
+        self.streams.get(node).map(|stream| stream.connection).expect("the backup is connected")
+    }
+
+    /// The stream of `node` ends: what is in flight on it is lost, and the
+    /// leader hears of it.
+    fn lose_stream(&mut self, node: &str) -> Vec<Action> {
+        let stream = self.streams.remove(node).expect("the backup is connected");
+        self.step(Event::BackupLost { node: node.to_string(), connection: stream.connection })
+    }
+
+    fn in_flight(&self, node: &str) -> usize {
+        self.streams.get(node).map_or(0, |stream| stream.in_flight.len())
+    }
+
+    /// Applies the next message in flight to `node`; false if there is none.
+    fn deliver_one(&mut self, node: &str) -> Result<bool, ReplicationError> {
+        let Some(stream) = self.streams.get_mut(node) else { return Ok(false) };
+        let Some(message) = stream.in_flight.pop_front() else { return Ok(false) };
+        let backup = self.backups.get_mut(node).expect("a connected backup has a state");
+        let acked = match message {
+            Message::Snapshot(snapshot) => backup.install(*snapshot)?,
+            Message::Entries(entries) => backup.apply(entries.iter())?,
+        };
+        stream.acks.push_back(acked);
+        Ok(true)
+    }
+
+    /// Applies every message in flight to `node`.
+    fn deliver(&mut self, node: &str) -> Result<(), ReplicationError> {
+        while self.deliver_one(node)? {}
+        Ok(())
+    }
+
+    fn drop_in_flight(&mut self, node: &str) {
+        if let Some(stream) = self.streams.get_mut(node) {
+            stream.in_flight.clear();
+        }
+    }
+
+    fn reverse_in_flight(&mut self, node: &str) {
+        if let Some(stream) = self.streams.get_mut(node) {
+            stream.in_flight.make_contiguous().reverse();
+        }
+    }
+
+    fn ack_event(&mut self, node: &str, pick: impl FnOnce(&mut VecDeque<u64>) -> Option<u64>) -> Option<Event> {
+        let stream = self.streams.get_mut(node)?;
+        let index = pick(&mut stream.acks)?;
+        Some(Event::Ack { node: node.to_string(), connection: stream.connection, index })
+    }
+
+    /// Hands the leader the oldest ack in flight from `node`.
+    fn deliver_next_ack(&mut self, node: &str) -> Vec<Action> {
+        match self.ack_event(node, VecDeque::pop_front) {
+            Some(event) => self.step(event),
+            None => Vec::new(),
+        }
+    }
+
+    /// Hands the leader every ack in flight from `node`, one step each.
+    fn deliver_acks(&mut self, node: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while self.streams.get(node).is_some_and(|stream| !stream.acks.is_empty()) {
+            actions.extend(self.deliver_next_ack(node));
+        }
+        actions
+    }
+
+    /// Only the newest ack from `node` gets through: acks are cumulative.
+    fn deliver_latest_ack(&mut self, node: &str) -> Vec<Action> {
+        let latest = self.ack_event(node, |acks| {
+            let latest = acks.pop_back();
+            acks.clear();
+            latest
+        });
+        latest.map(|event| self.step(event)).unwrap_or_default()
+    }
+
+    fn drop_acks(&mut self, node: &str) {
+        if let Some(stream) = self.streams.get_mut(node) {
+            stream.acks.clear();
+        }
+    }
+
+    fn reverse_acks(&mut self, node: &str) {
+        if let Some(stream) = self.streams.get_mut(node) {
+            stream.acks.make_contiguous().reverse();
+        }
+    }
+
+    /// Delivers every message and ack until nothing is in flight.
+    fn settle(&mut self) {
+        loop {
+            let busy: Vec<NodeId> = self
+                .streams
+                .iter()
+                .filter(|(_, stream)| !stream.in_flight.is_empty() || !stream.acks.is_empty())
+                .map(|(node, _)| node.clone())
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            for node in busy {
+                self.deliver(&node).expect("a backup accepts what its leader sends in order");
+                self.deliver_acks(&node);
+            }
+        }
+    }
+
+    // Failover.
+
+    /// The leader crashes, taking its streams and held replies with it, and
+    /// `successor` takes over with the state it holds.
+    fn crash_leader_and_take_over(&mut self, successor: &str) -> Vec<Action> {
+        let lost_leader = self.leader.id().to_string();
+        let (epoch, state) = self.backups.remove(successor).expect("the successor is a backup").into_parts();
+        self.streams.clear();
+        self.leader =
+            Leader::take_over(successor.to_string(), epoch, state, &lost_leader, self.settings.clone(), self.now);
+        self.take_actions()
+    }
+
+    /// What `node` answers to a probe once the leader is gone.
+    fn status(&self, node: &str) -> NodeStatus {
+        let backup = self.backup(node);
+        NodeStatus {
+            node: node.to_string(),
+            role: Role::Joining,
+            epoch: backup.epoch(),
+            leader: None,
+            membership: backup.state().membership.clone(),
+            last: backup.last(),
+            pid: 0,
+        }
+    }
+
+    // Observations.
+
+    fn backup(&self, node: &str) -> &Backup {
+        self.backups.get(node).expect("the backup exists")
+    }
+
+    fn released_tokens(&self) -> Vec<u64> {
+        self.released.iter().map(|(token, _)| *token).collect()
+    }
+
+    fn is_released(&self, token: u64) -> bool {
+        self.released.iter().any(|(released, _)| *released == token)
+    }
+
+    fn reply(&self, token: u64) -> &Reply {
+        self.released
+            .iter()
+            .find(|(released, _)| *released == token)
+            .map(|(_, reply)| reply)
+            .unwrap_or_else(|| panic!("reply {token} was not released"))
+    }
+
+    fn outcome(&self, token: u64) -> &BidOutcome {
+        match self.reply(token) {
+            Reply::Bid(outcome) => outcome,
+            other => panic!("reply {token} is not a bid's: {other:?}"),
+        }
+    }
+
+    fn view(&self, token: u64) -> &AuctionView {
+        match self.reply(token) {
+            Reply::Result(Ok(view)) => view,
+            other => panic!("reply {token} is not a view: {other:?}"),
+        }
+    }
+
+    fn sent_entries(&self, indexes: RangeInclusive<u64>) -> Vec<Entry> {
+        indexes.map(|index| self.sent_log[&index].clone()).collect()
+    }
+}
+
+fn bid(bidder: &str, amount: u64, client_id: &str, request_id: u64) -> Bid {
+    Bid {
+        auction_id: DEFAULT_AUCTION.to_string(),
+        bidder: bidder.to_string(),
+        amount,
+        client_id: client_id.to_string(),
+        request_id,
+        at_unix_ms: 0,
+    }
+}
+
+/// The outcome of a bid that became the highest.
+fn success(bidder: &str, amount: u64, registered: bool) -> BidOutcome {
+    BidOutcome {
+        verdict: Verdict::Success,
+        reason: if registered { format!("{bidder} registered and now holds the highest bid") } else { String::new() },
+        highest_amount: amount,
+        highest_bidder: bidder.to_string(),
+    }
+}
+
+fn auction_over(highest_bidder: &str, highest_amount: u64) -> BidOutcome {
+    BidOutcome {
+        verdict: Verdict::Fail,
+        reason: "the auction is over".to_string(),
+        highest_amount,
+        highest_bidder: highest_bidder.to_string(),
+    }
+}
+
+fn default_auction(state: &ReplicatedState) -> &Auction {
+    &state.book.auctions[DEFAULT_AUCTION]
+}
+
+fn entries_message(entries: Vec<Entry>) -> Message {
+    Message::Entries(Arc::new(entries))
+}
+
+fn members(nodes: &[&str]) -> Vec<NodeId> {
+    nodes.iter().map(|node| node.to_string()).collect()
+}
+
+/// The messages among `actions`, as `(to, message)`.
+fn sends(actions: &[Action]) -> Vec<(&str, &Message)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { to, message, .. } => Some((to.as_str(), message)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn replies(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Reply { token, .. } => Some(*token),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Normal operation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lone_leader_answers_a_bid_at_once() {
+    let mut cluster = Cluster::bootstrap(settings(), AUCTION_MS);
+
+    let (alice, event) = cluster.bid_event(bid("alice", 10, "client-a", 1));
+    let actions = cluster.step(event);
+
+    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
+}
+
+#[test]
+fn bid_reply_waits_for_every_backup_to_ack() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    let bid_index = cluster.leader.state().last.index;
+
+    // Both backups apply the entry, but only node-2's ack has arrived.
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    assert_eq!(cluster.deliver_acks(NODE_2), vec![]);
+    assert_eq!(cluster.leader.commit_index(), bid_index - 1);
+    assert!(!cluster.is_released(alice));
+
+    // node-3's ack commits the entry and releases exactly alice's reply.
+    let actions = cluster.deliver_acks(NODE_3);
+    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(cluster.leader.commit_index(), bid_index);
+}
+
+#[test]
+fn replies_are_released_in_index_order() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    let bob = cluster.bid("bob", 20);
+    let carol = cluster.bid("carol", 30);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver(NODE_3).expect("node-3 applies");
+
+    // node-2 has acked all three; node-3's acks arrive one by one.
+    assert_eq!(cluster.deliver_latest_ack(NODE_2), vec![]);
+    assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![alice]);
+    assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![bob]);
+    assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![carol]);
+
+    assert_eq!(cluster.outcome(bob), &success("bob", 20, true));
+    assert_eq!(cluster.outcome(carol), &success("carol", 30, true));
+}
+
+#[test]
+fn read_waits_for_the_bids_sequenced_before_it_and_shows_only_those() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+
+    // bob's bid is sequenced but not acked; the read comes next, carol's bid
+    // after it. Each step's entries travel as a message of their own.
+    let bob = cluster.bid("bob", 20);
+    let bob_index = cluster.leader.state().last.index;
+    let read = cluster.read();
+    let carol = cluster.bid("carol", 30);
+    assert_eq!(cluster.in_flight(NODE_2), 2);
+
+    // Alice's bid is committed, but the read waits for bob's, sequenced before it.
+    assert!(!cluster.is_released(read));
+
+    // Both backups apply and ack bob's entry only: bob and the read go out,
+    // in that order, and carol's bid stays held.
+    for node in [NODE_2, NODE_3] {
+        assert!(cluster.deliver_one(node).expect("the backup applies bob's entry"));
+        cluster.deliver_acks(node);
+    }
+    assert_eq!(cluster.leader.commit_index(), bob_index);
+    assert_eq!(cluster.released_tokens(), vec![alice, bob, read]);
+
+    // The view was taken when the read was sequenced: it shows bob's bid,
+    // committed by the time it is released, and not carol's, which is not.
+    let view = cluster.view(read);
+    assert_eq!((view.highest_bidder.as_str(), view.highest_amount, view.accepted_bids), ("bob", 20, 2));
+    assert!(!view.over);
+
+    cluster.settle();
+    assert_eq!(cluster.released_tokens(), vec![alice, bob, read, carol]);
+}
+
+#[test]
+fn read_of_an_unknown_auction_keeps_its_place_in_line() {
+    let mut cluster = Cluster::with_backups(&[NODE_2]);
+    let alice = cluster.bid("alice", 10);
+    let read = cluster.read_auction("no-such-auction");
+    assert_eq!(cluster.released_tokens(), vec![]);
+
+    cluster.settle();
+
+    assert_eq!(cluster.released_tokens(), vec![alice, read]);
+    assert_eq!(cluster.reply(read), &Reply::Result(Err(ReadError::UnknownAuction("no-such-auction".to_string()))));
+}
+
+// ---------------------------------------------------------------------------
+// Pipelining and batching
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bids_are_sent_before_any_ack_and_one_cumulative_ack_releases_them_all() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+
+    // Three bids, each sent as soon as it is sequenced: nothing waits for acks.
+    let tokens = [cluster.bid("alice", 10), cluster.bid("bob", 20), cluster.bid("carol", 30)];
+    assert_eq!(cluster.in_flight(NODE_2), 3);
+    assert_eq!(cluster.in_flight(NODE_3), 3);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver(NODE_3).expect("node-3 applies");
+
+    // node-2's three acks arrive; of node-3's only the last gets through,
+    // and that one ack releases the three replies, in order.
+    assert_eq!(cluster.deliver_acks(NODE_2), vec![]);
+    let actions = cluster.deliver_latest_ack(NODE_3);
+
+    assert_eq!(replies(&actions), tokens.to_vec());
+    assert_eq!(actions.len(), 3);
+    assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
+}
+
+#[test]
+fn entries_of_several_events_are_flushed_as_one_message_per_backup() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let first = cluster.leader.state().last.index + 1;
+
+    // Three bids handled in one round, before the node performs any action.
+    for (bidder, amount) in [("alice", 10), ("bob", 20), ("carol", 30)] {
+        let (_, event) = cluster.bid_event(bid(bidder, amount, bidder, 1));
+        cluster.handle(event);
+    }
+    let actions = cluster.take_actions();
+
+    // One message per backup, the same shared list of the three entries.
+    let sent = sends(&actions);
+    assert_eq!(actions.len(), 2, "no reply before any ack: {actions:?}");
+    let [(NODE_2, Message::Entries(to_node_2)), (NODE_3, Message::Entries(to_node_3))] = sent[..] else {
+        panic!("expected one Entries message to each backup, got {sent:?}");
+    };
+    assert!(Arc::ptr_eq(to_node_2, to_node_3));
+    let indexes: Vec<u64> = to_node_2.iter().map(|entry| entry.index).collect();
+    assert_eq!(indexes, vec![first, first + 1, first + 2]);
+
+    cluster.settle();
+    assert_eq!(default_auction(cluster.backup(NODE_3).state()).accepted_bids, 3);
+}
+
+#[test]
+fn an_ack_arriving_after_a_higher_one_changes_nothing() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    let bob = cluster.bid("bob", 20);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    cluster.deliver_acks(NODE_2);
+
+    // node-3's acks are reordered: the higher one arrives first.
+    cluster.reverse_acks(NODE_3);
+    assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![alice, bob]);
+    let commit_index = cluster.leader.commit_index();
+
+    assert_eq!(cluster.deliver_next_ack(NODE_3), vec![]);
+    assert_eq!(cluster.leader.commit_index(), commit_index);
+
+    // And the late ack did not lower node-3's progress: the next bid needs
+    // only its next ack.
+    let carol = cluster.bid("carol", 30);
+    cluster.settle();
+    assert_eq!(cluster.released_tokens(), vec![alice, bob, carol]);
+}
+
+// ---------------------------------------------------------------------------
+// Backup lost
+// ---------------------------------------------------------------------------
+
+#[test]
+fn backup_lost_by_stream_end_is_removed_and_bidding_goes_on() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    let remove_index = cluster.leader.state().last.index + 1;
+
+    // node-2 acks alice's bid; node-3's stream ends before it does.
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+    let node_3_connection = cluster.connection(NODE_3);
+    let actions = cluster.lose_stream(NODE_3);
+
+    // The leader closes the stream and sends the removal to node-2 alone.
+    assert!(actions.contains(&Action::Disconnect { node: NODE_3.to_string(), connection: node_3_connection }));
+    let removal = Entry { epoch: 1, index: remove_index, payload: Payload::Remove { node: NODE_3.to_string() } };
+    assert_eq!(sends(&actions), vec![(NODE_2, &entries_message(vec![removal]))]);
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER, NODE_2]));
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2]));
+
+    // Alice's reply goes out without node-3's ack (at the latest once node-2
+    // holds the removal).
+    cluster.settle();
+    assert_eq!(cluster.released_tokens(), vec![alice]);
+    assert_eq!(cluster.outcome(alice), &success("alice", 10, true));
+
+    // Bidding goes on with node-2 alone.
+    let bob = cluster.bid("bob", 20);
+    cluster.settle();
+    assert_eq!(cluster.released_tokens(), vec![alice, bob]);
+    assert_eq!(cluster.backup(NODE_2).state(), cluster.leader.state());
+}
+
+#[test]
+fn backup_lost_with_a_stale_connection_is_ignored() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let old_connection = cluster.connection(NODE_3);
+
+    // node-3 reconnects before the leader noticed its old stream's end: the
+    // leader closes the old stream and, node-3 being up to date, sends nothing.
+    let actions = cluster.connect(NODE_3);
+    let new_connection = cluster.connection(NODE_3);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Disconnect { node: NODE_3.to_string(), connection: old_connection },
+            Action::Send { to: NODE_3.to_string(), connection: new_connection, message: entries_message(vec![]) },
+        ]
+    );
+    cluster.settle();
+
+    // The old stream's end arrives late: no removal.
+    let state = cluster.leader.state().clone();
+    let lost = cluster.step(Event::BackupLost { node: NODE_3.to_string(), connection: old_connection });
+    assert_eq!(lost, vec![]);
+    assert_eq!(cluster.leader.state(), &state);
+
+    // An ack on the old stream does not count either.
+    let alice = cluster.bid("alice", 10);
+    let alice_index = cluster.leader.state().last.index;
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+    let stale_ack = Event::Ack { node: NODE_3.to_string(), connection: old_connection, index: alice_index };
+    assert_eq!(cluster.step(stale_ack), vec![]);
+    assert!(!cluster.is_released(alice));
+
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+}
+
+// ---------------------------------------------------------------------------
+// Ack timeout
+// ---------------------------------------------------------------------------
+
+#[test]
+fn silent_backup_is_removed_after_the_ack_timeout_and_not_before() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+    // node-3 holds everything sent to it and never acks.
+
+    cluster.advance(ACK_TIMEOUT_MS - 1);
+    assert_eq!(cluster.tick(), vec![]);
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2, NODE_3]));
+    assert!(!cluster.is_released(alice));
+
+    cluster.advance(1);
+    let node_3_connection = cluster.connection(NODE_3);
+    let actions = cluster.tick();
+    assert!(actions.contains(&Action::Disconnect { node: NODE_3.to_string(), connection: node_3_connection }));
+    let removal = Payload::Remove { node: NODE_3.to_string() };
+    assert!(
+        sends(&actions).iter().any(|(to, message)| *to == NODE_2
+            && matches!(message, Message::Entries(entries) if entries[0].payload == removal)),
+        "the removal goes to node-2: {actions:?}"
+    );
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2]));
+
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+}
+
+#[test]
+fn caught_up_backup_is_never_timed_out_while_the_leader_is_idle() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.settle();
+
+    cluster.advance(10 * ACK_TIMEOUT_MS);
+    assert_eq!(cluster.tick(), vec![]);
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2, NODE_3]));
+}
+
+#[test]
+fn ack_timeout_counts_from_the_last_progress_not_the_first_entry_owed() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.bid("bob", 20);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+
+    // node-3 is slow: its first ack arrives just before the timeout.
+    cluster.advance(ACK_TIMEOUT_MS - 100);
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    cluster.deliver_next_ack(NODE_3);
+    // Its second ack is lost: it made progress once, then fell silent.
+    cluster.drop_acks(NODE_3);
+
+    // A timeout after the first entry was owed, but not after the progress.
+    cluster.advance(100);
+    assert_eq!(cluster.tick(), vec![]);
+
+    cluster.advance(ACK_TIMEOUT_MS - 100);
+    let actions = cluster.tick();
+    assert!(actions.iter().any(|action| matches!(action, Action::Disconnect { node, .. } if node == NODE_3)));
+}
+
+// ---------------------------------------------------------------------------
+// Join and catch-up
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fresh_backup_gets_a_snapshot_then_its_join_and_counts_once_it_acks() {
+    let mut cluster = Cluster::bootstrap(settings(), AUCTION_MS);
+    let alice = cluster.bid("alice", 10);
+    assert!(cluster.is_released(alice));
+    let state_before = cluster.leader.state().clone();
+
+    // A fresh node connects with an empty log.
+    let actions = cluster.connect(NODE_2);
+    let connection = cluster.connection(NODE_2);
+    let join =
+        Entry { epoch: 1, index: state_before.last.index + 1, payload: Payload::Join { node: NODE_2.to_string() } };
+    assert_eq!(
+        actions,
+        vec![
+            Action::Send {
+                to: NODE_2.to_string(),
+                connection,
+                message: Message::Snapshot(Box::new(Snapshot { epoch: 1, state: state_before })),
+            },
+            Action::Send { to: NODE_2.to_string(), connection, message: entries_message(vec![join]) },
+        ]
+    );
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER, NODE_2]));
+
+    // From the join on, node-2 is waited for.
+    let bob = cluster.bid("bob", 20);
+    cluster.deliver(NODE_2).expect("node-2 installs and applies");
+    assert!(!cluster.is_released(bob));
+    cluster.deliver_acks(NODE_2);
+    assert!(cluster.is_released(bob));
+
+    let carol = cluster.bid("carol", 30);
+    assert!(!cluster.is_released(carol));
+    cluster.settle();
+    assert!(cluster.is_released(carol));
+
+    assert_eq!(cluster.backup(NODE_2).state(), cluster.leader.state());
+}
+
+#[test]
+fn backup_whose_log_is_a_prefix_of_the_tail_gets_only_the_suffix() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.settle();
+
+    // node-3's stream ends; it keeps its log while bidding goes on.
+    cluster.lose_stream(NODE_3);
+    cluster.bid("bob", 20);
+    cluster.bid("carol", 30);
+    cluster.settle();
+    let node_3_last = cluster.backup(NODE_3).last();
+    let leader_last = cluster.leader.state().last;
+
+    let actions = cluster.connect(NODE_3);
+
+    // It gets what it lacks (its removal and the two bids), then its join.
+    let suffix = cluster.sent_entries(node_3_last.index + 1..=leader_last.index);
+    assert_eq!(suffix[0].payload, Payload::Remove { node: NODE_3.to_string() });
+    let sent = sends(&actions);
+    assert_eq!(sent[0], (NODE_3, &entries_message(suffix)));
+    let join = entries_message(cluster.sent_entries(leader_last.index + 1..=leader_last.index + 1));
+    assert_eq!(sent[1..], [(NODE_2, &join), (NODE_3, &join)]);
+
+    cluster.settle();
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2, NODE_3]));
+}
+
+#[test]
+fn backup_behind_the_tail_gets_a_snapshot() {
+    let tail_capacity = LeaderSettings { tail_capacity: 3, ..settings() };
+    let mut cluster = Cluster::start(tail_capacity, AUCTION_MS, &[NODE_2, NODE_3]);
+    cluster.lose_stream(NODE_3);
+    // More entries than the tail holds: the removal and three bids.
+    for (bidder, amount) in [("alice", 10), ("bob", 20), ("carol", 30)] {
+        cluster.bid(bidder, amount);
+    }
+    cluster.settle();
+
+    let actions = cluster.connect(NODE_3);
+
+    let sent = sends(&actions);
+    assert!(matches!(sent[0], (NODE_3, Message::Snapshot(_))), "got {sent:?}");
+    cluster.settle();
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+#[test]
+fn backup_whose_last_entry_has_another_epoch_at_the_same_index_gets_a_snapshot() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+
+    // Alice's bid reaches node-3 only; the leader crashes and node-2 takes
+    // over: its takeover entry takes the same index in epoch 2.
+    let alice = cluster.bid("alice", 10);
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    let divergent = cluster.backup(NODE_3).last();
+    cluster.crash_leader_and_take_over(NODE_2);
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: 2, index: divergent.index });
+
+    let actions = cluster.connect(NODE_3);
+
+    let snapshot = Snapshot { epoch: 2, state: cluster.leader.state().clone() };
+    assert_eq!(sends(&actions), vec![(NODE_3, &Message::Snapshot(Box::new(snapshot)))]);
+    cluster.settle();
+    // The bid nobody acknowledged is gone from node-3 too.
+    assert!(!cluster.is_released(alice));
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+    assert_eq!(default_auction(cluster.backup(NODE_3).state()).accepted_bids, 0);
+}
+
+#[test]
+#[ignore = "finding: after a takeover a backup whose log is a prefix of the new leader's gets a full snapshot, \
+            because the new leader's tail starts at its takeover entry (leader.rs suffix_after)"]
+fn backup_that_holds_the_new_leaders_log_up_to_the_takeover_gets_a_suffix() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.settle();
+    assert_eq!(cluster.backup(NODE_3).last(), cluster.backup(NODE_2).last());
+
+    // node-3 holds exactly node-2's log: a prefix of node-2's log once it leads.
+    cluster.crash_leader_and_take_over(NODE_2);
+    let actions = cluster.connect(NODE_3);
+
+    let sent = sends(&actions);
+    assert!(
+        matches!(sent[..], [(NODE_3, Message::Entries(_))]),
+        "ARCHITECTURE.md: unless its log is a prefix of the leader's, it gets a snapshot; got {sent:?}"
+    );
+}
+
+#[test]
+fn reordered_entries_are_refused_as_a_gap_and_a_new_stream_repairs_the_log() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    let bob = cluster.bid("bob", 20);
+    let bob_index = cluster.leader.state().last.index;
+
+    cluster.reverse_in_flight(NODE_3);
+    let refusal = cluster.deliver(NODE_3).expect_err("bob's entry arrives before alice's");
+    assert_eq!(refusal, ReplicationError::Gap { got: bob_index, last: bob_index - 2 });
+
+    // As the node does on a refusal: drop the stream and connect again.
+    cluster.lose_stream(NODE_3);
+    cluster.connect(NODE_3);
+    cluster.settle();
+
+    assert_eq!(cluster.released_tokens(), vec![alice, bob]);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2, NODE_3]));
+}
+
+// ---------------------------------------------------------------------------
+// The backup's core
+// ---------------------------------------------------------------------------
+
+fn entry(epoch: u64, index: u64, payload: Payload) -> Entry {
+    Entry { epoch, index, payload }
+}
+
+/// A bid with deduplication disabled, so applying it twice would count twice.
+fn anonymous_bid(bidder: &str, amount: u64) -> Payload {
+    Payload::Command(Command::Bid(bid(bidder, amount, "", 0)))
+}
+
+fn open_default_auction() -> Payload {
+    Payload::Command(Command::Open(OpenAuction {
+        auction_id: DEFAULT_AUCTION.to_string(),
+        description: String::new(),
+        minimum_amount: 1,
+        ends_at_unix_ms: i64::MAX,
+        at_unix_ms: 0,
+    }))
+}
+
+/// A backup holding a takeover, an open and a bid, all of epoch `epoch`.
+fn backup_with_three_entries(epoch: u64) -> (Backup, Vec<Entry>) {
+    let entries = vec![
+        entry(epoch, 1, Payload::Takeover { leader: LEADER.to_string(), backups: members(&[NODE_2]) }),
+        entry(epoch, 2, open_default_auction()),
+        entry(epoch, 3, anonymous_bid("alice", 10)),
+    ];
+    let mut backup = Backup::default();
+    assert_eq!(backup.apply(&entries), Ok(3));
+    (backup, entries)
+}
+
+#[test]
+fn backup_refuses_entries_from_an_older_epoch() {
+    let (mut backup, _) = backup_with_three_entries(2);
+    let state = backup.state().clone();
+
+    let refusal = backup.apply(&[entry(1, 4, anonymous_bid("bob", 20))]);
+
+    assert_eq!(refusal, Err(ReplicationError::StaleEpoch { got: 1, seen: 2 }));
+    assert_eq!(backup.state(), &state);
+    assert_eq!(backup.epoch(), 2);
+}
+
+#[test]
+fn backup_refuses_a_snapshot_from_an_older_epoch() {
+    let (mut backup, _) = backup_with_three_entries(2);
+    let state = backup.state().clone();
+
+    let refusal = backup.install(Snapshot { epoch: 1, state: ReplicatedState::default() });
+
+    assert_eq!(refusal, Err(ReplicationError::StaleEpoch { got: 1, seen: 2 }));
+    assert_eq!(backup.state(), &state);
+}
+
+#[test]
+fn backup_refuses_a_gap() {
+    let (mut backup, _) = backup_with_three_entries(1);
+    let state = backup.state().clone();
+
+    let refusal = backup.apply(&[entry(1, 5, anonymous_bid("bob", 20))]);
+
+    assert_eq!(refusal, Err(ReplicationError::Gap { got: 5, last: 3 }));
+    assert_eq!(backup.state(), &state);
+}
+
+#[test]
+fn backup_skips_entries_it_already_holds() {
+    let (mut backup, entries) = backup_with_three_entries(1);
+    let state = backup.state().clone();
+
+    // The same message again changes nothing.
+    assert_eq!(backup.apply(&entries), Ok(3));
+    assert_eq!(backup.state(), &state);
+
+    // An overlapping message applies only what is new.
+    let overlapping = [entries[2].clone(), entry(1, 4, anonymous_bid("bob", 20))];
+    assert_eq!(backup.apply(&overlapping), Ok(4));
+    let auction = default_auction(backup.state());
+    assert_eq!((auction.accepted_bids, auction.highest_bidder.as_str()), (2, "bob"));
+}
+
+#[test]
+fn backup_adopts_a_newer_epoch_and_then_refuses_the_old_leader() {
+    let (mut backup, _) = backup_with_three_entries(1);
+
+    assert_eq!(backup.apply(&[entry(2, 4, anonymous_bid("bob", 20))]), Ok(4));
+    assert_eq!(backup.epoch(), 2);
+
+    // A late message of the old leader is refused.
+    let late = backup.apply(&[entry(1, 5, anonymous_bid("carol", 30))]);
+    assert_eq!(late, Err(ReplicationError::StaleEpoch { got: 1, seen: 2 }));
+    assert_eq!(backup.observe_epoch(1), Err(ReplicationError::StaleEpoch { got: 1, seen: 2 }));
+    assert_eq!(backup.last(), LogPosition { epoch: 2, index: 4 });
+}
+
+// ---------------------------------------------------------------------------
+// Exactly once
+// ---------------------------------------------------------------------------
+
+#[test]
+fn retried_bid_returns_its_first_outcome_and_counts_once() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let first = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+
+    // The client did not hear back and retries the same request.
+    let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+    assert_eq!(cluster.outcome(retry), cluster.outcome(first));
+    assert_eq!(cluster.outcome(first), &success("alice", 10, true));
+
+    // Even once outbid, a retry gets the remembered outcome, not a new verdict.
+    cluster.bid("bob", 20);
+    let late_retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+    assert_eq!(cluster.outcome(late_retry), &success("alice", 10, true));
+
+    for state in [cluster.leader.state(), cluster.backup(NODE_2).state(), cluster.backup(NODE_3).state()] {
+        assert_eq!(default_auction(state).accepted_bids, 2, "alice once, bob once");
+    }
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+#[test]
+fn retry_of_an_uncommitted_bid_is_released_after_the_first() {
+    let mut cluster = Cluster::with_backups(&[NODE_2]);
+    let first = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    assert_eq!(cluster.released_tokens(), vec![]);
+
+    cluster.settle();
+
+    assert_eq!(cluster.released_tokens(), vec![first, retry]);
+    assert_eq!(cluster.outcome(retry), cluster.outcome(first));
+    assert_eq!(default_auction(cluster.backup(NODE_2).state()).accepted_bids, 1);
+}
+
+#[test]
+fn retry_after_a_takeover_returns_the_acknowledged_first_outcome() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let first = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+    assert_eq!(cluster.outcome(first), &success("alice", 10, true));
+
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.connect(NODE_3);
+    let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+
+    assert_eq!(cluster.outcome(retry), &success("alice", 10, true));
+    assert_eq!(default_auction(cluster.leader.state()).accepted_bids, 1);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+#[test]
+fn retry_after_a_takeover_returns_the_outcome_of_a_first_execution_nobody_heard_of() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+
+    // Alice's bid reaches node-2 only: her reply is never released.
+    let first = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+    assert!(!cluster.is_released(first));
+
+    // node-2 takes over, and the client retries there.
+    cluster.crash_leader_and_take_over(NODE_2);
+    let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.connect(NODE_3);
+    cluster.settle();
+
+    assert_eq!(cluster.outcome(retry), &success("alice", 10, true));
+    assert_eq!(default_auction(cluster.leader.state()).accepted_bids, 1);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+// ---------------------------------------------------------------------------
+// Takeover
+// ---------------------------------------------------------------------------
+
+#[test]
+fn takeover_raises_the_epoch_and_its_entry_sets_the_membership() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.settle();
+    let old_epoch = cluster.leader.epoch();
+    let old_last = cluster.leader.state().last;
+
+    let actions = cluster.crash_leader_and_take_over(NODE_2);
+
+    assert_eq!(actions, vec![], "nobody is connected yet");
+    assert!(cluster.leader.epoch() > old_epoch);
+    assert_eq!(cluster.leader.epoch(), 2);
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: 2, index: old_last.index + 1 });
+    assert_eq!(cluster.leader.state().membership, members(&[NODE_2, NODE_3]));
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_3]));
+
+    // node-3 catches up: the same membership, the new epoch.
+    cluster.connect(NODE_3);
+    cluster.settle();
+    assert_eq!(cluster.backup(NODE_3).epoch(), 2);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+#[test]
+fn new_leader_holds_replies_until_the_expected_backups_connect_and_ack() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.crash_leader_and_take_over(NODE_2);
+
+    // A bid and a read on the new leader: node-3 is expected but not back.
+    let alice = cluster.bid("alice", 10);
+    let read = cluster.read();
+    cluster.advance(ACK_TIMEOUT_MS - 1);
+    assert_eq!(cluster.tick(), vec![]);
+    assert_eq!(cluster.released_tokens(), vec![]);
+
+    // node-3 connects: still nothing until it acks.
+    cluster.connect(NODE_3);
+    assert_eq!(cluster.released_tokens(), vec![]);
+    cluster.settle();
+
+    assert_eq!(cluster.released_tokens(), vec![alice, read]);
+    assert_eq!(cluster.view(read).highest_bidder, "alice");
+    assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+#[test]
+fn new_leader_removes_an_expected_backup_that_never_comes_back_after_the_ack_timeout() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.crash_leader_and_take_over(NODE_2);
+    let alice = cluster.bid("alice", 10);
+
+    cluster.advance(ACK_TIMEOUT_MS - 1);
+    assert_eq!(cluster.tick(), vec![]);
+
+    // node-3 never had a stream to close: its removal is all, and the leader,
+    // now alone, answers alice.
+    cluster.advance(1);
+    let actions = cluster.tick();
+    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(cluster.leader.state().membership, members(&[NODE_2]));
+}
+
+#[test]
+fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader() {
+    let mut cluster = Cluster::start(settings(), 5_000, &[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+
+    // The leader crashes; node-2 takes over at 6 s, past the 5 s deadline,
+    // with no tick of the old leader in between.
+    cluster.advance(6_000);
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.connect(NODE_3);
+    let node_3_connection = cluster.connection(NODE_3);
+    cluster.settle();
+    assert!(!default_auction(cluster.leader.state()).closed);
+
+    // Its first tick appends the close, stamped now.
+    let close_index = cluster.leader.state().last.index + 1;
+    let actions = cluster.tick();
+    let close = Entry {
+        epoch: 2,
+        index: close_index,
+        payload: Payload::Command(Command::Close {
+            auction_id: DEFAULT_AUCTION.to_string(),
+            at_unix_ms: cluster.now.unix_ms,
+        }),
+    };
+    assert_eq!(
+        actions,
+        vec![Action::Send {
+            to: NODE_3.to_string(),
+            connection: node_3_connection,
+            message: entries_message(vec![close])
+        }]
+    );
+
+    // A bid now fails, and the close is on node-3 too.
+    let bob = cluster.bid("bob", 20);
+    cluster.settle();
+    assert_eq!(cluster.outcome(bob), &auction_over("alice", 10));
+    assert!(default_auction(cluster.backup(NODE_3).state()).closed);
+    assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
+}
+
+// ---------------------------------------------------------------------------
+// Deadline
+// ---------------------------------------------------------------------------
+
+#[test]
+fn leader_closes_the_auction_on_the_first_tick_at_its_deadline() {
+    let mut cluster = Cluster::start(settings(), 5_000, &[NODE_2]);
+
+    cluster.advance(4_999);
+    assert_eq!(cluster.tick(), vec![]);
+    assert!(!default_auction(cluster.leader.state()).closed);
+
+    cluster.advance(1);
+    let close_index = cluster.leader.state().last.index + 1;
+    let actions = cluster.tick();
+    let close = Entry {
+        epoch: 1,
+        index: close_index,
+        payload: Payload::Command(Command::Close {
+            auction_id: DEFAULT_AUCTION.to_string(),
+            at_unix_ms: cluster.start.unix_ms + 5_000,
+        }),
+    };
+    assert_eq!(sends(&actions), vec![(NODE_2, &entries_message(vec![close]))]);
+
+    // Closed once: later ticks append nothing.
+    cluster.settle();
+    cluster.advance(1_000);
+    assert_eq!(cluster.tick(), vec![]);
+    assert!(default_auction(cluster.backup(NODE_2).state()).closed);
+}
+
+#[test]
+fn bids_at_or_after_the_deadline_fail() {
+    let mut cluster = Cluster::start(settings(), 5_000, &[NODE_2]);
+
+    cluster.advance(4_999);
+    let just_in_time = cluster.bid("alice", 10);
+    // At the deadline, before any tick closed the auction.
+    cluster.advance(1);
+    let at_deadline = cluster.bid("bob", 20);
+    cluster.tick();
+    cluster.advance(1);
+    let after_close = cluster.bid("carol", 30);
+    cluster.settle();
+
+    assert_eq!(cluster.outcome(just_in_time), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(at_deadline), &auction_over("alice", 10));
+    assert_eq!(cluster.outcome(after_close), &auction_over("alice", 10));
+    assert_eq!(default_auction(cluster.backup(NODE_2).state()).accepted_bids, 1);
+}
+
+#[test]
+fn deadline_is_identical_after_a_takeover() {
+    let mut cluster = Cluster::start(settings(), 5_000, &[NODE_2, NODE_3]);
+    let ends_at = cluster.start.unix_ms + 5_000;
+    assert_eq!(default_auction(cluster.leader.state()).ends_at_unix_ms, ends_at);
+
+    cluster.advance(1_000);
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.connect(NODE_3);
+    cluster.settle();
+
+    assert_eq!(default_auction(cluster.leader.state()).ends_at_unix_ms, ends_at);
+    assert_eq!(default_auction(cluster.backup(NODE_3).state()).ends_at_unix_ms, ends_at);
+
+    // The new leader judges bids against the same deadline.
+    cluster.advance(3_999);
+    let in_time = cluster.bid("alice", 10);
+    cluster.advance(1);
+    let too_late = cluster.bid("bob", 20);
+    cluster.settle();
+    assert_eq!(cluster.outcome(in_time), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(too_late), &auction_over("alice", 10));
+}
+
+#[test]
+fn new_leader_with_a_slow_clock_never_stamps_a_time_earlier_than_the_log() {
+    let mut cluster = Cluster::start(settings(), 5_000, &[NODE_2, NODE_3]);
+    cluster.advance(3_000);
+    cluster.bid("alice", 10);
+    cluster.settle();
+    let latest_stamp = cluster.leader.state().clock_unix_ms;
+
+    // node-2's wall clock is 10 s behind the old leader's.
+    cluster.now.unix_ms -= 10_000;
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.connect(NODE_3);
+    cluster.settle();
+    cluster.bid("bob", 20);
+
+    let bob_index = cluster.leader.state().last.index;
+    let Payload::Command(Command::Bid(bob)) = &cluster.sent_entries(bob_index..=bob_index)[0].payload else {
+        panic!("bob's entry is a bid");
+    };
+    assert_eq!(bob.at_unix_ms, latest_stamp);
+}
+
+// ---------------------------------------------------------------------------
+// choose_successor
+// ---------------------------------------------------------------------------
+
+const QUEUE: [&str; 4] = [LEADER, NODE_2, NODE_3, NODE_4];
+
+fn position(epoch: u64, index: u64) -> LogPosition {
+    LogPosition { epoch, index }
+}
+
+fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
+    NodeStatus {
+        node: node.to_string(),
+        role: Role::Joining,
+        epoch: last.epoch,
+        leader: None,
+        membership: members(membership),
+        last,
+        pid: 0,
+    }
+}
+
+/// The decision of `me`, whose log ends at `last`, after the loss of `LEADER`.
+fn decide(me: &str, last: LogPosition, membership: &[&str], answers: &[NodeStatus]) -> Succession {
+    decide_passing_over(me, last, membership, answers, &[])
+}
+
+fn decide_passing_over(
+    me: &str,
+    last: LogPosition,
+    membership: &[&str],
+    answers: &[NodeStatus],
+    passed_over: &[&str],
+) -> Succession {
+    let membership = members(membership);
+    let passed_over: HashSet<NodeId> = passed_over.iter().map(|node| node.to_string()).collect();
+    choose_successor(&SelfView { id: me, last, membership: &membership }, Some(LEADER), answers, &passed_over)
+}
+
+fn take_over(live_backups: &[&str]) -> Succession {
+    Succession::TakeOver { live_backups: members(live_backups) }
+}
+
+fn wait_for(node: &str) -> Succession {
+    Succession::Wait { for_node: Some(node.to_string()) }
+}
+
+#[test]
+fn first_live_member_of_the_leader_queue_takes_over() {
+    let last = position(1, 10);
+    let node_3 = answer(NODE_3, last, &QUEUE);
+    let node_4 = answer(NODE_4, last, &QUEUE);
+
+    let decision = decide(NODE_2, last, &QUEUE, &[node_3, node_4]);
+
+    assert_eq!(decision, take_over(&[NODE_3, NODE_4]));
+}
+
+#[test]
+fn later_members_wait_for_the_first_live_one() {
+    let last = position(1, 10);
+    let node_2 = answer(NODE_2, last, &QUEUE);
+    let node_3 = answer(NODE_3, last, &QUEUE);
+    let node_4 = answer(NODE_4, last, &QUEUE);
+
+    assert_eq!(decide(NODE_3, last, &QUEUE, &[node_2.clone(), node_4]), wait_for(NODE_2));
+    assert_eq!(decide(NODE_4, last, &QUEUE, &[node_2, node_3]), wait_for(NODE_2));
+}
+
+#[test]
+fn dead_member_that_does_not_answer_is_skipped() {
+    let last = position(1, 10);
+    let node_4 = answer(NODE_4, last, &QUEUE);
+
+    // node-2 does not answer.
+    let decision = decide(NODE_3, last, &QUEUE, &[node_4]);
+
+    assert_eq!(decision, take_over(&[NODE_4]));
+}
+
+#[test]
+fn stale_candidate_never_takes_over_and_the_others_skip_it() {
+    // The lost leader removed node-2 at index 10; node-3 applied the removal,
+    // node-2 and node-4 did not.
+    let after_removal = [LEADER, NODE_3, NODE_4];
+    let node_2 = answer(NODE_2, position(1, 9), &QUEUE);
+    let node_3 = answer(NODE_3, position(1, 10), &after_removal);
+    let node_4 = answer(NODE_4, position(1, 9), &QUEUE);
+
+    let by_node_2 = decide(NODE_2, position(1, 9), &QUEUE, &[node_3.clone(), node_4.clone()]);
+    let by_node_3 = decide(NODE_3, position(1, 10), &after_removal, &[node_2.clone(), node_4]);
+    let by_node_4 = decide(NODE_4, position(1, 9), &QUEUE, &[node_2, node_3]);
+
+    assert_eq!(by_node_2, Succession::Wait { for_node: None });
+    assert_eq!(by_node_3, take_over(&[NODE_4]));
+    assert_eq!(by_node_4, wait_for(NODE_3));
+}
+
+#[test]
+fn answer_from_a_leader_means_wait() {
+    let last = position(1, 10);
+    let mut node_3 = answer(NODE_3, position(2, 11), &[NODE_3, NODE_4]);
+    node_3.role = Role::Leader;
+
+    // Even the head of the leaderQueue waits: someone already leads.
+    let decision = decide(NODE_2, last, &QUEUE, &[node_3]);
+
+    assert_eq!(decision, wait_for(NODE_3));
+}
+
+#[test]
+fn fresh_node_waits_for_an_existing_cluster_and_bootstraps_only_where_none_is() {
+    let empty = LogPosition::default();
+    let member = answer(NODE_2, position(1, 10), &QUEUE);
+    let other_fresh_node = answer(NODE_3, empty, &[]);
+
+    assert_eq!(decide(NODE_4, empty, &[], std::slice::from_ref(&member)), wait_for(NODE_2));
+    assert_eq!(decide(NODE_4, empty, &[], &[other_fresh_node.clone(), member]), wait_for(NODE_2));
+    // A member that lost its log but saw an epoch still counts as a cluster.
+    let restarted = NodeStatus { epoch: 1, ..answer(NODE_2, empty, &[]) };
+    assert_eq!(decide(NODE_4, empty, &[], &[restarted]), wait_for(NODE_2));
+
+    assert_eq!(decide(NODE_4, empty, &[], &[other_fresh_node]), take_over(&[]));
+    assert_eq!(decide(NODE_4, empty, &[], &[]), take_over(&[]));
+}
+
+#[test]
+fn passed_over_candidate_is_skipped() {
+    let last = position(1, 10);
+    let node_2 = answer(NODE_2, last, &QUEUE);
+    let node_4 = answer(NODE_4, last, &QUEUE);
+
+    // node-2 answered but did not take over in time.
+    let decision = decide_passing_over(NODE_3, last, &QUEUE, &[node_2.clone(), node_4.clone()], &[NODE_2]);
+    assert_eq!(decision, take_over(&[NODE_2, NODE_4]));
+
+    // node-4 skips it too, and waits for node-3.
+    let node_3 = answer(NODE_3, last, &QUEUE);
+    let decision = decide_passing_over(NODE_4, last, &QUEUE, &[node_2, node_3], &[NODE_2]);
+    assert_eq!(decision, wait_for(NODE_3));
+}
+
+#[test]
+fn node_no_longer_in_its_own_membership_never_takes_over() {
+    let without_node_4 = [LEADER, NODE_2, NODE_3];
+
+    // node-4 applied its own removal; node-2 and node-3 are dead.
+    let decision = decide(NODE_4, position(1, 10), &without_node_4, &[]);
+
+    assert_eq!(decision, Succession::Wait { for_node: None });
+}
+
+// ---------------------------------------------------------------------------
+// Failover after the loss of a lagging backup
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "bug: leader.rs advance_commit releases replies the removed backup never acked before the remaining \
+            backups hold its Remove entry, so the removed, live backup can take over without an acknowledged bid"]
+fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leaders_crash() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+
+    // node-2, first in the leaderQueue, freezes: it applies nothing more.
+    let alice = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    cluster.deliver_acks(NODE_3);
+
+    // After the ack timeout the leader removes node-2; the removal is on its
+    // way to node-3 when the leader crashes.
+    cluster.advance(ACK_TIMEOUT_MS);
+    cluster.tick();
+    cluster.drop_in_flight(NODE_3);
+
+    // node-2 wakes up, alive, with its old log. Each survivor decides.
+    let survivors = [NODE_2, NODE_3];
+    let mut successors = Vec::new();
+    for me in survivors {
+        let backup = cluster.backup(me);
+        let view = SelfView { id: me, last: backup.last(), membership: &backup.state().membership };
+        let answers: Vec<NodeStatus> =
+            survivors.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
+        if let Succession::TakeOver { .. } = choose_successor(&view, Some(LEADER), &answers, &HashSet::new()) {
+            successors.push(me);
+        }
+    }
+    assert_eq!(successors.len(), 1, "exactly one survivor takes over: {successors:?}");
+    cluster.crash_leader_and_take_over(successors[0]);
+
+    // A bid acknowledged to its client survives the failover.
+    if cluster.is_released(alice) {
+        let remembered = cluster.leader.state().book.remembered("client-a", 1);
+        assert_eq!(
+            remembered,
+            Some(&success("alice", 10, true)),
+            "alice was told SUCCESS, but {} took over without her bid",
+            successors[0]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Randomized schedules
+// ---------------------------------------------------------------------------
+
+/// A tiny deterministic PRNG (xorshift64): a failing seed replays exactly.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> Option<&'a str> {
+        if items.is_empty() { None } else { Some(items[self.below(items.len() as u64) as usize]) }
+    }
+}
+
+#[test]
+fn random_bids_acks_and_a_lost_backup_leave_every_replica_equal() {
+    for seed in 1..=50 {
+        run_random_schedule(seed, 300);
+    }
+}
+
+fn run_random_schedule(seed: u64, steps: u64) {
+    const BACKUPS: [&str; 3] = [NODE_2, NODE_3, NODE_4];
+    const BIDDERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+    let mut rng = XorShift::new(seed);
+    let mut cluster = Cluster::with_backups(&BACKUPS);
+    // Every bid a client sent, by token, and every token handed out.
+    let mut bids: BTreeMap<u64, Bid> = BTreeMap::new();
+    let mut tokens: Vec<u64> = Vec::new();
+    let lose_at = rng.below(steps);
+    let mut checked = cluster.released.len();
+
+    for step in 0..steps {
+        let connected: Vec<&str> = BACKUPS.iter().copied().filter(|node| cluster.streams.contains_key(*node)).collect();
+        if step == lose_at
+            && let Some(node) = rng.pick(&connected)
+        {
+            cluster.lose_stream(node);
+        }
+        match rng.below(100) {
+            0..35 => {
+                let bidder = BIDDERS[rng.below(BIDDERS.len() as u64) as usize];
+                let request = bid(bidder, 1 + rng.below(100), &format!("client-{step}"), 1);
+                let token = cluster.send_bid(request.clone());
+                bids.insert(token, request);
+                tokens.push(token);
+            }
+            35..40 => {
+                // A client retries its request (the latest one, as clients do).
+                if let Some((_, latest)) = bids.last_key_value() {
+                    let request = latest.clone();
+                    let token = cluster.send_bid(request.clone());
+                    bids.insert(token, request);
+                    tokens.push(token);
+                }
+            }
+            40..45 => tokens.push(cluster.read()),
+            45..70 => {
+                if let Some(node) = rng.pick(&BACKUPS) {
+                    for _ in 0..=rng.below(3) {
+                        cluster.deliver_one(node).expect("in-order entries are accepted");
+                    }
+                }
+            }
+            70..90 => {
+                if let Some(node) = rng.pick(&BACKUPS) {
+                    match rng.below(3) {
+                        0 => cluster.deliver_acks(node),
+                        1 => cluster.deliver_latest_ack(node),
+                        _ => {
+                            cluster.reverse_acks(node);
+                            cluster.deliver_acks(node)
+                        }
+                    };
+                }
+            }
+            90..95 => {
+                cluster.advance(1 + rng.below(400));
+                cluster.tick();
+            }
+            _ => {
+                let away: Vec<&str> =
+                    BACKUPS.iter().copied().filter(|node| !cluster.streams.contains_key(*node)).collect();
+                if let Some(node) = rng.pick(&away) {
+                    cluster.connect(node);
+                }
+            }
+        }
+
+        // Whenever a reply goes out, every backup still in the membership
+        // holds what it reports.
+        for (token, reply) in &cluster.released[checked..] {
+            for member in cluster.leader.state().leader_queue() {
+                let state = cluster.backup(member).state();
+                match reply {
+                    Reply::Bid(outcome) => {
+                        let request = &bids[token];
+                        let remembered = state.book.remembered(&request.client_id, request.request_id);
+                        assert_eq!(remembered, Some(outcome), "seed {seed}, step {step}: {member} lacks bid {token}");
+                    }
+                    Reply::Result(Ok(view)) => {
+                        assert!(
+                            default_auction(state).accepted_bids >= view.accepted_bids,
+                            "seed {seed}, step {step}: {member} lacks bids read by {token}"
+                        );
+                    }
+                    Reply::Result(Err(error)) => panic!("seed {seed}: read {token} failed: {error}"),
+                }
+            }
+        }
+        checked = cluster.released.len();
+    }
+
+    cluster.settle();
+
+    // Every request was answered, in the order it was sequenced.
+    let released = cluster.released_tokens();
+    let answered: Vec<u64> = released.iter().copied().filter(|token| tokens.contains(token)).collect();
+    assert_eq!(answered, tokens, "seed {seed}: replies released out of order or missing");
+
+    // Every remaining backup holds the leader's state.
+    let leader_state = cluster.leader.state();
+    for member in leader_state.leader_queue() {
+        assert_eq!(cluster.backup(member).state(), leader_state, "seed {seed}: {member} differs from the leader");
+    }
+
+    // Every acknowledged SUCCESS is in it, each request counted once, and
+    // retries got their first outcome.
+    let mut first_outcomes: BTreeMap<&str, &BidOutcome> = BTreeMap::new();
+    let mut highest = 0;
+    for (token, request) in &bids {
+        let outcome = cluster.outcome(*token);
+        let first = *first_outcomes.entry(request.client_id.as_str()).or_insert(outcome);
+        assert_eq!(outcome, first, "seed {seed}: retry {token} got another outcome");
+        if outcome.verdict == Verdict::Success {
+            highest = highest.max(request.amount);
+            for member in leader_state.leader_queue() {
+                let auction = default_auction(cluster.backup(member).state());
+                assert!(auction.bidders[&request.bidder] >= request.amount, "seed {seed}: {member} lacks bid {token}");
+            }
+        }
+    }
+    let successes = first_outcomes.values().filter(|outcome| outcome.verdict == Verdict::Success).count() as u64;
+    let auction = default_auction(leader_state);
+    assert_eq!(auction.accepted_bids, successes, "seed {seed}");
+    assert_eq!(auction.highest_amount, highest, "seed {seed}");
+}
