@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig};
@@ -54,6 +55,35 @@ enum Commands {
     },
     /// Start a local three-node cluster and open the bidding prompt on it.
     Demo(DemoArgs),
+    /// Bid and read under injected faults, then check the history.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Args)]
+struct ChaosArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Concurrent clients bidding and reading.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The faults to inject.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop,restart")]
+    faults: Vec<FaultKind>,
+    /// Makes the fault schedule and the clients' choices repeatable (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the history as JSON lines.
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 6400)]
+    base_port: u16,
+    #[arg(long, default_value_t = 6000)]
+    client_port: u16,
+    /// Keep the servers' logs here.
+    #[arg(long)]
+    log_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -191,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
+        Commands::Chaos(args) => chaos(args).await,
     }
 }
 
@@ -376,4 +407,34 @@ async fn restart_crashed(cluster: &mut LocalCluster) -> String {
         lines.push(line);
     }
     lines.join("\n")
+}
+
+async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let config = ChaosConfig {
+        binary: std::env::current_exe().context("finding the gavel binary")?,
+        nodes: args.nodes,
+        clients: args.clients,
+        duration: args.duration,
+        faults: args.faults,
+        seed,
+        history: args.history,
+        base_port: args.base_port,
+        client_port: args.client_port,
+        log_dir: args.log_dir,
+        // Short timeouts, so that faults resolve well within the run.
+        server_args: ["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--duration", "24h"]
+            .map(String::from)
+            .to_vec(),
+    };
+    println!(
+        "chaos: {} nodes, {} clients, {:?}, faults {:?}, seed {seed}",
+        config.nodes, config.clients, config.duration, config.faults
+    );
+    let report = chaos::run(config).await?;
+    println!("{}", report.render());
+    if !report.passed() {
+        println!("replay with: gavel chaos --seed {seed} (same flags)");
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
