@@ -90,6 +90,21 @@ struct BackupProgress {
     owing_since: Option<Instant>,
 }
 
+/// A removed backup that had not acked everything.
+///
+/// Entries it never acked may be committed only once the remaining backups
+/// hold its removal: a successor that lacks such an entry is then known to be
+/// stale by every peer that has it (see `takeover`). Committing them on the
+/// remaining acks alone would let the removed node, still alive and still a
+/// member in the others' eyes, take over without an acknowledged bid.
+#[derive(Clone, Copy, Debug)]
+struct Departure {
+    /// The index of its Remove entry.
+    removed_at: u64,
+    /// The highest index it acked.
+    acked: u64,
+}
+
 /// A reply held back until `index` is committed.
 #[derive(Debug)]
 struct HeldReply {
@@ -107,9 +122,16 @@ pub struct Leader {
     settings: LeaderSettings,
     /// Recent entries, oldest first, for catch-up by suffix.
     tail: VecDeque<Entry>,
+    /// The position just before the tail's first entry: a backup that holds
+    /// exactly this log (every backup, right after a takeover) needs only
+    /// the tail, not a snapshot.
+    tail_base: LogPosition,
     backups: BTreeMap<NodeId, BackupProgress>,
     /// Every entry up to here is applied by every backup in the membership.
     commit_index: u64,
+    /// Backups removed while they still owed acks, until every remaining
+    /// backup has applied their removal.
+    departing: Vec<Departure>,
     held: VecDeque<HeldReply>,
     /// Entries appended since the last flush, sent as one message each.
     outbox: Vec<Entry>,
@@ -158,10 +180,12 @@ impl Leader {
             id,
             epoch,
             commit_index: state.last.index,
+            tail_base: state.last,
             state,
             settings,
             tail: VecDeque::new(),
             backups: BTreeMap::new(),
+            departing: Vec::new(),
             held: VecDeque::new(),
             outbox: Vec::new(),
             actions: Vec::new(),
@@ -260,6 +284,13 @@ impl Leader {
         if last == self.state.last {
             return Some(Vec::new());
         }
+        if last.index == 0 {
+            // A fresh node: a snapshot is smaller than the whole log.
+            return None;
+        }
+        if last == self.tail_base {
+            return Some(self.tail.iter().cloned().collect());
+        }
         let first_kept = self.tail.front()?.index;
         if last.index < first_kept || last.index > self.state.last.index {
             return None;
@@ -304,7 +335,10 @@ impl Leader {
             self.actions.push(Action::Disconnect { node: node.to_string(), connection });
         }
         if self.state.membership.iter().any(|member| member == node) {
-            self.append(Payload::Remove { node: node.to_string() }, now);
+            let (removed_at, _) = self.append(Payload::Remove { node: node.to_string() }, now);
+            if progress.acked < removed_at {
+                self.departing.push(Departure { removed_at, acked: progress.acked });
+            }
         }
     }
 
@@ -312,7 +346,12 @@ impl Leader {
     /// waited for it, in index order.
     fn advance_commit(&mut self) {
         let acked_by_all = self.backups.values().map(|progress| progress.acked).min().unwrap_or(u64::MAX);
-        self.commit_index = self.commit_index.max(acked_by_all.min(self.state.last.index));
+        let mut committable = acked_by_all.min(self.state.last.index);
+        self.departing.retain(|departure| committable < departure.removed_at);
+        for departure in &self.departing {
+            committable = committable.min(departure.acked);
+        }
+        self.commit_index = self.commit_index.max(committable);
         while self.held.front().is_some_and(|held| held.index <= self.commit_index) {
             if let Some(held) = self.held.pop_front() {
                 self.actions.push(Action::Reply { token: held.token, reply: held.reply });
@@ -332,8 +371,10 @@ impl Leader {
         for progress in self.backups.values_mut() {
             progress.owing_since.get_or_insert(now.instant);
         }
-        if self.tail.len() == self.settings.tail_capacity {
-            self.tail.pop_front();
+        if self.tail.len() == self.settings.tail_capacity
+            && let Some(dropped) = self.tail.pop_front()
+        {
+            self.tail_base = dropped.position();
         }
         self.tail.push_back(entry.clone());
         self.outbox.push(entry);
