@@ -14,7 +14,7 @@ use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig};
 use gavel::prompt::{self, Input};
-use gavel::replication::Role;
+use gavel::replication::{Role, epoch_number};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
@@ -358,7 +358,7 @@ async fn status_report(cluster: &LocalCluster) -> String {
             Some(status) => match status.role {
                 Role::Leader => {
                     queue = status.membership.iter().skip(1).cloned().collect();
-                    format!("LEADER (epoch {}, log index {})", status.epoch, status.last.index)
+                    format!("LEADER (epoch {}, log index {})", epoch_number(status.epoch), status.last.index)
                 }
                 Role::Backup => format!("backup (log index {})", status.last.index),
                 Role::Joining => "joining".to_string(),

@@ -160,7 +160,7 @@ async fn leader_queue_line(cluster: &LocalCluster, leader: usize) -> String {
         Ok(status) => format!(
             "leader {} (epoch {}); leaderQueue: [{}]",
             status.node,
-            status.epoch,
+            crate::replication::epoch_number(status.epoch),
             status.membership.iter().skip(1).cloned().collect::<Vec<_>>().join(", ")
         ),
         Err(error) => format!("leader {} did not answer: {error}", cluster.node_address(leader)),

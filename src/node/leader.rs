@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role};
+use crate::replication::{epoch_number, Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role};
 use crate::transport::{self, Incoming};
 
 use super::NodeConfig;
@@ -45,7 +45,8 @@ pub(super) async fn lead(
     let now = shared.network().now();
     let settings = LeaderSettings { ack_timeout: config.ack_timeout, ..LeaderSettings::default() };
     let mut leader = if start.state.last.index == 0 {
-        let mut leader = Leader::bootstrap(shared.id().to_string(), settings, now);
+        let nonce = shared.network().random() as u32;
+        let mut leader = Leader::bootstrap(shared.id().to_string(), settings, now, nonce);
         let ends_at_unix_ms = now.unix_ms + config.auction_duration.as_millis() as i64;
         leader.handle(
             Event::Open(OpenAuction {
@@ -57,7 +58,7 @@ pub(super) async fn lead(
             }),
             now,
         );
-        info!(epoch = leader.epoch(), client_port = %config.client_address, "bootstrapped a new cluster; became leader");
+        info!(epoch = epoch_number(leader.epoch()), client_port = %config.client_address, "bootstrapped a new cluster; became leader");
         leader
     } else {
         let mut state = start.state;
@@ -67,9 +68,10 @@ pub(super) async fn lead(
         state
             .membership
             .retain(|member| member == shared.id() || (member != &lost && start.live_backups.contains(member)));
-        let leader = Leader::take_over(shared.id().to_string(), start.epoch, state, &lost, settings, now);
+        let nonce = shared.network().random() as u32;
+        let leader = Leader::take_over(shared.id().to_string(), start.epoch, state, &lost, settings, now, nonce);
         info!(
-            epoch = leader.epoch(),
+            epoch = epoch_number(leader.epoch()),
             client_port = %config.client_address,
             lost_leader = %lost,
             expecting = ?start.live_backups,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::replication::{Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor};
+use crate::replication::{epoch_number, Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor};
 use crate::transport::{self, Incoming, LeaderMessage, Network, Port, TransportSettings};
 
 use backend::Shared;
@@ -136,6 +136,8 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             Succession::TakeOver { live_backups } => match shared.network().bind(config.client_address, Port::Client).await {
                 Ok(client_listener) => {
                     let (epoch, state) = std::mem::take(&mut backup).into_parts();
+                    // Above every epoch a live peer reports, too.
+                    let epoch = answers.iter().map(|answer| answer.epoch).fold(epoch, u64::max);
                     return leader::lead(
                         shared,
                         config,
@@ -220,7 +222,7 @@ async fn follow(
                 link.ack(index);
                 let leader = backup.state().membership.first().cloned();
                 if !announced {
-                    info!(leader = leader.as_deref().unwrap_or("?"), epoch = backup.epoch(), "joined as backup");
+                    info!(leader = leader.as_deref().unwrap_or("?"), epoch = epoch_number(backup.epoch()), "joined as backup");
                     announced = true;
                 }
                 shared.set_status(Role::Backup, backup.epoch(), leader, backup.state());

@@ -139,9 +139,11 @@ pub struct Leader {
 }
 
 impl Leader {
-    /// Bootstraps a new cluster: the first leader, of epoch 1, alone.
-    pub fn bootstrap(id: NodeId, settings: LeaderSettings, now: Now) -> Self {
-        let mut leader = Leader::new(id.clone(), 1, ReplicatedState::default(), settings);
+    /// Bootstraps a new cluster: the first leader, of epoch number 1, alone.
+    /// `epoch_nonce` makes the epoch unique (see [`super::next_epoch`]).
+    pub fn bootstrap(id: NodeId, settings: LeaderSettings, now: Now, epoch_nonce: u32) -> Self {
+        let epoch = super::next_epoch(0, epoch_nonce);
+        let mut leader = Leader::new(id.clone(), epoch, ReplicatedState::default(), settings);
         leader.append(Payload::Takeover { leader: id, backups: Vec::new() }, now);
         leader
     }
@@ -157,6 +159,7 @@ impl Leader {
         lost_leader: &str,
         settings: LeaderSettings,
         now: Now,
+        epoch_nonce: u32,
     ) -> Self {
         let backups: Vec<NodeId> = state
             .membership
@@ -164,7 +167,7 @@ impl Leader {
             .filter(|member| **member != id && member.as_str() != lost_leader)
             .cloned()
             .collect();
-        let epoch = highest_epoch_seen.max(state.last.epoch) + 1;
+        let epoch = super::next_epoch(highest_epoch_seen.max(state.last.epoch), epoch_nonce);
         let mut leader = Leader::new(id.clone(), epoch, state, settings);
         for backup in &backups {
             leader

@@ -47,6 +47,22 @@ impl Now {
     }
 }
 
+/// The epoch a new leader takes, above `highest_seen`.
+///
+/// Epochs are unique per leadership: the high 32 bits count leaderships, the
+/// low 32 bits are a random nonce the new leader draws. Two successors that
+/// take over from the same highest epoch (one unaware of the other's short
+/// reign) thus never share an epoch, so an `(epoch, index)` pair names one
+/// entry only, which is what catch-up by suffix relies on.
+pub fn next_epoch(highest_seen: u64, nonce: u32) -> u64 {
+    ((epoch_number(highest_seen) + 1) << 32) | u64::from(nonce)
+}
+
+/// The count of leaderships an epoch stands for: what people are shown.
+pub fn epoch_number(epoch: u64) -> u64 {
+    epoch >> 32
+}
+
 /// How one node's log compares to another's when choosing who takes over:
 /// a later epoch wins, then a longer log.
 pub fn more_advanced(a: LogPosition, b: LogPosition) -> bool {

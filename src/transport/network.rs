@@ -74,6 +74,10 @@ pub trait NetworkBackend: Send + Sync + 'static {
     fn connect(&self, address: String) -> BoxFuture<io::Result<Connection>>;
     /// The current time: a simulated network has a simulated clock.
     fn now(&self) -> Now;
+    /// A random number (epoch nonces): a simulation draws it from its seed.
+    fn random(&self) -> u64 {
+        rand::random()
+    }
 }
 
 /// A shareable handle to a network.
@@ -100,6 +104,10 @@ impl Network {
 
     pub fn now(&self) -> Now {
         self.0.now()
+    }
+
+    pub fn random(&self) -> u64 {
+        self.0.random()
     }
 }
 
