@@ -2,10 +2,7 @@
 //! fresh machine builds gavel with cargo alone (no system `protoc`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "proto/gavel/v1/auction.proto",
-        "proto/gavel/v1/replication.proto",
-    ];
+    let protos = ["proto/gavel/v1/auction.proto", "proto/gavel/v1/replication.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -2,7 +2,7 @@
 //! same request id until its deadline, so a leader's crash costs the user a
 //! pause, never a retyped bid and never a double bid.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
 use crate::replication::NodeStatus;
@@ -71,7 +71,7 @@ impl Client {
         if connections.is_empty() {
             return Err(ClientError::Rejected("no server address given".into()));
         }
-        let client_id = format!("{:016x}", rand::random::<u64>());
+        let client_id = format!("{:016x}", config.network.random());
         Ok(Client { config, client_id, next_request_id: 1, connections, current: 0, last_retries: 0 })
     }
 
@@ -122,7 +122,9 @@ impl Client {
         F: Fn(AuctionConnection) -> Fut,
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
-        let started = Instant::now();
+        // The network's clock, so that a simulation controls the deadline.
+        let started = self.config.network.now().instant;
+        let elapsed = |network: &Network| network.now().instant.saturating_duration_since(started);
         let mut backoff = FIRST_BACKOFF;
         let mut retries = 0;
         loop {
@@ -134,8 +136,9 @@ impl Client {
                 }
                 Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
                 Err(CallError::Unavailable { message, leader_hint }) => {
-                    if started.elapsed() + backoff >= self.config.deadline {
-                        return Err(ClientError::Unreachable { waited: started.elapsed(), last_error: message });
+                    let waited = elapsed(&self.config.network);
+                    if waited + backoff >= self.config.deadline {
+                        return Err(ClientError::Unreachable { waited, last_error: message });
                     }
                     self.current = match leader_hint {
                         Some(leader) => self.connection_to(&leader),

@@ -207,12 +207,13 @@ impl LocalCluster {
         (on_client_port.role == Role::Leader).then(|| self.index_of(&on_client_port.node)).flatten()
     }
 
-    /// Waits until node `i` is leader or backup.
+    /// Waits until node `i` leads, or is a backup in the membership.
     pub async fn wait_until_settled(&self, i: usize, deadline: Duration) -> anyhow::Result<NodeStatus> {
         let started = Instant::now();
         loop {
             if let Ok(status) = node_status(&self.node_address(i), PROBE).await
-                && status.role != Role::Joining
+                && (status.role == Role::Leader
+                    || (status.role == Role::Backup && status.membership.contains(&status.node)))
             {
                 return Ok(status);
             }

@@ -24,6 +24,11 @@ fn the_report_has_exactly_the_four_sections() {
     let sections: Vec<&str> = markdown.lines().filter(|line| line.starts_with("# ")).collect();
     assert_eq!(
         sections,
-        ["# 1. Introduction", "# 2. Protocol", "# 3. Correctness 1: linearizable without failures", "# 4. Correctness 2: under crashes"]
+        [
+            "# 1. Introduction",
+            "# 2. Protocol",
+            "# 3. Correctness 1: linearizable without failures",
+            "# 4. Correctness 2: under crashes"
+        ]
     );
 }

@@ -134,7 +134,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let final_state = {
         let mut cluster = cluster.lock().await;
         heal(&mut cluster).await?;
-        let mut reader = Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
+        let mut reader =
+            Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
         let (view, _) = reader.result("").await.context("final read")?;
         ModelState {
             highest_amount: view.highest_amount,
@@ -230,7 +231,8 @@ const BIDDERS: [&str; 5] = ["ada", "bo", "cy", "di", "ed"];
 
 impl ClientWorker {
     async fn run(mut self) {
-        let config = ClientConfig { servers: vec![self.server.clone()], deadline: CLIENT_DEADLINE, ..Default::default() };
+        let config =
+            ClientConfig { servers: vec![self.server.clone()], deadline: CLIENT_DEADLINE, ..Default::default() };
         let Ok(mut client) = Client::new(config) else { return };
         let mut highest_seen = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
@@ -360,7 +362,8 @@ impl Injector {
 /// last running, unfrozen member of the leader's membership besides `target`.
 async fn safe_to_take_down(cluster: &LocalCluster, target: usize) -> bool {
     let statuses = cluster.statuses().await;
-    let Some(membership) = statuses.iter().flatten().find(|status| status.role == Role::Leader).map(|status| status.membership.clone())
+    let Some(membership) =
+        statuses.iter().flatten().find(|status| status.role == Role::Leader).map(|status| status.membership.clone())
     else {
         return false;
     };

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{epoch_number, Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role};
+use crate::replication::{
+    Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role, epoch_number,
+};
 use crate::transport::{self, Incoming};
 
 use super::NodeConfig;
@@ -92,7 +94,9 @@ pub(super) async fn lead(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut refresh_status = false;
+        // Biased, so that a simulation replays exactly; shutdown first.
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {
                 let open_before = open_auctions(&leader);
@@ -123,7 +127,14 @@ pub(super) async fn lead(
 }
 
 fn open_auctions(leader: &Leader) -> Vec<String> {
-    leader.state().book.auctions.values().filter(|auction| !auction.closed).map(|auction| auction.auction_id.clone()).collect()
+    leader
+        .state()
+        .book
+        .auctions
+        .values()
+        .filter(|auction| !auction.closed)
+        .map(|auction| auction.auction_id.clone())
+        .collect()
 }
 
 /// Logs the auctions among `were_open` that the last tick closed.

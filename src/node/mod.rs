@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::replication::{epoch_number, Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor};
+use crate::replication::{Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor, epoch_number};
 use crate::transport::{self, Incoming, LeaderMessage, Network, Port, TransportSettings};
 
 use backend::Shared;
@@ -111,8 +111,14 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
-        let joined =
-            transport::open_replication(shared.network(), &client_address, &id, backup.last(), &transport, JOIN_TIMEOUT);
+        let joined = transport::open_replication(
+            shared.network(),
+            &client_address,
+            &id,
+            backup.last(),
+            &transport,
+            JOIN_TIMEOUT,
+        );
         match joined.await {
             Ok(link) => {
                 waiting_for.clear();
@@ -121,6 +127,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                     FollowEnd::LeaderLost(leader) => {
                         info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
                         lost_leader = leader;
+                        // A new succession: every candidate gets its chance again.
+                        waiting_for.clear();
+                        passed_over.clear();
                     }
                     FollowEnd::Rejoin => {}
                     FollowEnd::Shutdown => break,
@@ -133,25 +142,29 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         let answers = probe_peers(shared, config, &backup).await;
         let me = SelfView { id: &id, last: backup.last(), membership: &backup.state().membership };
         match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
-            Succession::TakeOver { live_backups } => match shared.network().bind(config.client_address, Port::Client).await {
-                Ok(client_listener) => {
-                    let (epoch, state) = std::mem::take(&mut backup).into_parts();
-                    // Above every epoch a live peer reports, too.
-                    let epoch = answers.iter().map(|answer| answer.epoch).fold(epoch, u64::max);
-                    return leader::lead(
-                        shared,
-                        config,
-                        leader::Start { epoch, state, lost_leader, live_backups },
-                        client_listener,
-                        shutdown,
-                    )
-                    .await;
+            Succession::TakeOver { live_backups } => {
+                match shared.network().bind(config.client_address, Port::Client).await {
+                    Ok(client_listener) => {
+                        let (epoch, state) = std::mem::take(&mut backup).into_parts();
+                        // Above every epoch a live peer reports, too.
+                        let epoch = answers.iter().map(|answer| answer.epoch).fold(epoch, u64::max);
+                        return leader::lead(
+                            shared,
+                            config,
+                            leader::Start { epoch, state, lost_leader, live_backups },
+                            client_listener,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    Err(error) => debug!(%error, "client port taken; someone else leads"),
                 }
-                Err(error) => debug!(%error, "client port taken; someone else leads"),
-            },
+            }
             Succession::Wait { for_node: Some(candidate) } => {
-                let since = *waiting_for.entry(candidate.clone()).or_insert_with(Instant::now);
-                if since.elapsed() > config.takeover_timeout {
+                // The network's clock, so that a simulation controls it.
+                let now = shared.network().now().instant;
+                let since = *waiting_for.entry(candidate.clone()).or_insert(now);
+                if now.duration_since(since) > config.takeover_timeout {
                     warn!(candidate = %candidate, "successor did not take over in time; passing it over");
                     passed_over.insert(candidate);
                 }
@@ -159,6 +172,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             Succession::Wait { for_node: None } => {}
         }
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(RETRY_PAUSE) => {}
         }
@@ -196,6 +210,7 @@ async fn follow(
     let mut announced = false;
     loop {
         let next = tokio::select! {
+            biased;
             () = shutdown.cancelled() => return FollowEnd::Shutdown,
             next = tokio::time::timeout(config.leader_timeout, link.next()) => next,
         };
@@ -222,7 +237,11 @@ async fn follow(
                 link.ack(index);
                 let leader = backup.state().membership.first().cloned();
                 if !announced {
-                    info!(leader = leader.as_deref().unwrap_or("?"), epoch = epoch_number(backup.epoch()), "joined as backup");
+                    info!(
+                        leader = leader.as_deref().unwrap_or("?"),
+                        epoch = epoch_number(backup.epoch()),
+                        "joined as backup"
+                    );
                     announced = true;
                 }
                 shared.set_status(Role::Backup, backup.epoch(), leader, backup.state());

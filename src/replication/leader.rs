@@ -88,6 +88,10 @@ struct BackupProgress {
     acked: u64,
     /// Since when it has owed an ack without making progress.
     owing_since: Option<Instant>,
+    /// For a joiner: the index of its catch-up. It joins the membership (the
+    /// leaderQueue) only once it has acked that far, so that every member
+    /// holds every committed entry, which the takeover rule relies on.
+    join_once_acked: Option<u64>,
 }
 
 /// A removed backup that had not acked everything.
@@ -170,9 +174,10 @@ impl Leader {
         let epoch = super::next_epoch(highest_epoch_seen.max(state.last.epoch), epoch_nonce);
         let mut leader = Leader::new(id.clone(), epoch, state, settings);
         for backup in &backups {
-            leader
-                .backups
-                .insert(backup.clone(), BackupProgress { connection: None, acked: 0, owing_since: Some(now.instant) });
+            leader.backups.insert(
+                backup.clone(),
+                BackupProgress { connection: None, acked: 0, owing_since: Some(now.instant), join_once_acked: None },
+            );
         }
         leader.append(Payload::Takeover { leader: id, backups }, now);
         leader
@@ -275,9 +280,18 @@ impl Leader {
         }
         self.actions.push(Action::Send { to: node.clone(), connection, message });
         let owing_since = (acked < self.state.last.index).then_some(now.instant);
-        self.backups.insert(node.clone(), BackupProgress { connection: Some(connection), acked, owing_since });
-        if !self.state.membership.contains(&node) {
-            self.append(Payload::Join { node }, now);
+        let join_once_acked = (!self.state.membership.contains(&node)).then_some(self.state.last.index);
+        let progress = BackupProgress { connection: Some(connection), acked, owing_since, join_once_acked };
+        self.backups.insert(node.clone(), progress);
+        self.join_if_caught_up(&node, now);
+    }
+
+    /// Appends the join of a backup that has acked its catch-up.
+    fn join_if_caught_up(&mut self, node: &str, now: Now) {
+        let Some(progress) = self.backups.get_mut(node) else { return };
+        if progress.join_once_acked.is_some_and(|catch_up| progress.acked >= catch_up) {
+            progress.join_once_acked = None;
+            self.append(Payload::Join { node: node.to_string() }, now);
         }
     }
 
@@ -312,6 +326,7 @@ impl Leader {
         }
         progress.acked = index.min(self.state.last.index);
         progress.owing_since = (progress.acked < self.state.last.index).then_some(now.instant);
+        self.join_if_caught_up(node, now);
     }
 
     fn on_tick(&mut self, now: Now) {

@@ -73,7 +73,10 @@ pub fn choose_successor(
         if member == me.id {
             return Succession::TakeOver { live_backups };
         }
+        // A member that answers with an empty log restarted: it cannot
+        // take over, so it is not waited for.
         if let Some(answer) = answers.iter().find(|answer| &answer.node == member)
+            && answer.last.index > 0
             && !is_stale(&answer.node, answer.last)
         {
             return Succession::Wait { for_node: Some(member.clone()) };

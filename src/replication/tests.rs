@@ -671,7 +671,8 @@ fn backup_lost_by_stream_end_is_removed_and_bidding_goes_on() {
     let actions = cluster.lose_stream(NODE_3);
 
     // The leader closes the stream and sends the removal to node-2 alone.
-    let removal = Entry { epoch: epoch_of(1), index: remove_index, payload: Payload::Remove { node: NODE_3.to_string() } };
+    let removal =
+        Entry { epoch: epoch_of(1), index: remove_index, payload: Payload::Remove { node: NODE_3.to_string() } };
     assert_eq!(
         actions,
         vec![
@@ -828,7 +829,7 @@ fn ack_timeout_counts_from_the_last_progress_not_the_first_entry_owed() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn fresh_backup_gets_a_snapshot_then_its_join_and_counts_once_it_acks() {
+fn fresh_backup_gets_a_snapshot_and_joins_once_it_acks_it() {
     let mut cluster = Cluster::bootstrap(settings(), AUCTION_MS);
     let alice = cluster.bid("alice", 10);
     assert!(cluster.is_released(alice));
@@ -836,24 +837,26 @@ fn fresh_backup_gets_a_snapshot_then_its_join_and_counts_once_it_acks() {
 
     // A fresh node connects with an empty log. It gets a snapshot of the
     // state so far (smaller than the whole log, which this leader still
-    // holds), then its join entry.
+    // holds), and nothing else yet: it is not a member until it holds it.
     let actions = cluster.connect(NODE_2);
-    let join =
-        Entry { epoch: epoch_of(1), index: state_before.last.index + 1, payload: Payload::Join { node: NODE_2.to_string() } };
-    let [(NODE_2, catch_up), (NODE_2, join_message)] = sends(&actions)[..] else {
-        panic!("expected a catch-up and the join, both to node-2: {actions:?}");
+    let [(NODE_2, catch_up)] = sends(&actions)[..] else {
+        panic!("expected only the catch-up, to node-2: {actions:?}");
     };
-    assert_eq!(actions.len(), 2);
-    assert_eq!(catch_up, &Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(1), state: state_before })));
-    assert_eq!(join_message, &entries_message(vec![join]));
-    assert_eq!(cluster.leader.state().membership, members(&[LEADER, NODE_2]));
+    assert_eq!(catch_up, &Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(1), state: state_before.clone() })));
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER]));
 
-    // From the join on, node-2 is waited for.
+    // It is waited for from its connection on, member or not.
     let bob = cluster.bid("bob", 20);
-    cluster.deliver(NODE_2).expect("node-2 installs and applies");
     assert!(!cluster.is_released(bob));
-    cluster.deliver_acks(NODE_2);
+
+    // Its ack of the catch-up makes it a member: the join entry follows.
+    cluster.deliver(NODE_2).expect("node-2 installs and applies");
+    let actions = cluster.deliver_acks(NODE_2);
     assert!(cluster.is_released(bob));
+    let join_index = state_before.last.index + 2;
+    let join = Entry { epoch: epoch_of(1), index: join_index, payload: Payload::Join { node: NODE_2.to_string() } };
+    assert!(sends(&actions).contains(&(NODE_2, &entries_message(vec![join]))), "{actions:?}");
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER, NODE_2]));
 
     let carol = cluster.bid("carol", 30);
     assert!(!cluster.is_released(carol));
@@ -911,16 +914,20 @@ fn entries_sequenced_in_the_round_of_a_join_reach_the_joiner_once_through_its_ca
     cluster.handle(Event::BackupConnected { node: NODE_3.to_string(), connection, last: LogPosition::default() });
     let actions = cluster.take_actions();
 
-    // node-2 gets the bid first; node-3 gets it in its catch-up; both get the join.
+    // node-2 gets the bid first; node-3 gets it in its catch-up, once.
     let bid_entry = cluster.sent_entries(bid_index..=bid_index);
-    let join = cluster.sent_entries(bid_index + 1..=bid_index + 1);
-    assert_eq!(join[0].payload, Payload::Join { node: NODE_3.to_string() });
     let sent = sends(&actions);
-    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0], (NODE_2, &entries_message(bid_entry)));
     let (NODE_3, catch_up) = sent[1] else { panic!("node-3's catch-up second: {sent:?}") };
     assert_eq!(state_after_catch_up(catch_up).last.index, bid_index);
-    assert_eq!(sent[2..], [(NODE_2, &entries_message(join.clone())), (NODE_3, &entries_message(join))]);
+
+    // Once node-3 acks its catch-up, both get its join.
+    cluster.deliver(NODE_3).expect("node-3 installs");
+    let actions = cluster.deliver_acks(NODE_3);
+    let join = cluster.sent_entries(bid_index + 1..=bid_index + 1);
+    assert_eq!(join[0].payload, Payload::Join { node: NODE_3.to_string() });
+    assert_eq!(sends(&actions), [(NODE_2, &entries_message(join.clone())), (NODE_3, &entries_message(join))]);
 
     cluster.settle();
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
@@ -942,13 +949,15 @@ fn backup_whose_log_is_a_prefix_of_the_tail_gets_only_the_suffix() {
 
     let actions = cluster.connect(NODE_3);
 
-    // It gets what it lacks (its removal and the two bids), then its join.
+    // It gets what it lacks (its removal and the two bids); once it acks
+    // them, its join.
     let suffix = cluster.sent_entries(node_3_last.index + 1..=leader_last.index);
     assert_eq!(suffix[0].payload, Payload::Remove { node: NODE_3.to_string() });
-    let sent = sends(&actions);
-    assert_eq!(sent[0], (NODE_3, &entries_message(suffix)));
+    assert_eq!(sends(&actions), [(NODE_3, &entries_message(suffix))]);
+    cluster.deliver(NODE_3).expect("node-3 applies the suffix");
+    let actions = cluster.deliver_acks(NODE_3);
     let join = entries_message(cluster.sent_entries(leader_last.index + 1..=leader_last.index + 1));
-    assert_eq!(sent[1..], [(NODE_2, &join), (NODE_3, &join)]);
+    assert_eq!(sends(&actions), [(NODE_2, &join), (NODE_3, &join)]);
 
     cluster.settle();
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
@@ -1138,7 +1147,10 @@ fn backup_adopts_a_newer_epoch_and_then_refuses_the_old_leader() {
     // A late message of the old leader is refused.
     let late = backup.apply(&[entry(1, 5, anonymous_bid("carol", 30))]);
     assert_eq!(late, Err(ReplicationError::StaleEpoch { got: epoch_of(1), seen: epoch_of(2) }));
-    assert_eq!(backup.observe_epoch(epoch_of(1)), Err(ReplicationError::StaleEpoch { got: epoch_of(1), seen: epoch_of(2) }));
+    assert_eq!(
+        backup.observe_epoch(epoch_of(1)),
+        Err(ReplicationError::StaleEpoch { got: epoch_of(1), seen: epoch_of(2) })
+    );
     assert_eq!(backup.last(), LogPosition { epoch: epoch_of(2), index: 4 });
 }
 
@@ -1655,6 +1667,37 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
             successors[0]
         );
     }
+}
+
+#[test]
+fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+
+    // node-2, first in the leaderQueue, is cut off and removed; alice's bid
+    // commits with node-3 alone.
+    cluster.lose_stream(NODE_2);
+    let alice = cluster.send_bid(bid("alice", 10, "client-a", 1));
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+
+    // node-2 comes back with its old log and gets the suffix; node-3 applies
+    // whatever the leader sent it; the leader crashes before node-2 applies
+    // its suffix.
+    cluster.connect(NODE_2);
+    cluster.deliver(NODE_3).expect("node-3 applies");
+    cluster.drop_in_flight(NODE_2);
+
+    // node-2 is not a member again until it acks its catch-up, so it is
+    // stale in node-3's eyes: it waits, and node-3 takes over with alice's bid.
+    let decide = |me: &str, peer: &str| {
+        let backup = cluster.backup(me);
+        let view = SelfView { id: me, last: backup.last(), membership: &backup.state().membership };
+        choose_successor(&view, Some(LEADER), &[cluster.status(peer)], &HashSet::new())
+    };
+    assert!(matches!(decide(NODE_2, NODE_3), Succession::Wait { .. }));
+    assert!(matches!(decide(NODE_3, NODE_2), Succession::TakeOver { .. }));
+    cluster.crash_leader_and_take_over(NODE_3);
+    assert_eq!(cluster.leader.state().book.remembered("client-a", 1), Some(&success("alice", 10, true)));
 }
 
 #[test]

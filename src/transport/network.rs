@@ -1,6 +1,6 @@
 //! Where the bytes go. The node and the client take a [`Network`] instead of
 //! calling TCP directly, so the same code runs over real TCP and over a
-//! simulated network (see `crate::simulation`).
+//! simulated network (see `tests/simulation.rs`).
 
 use std::future::Future;
 use std::io;
@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::replication::Now;
 

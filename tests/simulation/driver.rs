@@ -1,82 +1,19 @@
-//! One seeded run: three gavel nodes and bidding clients on turmoil's
-//! simulated network, a fault driver, and the checks on the history.
+//! The fault driver: between two steps of the simulation it injects faults
+//! at seeded random times, within the failure model, and heals them; after
+//! the bidding it heals everything and waits for the cluster to settle.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use gavel::auction::Verdict;
-use gavel::chaos::checker::{self, ModelState, Verdict as Linearizability};
-use gavel::chaos::history::{BidVerdict, History, Operation, OperationKind, Outcome};
-use gavel::client::{Client, ClientConfig, ClientError};
-use gavel::node::NodeConfig;
-use gavel::replication::{NodeStatus, Role};
-use gavel::transport::{AuctionConnection, Network, Port, TransportSettings};
+use gavel::replication::Role;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio_util::sync::CancellationToken;
 
-use super::network::{ClientPortLock, EPOCH_UNIX_MS, SimNetwork, sim_elapsed, virtual_client_address};
-
-/// The shape of one run. Every duration is simulated time.
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    pub nodes: usize,
-    /// Client hosts, and concurrent clients on each.
-    pub client_hosts: usize,
-    pub clients_per_host: usize,
-    /// When the clients start bidding: the cluster has formed by then.
-    pub bidding_starts: Duration,
-    /// How long they bid, while the driver injects faults.
-    pub bidding_for: Duration,
-    /// Whether the driver injects faults at all.
-    pub faults: bool,
-}
-
-impl Default for Scenario {
-    fn default() -> Self {
-        Scenario {
-            nodes: 3,
-            client_hosts: 2,
-            clients_per_host: 2,
-            bidding_starts: Duration::from_millis(1000),
-            bidding_for: Duration::from_secs(4),
-            faults: true,
-        }
-    }
-}
-
-/// The node timeouts of the simulation: short, so a run of a few simulated
-/// seconds sees several failovers.
-const ACK_TIMEOUT: Duration = Duration::from_millis(300);
-const LEADER_TIMEOUT: Duration = Duration::from_millis(300);
-const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
-const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longer than any run: the auction never closes under the clients.
-const AUCTION_DURATION: Duration = Duration::from_secs(3600);
-/// A node's own port; every host has its own address.
-const NODE_PORT: u16 = 5400;
-/// Node `i` starts `i` times this after the first, so n0 bootstraps and
-/// the others join in order.
-const START_STAGGER: Duration = Duration::from_millis(200);
-
-/// How long one attempt of a client call may take.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(400);
-/// How long a client keeps retrying one operation before recording it as
-/// unknown. Enforced in simulated time around the call: the client
-/// library's own deadline reads the real clock (see the module doc of
-/// `tests/simulation.rs`), so it is set far out of reach.
-const OPERATION_DEADLINE: Duration = Duration::from_secs(2);
-const LIBRARY_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// The final read waits this long for the healed cluster.
-const FINAL_READ_DEADLINE: Duration = Duration::from_secs(10);
-
-/// How often the observer asks each node for its status.
-const OBSERVE_EVERY: Duration = Duration::from_millis(100);
-const OBSERVE_TIMEOUT: Duration = Duration::from_millis(150);
+use super::network::ClientPortLock;
+use super::run::{NODE_PORT, Scenario, Shared, locked};
 
 /// A node counts as a healthy member only this long after its last fault
 /// was healed (and once seen as a member since): time to notice the heal
@@ -84,396 +21,16 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_millis(150);
 const RECOVERY_GAP: Duration = Duration::from_millis(1500);
 /// After the bidding, how long the healed cluster has to settle (one leader,
 /// every node a member at the same position) before the final read.
-const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 /// At most this many faults that impair server hosts at once.
 const MAX_ACTIVE_FAULTS: usize = 2;
 
-/// Bidder names: a few, so the same bidder outbids itself now and then.
-const BIDDERS: [&str; 4] = ["ada", "bo", "cy", "di"];
-
-/// Everything one run produced.
-#[derive(Debug)]
-pub struct SeedRun {
-    pub seed: u64,
-    pub history: History,
-    /// The result read after the cluster healed.
-    pub final_state: Option<ModelState>,
-    /// What the driver did, one line per fault or heal, with its time.
-    pub events: Vec<String>,
-    /// How many times the client port was taken: one per leadership.
-    pub leaderships: u64,
-    /// Each check that failed, as text; empty when the run passed.
-    pub violations: Vec<String>,
-    pub simulated: Duration,
-}
-
-impl SeedRun {
-    pub fn passed(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    /// The failure message: what failed, the driver's log, and how to replay.
-    pub fn report(&self) -> String {
-        let mut text = String::new();
-        let _ = writeln!(text, "simulation seed {} failed:", self.seed);
-        for violation in &self.violations {
-            let _ = writeln!(text, "  {violation}");
-        }
-        let _ = writeln!(text, "{}", self.history.summary());
-        let _ = writeln!(text, "driver log:");
-        for event in &self.events {
-            let _ = writeln!(text, "  {event}");
-        }
-        let _ = writeln!(text, "replay: {}", replay_command(self.seed));
-        text
-    }
-
-    /// A one-line summary for passing runs.
-    pub fn summary(&self) -> String {
-        format!(
-            "seed {}: {}; {} faults, {} leaderships, {:?} simulated",
-            self.seed,
-            self.history.summary(),
-            self.events.iter().filter(|event| !event.contains("heal") && !event.contains("settled")).count(),
-            self.leaderships,
-            self.simulated
-        )
-    }
-}
-
-pub fn replay_command(seed: u64) -> String {
-    format!("GAVEL_SIM_SEED={seed} cargo test --test simulation replay -- --nocapture")
-}
-
-/// What the hosts and the driver share. turmoil runs every host on the
-/// test's thread, one after the other, so the locks are never contended;
-/// they are there because the node code wants `Send` things.
-#[derive(Default)]
-struct Shared {
-    next_operation: AtomicU64,
-    operations: Mutex<Vec<Operation>>,
-    /// The latest status each node gave the observer, and when.
-    observed: Mutex<Vec<Option<Observation>>>,
-    /// Set by the driver once the cluster settled after the bidding.
-    healed: AtomicBool,
-    /// Set by the final reader: the observer may stop.
-    done: AtomicBool,
-    final_read: Mutex<Option<Result<ModelState, String>>>,
-    /// Answers the model never allows from a client library (a refusal).
-    client_problems: Mutex<Vec<String>>,
-}
-
-#[derive(Clone, Debug)]
-struct Observation {
-    at: Duration,
-    /// `None` when the node did not answer.
-    status: Option<NodeStatus>,
-}
-
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn micros(duration: Duration) -> u64 {
-    duration.as_micros() as u64
-}
-
-/// Runs one seed to the end and checks its history.
-pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
-    let bidding_ends = scenario.bidding_starts + scenario.bidding_for;
-    let limit = bidding_ends + SETTLE_DEADLINE + FINAL_READ_DEADLINE + Duration::from_secs(10);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_UNIX_MS))
-        .simulation_duration(limit)
-        .tick_duration(Duration::from_millis(1))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(40))
-        .build();
-
-    let lock = Arc::new(ClientPortLock::default());
-    let shared = Arc::new(Shared::default());
-    *locked(&shared.observed) = vec![None; scenario.nodes];
-
-    // Looking the names up first fixes every host's address.
-    let node_names: Vec<String> = (0..scenario.nodes).map(|i| format!("n{i}")).collect();
-    let node_ips: Vec<IpAddr> = node_names.iter().map(|name| sim.lookup(name.as_str())).collect();
-    let node_addresses: Vec<SocketAddr> = node_ips.iter().map(|ip| SocketAddr::new(*ip, NODE_PORT)).collect();
-    let client_names: Vec<String> = (0..scenario.client_hosts).map(|i| format!("c{i}")).collect();
-    let client_ips: Vec<IpAddr> = client_names.iter().map(|name| sim.lookup(name.as_str())).collect();
-    let observer_ip = sim.lookup("observer");
-
-    for (index, name) in node_names.iter().enumerate() {
-        let config = NodeConfig {
-            peers: node_addresses
-                .iter()
-                .filter(|address| **address != node_addresses[index])
-                .map(SocketAddr::to_string)
-                .collect(),
-            ack_timeout: ACK_TIMEOUT,
-            leader_timeout: LEADER_TIMEOUT,
-            heartbeat_interval: HEARTBEAT_INTERVAL,
-            takeover_timeout: TAKEOVER_TIMEOUT,
-            auction_duration: AUCTION_DURATION,
-            ..NodeConfig::new(node_addresses[index], virtual_client_address())
-        };
-        let starts_at = START_STAGGER * index as u32;
-        let network = Network::new(SimNetwork::new(node_ips[index], Arc::clone(&lock)));
-        // turmoil calls this again on a bounce: the node comes back empty.
-        sim.host(name.as_str(), move || {
-            let config = config.clone();
-            let network = network.clone();
-            async move {
-                let now = sim_elapsed();
-                if now < starts_at {
-                    tokio::time::sleep(starts_at - now).await;
-                }
-                let listener = network.bind(config.node_address, Port::Node).await?;
-                gavel::node::run(config, network, listener, CancellationToken::new()).await?;
-                Ok(())
-            }
-        });
-    }
-
-    for (host, name) in client_names.iter().enumerate() {
-        let network = Network::new(SimNetwork::new(client_ips[host], Arc::clone(&lock)));
-        let shared = Arc::clone(&shared);
-        let clients_per_host = scenario.clients_per_host;
-        let bidding_starts = scenario.bidding_starts;
-        let final_reader = host == 0;
-        sim.client(name.as_str(), async move {
-            tokio::time::sleep(bidding_starts.saturating_sub(sim_elapsed())).await;
-            let mut workers = tokio::task::JoinSet::new();
-            for slot in 0..clients_per_host {
-                let index = (host * clients_per_host + slot) as u32;
-                let worker = Worker {
-                    index,
-                    rng: StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(u64::from(index))),
-                    shared: Arc::clone(&shared),
-                    network: network.clone(),
-                    until: bidding_ends,
-                };
-                workers.spawn_local(worker.run());
-            }
-            while workers.join_next().await.is_some() {}
-            if final_reader {
-                while !shared.healed.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                let state = final_read(&network).await;
-                *locked(&shared.final_read) = Some(state);
-                shared.done.store(true, Ordering::Relaxed);
-            }
-            Ok(())
-        });
-    }
-
-    {
-        let network = Network::new(SimNetwork::new(observer_ip, Arc::clone(&lock)));
-        let shared = Arc::clone(&shared);
-        let addresses = node_addresses.clone();
-        sim.client("observer", async move {
-            let mut observers = tokio::task::JoinSet::new();
-            for (index, address) in addresses.into_iter().enumerate() {
-                observers.spawn_local(observe(index, address.to_string(), network.clone(), Arc::clone(&shared)));
-            }
-            while observers.join_next().await.is_some() {}
-            Ok(())
-        });
-    }
-
-    let mut driver = Driver {
-        rng: StdRng::seed_from_u64(seed ^ 0x5eed_d41e_f00d_cafe),
-        scenario: scenario.clone(),
-        node_names,
-        node_ips,
-        client_names,
-        lock: Arc::clone(&lock),
-        shared: Arc::clone(&shared),
-        active: Vec::new(),
-        crashed: BTreeSet::new(),
-        impaired_until: vec![Duration::ZERO; scenario.nodes],
-        next_fault_at: scenario.bidding_starts + Duration::from_millis(200),
-        bidding_ends,
-        healed_at: None,
-        events: Vec::new(),
-        violations: Vec::new(),
-    };
-
-    loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(error) => {
-                driver.violations.push(format!("the simulation failed: {error}"));
-                break;
-            }
-        }
-        driver.after_step(&mut sim);
-    }
-
-    let simulated = sim.elapsed();
-    let mut history = History { operations: std::mem::take(&mut *locked(&shared.operations)) };
-    history.operations.sort_by_key(|operation| operation.id);
-    let mut violations = driver.violations;
-    violations.extend(locked(&shared.client_problems).iter().cloned());
-    let final_state = match locked(&shared.final_read).take() {
-        Some(Ok(state)) => Some(state),
-        Some(Err(error)) => {
-            violations.push(format!("the final read failed: {error}"));
-            None
-        }
-        None => None,
-    };
-    if let Some(final_state) = &final_state {
-        violations.extend(check(&history, final_state));
-    }
-    SeedRun { seed, history, final_state, events: driver.events, leaderships: lock.tenures(), violations, simulated }
-}
-
-/// The three checks of the chaos runner, on a simulated history.
-pub fn check(history: &History, final_state: &ModelState) -> Vec<String> {
-    let initial = ModelState::default();
-    let mut violations = Vec::new();
-    match checker::check_linearizable(history, &initial) {
-        Linearizability::Linearizable { .. } => {}
-        Linearizability::Violation(violation) => {
-            violations.push(format!("not linearizable: {}", violation.message));
-            violations.push(checker::render_violation(history, &violation));
-        }
-        Linearizability::Inconclusive { explored } => {
-            violations.push(format!("linearizability search gave up after {explored} states"));
-        }
-    }
-    if let Err(violation) = checker::check_durability(history, &initial, final_state) {
-        violations.push(format!("not durable: {}", violation.message));
-        violations.push(checker::render_violation(history, &violation));
-    }
-    if let Err(violation) = checker::check_exactly_once(history, &initial, final_state) {
-        violations.push(format!("not exactly once: {}", violation.message));
-        violations.push(checker::render_violation(history, &violation));
-    }
-    violations
-}
-
-/// One simulated client: bids around the highest amount it has seen and
-/// reads the result, one operation at a time, recording each.
-struct Worker {
-    index: u32,
-    rng: StdRng,
-    shared: Arc<Shared>,
-    network: Network,
-    until: Duration,
-}
-
-impl Worker {
-    async fn run(mut self) {
-        let config = ClientConfig {
-            servers: vec![virtual_client_address().to_string()],
-            deadline: LIBRARY_DEADLINE,
-            attempt_timeout: ATTEMPT_TIMEOUT,
-            network: self.network.clone(),
-        };
-        let mut client = Client::new(config).expect("a client with one server address");
-        let mut highest_seen = 0u64;
-        while sim_elapsed() < self.until {
-            let id = self.shared.next_operation.fetch_add(1, Ordering::Relaxed);
-            let invoked_us = micros(sim_elapsed());
-            let (kind, outcome) = if self.rng.random_bool(0.25) {
-                let outcome = match tokio::time::timeout(OPERATION_DEADLINE, client.result("")).await {
-                    Ok(Ok((view, _leader))) => {
-                        highest_seen = highest_seen.max(view.highest_amount);
-                        Outcome::Result {
-                            highest_amount: view.highest_amount,
-                            highest_bidder: view.highest_bidder,
-                            accepted_bids: view.accepted_bids,
-                        }
-                    }
-                    Ok(Err(error)) => self.unknown(id, error),
-                    Err(_deadline) => Outcome::Unknown,
-                };
-                (OperationKind::Result, outcome)
-            } else {
-                let bidder = BIDDERS[self.rng.random_range(0..BIDDERS.len())].to_string();
-                // Around the highest this client has seen: some win, some lose.
-                let amount = (highest_seen + self.rng.random_range(0..30)).saturating_sub(8).max(1);
-                let outcome = match tokio::time::timeout(OPERATION_DEADLINE, client.bid("", &bidder, amount)).await {
-                    Ok(Ok(outcome)) => {
-                        highest_seen = highest_seen.max(outcome.highest_amount);
-                        Outcome::Bid {
-                            verdict: match outcome.verdict {
-                                Verdict::Success => BidVerdict::Success,
-                                Verdict::Fail => BidVerdict::Fail,
-                                Verdict::Exception => BidVerdict::Exception,
-                            },
-                            highest_amount: outcome.highest_amount,
-                            highest_bidder: outcome.highest_bidder,
-                        }
-                    }
-                    Ok(Err(error)) => self.unknown(id, error),
-                    Err(_deadline) => Outcome::Unknown,
-                };
-                (OperationKind::Bid { bidder, amount }, outcome)
-            };
-            let completed_us = (!matches!(outcome, Outcome::Unknown)).then(|| micros(sim_elapsed()));
-            locked(&self.shared.operations).push(Operation {
-                id,
-                client: self.index,
-                kind,
-                invoked_us,
-                completed_us,
-                outcome,
-            });
-            let pause = Duration::from_millis(self.rng.random_range(0..20));
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    fn unknown(&self, id: u64, error: ClientError) -> Outcome {
-        if let ClientError::Rejected(message) = &error {
-            // The service refused a well-formed request: no correct server does.
-            locked(&self.shared.client_problems).push(format!("operation {id} was refused: {message}"));
-        }
-        Outcome::Unknown
-    }
-}
-
-/// The result read after the cluster healed.
-async fn final_read(network: &Network) -> Result<ModelState, String> {
-    let config = ClientConfig {
-        servers: vec![virtual_client_address().to_string()],
-        deadline: LIBRARY_DEADLINE,
-        attempt_timeout: ATTEMPT_TIMEOUT,
-        network: network.clone(),
-    };
-    let mut reader = Client::new(config).map_err(|error| error.to_string())?;
-    match tokio::time::timeout(FINAL_READ_DEADLINE, reader.result("")).await {
-        Ok(Ok((view, _leader))) => Ok(ModelState {
-            highest_amount: view.highest_amount,
-            highest_bidder: view.highest_bidder,
-            accepted_bids: view.accepted_bids,
-        }),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer in {FINAL_READ_DEADLINE:?}")),
-    }
-}
-
-/// Asks one node for its status every [`OBSERVE_EVERY`], until the run is done.
-async fn observe(index: usize, address: String, network: Network, shared: Arc<Shared>) {
-    let settings = TransportSettings { connect_timeout: OBSERVE_TIMEOUT, ..TransportSettings::default() };
-    let mut connection =
-        AuctionConnection::new(&network, &address, &settings, OBSERVE_TIMEOUT).expect("a node address is valid");
-    while !shared.done.load(Ordering::Relaxed) {
-        let status = connection.status().await.ok();
-        locked(&shared.observed)[index] = Some(Observation { at: sim_elapsed(), status });
-        tokio::time::sleep(OBSERVE_EVERY).await;
-    }
-}
-
 /// A fault the driver injects, and undoes later.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Fault {
-    /// The host's process dies: every task dropped, every socket closed.
+pub enum Fault {
+    /// The node's host crashes: every task dropped, every socket gone, what
+    /// was in flight to or from it lost (see [`Driver::crash`]); healing
+    /// restarts it, empty.
     Crash(usize),
     /// Messages between the two groups of servers are dropped; a TCP
     /// connection that lost a segment never recovers, as if it timed out.
@@ -486,8 +43,25 @@ enum Fault {
 }
 
 impl Fault {
-    /// The server hosts whose membership the fault may cost.
-    fn impairs(&self) -> Vec<usize> {
+    /// The server hosts the fault may cost their place in the membership,
+    /// with `leader` leading: a crashed node; of a partition or held link,
+    /// the side without the leader (the leader drops the backups it cannot
+    /// reach, and no one else can take the client port while it holds it),
+    /// or both sides when the leader is on neither.
+    fn impairs(&self, leader: Option<usize>) -> Vec<usize> {
+        match self {
+            Fault::Crash(node) => vec![*node],
+            Fault::Partition(a, b) | Fault::Hold(a, b) => match leader {
+                Some(leader) if a.contains(&leader) => b.clone(),
+                Some(leader) if b.contains(&leader) => a.clone(),
+                _ => a.iter().chain(b).copied().collect(),
+            },
+            Fault::ClientPartition { .. } => Vec::new(),
+        }
+    }
+
+    /// Every server host the fault touches.
+    fn touches(&self) -> Vec<usize> {
         match self {
             Fault::Crash(node) => vec![*node],
             Fault::Partition(a, b) | Fault::Hold(a, b) => a.iter().chain(b).copied().collect(),
@@ -501,12 +75,16 @@ struct ActiveFault {
     heal_at: Duration,
 }
 
-struct Driver {
+/// Injects and heals the faults of one run, and watches the client port.
+pub struct Driver {
+    /// The driver's own random numbers: which fault, when, for how long.
     rng: StdRng,
     scenario: Scenario,
     node_names: Vec<String>,
     node_ips: Vec<IpAddr>,
     client_names: Vec<String>,
+    /// Every host of the simulation, servers, clients and the observer.
+    all_hosts: Vec<String>,
     lock: Arc<ClientPortLock>,
     shared: Arc<Shared>,
     active: Vec<ActiveFault>,
@@ -517,12 +95,55 @@ struct Driver {
     bidding_ends: Duration,
     /// When every fault was healed after the bidding.
     healed_at: Option<Duration>,
-    events: Vec<String>,
-    violations: Vec<String>,
+    /// What it did, one line per fault or heal, with its time.
+    pub events: Vec<String>,
+    /// The kind of each fault injected, e.g. "crash leader".
+    pub fault_kinds: Vec<String>,
+    /// What it found wrong: a lock held by a crashed host, a cluster that
+    /// did not settle, a simulation that failed.
+    pub violations: Vec<String>,
+    /// The next step of the scenario's script to apply.
+    next_scripted: usize,
+    /// When a partition or held link between servers was last healed.
+    last_cut_healed: Option<Duration>,
 }
 
 impl Driver {
-    fn after_step(&mut self, sim: &mut turmoil::Sim<'_>) {
+    pub fn new(
+        seed: u64,
+        scenario: &Scenario,
+        node_names: Vec<String>,
+        node_ips: Vec<IpAddr>,
+        client_names: Vec<String>,
+        lock: Arc<ClientPortLock>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let all_hosts = node_names.iter().chain(&client_names).cloned().chain(["observer".to_string()]).collect();
+        Driver {
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed_d41e_f00d_cafe),
+            scenario: scenario.clone(),
+            node_names,
+            node_ips,
+            client_names,
+            all_hosts,
+            lock,
+            shared,
+            active: Vec::new(),
+            crashed: BTreeSet::new(),
+            impaired_until: vec![Duration::ZERO; scenario.nodes],
+            next_fault_at: scenario.bidding_starts + Duration::from_millis(200),
+            bidding_ends: scenario.bidding_starts + scenario.bidding_for,
+            healed_at: None,
+            events: Vec::new(),
+            fault_kinds: Vec::new(),
+            violations: Vec::new(),
+            next_scripted: 0,
+            last_cut_healed: None,
+        }
+    }
+
+    /// Runs between two steps of the simulation.
+    pub fn after_step(&mut self, sim: &mut turmoil::Sim<'_>) {
         let now = sim.elapsed();
         self.check_lock(sim, now);
         // Heal what is due.
@@ -538,6 +159,13 @@ impl Driver {
         if now >= self.bidding_ends {
             self.settle(now);
             return;
+        }
+        while let Some(step) = self.scenario.script.get(self.next_scripted)
+            && step.at <= now
+        {
+            let step = step.clone();
+            self.next_scripted += 1;
+            self.apply(sim, step.fault, step.lasting, now);
         }
         if self.scenario.faults && now >= self.next_fault_at && now >= self.scenario.bidding_starts {
             self.next_fault_at = now + Duration::from_millis(self.rng.random_range(150..700));
@@ -566,7 +194,8 @@ impl Driver {
     }
 
     fn impaired(&self) -> BTreeSet<usize> {
-        self.active.iter().flat_map(|active| active.fault.impairs()).collect()
+        let leader = self.leader();
+        self.active.iter().flat_map(|active| active.fault.impairs(leader)).collect()
     }
 
     /// A node the cluster can count on: not impaired now nor for the last
@@ -600,19 +229,30 @@ impl Driver {
     /// Whether the failure model still holds once `fault` is added: some
     /// healthy member is left outside everything impaired.
     fn allowed(&self, fault: &Fault, now: Duration) -> bool {
-        if fault.impairs().is_empty() {
+        if fault.touches().is_empty() {
             return true;
         }
         if self.active_server_faults() >= MAX_ACTIVE_FAULTS {
             return false;
         }
+        if !self.scenario.leader_crash_while_cut_off
+            && *fault == Fault::Crash(self.leader().unwrap_or(usize::MAX))
+            && (self.servers_cut_off() || self.last_cut_healed.is_some_and(|healed| now < healed + RECOVERY_GAP))
+        {
+            return false;
+        }
         let mut impaired = self.impaired();
-        impaired.extend(fault.impairs());
+        impaired.extend(fault.impairs(self.leader()));
         (0..self.scenario.nodes).any(|node| self.healthy(node, now, &impaired))
     }
 
+    /// Whether a partition or held link stands between two servers now.
+    fn servers_cut_off(&self) -> bool {
+        self.active.iter().any(|active| matches!(active.fault, Fault::Partition(..) | Fault::Hold(..)))
+    }
+
     fn active_server_faults(&self) -> usize {
-        self.active.iter().filter(|active| !active.fault.impairs().is_empty()).count()
+        self.active.iter().filter(|active| !active.fault.touches().is_empty()).count()
     }
 
     fn inject(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
@@ -643,10 +283,9 @@ impl Driver {
                     Fault::Hold(vec![a], vec![others[self.rng.random_range(0..others.len())]])
                 }
             }
-            _ => Fault::ClientPartition {
-                client_host: self.rng.random_range(0..self.client_names.len()),
-                node: leader,
-            },
+            _ => {
+                Fault::ClientPartition { client_host: self.rng.random_range(0..self.client_names.len()), node: leader }
+            }
         };
         let lasting = Duration::from_millis(match fault {
             Fault::Crash(_) => self.rng.random_range(100..1500),
@@ -662,15 +301,25 @@ impl Driver {
         {
             return;
         }
+        self.apply(sim, fault, lasting, now);
+    }
+
+    /// Injects `fault` now, to be healed `lasting` later.
+    fn apply(&mut self, sim: &mut turmoil::Sim<'_>, fault: Fault, lasting: Duration, now: Duration) {
+        let leader = self.leader().unwrap_or(usize::MAX);
         let role = |node: usize| if node == leader { "leader" } else { "backup" };
         let describe = |group: &[usize]| {
-            group.iter().map(|node| format!("{}({})", self.node_names[*node], role(*node))).collect::<Vec<_>>().join(",")
+            group
+                .iter()
+                .map(|node| format!("{}({})", self.node_names[*node], role(*node)))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let what = match &fault {
             Fault::Crash(node) => {
-                sim.crash(self.node_names[*node].as_str());
-                self.crashed.insert(*node);
-                format!("crash {}", describe(&[*node]))
+                let what = format!("crash {}", describe(&[*node]));
+                self.crash(sim, *node);
+                what
             }
             Fault::Partition(a, b) => {
                 self.for_pairs(a, b, |sim, x, y| sim.partition(x, y), sim);
@@ -685,32 +334,91 @@ impl Driver {
                 format!("partition {} | {}", self.client_names[*client_host], describe(&[*node]))
             }
         };
+        let kind = match &fault {
+            Fault::Crash(node) => format!("crash {}", role(*node)),
+            Fault::Partition(a, b) | Fault::Hold(a, b) => {
+                let verb = if matches!(fault, Fault::Partition(..)) { "partition" } else { "hold" };
+                if b.len() > 1 {
+                    format!("{verb} {} from all", role(a[0]))
+                } else {
+                    let mut roles = [role(a[0]), role(b[0])];
+                    roles.sort();
+                    format!("{verb} {}|{}", roles[0], roles[1])
+                }
+            }
+            Fault::ClientPartition { .. } => "partition client|leader".to_string(),
+        };
+        self.fault_kinds.push(kind);
         self.log(now, format!("{what} for {lasting:?}"));
         self.active.push(ActiveFault { fault, heal_at: now + lasting });
     }
 
-    /// Two faults on the same link would heal each other early.
-    fn overlaps(&self, fault: &Fault) -> bool {
-        let links = |fault: &Fault| -> Vec<(String, String)> {
-            match fault {
-                Fault::Crash(_) => Vec::new(),
-                Fault::Partition(a, b) | Fault::Hold(a, b) => {
-                    let mut links = Vec::new();
-                    for x in a {
-                        for y in b {
-                            let (x, y) = (self.node_names[*x].clone(), self.node_names[*y].clone());
-                            links.push(if x < y { (x, y) } else { (y, x) });
-                        }
+    /// Crashes `node` with its links cut, so what its sockets send as they
+    /// close is lost, and the peers find out by their timeouts or by a
+    /// reset when they next send to it: a crashed host, seen from outside.
+    ///
+    /// Why not let the closing sockets send their FIN and RST: tokio drops a
+    /// crashed runtime's tasks in an order that depends on their task ids,
+    /// which are global to the test process, so the order of those messages,
+    /// and with it every later random latency, would differ between two runs
+    /// of one seed. Dropped messages draw no random number.
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, node: usize) {
+        let name = self.node_names[node].clone();
+        let cut: Vec<String> = self
+            .all_hosts
+            .iter()
+            .filter(|other| **other != name && !self.link_faulted(&name, other))
+            .cloned()
+            .collect();
+        for other in &cut {
+            sim.partition(name.as_str(), other.as_str());
+        }
+        sim.crash(name.as_str());
+        for other in &cut {
+            sim.repair(name.as_str(), other.as_str());
+        }
+        self.crashed.insert(node);
+    }
+
+    /// Whether an active fault holds or cuts the link between two hosts.
+    fn link_faulted(&self, x: &str, y: &str) -> bool {
+        let link = if x < y { (x.to_string(), y.to_string()) } else { (y.to_string(), x.to_string()) };
+        self.active.iter().any(|active| self.links(&active.fault).contains(&link))
+    }
+
+    fn links(&self, fault: &Fault) -> Vec<(String, String)> {
+        match fault {
+            Fault::Crash(_) => Vec::new(),
+            Fault::Partition(a, b) | Fault::Hold(a, b) => {
+                let mut links = Vec::new();
+                for x in a {
+                    for y in b {
+                        let (x, y) = (self.node_names[*x].clone(), self.node_names[*y].clone());
+                        links.push(if x < y { (x, y) } else { (y, x) });
                     }
-                    links
                 }
-                Fault::ClientPartition { client_host, node } => {
-                    vec![(self.client_names[*client_host].clone(), self.node_names[*node].clone())]
-                }
+                links
             }
-        };
-        let new_links = links(fault);
-        self.active.iter().any(|active| links(&active.fault).iter().any(|link| new_links.contains(link)))
+            Fault::ClientPartition { client_host, node } => {
+                let (x, y) = (self.client_names[*client_host].clone(), self.node_names[*node].clone());
+                vec![if x < y { (x, y) } else { (y, x) }]
+            }
+        }
+    }
+
+    /// Two faults on the same link would heal each other early.
+    ///
+    /// A crash must not meet held messages either: released at once, they
+    /// would be delivered in the order the crash closed the sockets.
+    fn overlaps(&self, fault: &Fault) -> bool {
+        if let Fault::Crash(node) = fault {
+            return self.active.iter().any(|active| match &active.fault {
+                Fault::Hold(a, b) => a.contains(node) || b.contains(node),
+                _ => false,
+            });
+        }
+        let new_links = self.links(fault);
+        self.active.iter().any(|active| self.links(&active.fault).iter().any(|link| new_links.contains(link)))
     }
 
     fn for_pairs(
@@ -747,7 +455,10 @@ impl Driver {
                 format!("heal: repair {} | {}", self.client_names[*client_host], self.node_names[*node])
             }
         };
-        for node in fault.impairs() {
+        if matches!(fault, Fault::Partition(..) | Fault::Hold(..)) {
+            self.last_cut_healed = Some(now);
+        }
+        for node in fault.touches() {
             self.impaired_until[node] = now;
         }
         self.log(now, what);
@@ -805,10 +516,8 @@ impl Driver {
                     None => format!("{}: no answer", self.node_names[index]),
                 })
                 .collect();
-            self.violations.push(format!(
-                "the healed cluster did not settle within {SETTLE_DEADLINE:?}: {}",
-                statuses.join("; ")
-            ));
+            self.violations
+                .push(format!("the healed cluster did not settle within {SETTLE_DEADLINE:?}: {}", statuses.join("; ")));
             self.log(now, "not settled; reading anyway".into());
             self.shared.healed.store(true, Ordering::Relaxed);
         }

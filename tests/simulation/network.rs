@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use gavel::replication::Now;
 use gavel::transport::{BoxFuture, Connection, Incoming, NetworkBackend, Port};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio_stream::Stream;
 
 /// Where the simulated clock starts: a fixed wall-clock time, so a seed
@@ -23,9 +25,10 @@ pub const CLIENT_PORT: u16 = 5000;
 
 /// The address every node and client is configured with as "the client
 /// port". No host has it: dialing it reaches whichever host holds the
-/// [`ClientPortLock`].
+/// [`ClientPortLock`]. An address of the documentation range (RFC 5737), so
+/// it names nothing anywhere, though no packet ever leaves the simulation.
 pub fn virtual_client_address() -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), CLIENT_PORT)
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), CLIENT_PORT)
 }
 
 /// Who holds the client port, shared by every host's [`SimNetwork`].
@@ -65,16 +68,15 @@ impl ClientPortLock {
         self.lock().next_tenure
     }
 
-    /// Releases the lock if `ip` holds it. turmoil's crash drops the host's
-    /// tasks, and with them the guard, so the driver only uses this to
-    /// check that the guard did its job.
-    pub fn release_held_by(&self, ip: IpAddr) -> bool {
+    /// Releases the lock if `ip` holds it. Never needed while turmoil's
+    /// crash drops the crashed host's tasks, and the guard with them; the
+    /// driver calls it only after reporting a crashed holder, so the run
+    /// can go on.
+    pub fn release_held_by(&self, ip: IpAddr) {
         let mut state = self.lock();
         if state.holder.is_some_and(|holder| holder.ip == ip) {
             state.holder = None;
-            return true;
         }
-        false
     }
 
     fn try_acquire(&self, ip: IpAddr) -> Option<Holder> {
@@ -118,11 +120,15 @@ pub struct SimNetwork {
     /// This host's own address: where its listeners are.
     own_ip: IpAddr,
     lock: Arc<ClientPortLock>,
+    /// The host's random numbers (epoch nonces), drawn from the run's seed.
+    rng: Arc<Mutex<StdRng>>,
 }
 
 impl SimNetwork {
-    pub fn new(own_ip: IpAddr, lock: Arc<ClientPortLock>) -> Self {
-        SimNetwork { own_ip, lock }
+    /// `seed` must differ between the hosts of one run and be fixed by the
+    /// run's seed.
+    pub fn new(own_ip: IpAddr, lock: Arc<ClientPortLock>, seed: u64) -> Self {
+        SimNetwork { own_ip, lock, rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))) }
     }
 }
 
@@ -184,6 +190,10 @@ impl NetworkBackend for SimNetwork {
 
     fn now(&self) -> Now {
         Now { instant: tokio::time::Instant::now().into_std(), unix_ms: sim_unix_ms() as i64 }
+    }
+
+    fn random(&self) -> u64 {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner).random()
     }
 }
 
