@@ -84,6 +84,9 @@ struct ChaosArgs {
     /// Keep the servers' logs here.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
+    /// Each client pauses up to this long between operations (0 for none).
+    #[arg(long, default_value = "4ms", value_parser = humantime::parse_duration)]
+    max_pause: Duration,
 }
 
 #[derive(Args)]
@@ -422,6 +425,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         base_port: args.base_port,
         client_port: args.client_port,
         log_dir: args.log_dir,
+        max_pause: args.max_pause,
         // Short timeouts, so that faults resolve well within the run.
         server_args: ["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--duration", "24h"]
             .map(String::from)

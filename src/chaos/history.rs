@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auction::{AuctionView, BidOutcome, Verdict};
+
 /// What a client asked the auction to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -85,6 +87,30 @@ pub struct HistorySummary {
     pub result: usize,
     /// Operations of either kind that got no answer.
     pub unknown: usize,
+}
+
+impl From<BidOutcome> for Outcome {
+    fn from(outcome: BidOutcome) -> Self {
+        Outcome::Bid {
+            verdict: match outcome.verdict {
+                Verdict::Success => BidVerdict::Success,
+                Verdict::Fail => BidVerdict::Fail,
+                Verdict::Exception => BidVerdict::Exception,
+            },
+            highest_amount: outcome.highest_amount,
+            highest_bidder: outcome.highest_bidder,
+        }
+    }
+}
+
+impl From<AuctionView> for Outcome {
+    fn from(view: AuctionView) -> Self {
+        Outcome::Result {
+            highest_amount: view.highest_amount,
+            highest_bidder: view.highest_bidder,
+            accepted_bids: view.accepted_bids,
+        }
+    }
 }
 
 impl HistorySummary {

@@ -11,13 +11,12 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::auction::Verdict;
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::replication::Role;
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
-use super::history::{BidVerdict, History, Operation, OperationKind, Outcome};
+use super::history::{History, Operation, OperationKind, Outcome};
 
 /// The faults the injector may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -45,6 +44,10 @@ pub struct ChaosConfig {
     pub log_dir: Option<PathBuf>,
     /// Extra flags for the servers (timeouts).
     pub server_args: Vec<String>,
+    /// Each client pauses up to this long (uniformly) between operations.
+    /// Without a pause a release build makes millions of operations in a few
+    /// minutes: more history than the check needs, and slower to check.
+    pub max_pause: Duration,
 }
 
 /// What a chaos run found.
@@ -110,6 +113,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             server: client_address.clone(),
             rng: StdRng::seed_from_u64(config.seed.wrapping_mul(1_000_003).wrapping_add(index as u64)),
             started,
+            max_pause: config.max_pause,
             stop: Arc::clone(&stop),
             recorder: Arc::clone(&recorder),
         };
@@ -151,7 +155,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let checking = Instant::now();
     let initial = ModelState { highest_amount: 0, highest_bidder: String::new(), accepted_bids: 0 };
     let mut violations = Vec::new();
-    match checker::check_linearizable(&history, &initial) {
+    // The search takes a few steps per operation; the budget only guards
+    // against a pathological history, so it grows with the history.
+    let budget = checker::DEFAULT_SEARCH_BUDGET.max(history.operations.len() as u64 * 100);
+    match checker::check_linearizable_with_budget(&history, &initial, budget) {
         Linearizability::Linearizable { .. } => {}
         Linearizability::Violation(violation) => {
             violations.push(format!("not linearizable: {}", violation.message));
@@ -223,6 +230,7 @@ struct ClientWorker {
     server: String,
     rng: StdRng,
     started: Instant,
+    max_pause: Duration,
     stop: Arc<AtomicBool>,
     recorder: Arc<Recorder>,
 }
@@ -236,17 +244,16 @@ impl ClientWorker {
         let Ok(mut client) = Client::new(config) else { return };
         let mut highest_seen = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
+            if !self.max_pause.is_zero() {
+                tokio::time::sleep(self.max_pause.mul_f64(self.rng.random::<f64>())).await;
+            }
             let id = self.recorder.next_id.fetch_add(1, Ordering::Relaxed);
             let invoked_us = self.started.elapsed().as_micros() as u64;
             let (kind, outcome) = if self.rng.random_bool(0.25) {
                 let outcome = match client.result("").await {
                     Ok((view, _)) => {
                         highest_seen = highest_seen.max(view.highest_amount);
-                        Outcome::Result {
-                            highest_amount: view.highest_amount,
-                            highest_bidder: view.highest_bidder,
-                            accepted_bids: view.accepted_bids,
-                        }
+                        Outcome::from(view)
                     }
                     Err(error) => unknown(error),
                 };
@@ -258,15 +265,7 @@ impl ClientWorker {
                 let outcome = match client.bid("", &bidder, amount).await {
                     Ok(outcome) => {
                         highest_seen = highest_seen.max(outcome.highest_amount);
-                        Outcome::Bid {
-                            verdict: match outcome.verdict {
-                                Verdict::Success => BidVerdict::Success,
-                                Verdict::Fail => BidVerdict::Fail,
-                                Verdict::Exception => BidVerdict::Exception,
-                            },
-                            highest_amount: outcome.highest_amount,
-                            highest_bidder: outcome.highest_bidder,
-                        }
+                        Outcome::from(outcome)
                     }
                     Err(error) => unknown(error),
                 };

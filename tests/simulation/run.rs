@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use gavel::auction::Verdict;
 use gavel::chaos::checker::{self, ModelState, Verdict as Linearizability};
-use gavel::chaos::history::{BidVerdict, History, Operation, OperationKind, Outcome};
+use gavel::chaos::history::{History, Operation, OperationKind, Outcome};
 use gavel::client::{Client, ClientConfig, ClientError};
 use gavel::node::NodeConfig;
 use gavel::replication::NodeStatus;
@@ -425,11 +424,7 @@ impl Worker {
                 let outcome = match tokio::time::timeout(OPERATION_DEADLINE, client.result("")).await {
                     Ok(Ok((view, _leader))) => {
                         highest_seen = highest_seen.max(view.highest_amount);
-                        Outcome::Result {
-                            highest_amount: view.highest_amount,
-                            highest_bidder: view.highest_bidder,
-                            accepted_bids: view.accepted_bids,
-                        }
+                        Outcome::from(view)
                     }
                     Ok(Err(error)) => self.unknown(id, error),
                     Err(_deadline) => Outcome::Unknown,
@@ -442,15 +437,7 @@ impl Worker {
                 let outcome = match tokio::time::timeout(OPERATION_DEADLINE, client.bid("", &bidder, amount)).await {
                     Ok(Ok(outcome)) => {
                         highest_seen = highest_seen.max(outcome.highest_amount);
-                        Outcome::Bid {
-                            verdict: match outcome.verdict {
-                                Verdict::Success => BidVerdict::Success,
-                                Verdict::Fail => BidVerdict::Fail,
-                                Verdict::Exception => BidVerdict::Exception,
-                            },
-                            highest_amount: outcome.highest_amount,
-                            highest_bidder: outcome.highest_bidder,
-                        }
+                        Outcome::from(outcome)
                     }
                     Ok(Err(error)) => self.unknown(id, error),
                     Err(_deadline) => Outcome::Unknown,
