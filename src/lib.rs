@@ -11,9 +11,11 @@
 //! - [`prompt`]: the bidding prompt and the one-line answers it prints.
 //! - [`cluster`]: local clusters of server processes, for the demo and the tools.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
+//! - [`bench`]: the load generator, against gavel or etcd.
 //! - [`tour`]: the scripted crash tour whose log is `log.txt`.
 
 pub mod auction;
+pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod cluster;

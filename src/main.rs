@@ -57,6 +57,8 @@ enum Commands {
     Demo(DemoArgs),
     /// Bid and read under injected faults, then check the history.
     Chaos(ChaosArgs),
+    /// Measure throughput, latency, failover and memory under load.
+    Bench(gavel::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -225,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Chaos(args) => chaos(args).await,
+        Commands::Bench(args) => gavel::bench::run(args).await,
     }
 }
 

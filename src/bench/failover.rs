@@ -1,0 +1,92 @@
+//! Failover trials: SIGKILL the leader under load, time the service's
+//! recovery as the clients see it, and restart the killed node as a backup.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::LocalCluster;
+
+use super::load::Load;
+use super::report::{FailoverReport, Summary, Trial};
+
+/// Steady load before each kill.
+const STEADY: Duration = Duration::from_millis(1000);
+/// How long to wait for the first acknowledgement after a kill.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
+/// How long, after the first acknowledgement, the other clients have to resume.
+const RESUME_LIMIT: Duration = Duration::from_secs(5);
+const REJOIN_LIMIT: Duration = Duration::from_secs(15);
+
+pub(crate) const DEFINITION: &str = "first ack: from kill(2) of the leader to the first SUCCESS answer to an \
+    attempt sent after the killed process was reaped (so it was sequenced and committed by the new leader); \
+    stall: the longest gap between two consecutive answers of one client spanning the kill";
+
+/// Runs `count` trials on a cluster under load.
+pub(crate) async fn trials(cluster: &mut LocalCluster, load: &Load, count: usize, verbose: bool) -> FailoverReport {
+    let mut trials = Vec::with_capacity(count);
+    for trial in 1..=count {
+        tokio::time::sleep(STEADY).await;
+        let Ok(leader) = cluster.wait_for_leader(RECOVERY_LIMIT).await else {
+            eprintln!("bench: trial {trial}: no leader; stopping the trials");
+            break;
+        };
+        let killed = cluster.node_address(leader);
+        let signalled = load.kill_signalled();
+        let kill_started = Instant::now();
+        if let Err(error) = cluster.kill(leader) {
+            eprintln!("bench: trial {trial}: {error:#}; stopping the trials");
+            break;
+        }
+        load.kill_done();
+        let kill_to_reaped_ms = kill_started.elapsed().as_secs_f64() * 1e3;
+
+        let waiting = Instant::now();
+        let first_ack = loop {
+            if let Some(at) = load.first_ack_after_kill() {
+                break Some(at);
+            }
+            if waiting.elapsed() > RECOVERY_LIMIT {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let new_leader = cluster.wait_for_leader(RECOVERY_LIMIT).await.ok().map(|i| cluster.node_address(i));
+        // Every client that was running resumes before the stall is read.
+        let resuming = Instant::now();
+        while load.clients_resumed(signalled) < load.running_clients() && resuming.elapsed() < RESUME_LIMIT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let longest_stall_ms = load.longest_stall(signalled).map(|nanos| nanos as f64 / 1e6);
+
+        let rejoin_started = Instant::now();
+        let rejoin_ms = match cluster.restart(leader) {
+            Ok(()) => cluster.wait_until_settled(leader, REJOIN_LIMIT).await.ok().map(|_| rejoin_started.elapsed()),
+            Err(_) => None,
+        }
+        .map(|elapsed| elapsed.as_secs_f64() * 1e3);
+        let result = Trial {
+            trial,
+            killed,
+            new_leader,
+            kill_to_reaped_ms,
+            kill_to_first_ack_ms: first_ack.map(|at| (at.saturating_sub(signalled)) as f64 / 1e6),
+            longest_stall_ms,
+            rejoin_ms,
+        };
+        if verbose {
+            eprintln!(
+                "bench: trial {trial}: killed {} -> {}: first ack {} ms, longest stall {} ms",
+                result.killed,
+                result.new_leader.as_deref().unwrap_or("no leader"),
+                result.kill_to_first_ack_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
+                result.longest_stall_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
+            );
+        }
+        trials.push(result);
+    }
+    FailoverReport {
+        definition: DEFINITION.to_string(),
+        kill_to_first_ack_ms: Summary::of(trials.iter().filter_map(|trial| trial.kill_to_first_ack_ms)),
+        longest_stall_ms: Summary::of(trials.iter().filter_map(|trial| trial.longest_stall_ms)),
+        trials,
+    }
+}

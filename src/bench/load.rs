@@ -1,0 +1,405 @@
+//! The workload: bidders that each keep one request in flight (a closed
+//! loop), the shared state they report to, and what each one measured.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::auction::{Bid, Verdict};
+use crate::client::{Client, ClientConfig, ClientError};
+use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
+
+use super::report::ErrorCounts;
+use super::{ATTEMPT_TIMEOUT, REQUEST_DEADLINE};
+
+/// Backoff between attempts, as `client::Client` does it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// No time recorded yet, in the nanosecond marks below.
+const NEVER: u64 = u64::MAX;
+
+/// How one bid ended, for the bench.
+pub(crate) struct Answer {
+    /// The service's verdict, or why there was none.
+    pub verdict: Result<Verdict, Failure>,
+    /// When the attempt that got the answer was sent: the failover trials
+    /// count only answers to attempts sent after the old leader was dead.
+    pub attempt_started: Instant,
+}
+
+/// Why a bid got no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The service refused the request.
+    Rejected,
+    /// No answer before the request's deadline.
+    GaveUp,
+    /// The backend (etcd) failed the call.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Backend,
+}
+
+/// Something that bids for one client, retrying as its kind of client does.
+pub(crate) trait Bidder: Send + 'static {
+    /// Bids `amount`; `None` if the run stopped while it was retrying.
+    fn bid(
+        &mut self,
+        amount: u64,
+        errors: &mut ErrorCounts,
+        load: &Load,
+    ) -> impl Future<Output = Option<Answer>> + Send;
+}
+
+/// The state the clients share: the next amount, counters, and the marks of
+/// the failover trials. Times are nanoseconds since `origin`.
+pub(crate) struct Load {
+    origin: Instant,
+    /// Bids take increasing amounts from here, so most of them succeed.
+    next_amount: AtomicU64,
+    /// Answers so far, measured or not: the progress line and the checkpoints.
+    answered: AtomicU64,
+    errors: AtomicU64,
+    /// Bids started, against `bid_limit`.
+    issued: AtomicU64,
+    bid_limit: Option<u64>,
+    running: AtomicUsize,
+    stopping: AtomicBool,
+    /// Answers that complete in `[measure_from, measure_until)` are measured.
+    measure_from: u64,
+    measure_until: AtomicU64,
+    /// The last leader kill: when the signal went, and when the process was
+    /// known dead (`NEVER` in between, so no attempt counts too early).
+    kill_signal: AtomicU64,
+    kill_dead: AtomicU64,
+    /// The first SUCCESS to an attempt sent after `kill_dead`.
+    first_ack_after_kill: AtomicU64,
+    /// `(kill_signal, gap)`: a client's pause between two answers that spans a kill.
+    stalls: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Load {
+    pub fn new(first_amount: u64, measure_from: Duration, bid_limit: Option<u64>) -> Self {
+        Load {
+            origin: Instant::now(),
+            next_amount: AtomicU64::new(first_amount),
+            answered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+            bid_limit,
+            running: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            measure_from: measure_from.as_nanos() as u64,
+            measure_until: AtomicU64::new(NEVER),
+            kill_signal: AtomicU64::new(0),
+            kill_dead: AtomicU64::new(0),
+            first_ack_after_kill: AtomicU64::new(NEVER),
+            stalls: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn since_origin(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    fn now(&self) -> u64 {
+        self.since_origin(Instant::now())
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Relaxed)
+    }
+
+    /// Whether every client has finished its share of a `--bids` run.
+    pub fn workers_done(&self) -> bool {
+        self.bid_limit.is_some_and(|limit| self.issued.load(Relaxed) >= limit) && self.running.load(Relaxed) == 0
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Relaxed) || self.now() >= self.measure_until.load(Relaxed)
+    }
+
+    /// Ends the measurement `after` the start of the run.
+    pub fn stop_at(&self, after: Duration) {
+        self.measure_until.store(after.as_nanos() as u64, Relaxed);
+    }
+
+    /// Ends the measurement now; clients finish their bid in flight.
+    pub fn stop_now(&self) {
+        let now = self.now();
+        let _ = self.measure_until.fetch_min(now, Relaxed);
+        self.stopping.store(true, Relaxed);
+    }
+
+    /// The measured window's length.
+    pub fn measured_window(&self) -> Duration {
+        let until = self.measure_until.load(Relaxed);
+        Duration::from_nanos(until.saturating_sub(self.measure_from))
+    }
+
+    /// Marks a kill about to be signalled; returns its mark.
+    pub fn kill_signalled(&self) -> u64 {
+        self.kill_dead.store(NEVER, Relaxed);
+        self.first_ack_after_kill.store(NEVER, Relaxed);
+        let now = self.now();
+        self.kill_signal.store(now, Relaxed);
+        now
+    }
+
+    /// Marks the killed process as reaped: attempts from now on reach another.
+    pub fn kill_done(&self) {
+        self.kill_dead.store(self.now(), Relaxed);
+    }
+
+    pub fn first_ack_after_kill(&self) -> Option<u64> {
+        Some(self.first_ack_after_kill.load(Relaxed)).filter(|&at| at != NEVER)
+    }
+
+    /// The longest pause spanning the kill marked `kill_signal`.
+    pub fn longest_stall(&self, kill_signal: u64) -> Option<u64> {
+        let stalls = self.stalls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stalls.iter().filter(|(kill, _)| *kill == kill_signal).map(|(_, gap)| *gap).max()
+    }
+
+    /// Clients whose pause across that kill ended, so far.
+    pub fn clients_resumed(&self, kill_signal: u64) -> usize {
+        let stalls = self.stalls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stalls.iter().filter(|(kill, _)| *kill == kill_signal).count()
+    }
+
+    /// Clients still in their loop.
+    pub fn running_clients(&self) -> usize {
+        self.running.load(Relaxed)
+    }
+
+    fn take_ticket(&self) -> bool {
+        match self.bid_limit {
+            Some(limit) => self.issued.fetch_add(1, Relaxed) < limit,
+            None => true,
+        }
+    }
+}
+
+/// What one client measured.
+pub(crate) struct WorkerStats {
+    /// Latency of measured answers, nanoseconds, retries included.
+    pub latency: Histogram<u64>,
+    pub success: u64,
+    pub fail: u64,
+    pub exception: u64,
+    pub errors: ErrorCounts,
+}
+
+impl WorkerStats {
+    pub fn new() -> Self {
+        // 1 µs to 100 s at three significant digits.
+        let latency = Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds");
+        WorkerStats { latency, success: 0, fail: 0, exception: 0, errors: ErrorCounts::default() }
+    }
+
+    pub fn merge(&mut self, other: WorkerStats) {
+        self.latency.add(&other.latency).expect("histograms with the same bounds");
+        self.success += other.success;
+        self.fail += other.fail;
+        self.exception += other.exception;
+        self.errors.add(&other.errors);
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.success + self.fail + self.exception
+    }
+}
+
+/// One client's closed loop: bid, wait for the answer, bid again.
+pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerStats {
+    load.running.fetch_add(1, Relaxed);
+    let mut stats = WorkerStats::new();
+    let mut last_answer: Option<u64> = None;
+    while !load.is_stopping() && load.take_ticket() {
+        let amount = load.next_amount.fetch_add(1, Relaxed);
+        let invoked = Instant::now();
+        let errors_before = stats.errors.total();
+        let answer = bidder.bid(amount, &mut stats.errors, &load).await;
+        let done = Instant::now();
+        let retried = stats.errors.total() - errors_before;
+        if retried > 0 {
+            load.errors.fetch_add(retried, Relaxed);
+        }
+        let Some(answer) = answer else { break };
+        let Ok(verdict) = answer.verdict else { continue };
+        let done_at = load.since_origin(done);
+        load.answered.fetch_add(1, Relaxed);
+
+        let kill = load.kill_signal.load(Relaxed);
+        if let Some(previous) = last_answer
+            && kill != 0
+            && previous < kill
+            && done_at >= kill
+        {
+            let mut stalls = load.stalls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            stalls.push((kill, done_at - previous));
+        }
+        last_answer = Some(done_at);
+        if verdict == Verdict::Success && load.since_origin(answer.attempt_started) > load.kill_dead.load(Relaxed) {
+            load.first_ack_after_kill.fetch_min(done_at, Relaxed);
+        }
+
+        if done_at >= load.measure_from && done_at < load.measure_until.load(Relaxed) {
+            let nanos = done.duration_since(invoked).as_nanos() as u64;
+            stats.latency.saturating_record(nanos.max(1_000));
+            match verdict {
+                Verdict::Success => stats.success += 1,
+                Verdict::Fail => stats.fail += 1,
+                Verdict::Exception => stats.exception += 1,
+            }
+        }
+    }
+    load.running.fetch_sub(1, Relaxed);
+    stats
+}
+
+/// A progress line on stderr each second while the run lasts.
+pub(crate) async fn progress_lines(load: Arc<Load>, enabled: bool) {
+    if !enabled {
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let mut previous = 0;
+    loop {
+        ticker.tick().await;
+        let answered = load.answered();
+        let elapsed = load.now();
+        let phase = if elapsed < load.measure_from { "warmup" } else { "measuring" };
+        eprintln!(
+            "bench: {:>5.1}s {phase:<9} {:>8} bids/s  answered {:>9}  errors {}",
+            elapsed as f64 / 1e9,
+            answered - previous,
+            answered,
+            load.errors.load(Relaxed)
+        );
+        previous = answered;
+    }
+}
+
+/// One gavel session: its id, its bidder name and its next request id.
+struct Session {
+    client_id: String,
+    bidder: String,
+    next_request_id: u64,
+}
+
+/// Bids over one `AuctionConnection` (one HTTP/2 connection), taking turns
+/// between its sessions, and retries on Unavailable with the same request id.
+pub(crate) struct ConnectionBidder {
+    connection: AuctionConnection,
+    sessions: Vec<Session>,
+    next_session: usize,
+}
+
+impl ConnectionBidder {
+    pub fn new(address: &str, nonce: u32, session_ids: &[usize]) -> anyhow::Result<Self> {
+        let connection =
+            AuctionConnection::new(&Network::tcp(), address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
+        let sessions = session_ids
+            .iter()
+            .map(|&id| Session {
+                client_id: format!("bench-{nonce:08x}-{id}"),
+                bidder: format!("bidder-{id}"),
+                next_request_id: 1,
+            })
+            .collect();
+        Ok(ConnectionBidder { connection, sessions, next_session: 0 })
+    }
+}
+
+impl Bidder for ConnectionBidder {
+    async fn bid(&mut self, amount: u64, errors: &mut ErrorCounts, load: &Load) -> Option<Answer> {
+        let turn = self.next_session;
+        self.next_session = (turn + 1) % self.sessions.len();
+        let session = &mut self.sessions[turn];
+        let bid = Bid {
+            auction_id: String::new(),
+            bidder: session.bidder.clone(),
+            amount,
+            client_id: session.client_id.clone(),
+            request_id: session.next_request_id,
+            at_unix_ms: 0,
+        };
+        session.next_request_id += 1;
+        let invoked = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let attempt_started = Instant::now();
+            match self.connection.bid(&bid).await {
+                Ok(outcome) => return Some(Answer { verdict: Ok(outcome.verdict), attempt_started }),
+                Err(CallError::Rejected { .. }) => {
+                    errors.rejected += 1;
+                    return Some(Answer { verdict: Err(Failure::Rejected), attempt_started });
+                }
+                Err(CallError::Unavailable { message, leader_hint }) => {
+                    if leader_hint.is_some() {
+                        errors.not_leader += 1;
+                    } else if message.starts_with("no answer") {
+                        errors.timeout += 1;
+                    } else {
+                        errors.unavailable += 1;
+                    }
+                    if load.stopping.load(Relaxed) {
+                        return None;
+                    }
+                    if invoked.elapsed() + backoff >= REQUEST_DEADLINE {
+                        errors.gave_up += 1;
+                        return Some(Answer { verdict: Err(Failure::GaveUp), attempt_started });
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Bids through `client::Client`, the library users get. It retries inside,
+/// so the bench sees retries only as a count, and takes the invocation as
+/// the attempt's start (a stricter rule in the failover trials).
+pub(crate) struct ClientBidder {
+    client: Client,
+    bidder: String,
+}
+
+impl ClientBidder {
+    pub fn new(address: &str, _nonce: u32, id: usize) -> anyhow::Result<Self> {
+        let config = ClientConfig {
+            servers: vec![address.to_string()],
+            deadline: REQUEST_DEADLINE,
+            attempt_timeout: ATTEMPT_TIMEOUT,
+            ..ClientConfig::default()
+        };
+        Ok(ClientBidder { client: Client::new(config)?, bidder: format!("bidder-{id}") })
+    }
+}
+
+impl Bidder for ClientBidder {
+    async fn bid(&mut self, amount: u64, errors: &mut ErrorCounts, _load: &Load) -> Option<Answer> {
+        let attempt_started = Instant::now();
+        let verdict = match self.client.bid("", &self.bidder, amount).await {
+            Ok(outcome) => {
+                errors.unavailable += u64::from(self.client.last_retries());
+                Ok(outcome.verdict)
+            }
+            Err(ClientError::Rejected(_)) => {
+                errors.rejected += 1;
+                Err(Failure::Rejected)
+            }
+            Err(ClientError::Unreachable { .. }) => {
+                errors.gave_up += 1;
+                Err(Failure::GaveUp)
+            }
+        };
+        Some(Answer { verdict, attempt_started })
+    }
+}

@@ -1,0 +1,117 @@
+//! Resident memory of a process, from `/proc/PID/status`, and the host's CPU
+//! time, from `/proc/stat` (Linux).
+
+/// `VmHWM` (peak resident set) and `VmRSS` (current), in KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessMemory {
+    pub hwm_kib: u64,
+    pub rss_kib: u64,
+}
+
+impl ProcessMemory {
+    /// `None` when the process is gone or its status cannot be read.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    }
+
+    pub fn of_self() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/self/status").ok()?)
+    }
+
+    fn parse(status: &str) -> Option<Self> {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        Some(ProcessMemory { hwm_kib: field("VmHWM:")?, rss_kib: field("VmRSS:")? })
+    }
+}
+
+/// The host's busy and total CPU time so far, in clock ticks (`/proc/stat`).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal...: idle and iowait are not busy.
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// CPU time (user + system, clock ticks) a process has used, all threads.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields proper start after its ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); field 3 is fields[0] here.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The host's CPU time other processes than ours use while a run goes on:
+/// the bench shares the host, and anything else running skews its figures.
+pub(crate) struct ForeignCpu {
+    busy: u64,
+    total: u64,
+    ours: u64,
+}
+
+impl ForeignCpu {
+    /// Starts counting; `pids` are the processes the run started, besides this one.
+    pub fn start(pids: &[u32]) -> Option<Self> {
+        let (busy, total) = cpu_times()?;
+        Some(ForeignCpu { busy, total, ours: Self::ours(pids) })
+    }
+
+    fn ours(pids: &[u32]) -> u64 {
+        process_ticks(std::process::id()).unwrap_or(0) + pids.iter().filter_map(|&pid| process_ticks(pid)).sum::<u64>()
+    }
+
+    /// The share of all CPU time since the start that went to other
+    /// processes. Processes of ours that died meanwhile (killed leaders)
+    /// count as foreign, so this errs on the high side.
+    pub fn share(&self, pids: &[u32]) -> Option<f64> {
+        let (busy, total) = cpu_times()?;
+        let total = total.checked_sub(self.total)?;
+        let ours = Self::ours(pids).saturating_sub(self.ours);
+        let foreign = busy.saturating_sub(self.busy).saturating_sub(ours);
+        (total > 0).then(|| foreign as f64 / total as f64)
+    }
+}
+
+/// The share of the host's CPU time that was busy over `window`.
+pub(crate) async fn host_busy(window: std::time::Duration) -> Option<f64> {
+    let (busy_before, total_before) = cpu_times()?;
+    tokio::time::sleep(window).await;
+    let (busy_after, total_after) = cpu_times()?;
+    let total = total_after.checked_sub(total_before)?;
+    (total > 0).then(|| busy_after.saturating_sub(busy_before) as f64 / total as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_peak_and_current_resident_memory() {
+        let status = "Name:\tgavel\nVmPeak:\t  100 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
+        assert_eq!(ProcessMemory::parse(status), Some(ProcessMemory { hwm_kib: 2048, rss_kib: 1024 }));
+    }
+
+    #[test]
+    fn this_process_has_used_cpu_time() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        assert!(process_ticks(std::process::id()).is_some());
+        assert!(
+            ForeignCpu::start(&[]).and_then(|cpu| cpu.share(&[])).is_some_and(|share| (0.0..=1.0).contains(&share))
+        );
+    }
+
+    #[test]
+    fn this_process_has_memory() {
+        let memory = ProcessMemory::of_self().expect("/proc/self/status");
+        assert!(memory.hwm_kib >= memory.rss_kib && memory.rss_kib > 0);
+    }
+}

@@ -1,0 +1,372 @@
+//! `gavel bench`: a closed-loop load generator and its report.
+//!
+//! It starts a local cluster of the same binary (or targets a running one),
+//! runs `--clients` concurrent bidders, each one request at a time, and
+//! reports acknowledged bids per second, the latency distribution, errors by
+//! kind and every node's peak RSS. Three more modes share the same workload:
+//!
+//! - `--failover N` kills the leader N times under load and measures, per
+//!   trial, the time from the SIGKILL to the first bid acknowledged by the new
+//!   leader, and the longest pause any one client saw.
+//! - `--bids N` stops after N bids instead of after a duration, spread over
+//!   `--sessions` client sessions, and samples the leader's RSS on the way:
+//!   memory must not grow per request.
+//! - `--system etcd` (cargo feature `etcd`) runs the same workload against a
+//!   three-member etcd cluster on loopback, each bid a compare-and-put txn.
+//!
+//! Layout: [`load`] is the workload (bidders and the closed loop), [`report`]
+//! the figures and how they print, [`memory`] reads `/proc`, [`failover`] the
+//! kill-and-restart trials, `etcd` the etcd cluster and its bidder.
+
+#[cfg(feature = "etcd")]
+mod etcd;
+mod failover;
+mod load;
+mod memory;
+pub mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::replication::Role;
+use crate::transport::{AuctionConnection, Network, TransportSettings};
+
+use load::{ClientBidder, ConnectionBidder, Load, WorkerStats};
+use report::{MemoryCheckpoint, MemoryReport, NodeMemory, Report};
+
+/// `gavel bench` flags.
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Servers in the local cluster the bench starts; 1 is the unreplicated baseline.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// The first node's port; the others follow.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// The local cluster's client port.
+    #[arg(long, default_value_t = 7000)]
+    pub client_port: u16,
+    /// Bid against a running cluster's client port instead of starting one.
+    #[arg(long, conflicts_with = "failover")]
+    pub target: Option<String>,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Client sessions (client ids) the clients take turns with; default one per client.
+    #[arg(long)]
+    pub sessions: Option<usize>,
+    /// How long to measure.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring starts, not counted.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Kill the leader this many times under load, restarting it as a backup each time.
+    #[arg(long, default_value_t = 0)]
+    pub failover: usize,
+    /// Stop after this many bids (no warmup) and sample the leader's RSS on the way.
+    #[arg(long, conflicts_with = "failover")]
+    pub bids: Option<u64>,
+    /// The system under test.
+    #[arg(long, value_enum, default_value_t = System::Gavel)]
+    pub system: System,
+    /// How the bench talks to gavel: the bare connection, or the client library.
+    #[arg(long, value_enum, default_value_t = Driver::Connection)]
+    pub driver: Driver,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Keep the servers' logs here (default: discarded).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// etcd: the first member's client port; members use consecutive ports.
+    #[arg(long, default_value_t = 23790)]
+    pub etcd_client_port: u16,
+    /// etcd: the first member's peer port.
+    #[arg(long, default_value_t = 23800)]
+    pub etcd_peer_port: u16,
+    /// etcd: where the members' data directories go; tmpfs, so the disk is out of the comparison.
+    #[arg(long, default_value = "/dev/shm")]
+    pub etcd_data_root: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Gavel,
+    /// Needs the `etcd` cargo feature and Debian's `etcd-server`.
+    Etcd,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// `transport::AuctionConnection` with the bench's own retry loop.
+    Connection,
+    /// `client::Client`, the library users get.
+    Client,
+}
+
+/// How long a request keeps retrying before the bench counts it as given up,
+/// as `client::Client` does by default.
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one attempt may take.
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bids the `--bids` mode samples the leader's RSS after (and at the end).
+const CHECKPOINT_FRACTIONS: [f64; 5] = [0.1, 0.25, 0.5, 0.75, 1.0];
+
+/// Runs the bench; the exit code says whether every measured bid was answered.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    validate(&args)?;
+    let host_busy_before = memory::host_busy(Duration::from_secs(1)).await;
+    let mut report = match args.system {
+        System::Gavel => run_gavel(&args).await?,
+        System::Etcd => run_etcd(&args).await?,
+    };
+    report.host_busy_before = host_busy_before;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(if report.answered > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if args.failover > 0 && args.nodes < 2 {
+        bail!("--failover needs --nodes 2 or more: someone must take over");
+    }
+    if args.sessions.is_some_and(|sessions| sessions < args.clients) {
+        bail!("--sessions must be at least --clients");
+    }
+    if args.driver == Driver::Client && args.sessions.is_some_and(|sessions| sessions != args.clients) {
+        bail!("--driver client keeps one session per client: use --driver connection with --sessions");
+    }
+    if args.system == System::Etcd && (args.failover > 0 || args.bids.is_some() || args.target.is_some()) {
+        bail!("--system etcd supports the throughput runs only (no --failover, --bids or --target)");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "etcd")]
+async fn run_etcd(args: &BenchArgs) -> anyhow::Result<Report> {
+    etcd::run(args).await
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn run_etcd(_args: &BenchArgs) -> anyhow::Result<Report> {
+    bail!("this gavel was built without the `etcd` feature: cargo build --release --features etcd")
+}
+
+/// A cluster the bench started, or the address of one it was pointed at.
+enum Subject {
+    Local(LocalCluster),
+    Remote(String),
+}
+
+impl Subject {
+    fn client_address(&self) -> String {
+        match self {
+            Subject::Local(cluster) => cluster.client_address(),
+            Subject::Remote(address) => address.clone(),
+        }
+    }
+}
+
+async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut subject = match &args.target {
+        Some(target) => Subject::Remote(target.clone()),
+        None => {
+            let binary = std::env::current_exe().context("finding the gavel binary")?;
+            let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
+            // The auction must outlast the run, whatever its length.
+            spec.server_args = vec!["--duration".into(), "30days".into()];
+            spec.log_dir = args.log_dir.clone();
+            progress(args, format_args!("starting {} nodes on ports {}..", args.nodes, args.base_port));
+            let cluster = LocalCluster::start(spec).await?;
+            cluster.wait_for_leader(Duration::from_secs(15)).await?;
+            Subject::Local(cluster)
+        }
+    };
+    let address = subject.client_address();
+    let first_amount = current_highest(&address).await? + 1;
+
+    let sessions = args.sessions.unwrap_or(args.clients);
+    let nonce = rand::random::<u32>();
+    let measure_from = if args.bids.is_some() { Duration::ZERO } else { args.warmup };
+    let our_pids = match &subject {
+        Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
+        Subject::Remote(_) => Vec::new(),
+    };
+    let foreign_cpu = memory::ForeignCpu::start(&our_pids);
+    let load = Arc::new(Load::new(first_amount, measure_from, args.bids));
+    let mut workers = Vec::with_capacity(args.clients);
+    for client in 0..args.clients {
+        // Client `c` takes sessions c, c + clients, c + 2 * clients, ...
+        let session_ids: Vec<usize> = (client..sessions).step_by(args.clients).collect();
+        let load = Arc::clone(&load);
+        let worker = match args.driver {
+            Driver::Connection => {
+                let bidder = ConnectionBidder::new(&address, nonce, &session_ids)?;
+                tokio::spawn(load::drive(bidder, load))
+            }
+            Driver::Client => {
+                let bidder = ClientBidder::new(&address, nonce, client)?;
+                tokio::spawn(load::drive(bidder, load))
+            }
+        };
+        workers.push(worker);
+    }
+    let ticker = tokio::spawn(load::progress_lines(Arc::clone(&load), !args.quiet));
+
+    let mut failover_report = None;
+    let mut memory_report = None;
+    if args.failover > 0 {
+        let Subject::Local(cluster) = &mut subject else { bail!("--failover needs a local cluster") };
+        tokio::time::sleep(args.warmup).await;
+        failover_report = Some(failover::trials(cluster, &load, args.failover, !args.quiet).await);
+        load.stop_now();
+    } else if let Some(bids) = args.bids {
+        memory_report = Some(sample_memory(&subject, &load, bids, sessions).await);
+    } else {
+        load.stop_at(args.warmup + args.duration);
+        tokio::time::sleep(args.warmup + args.duration).await;
+        load.stop_now();
+    }
+    let stats = join_workers(workers).await?;
+    ticker.abort();
+    let our_pids: Vec<u32> = match &subject {
+        Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
+        Subject::Remote(_) => Vec::new(),
+    };
+    let foreign_share = foreign_cpu.and_then(|cpu| cpu.share(&our_pids));
+
+    let nodes = match &subject {
+        Subject::Local(cluster) => local_memory(cluster).await,
+        Subject::Remote(address) => remote_memory(address).await,
+    };
+    let mut report = Report::new("gavel", &stats, load.measured_window());
+    report.driver = Some(format!("{:?}", args.driver).to_lowercase());
+    report.nodes = match &subject {
+        Subject::Local(cluster) => Some(cluster.len()),
+        Subject::Remote(_) => None,
+    };
+    report.target = address;
+    report.clients = args.clients;
+    report.sessions = sessions;
+    report.warmup_s = measure_from.as_secs_f64();
+    report.node_memory = nodes;
+    report.host_cpu_foreign_share = foreign_share;
+    report.failover = failover_report;
+    report.memory = memory_report;
+    report.notes.push(format!(
+        "{} client tasks and the servers share this host ({} cores)",
+        args.clients,
+        std::thread::available_parallelism().map_or(0, |cores| cores.get())
+    ));
+    drop(subject);
+    Ok(report)
+}
+
+async fn join_workers(workers: Vec<tokio::task::JoinHandle<WorkerStats>>) -> anyhow::Result<WorkerStats> {
+    let mut total = WorkerStats::new();
+    for worker in workers {
+        total.merge(worker.await.context("a bench client panicked")?);
+    }
+    Ok(total)
+}
+
+/// The highest bid so far, so a bench against a running auction bids above it.
+async fn current_highest(address: &str) -> anyhow::Result<u64> {
+    let mut connection =
+        AuctionConnection::new(&Network::tcp(), address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
+    let started = Instant::now();
+    loop {
+        match connection.result("").await {
+            Ok((view, _leader)) => return Ok(view.highest_amount),
+            Err(error) if started.elapsed() > Duration::from_secs(10) => {
+                bail!("reading the auction at {address}: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Every node's memory, with its role as it says at the end of the run.
+async fn local_memory(cluster: &LocalCluster) -> Vec<NodeMemory> {
+    let statuses = cluster.statuses().await;
+    (0..cluster.len())
+        .map(|i| {
+            let pid = cluster.pid(i);
+            let role = statuses[i].as_ref().map_or("down".to_string(), |status| role_name(status.role));
+            NodeMemory::read(cluster.node_address(i), role, pid)
+        })
+        .collect()
+}
+
+/// The members of a running cluster, found through its leader; their memory
+/// is readable when they run on this host.
+async fn remote_memory(address: &str) -> Vec<NodeMemory> {
+    let Ok(leader) = crate::client::node_status(address, ATTEMPT_TIMEOUT).await else { return Vec::new() };
+    let mut nodes = Vec::new();
+    for member in &leader.membership {
+        let status = crate::client::node_status(member, ATTEMPT_TIMEOUT).await.ok();
+        let role = status.as_ref().map_or("down".to_string(), |status| role_name(status.role));
+        nodes.push(NodeMemory::read(member.clone(), role, status.map(|status| status.pid)));
+    }
+    nodes
+}
+
+fn role_name(role: Role) -> String {
+    format!("{role:?}").to_lowercase()
+}
+
+/// The leader's pid, wherever the cluster came from.
+async fn leader_pid(subject: &Subject) -> Option<u32> {
+    match subject {
+        Subject::Local(cluster) => cluster.pid(cluster.leader().await?),
+        Subject::Remote(address) => crate::client::node_status(address, ATTEMPT_TIMEOUT).await.ok().map(|s| s.pid),
+    }
+}
+
+/// Waits for `bids` answers, reading the leader's memory at checkpoints.
+async fn sample_memory(subject: &Subject, load: &Load, bids: u64, sessions: usize) -> MemoryReport {
+    let pid = leader_pid(subject).await;
+    let leader = match subject {
+        Subject::Local(cluster) => match cluster.leader().await {
+            Some(i) => cluster.node_address(i),
+            None => "unknown".into(),
+        },
+        Subject::Remote(address) => address.clone(),
+    };
+    let mut checkpoints = vec![MemoryCheckpoint::read(0, pid)];
+    for fraction in CHECKPOINT_FRACTIONS {
+        let at = ((bids as f64 * fraction) as u64).max(1);
+        while load.answered() < at && !load.workers_done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        checkpoints.push(MemoryCheckpoint::read(load.answered(), pid));
+    }
+    load.stop_now();
+    MemoryReport::new(leader, pid, sessions, bids, checkpoints)
+}
+
+/// A line on stderr unless `--quiet`.
+fn progress(args: &BenchArgs, line: std::fmt::Arguments<'_>) {
+    if !args.quiet {
+        eprintln!("bench: {line}");
+    }
+}

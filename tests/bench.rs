@@ -1,0 +1,45 @@
+//! `gavel bench` end to end: a short run against its own three-node cluster
+//! prints one JSON object with sane figures. No timing thresholds: this
+//! checks the harness, not the machine.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn bench_reports_sane_figures_as_json() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["bench", "--duration", "2s", "--warmup", "500ms", "--clients", "4", "--nodes", "3", "--json"])
+        .args(["--base-port", "26000", "--client-port", "26019"])
+        .output()
+        .expect("gavel bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "gavel bench failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+
+    let number = |pointer: &str| {
+        report.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} in {report}"))
+    };
+    assert!(number("/bids_per_second") > 0.0, "{report}");
+    assert!(number("/answered") > 0.0, "{report}");
+    let (p50, p99, max) = (number("/latency_us/p50"), number("/latency_us/p99"), number("/latency_us/max"));
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "p50 {p50}, p99 {p99}, max {max}");
+    assert_eq!(
+        number("/outcomes/success") + number("/outcomes/fail") + number("/outcomes/exception"),
+        number("/answered")
+    );
+
+    let errors = report["errors"].as_object().expect("an errors object");
+    for kind in ["unavailable", "not_leader", "timeout", "rejected", "gave_up"] {
+        assert!(errors.get(kind).and_then(Value::as_u64).is_some(), "errors.{kind} in {report}");
+    }
+
+    let nodes = report["node_memory"].as_array().expect("node_memory");
+    assert_eq!(nodes.len(), 3, "{report}");
+    for node in nodes {
+        let peak = node["vm_hwm_kib"].as_u64().unwrap_or(0);
+        assert!(peak > 0, "peak RSS of {node}");
+    }
+    assert_eq!(nodes.iter().filter(|node| node["role"] == "leader").count(), 1, "{report}");
+}
