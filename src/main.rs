@@ -173,7 +173,15 @@ enum Script {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // A server runs on one thread: its work is a chain of short steps
+    // (decode, sequence, replicate, reply) that hop between tasks, and on one
+    // thread a hop is a queue push, not a cross-core wake-up. Three servers
+    // and the clients share a host's cores anyway.
+    let runtime = match &cli.command {
+        Commands::Server(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
