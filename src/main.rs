@@ -173,14 +173,10 @@ enum Script {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    // A server runs on one thread: its work is a chain of short steps
-    // (decode, sequence, replicate, reply) that hop between tasks, and on one
-    // thread a hop is a queue push, not a cross-core wake-up. Three servers
-    // and the clients share a host's cores anyway.
-    let runtime = match &cli.command {
-        Commands::Server(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        _ => tokio::runtime::Runtime::new(),
-    };
+    // Every command, servers included, runs on the multi-thread runtime:
+    // side by side, a current-thread server halved the one-client latency
+    // but raised the 64-client p99 (BENCHMARKS.md, "Runtime").
+    let runtime = tokio::runtime::Runtime::new();
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
