@@ -147,7 +147,7 @@ use run::{Scenario, ScriptedFault, SeedRun, run_seed};
 
 /// Seeds run by default: enough to exercise every fault many times, few
 /// enough for the CI's time (see `simulation_seeds`).
-const DEFAULT_SEEDS: u64 = 200;
+const DEFAULT_SEEDS: u64 = 300;
 
 /// Logs of the nodes, filtered by `GAVEL_SIM_LOG` (e.g. `gavel=debug`), for
 /// a replay; off by default.
