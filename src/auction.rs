@@ -43,7 +43,8 @@ pub struct BidOutcome {
 }
 
 impl BidOutcome {
-    fn exception(reason: impl Into<String>) -> Self {
+    /// The answer to a malformed request: nothing changed.
+    pub fn exception(reason: impl Into<String>) -> Self {
         BidOutcome {
             verdict: Verdict::Exception,
             reason: reason.into(),

@@ -209,33 +209,43 @@ impl LocalCluster {
 
     /// Waits until node `i` leads, or is a backup in the membership.
     pub async fn wait_until_settled(&self, i: usize, deadline: Duration) -> anyhow::Result<NodeStatus> {
-        let started = Instant::now();
-        loop {
-            if let Ok(status) = node_status(&self.node_address(i), PROBE).await
-                && (status.role == Role::Leader
-                    || (status.role == Role::Backup && status.membership.contains(&status.node)))
-            {
-                return Ok(status);
-            }
-            if started.elapsed() > deadline {
-                bail!("node {} did not join within {deadline:?}", self.node_address(i));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("node {} to join", self.node_address(i));
+        poll_until(&what, deadline, Duration::from_millis(20), || async {
+            let status = node_status(&self.node_address(i), PROBE).await.ok()?;
+            let settled = status.role == Role::Leader
+                || (status.role == Role::Backup && status.membership.contains(&status.node));
+            settled.then_some(status)
+        })
+        .await
     }
 
     /// Waits until a leader serves the client port; returns its index.
     pub async fn wait_for_leader(&self, deadline: Duration) -> anyhow::Result<usize> {
-        let started = Instant::now();
-        loop {
-            if let Some(leader) = self.leader().await {
-                return Ok(leader);
-            }
-            if started.elapsed() > deadline {
-                bail!("no leader on the client port within {deadline:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        poll_until("a leader on the client port", deadline, Duration::from_millis(10), || self.leader()).await
+    }
+}
+
+/// Polls `check` every `interval` until it gives a value, or fails once
+/// `deadline` has passed.
+pub async fn poll_until<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    interval: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
         }
+        if started.elapsed() > deadline {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::client::{Client, ClientConfig};
-use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::cluster::{ClusterSpec, LocalCluster, poll_until};
 use crate::prompt;
 
 #[derive(Clone, Debug)]
@@ -48,6 +48,7 @@ impl Story {
 }
 
 const SETTLE: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(25);
 /// The last line: what the servers log after it (their shutdown) is left out.
 const END_OF_TOUR: &str = "end of the tour";
 
@@ -79,7 +80,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     story.say("tour", format!("=== CRASH backup {backup_address} (SIGKILL) ==="));
     cluster.kill(backup)?;
     let leader_address = cluster.node_address(leader);
-    wait_until(SETTLE, || async {
+    poll_until("the removal", SETTLE, POLL, || async {
         let status = crate::client::node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
         (!status.membership.contains(&backup_address)).then_some(())
     })
@@ -124,7 +125,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     story.step("step 6: the auction ends; late bids fail; the new leader names the winner");
     let over_deadline = config.auction_duration + SETTLE;
     let reader_servers = vec![cluster.client_address()];
-    wait_until(over_deadline, || {
+    poll_until("the end of the auction", over_deadline, POLL, || {
         let servers = reader_servers.clone();
         async move {
             let mut reader = Client::new(ClientConfig { servers, ..ClientConfig::default() }).ok()?;
@@ -165,21 +166,6 @@ async fn leader_queue_line(cluster: &LocalCluster, leader: usize) -> String {
         ),
         Err(error) => format!("leader {} did not answer: {error}", cluster.node_address(leader)),
     }
-}
-
-async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<()>>,
-{
-    let started = Instant::now();
-    while started.elapsed() < deadline {
-        if check().await.is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("timed out after {deadline:?}")
 }
 
 /// Interleaves the story with the servers' logs, in time order, and labels

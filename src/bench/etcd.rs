@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, KvClient, Txn, TxnOp};
 
 use crate::auction::Verdict;
@@ -83,16 +83,8 @@ impl EtcdCluster {
     /// Waits until every member answers and they agree on a leader; returns
     /// the leader's client URL.
     async fn wait_for_leader(&self) -> anyhow::Result<String> {
-        let started = Instant::now();
-        loop {
-            if let Some(leader) = self.leader().await {
-                return Ok(leader);
-            }
-            if started.elapsed() > START_LIMIT {
-                bail!("the etcd cluster had no leader within {START_LIMIT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let polling = Duration::from_millis(100);
+        crate::cluster::poll_until("an etcd leader", START_LIMIT, polling, || self.leader()).await
     }
 
     async fn leader(&self) -> Option<String> {

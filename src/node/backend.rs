@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError, Verdict};
+use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::transport::{Backend, BackupSession, Network, ServiceError};
 
@@ -100,12 +100,7 @@ impl Backend for Shared {
         // Malformed input is refused here, before it is sequenced: it
         // changes nothing and its answer does not depend on the state.
         if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
-            return Ok(BidOutcome {
-                verdict: Verdict::Exception,
-                reason,
-                highest_amount: 0,
-                highest_bidder: String::new(),
-            });
+            return Ok(BidOutcome::exception(reason));
         }
         let (reply, answer) = oneshot::channel();
         self.send(LeaderInput::Bid { bid, reply })?;

@@ -94,7 +94,7 @@ struct BackupProgress {
     join_once_acked: Option<u64>,
 }
 
-/// A removed backup that had not acked everything.
+/// A removed backup, until the remaining backups hold its removal.
 ///
 /// Entries it never acked may be committed only once the remaining backups
 /// hold its removal: a successor that lacks such an entry is then known to be
@@ -133,7 +133,7 @@ pub struct Leader {
     backups: BTreeMap<NodeId, BackupProgress>,
     /// Every entry up to here is applied by every backup in the membership.
     commit_index: u64,
-    /// Backups removed while they still owed acks, until every remaining
+    /// Removed backups (they never ack their own removal), until every remaining
     /// backup has applied their removal.
     departing: Vec<Departure>,
     held: VecDeque<HeldReply>,
@@ -353,10 +353,9 @@ impl Leader {
             self.actions.push(Action::Disconnect { node: node.to_string(), connection });
         }
         if self.state.membership.iter().any(|member| member == node) {
+            // The removal is a new entry, so the backup cannot have acked it.
             let (removed_at, _) = self.append(Payload::Remove { node: node.to_string() }, now);
-            if progress.acked < removed_at {
-                self.departing.push(Departure { removed_at, acked: progress.acked });
-            }
+            self.departing.push(Departure { removed_at, acked: progress.acked });
         }
     }
 
