@@ -43,9 +43,11 @@ pub enum ClientError {
     Rejected(String),
 }
 
-/// Backoff between attempts: short, because a takeover takes milliseconds.
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// Backoff between attempts: short, because a takeover takes a few
+/// milliseconds, and doubling, so that a cluster down for longer is not
+/// flooded.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(1);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One client session: a random client id and increasing request ids.
 pub struct Client {

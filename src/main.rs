@@ -18,6 +18,11 @@ use gavel::replication::{Role, epoch_number};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
+// glibc's malloc and free were 12 % of a leader's CPU under load; mimalloc
+// raised 64-client throughput by 8-15 % side by side (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
 struct Cli {
@@ -121,6 +126,10 @@ struct ServerArgs {
     /// How long the default auction runs, from the cluster's start.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Threads serving the node: 1 is a single-threaded event loop, the
+    /// faster choice when nodes share a host's cores; 0 is one per core.
+    #[arg(long, default_value_t = 1)]
+    worker_threads: usize,
 }
 
 #[derive(Args, Clone)]
@@ -176,7 +185,16 @@ fn main() -> ExitCode {
     // Every command, servers included, runs on the multi-thread runtime:
     // side by side, a current-thread server halved the one-client latency
     // but raised the 64-client p99 (BENCHMARKS.md, "Runtime").
-    let runtime = tokio::runtime::Runtime::new();
+    // Servers and the bench's load generator run on one thread unless told
+    // otherwise: side by side, that halved the one-client latency and raised
+    // the 64-client throughput on a host whose cores the nodes share
+    // (BENCHMARKS.md, "Runtime"). The other commands are not hot.
+    let worker_threads = match &cli.command {
+        Commands::Server(args) => args.worker_threads,
+        Commands::Bench(args) => args.worker_threads,
+        _ => 0,
+    };
+    let runtime = build_runtime(worker_threads);
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -190,6 +208,16 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One thread: a single-threaded event loop. More: a work-stealing runtime
+/// with that many workers. 0: one worker per core.
+fn build_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
 }
 

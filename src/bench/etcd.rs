@@ -179,6 +179,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     report.target = leader_url.clone();
     report.clients = args.clients;
     report.sessions = args.clients;
+    report.load_generator_threads = args.worker_threads;
     report.warmup_s = args.warmup.as_secs_f64();
     report.host_cpu_foreign_share = foreign_share;
     report.node_memory = cluster

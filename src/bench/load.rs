@@ -14,11 +14,10 @@ use crate::client::{Client, ClientConfig, ClientError};
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 use super::report::ErrorCounts;
+// Backoff between attempts, as `client::Client` does it.
 use super::{ATTEMPT_TIMEOUT, REQUEST_DEADLINE};
+use crate::client::{FIRST_BACKOFF, MAX_BACKOFF};
 
-/// Backoff between attempts, as `client::Client` does it.
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// No time recorded yet, in the nanosecond marks below.
 const NEVER: u64 = u64::MAX;
 

@@ -79,6 +79,12 @@ pub struct BenchArgs {
     /// How the bench talks to gavel: the bare connection, or the client library.
     #[arg(long, value_enum, default_value_t = Driver::Connection)]
     pub driver: Driver,
+    /// Threads of the load generator: 1 is a single-threaded event loop; 0 is one per core.
+    #[arg(long, default_value_t = 1)]
+    pub worker_threads: usize,
+    /// Threads of each server the bench starts (`gavel server --worker-threads`).
+    #[arg(long, default_value_t = 1)]
+    pub server_threads: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -193,7 +199,8 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             let binary = std::env::current_exe().context("finding the gavel binary")?;
             let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
             // The auction must outlast the run, whatever its length.
-            spec.server_args = vec!["--duration".into(), "30days".into()];
+            spec.server_args =
+                vec!["--duration".into(), "30days".into(), "--worker-threads".into(), args.server_threads.to_string()];
             spec.log_dir = args.log_dir.clone();
             progress(args, format_args!("starting {} nodes on ports {}..", args.nodes, args.base_port));
             let cluster = LocalCluster::start(spec).await?;
@@ -260,10 +267,11 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
     };
     let mut report = Report::new("gavel", &stats, load.measured_window());
     report.driver = Some(format!("{:?}", args.driver).to_lowercase());
-    report.nodes = match &subject {
-        Subject::Local(cluster) => Some(cluster.len()),
-        Subject::Remote(_) => None,
+    (report.nodes, report.server_threads) = match &subject {
+        Subject::Local(cluster) => (Some(cluster.len()), Some(args.server_threads)),
+        Subject::Remote(_) => (None, None),
     };
+    report.load_generator_threads = args.worker_threads;
     report.target = address;
     report.clients = args.clients;
     report.sessions = sessions;

@@ -21,6 +21,10 @@ pub struct Report {
     pub target: String,
     pub clients: usize,
     pub sessions: usize,
+    /// The load generator's runtime threads (1: a single-threaded event loop).
+    pub load_generator_threads: usize,
+    /// Each gavel server's runtime threads, when the bench started them.
+    pub server_threads: Option<usize>,
     pub warmup_s: f64,
     /// The measured window.
     pub duration_s: f64,
@@ -276,6 +280,8 @@ impl Report {
             target: String::new(),
             clients: 0,
             sessions: 0,
+            load_generator_threads: 0,
+            server_threads: None,
             warmup_s: 0.0,
             duration_s: seconds,
             answered,

@@ -70,8 +70,12 @@ impl NodeConfig {
 const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
 /// How long a join may take before the node looks elsewhere.
 const JOIN_TIMEOUT: Duration = Duration::from_millis(300);
-/// Pause between two rounds of looking for the leader.
-const RETRY_PAUSE: Duration = Duration::from_millis(15);
+/// Pauses between two rounds of looking for the leader: short at first, so
+/// that the backups find a new leader within a few milliseconds of its
+/// takeover (which waits for them before it commits anything), then
+/// doubling, so that a node alone does not spin.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(1);
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(15);
 
 /// Runs a node until `shutdown` is cancelled. The network and the node's own
 /// listener are passed in, so the same code runs over TCP and in simulation.
@@ -108,6 +112,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     // When each successor candidate was first waited for.
     let mut waiting_for: HashMap<NodeId, Instant> = HashMap::new();
     let mut passed_over: HashSet<NodeId> = HashSet::new();
+    let mut retry_pause = FIRST_RETRY_PAUSE;
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
@@ -123,6 +128,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
+                retry_pause = FIRST_RETRY_PAUSE;
                 match follow(shared, config, &mut backup, link, shutdown).await {
                     FollowEnd::LeaderLost(leader) => {
                         info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
@@ -174,8 +180,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(RETRY_PAUSE) => {}
+            () = tokio::time::sleep(retry_pause) => {}
         }
+        retry_pause = (retry_pause * 2).min(MAX_RETRY_PAUSE);
     }
     Ok(())
 }
