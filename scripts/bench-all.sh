@@ -91,6 +91,10 @@ for rep in $(seq 1 "$REPS"); do
     run "gavel-n1-c1" --nodes 1 --clients 1 "${common[@]}"
     # The client library instead of the bare connection.
     run "gavel-n3-c64-client" --nodes 3 --clients 64 --driver client "${common[@]}"
+    # Multi-thread runtimes (one worker per core) in the servers and the
+    # load generator, against the single-threaded default.
+    run "gavel-n3-c64-mt" --nodes 3 --clients 64 --worker-threads 0 --server-threads 0 "${common[@]}"
+    run "gavel-n3-c1-mt" --nodes 3 --clients 1 --worker-threads 0 --server-threads 0 "${common[@]}"
     # etcd beside gavel, same harness.
     run "etcd-c64" --system etcd --clients 64 "${common[@]}"
     run "etcd-c1" --system etcd --clients 1 "${common[@]}"

@@ -123,6 +123,19 @@ def main():
             "driver",
         )
     )
+    out.append("\n### Runtime: one thread per process vs one worker per core (3 nodes)\n")
+    out.append(
+        throughput_table(
+            runs,
+            [
+                ("gavel-n3-c64", "64 clients, single-threaded (default)"),
+                ("gavel-n3-c64-mt", "64 clients, multi-thread"),
+                ("gavel-n3-c1", "1 client, single-threaded (default)"),
+                ("gavel-n3-c1-mt", "1 client, multi-thread"),
+            ],
+            "runtime",
+        )
+    )
 
     out.append("\n### Ratios (per repetition, runs back to back; median, then each)\n")
     out.append("| ratio | median of per-run ratios | per run | ratio of medians |")
@@ -134,6 +147,8 @@ def main():
         ("gavel 3 nodes / gavel 1 node, 64 clients", "gavel-n3-c64", "gavel-n1-c64"),
         ("gavel 5 nodes / gavel 1 node, 64 clients", "gavel-n5-c64", "gavel-n1-c64"),
         ("Client / AuctionConnection, 64 clients", "gavel-n3-c64-client", "gavel-n3-c64"),
+        ("single-threaded / multi-thread, 64 clients", "gavel-n3-c64", "gavel-n3-c64-mt"),
+        ("single-threaded / multi-thread, 1 client", "gavel-n3-c1", "gavel-n3-c1-mt"),
     ]:
         med, each, of_medians = ratio(runs, a, b)
         ratios[label] = med

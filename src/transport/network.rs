@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+#[cfg(test)]
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::Stream;
@@ -125,10 +127,28 @@ impl std::fmt::Debug for Network {
 
 struct Tcp;
 
+/// Room for connections the node has not accepted yet. `TcpListener::bind`
+/// gives 128: 256 clients connecting at once overflowed it, and the dropped
+/// SYNs cost their senders a second's retransmission timeout.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted node can rebind its port while
+    // old connections linger in TIME_WAIT. It does not let two processes
+    // listen on one port, so the client port stays a lock.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl NetworkBackend for Tcp {
     fn bind(&self, address: SocketAddr, _port: Port) -> BoxFuture<io::Result<Incoming>> {
         Box::pin(async move {
-            let listener = tokio::net::TcpListener::bind(address).await?;
+            let listener = listen(address)?;
             let incoming = TcpListenerStream::new(listener).map(|accepted| {
                 let stream = accepted?;
                 // Small messages must not wait for Nagle's algorithm.
@@ -149,5 +169,31 @@ impl NetworkBackend for Tcp {
 
     fn now(&self) -> Now {
         Now::read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node busy serving must not lose connections it has not accepted
+    /// yet: the kernel completes the handshakes of a burst of clients into
+    /// the backlog. Nothing accepts here, so with a backlog smaller than the
+    /// burst the connects past it would never complete.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog() {
+        const BURST: usize = 300;
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut connects = tokio::task::JoinSet::new();
+        for _ in 0..BURST {
+            connects.spawn(tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(address)));
+        }
+        let mut connected = Vec::new();
+        while let Some(result) = connects.join_next().await {
+            connected.push(result.unwrap().expect("connect stalled: the backlog overflowed").unwrap());
+        }
+        assert_eq!(connected.len(), BURST);
+        drop(listener);
     }
 }

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gavel::client::{Client, ClientConfig};
 use gavel::cluster::{ClusterSpec, LocalCluster};
@@ -41,17 +41,13 @@ pub fn client(cluster: &LocalCluster) -> Client {
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match gavel::cluster::poll_until(what, deadline, Duration::from_millis(20), check).await {
+        Ok(value) => value,
+        Err(error) => panic!("{error}"),
     }
 }
