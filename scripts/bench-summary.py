@@ -192,10 +192,16 @@ def main():
         ratios["failover_p50"] = rank(pooled_ack, 0.5)
         ratios["failover_p99"] = rank(pooled_ack, 0.99)
 
-    memory = runs.get("memory-n3", [])
-    if memory:
-        out.append("\n### Leader RSS over 1,000,000 bids from 10,000 sessions (3 nodes, 64 clients)\n")
-        checkpoints = memory[0]["memory"]["checkpoints"]
+    for name in ("memory-n3", "memory-n3-10m"):
+        memory = runs.get(name, [])
+        if not memory:
+            continue
+        first = memory[0]["memory"]
+        out.append(
+            f"\n### Leader RSS over {first['bids']:,} bids from {first['sessions']:,} sessions "
+            f"(3 nodes, {memory[0]['clients']} clients)\n"
+        )
+        checkpoints = first["checkpoints"]
         header = "| run | " + " | ".join(f"after {c['bids']:,} bids" for c in checkpoints) + " | growth, 2nd half | per bid | bids/s |"
         out.append(header)
         out.append("|---" * (len(checkpoints) + 4) + "|")

@@ -20,6 +20,7 @@ use gavel::transport::{Network, Port};
 
 // glibc's malloc and free were 12 % of a leader's CPU under load; mimalloc
 // raised 64-client throughput by 8-15 % side by side (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
