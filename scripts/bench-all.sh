@@ -7,7 +7,7 @@
 # Needs Debian's etcd-server (for `etcd`) and protobuf-compiler (for the
 # etcd-client crate's build):
 #   apt-get install -y etcd-server etcd-client protobuf-compiler
-# Takes about 15 minutes with the defaults. Every process it starts is killed
+# Takes about 25 minutes with the defaults. Every process it starts is killed
 # by the bench itself when each run ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
