@@ -18,8 +18,9 @@ use gavel::replication::{Role, epoch_number};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
-// glibc's malloc and free were 12 % of a leader's CPU under load; mimalloc
-// raised 64-client throughput by 8-15 % side by side (BENCHMARKS.md).
+// glibc's malloc and free were 12 % of a leader's CPU under load; side by
+// side, mimalloc raised 64-client throughput by 17 % at the median, for
+// about 8 MiB more resident memory (BENCHMARKS.md, "Allocator").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -183,11 +184,8 @@ enum Script {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    // Every command, servers included, runs on the multi-thread runtime:
-    // side by side, a current-thread server halved the one-client latency
-    // but raised the 64-client p99 (BENCHMARKS.md, "Runtime").
     // Servers and the bench's load generator run on one thread unless told
-    // otherwise: side by side, that halved the one-client latency and raised
+    // otherwise: side by side, that cut the one-client p50 by 40 % and raised
     // the 64-client throughput on a host whose cores the nodes share
     // (BENCHMARKS.md, "Runtime"). The other commands are not hot.
     let worker_threads = match &cli.command {
