@@ -130,7 +130,7 @@ struct ServerArgs {
     duration: Duration,
     /// Threads serving the node: 1 is a single-threaded event loop, the
     /// faster choice when nodes share a host's cores; 0 is one per core.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
     worker_threads: usize,
 }
 

@@ -123,6 +123,19 @@ async fn the_one_shot_commands_print_one_line_and_exit_by_whether_the_service_an
     assert_ne!(code, 0);
 }
 
+#[test]
+fn a_server_refuses_a_thread_count_it_cannot_mean() {
+    for threads in ["100000", "-1", "two"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+            .args(["server", "--port", "1", &format!("--worker-threads={threads}")])
+            .output()
+            .expect("run gavel");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{threads}: {stderr}");
+        assert!(stderr.contains("from 0 (one per core) to 256"), "{threads}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stdin_client_answers_each_line() {
     let cluster = start(12, 2, &[]).await;

@@ -11,6 +11,9 @@ fn bench_reports_sane_figures_as_json() {
     let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["bench", "--duration", "2s", "--warmup", "500ms", "--clients", "4", "--nodes", "3", "--json"])
         .args(["--base-port", "26000", "--client-port", "26019"])
+        // The default is one thread per process, which every other test
+        // runs on; here the multi-thread runtimes take the load.
+        .args(["--worker-threads", "2", "--server-threads", "2"])
         .output()
         .expect("gavel bench runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -29,6 +32,9 @@ fn bench_reports_sane_figures_as_json() {
         number("/outcomes/success") + number("/outcomes/fail") + number("/outcomes/exception"),
         number("/answered")
     );
+
+    assert_eq!(number("/load_generator_threads"), 2.0, "{report}");
+    assert_eq!(number("/server_threads"), 2.0, "{report}");
 
     let errors = report["errors"].as_object().expect("an errors object");
     for kind in ["unavailable", "not_leader", "timeout", "rejected", "gave_up"] {

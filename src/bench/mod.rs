@@ -80,10 +80,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Driver::Connection)]
     pub driver: Driver,
     /// Threads of the load generator: 1 is a single-threaded event loop; 0 is one per core.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::node::parse_worker_threads)]
     pub worker_threads: usize,
     /// Threads of each server the bench starts (`gavel server --worker-threads`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::node::parse_worker_threads)]
     pub server_threads: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]

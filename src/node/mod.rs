@@ -77,6 +77,19 @@ const JOIN_TIMEOUT: Duration = Duration::from_millis(300);
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(1);
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(15);
 
+/// The most runtime threads a process may ask for: far more than a host has
+/// cores, and few enough that a typo cannot exhaust the thread limit.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+/// Parses a `--worker-threads` value: 0 (one per core) to
+/// [`MAX_WORKER_THREADS`].
+pub fn parse_worker_threads(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(threads) if threads <= MAX_WORKER_THREADS => Ok(threads),
+        _ => Err(format!("expected a whole number from 0 (one per core) to {MAX_WORKER_THREADS}")),
+    }
+}
+
 /// Runs a node until `shutdown` is cancelled. The network and the node's own
 /// listener are passed in, so the same code runs over TCP and in simulation.
 pub async fn run(
