@@ -201,12 +201,45 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // The tools that start their own servers stop them on SIGINT or SIGTERM:
+    // the run is dropped, and with it the guards that kill the servers. (Not
+    // the prompts: their blocking reads would hold the signal off.)
+    let stops_on_signal = matches!(cli.command, Commands::Chaos(_) | Commands::Bench(_));
+    let outcome = runtime.block_on(async move {
+        if !stops_on_signal {
+            return run(cli).await;
+        }
+        tokio::select! {
+            outcome = run(cli) => outcome,
+            (name, code) = termination_signal() => {
+                eprintln!("stopped by {name}; the servers it started are stopped too");
+                Ok(ExitCode::from(code))
+            }
+        }
+    });
+    // Drops every task, and the guards they hold; a check still running on
+    // a blocking thread gets a second to notice.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; gives its name and the shell's exit code
+/// for it. Never returns if the handlers cannot be installed.
+async fn termination_signal() -> (&'static str, u8) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => ("SIGINT", 130),
+        _ = terminate.recv() => ("SIGTERM", 143),
     }
 }
 
