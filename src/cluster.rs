@@ -111,11 +111,16 @@ impl LocalCluster {
         self.nodes[i].frozen
     }
 
+    /// Where node `i` writes its log, if the spec keeps logs.
+    pub fn log_file(&self, i: usize) -> Option<PathBuf> {
+        let port = self.nodes[i].port;
+        self.spec.log_dir.as_ref().map(|dir| dir.join(format!("node-{port}.log")))
+    }
+
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let port = self.nodes[i].port;
-        let stderr = match &self.spec.log_dir {
-            Some(dir) => {
-                let path = dir.join(format!("node-{port}.log"));
+        let stderr = match self.log_file(i) {
+            Some(path) => {
                 let file = File::options().create(true).append(true).open(&path)?;
                 Stdio::from(file)
             }

@@ -63,7 +63,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     story.step("step 1: three servers start on sequential ports");
     let mut cluster = LocalCluster::start(spec).await.context("starting the cluster")?;
     let leader = cluster.wait_for_leader(SETTLE).await?;
-    story.say("tour", leader_queue_line(&cluster, leader).await);
+    story.say("tour", leader_queue_line(&cluster, leader, 3).await?);
 
     story.step("step 2: two clients bid");
     let servers = vec![cluster.client_address()];
@@ -86,7 +86,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     })
     .await
     .context("the leader did not remove the killed backup")?;
-    story.say("tour", leader_queue_line(&cluster, leader).await);
+    story.say("tour", leader_queue_line(&cluster, leader, 2).await?);
     bid(&mut story, &mut bob, "bob", 250).await;
 
     story.step("step 4: the leader is killed while a bid is in flight");
@@ -120,17 +120,17 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
         story.say("tour", format!("restarted {} (empty state)", cluster.node_address(node)));
         cluster.wait_until_settled(node, SETTLE).await?;
     }
-    story.say("tour", leader_queue_line(&cluster, new_leader).await);
+    story.say("tour", leader_queue_line(&cluster, new_leader, 3).await?);
 
     story.step("step 6: the auction ends; late bids fail; the new leader names the winner");
     let over_deadline = config.auction_duration + SETTLE;
-    let reader_servers = vec![cluster.client_address()];
+    // Closed in the replicated state, not only past its deadline: the leader
+    // appends the close on its first tick after the deadline, and logs it.
+    // Reading the result could see the deadline pass before that tick.
+    let leader_log = cluster.log_file(new_leader).context("the tour keeps the servers' logs")?;
     poll_until("the end of the auction", over_deadline, POLL, || {
-        let servers = reader_servers.clone();
-        async move {
-            let mut reader = Client::new(ClientConfig { servers, ..ClientConfig::default() }).ok()?;
-            reader.result("").await.ok().filter(|(view, _)| view.over).map(|_| ())
-        }
+        let leader_log = leader_log.clone();
+        async move { std::fs::read_to_string(leader_log).ok().filter(|log| log.contains("auction over")).map(|_| ()) }
     })
     .await
     .context("the auction did not end")?;
@@ -156,16 +156,23 @@ async fn result(story: &mut Story, client: &mut Client, who: &str) {
     }
 }
 
-async fn leader_queue_line(cluster: &LocalCluster, leader: usize) -> String {
-    match crate::client::node_status(&cluster.node_address(leader), Duration::from_secs(1)).await {
-        Ok(status) => format!(
-            "leader {} (epoch {}); leaderQueue: [{}]",
-            status.node,
-            crate::replication::epoch_number(status.epoch),
-            status.membership.iter().skip(1).cloned().collect::<Vec<_>>().join(", ")
-        ),
-        Err(error) => format!("leader {} did not answer: {error}", cluster.node_address(leader)),
-    }
+/// The leader's view of the cluster, once it counts `members` members (itself
+/// included). A backup learns it is a member as soon as the leader commits
+/// its join, up to a tick before the leader's published status shows it.
+async fn leader_queue_line(cluster: &LocalCluster, leader: usize, members: usize) -> anyhow::Result<String> {
+    let address = cluster.node_address(leader);
+    let what = format!("{address} to count {members} members");
+    let status = poll_until(&what, SETTLE, POLL, || async {
+        let status = crate::client::node_status(&address, Duration::from_secs(1)).await.ok()?;
+        (status.membership.len() == members).then_some(status)
+    })
+    .await?;
+    Ok(format!(
+        "leader {} (epoch {}); leaderQueue: [{}]",
+        status.node,
+        crate::replication::epoch_number(status.epoch),
+        status.membership.iter().skip(1).cloned().collect::<Vec<_>>().join(", ")
+    ))
 }
 
 /// Interleaves the story with the servers' logs, in time order, and labels
