@@ -87,4 +87,13 @@ async fn sigterm_to_chaos_stops_its_servers() {
         })
         .await;
     }
+    // A node the fault injector restarted has a pid not listed above: no
+    // node may answer on any of the ports either.
+    for port in (ports.base..ports.base + 3).chain([ports.client]) {
+        let address = format!("127.0.0.1:{port}");
+        if let Ok(status) = probe_status(&network, &address, Duration::from_millis(300)).await {
+            drop(Leftovers(vec![status.pid]));
+            panic!("a server still answered on {address}: {status:?}");
+        }
+    }
 }
