@@ -303,3 +303,23 @@ async fn a_result_shows_every_acknowledged_bid_and_never_an_unacknowledged_one()
     cluster.thaw(1).expect("thaw");
     cluster.thaw(2).expect("thaw");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_status_is_never_behind_its_backups() {
+    let cluster = start(8, 3, &[]).await;
+    let mut bidder = client(&cluster);
+    for amount in 1..=20 {
+        assert_eq!(bidder.bid("", "jay", amount).await.expect("bid").verdict, Verdict::Success);
+        // The bid is acknowledged, so every member has applied it; the
+        // leader published its status before the entry left it.
+        let mut statuses = Vec::new();
+        for i in 0..cluster.len() {
+            statuses.push(node_status(&cluster.node_address(i), Duration::from_secs(1)).await.expect("status"));
+        }
+        let leader = statuses.iter().find(|status| status.role == Role::Leader).expect("a leader");
+        assert_eq!(leader.membership.len(), 3, "{statuses:?}");
+        for backup in statuses.iter().filter(|status| status.role == Role::Backup) {
+            assert!(leader.last.index >= backup.last.index, "after bid {amount}: {statuses:?}");
+        }
+    }
+}

@@ -67,11 +67,16 @@ impl Shared {
         &self.network
     }
 
-    pub fn set_status(&self, role: Role, epoch: u64, leader: Option<NodeId>, state: &ReplicatedState) {
+    /// Publishes what a status probe answers. Called on every round of the
+    /// leader and every message of a backup, so it allocates only when the
+    /// leader or the membership changed.
+    pub fn set_status(&self, role: Role, epoch: u64, leader: Option<&str>, state: &ReplicatedState) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.role = role;
         status.epoch = epoch;
-        status.leader = leader;
+        if status.leader.as_deref() != leader {
+            status.leader = leader.map(str::to_string);
+        }
         status.last = state.last;
         if status.membership != state.membership {
             status.membership = state.membership.clone();

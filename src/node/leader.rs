@@ -84,7 +84,7 @@ pub(super) async fn lead(
 
     let (inputs, mut input_receiver) = mpsc::unbounded_channel();
     shared.set_leader(Some(LeaderHandle { inputs, epoch: leader.epoch() }));
-    shared.set_status(Role::Leader, leader.epoch(), Some(shared.id().to_string()), leader.state());
+    shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
     let client_server =
         tokio::spawn(transport::serve(Arc::clone(shared), client_listener, config.transport(), shutdown.clone()));
 
@@ -93,7 +93,6 @@ pub(super) async fn lead(
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut refresh_status = false;
         // Biased, so that a simulation replays exactly; shutdown first.
         tokio::select! {
             biased;
@@ -102,7 +101,6 @@ pub(super) async fn lead(
                 let open_before = open_auctions(&leader);
                 leader.handle(Event::Tick, shared.network().now());
                 log_closed_auctions(&leader, &open_before);
-                refresh_status = true;
             }
             input = input_receiver.recv() => {
                 let Some(input) = input else { break };
@@ -116,10 +114,10 @@ pub(super) async fn lead(
                 }
             }
         }
+        // After every round, not only on ticks, and before any entry leaves:
+        // a status read must never show the leader behind its backups.
+        shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
         driver.perform(leader.take_actions());
-        if refresh_status {
-            shared.set_status(Role::Leader, leader.epoch(), Some(shared.id().to_string()), leader.state());
-        }
     }
     shared.set_leader(None);
     let _ = client_server.await;

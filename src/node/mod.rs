@@ -255,13 +255,9 @@ async fn follow(
         match applied {
             Ok(Some(index)) => {
                 link.ack(index);
-                let leader = backup.state().membership.first().cloned();
+                let leader = backup.state().membership.first().map(String::as_str);
                 if !announced {
-                    info!(
-                        leader = leader.as_deref().unwrap_or("?"),
-                        epoch = epoch_number(backup.epoch()),
-                        "joined as backup"
-                    );
+                    info!(leader = leader.unwrap_or("?"), epoch = epoch_number(backup.epoch()), "joined as backup");
                     announced = true;
                 }
                 shared.set_status(Role::Backup, backup.epoch(), leader, backup.state());
