@@ -157,8 +157,7 @@ async fn result(story: &mut Story, client: &mut Client, who: &str) {
 }
 
 /// The leader's view of the cluster, once it counts `members` members (itself
-/// included). A backup learns it is a member as soon as the leader commits
-/// its join, up to a tick before the leader's published status shows it.
+/// included), so that the line shows the step it follows.
 async fn leader_queue_line(cluster: &LocalCluster, leader: usize, members: usize) -> anyhow::Result<String> {
     let address = cluster.node_address(leader);
     let what = format!("{address} to count {members} members");
