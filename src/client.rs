@@ -126,7 +126,6 @@ impl Client {
     {
         // The network's clock, so that a simulation controls the deadline.
         let started = self.config.network.now().instant;
-        let elapsed = |network: &Network| network.now().instant.saturating_duration_since(started);
         let mut backoff = FIRST_BACKOFF;
         let mut retries = 0;
         loop {
@@ -138,7 +137,7 @@ impl Client {
                 }
                 Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
                 Err(CallError::Unavailable { message, leader_hint }) => {
-                    let waited = elapsed(&self.config.network);
+                    let waited = self.config.network.now().instant.saturating_duration_since(started);
                     if waited + backoff >= self.config.deadline {
                         return Err(ClientError::Unreachable { waited, last_error: message });
                     }

@@ -193,8 +193,7 @@ fn main() -> ExitCode {
         Commands::Bench(args) => args.worker_threads,
         _ => 0,
     };
-    let runtime = build_runtime(worker_threads);
-    let runtime = match runtime {
+    let runtime = match build_runtime(worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");

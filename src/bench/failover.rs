@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{LocalCluster, poll_until};
 
 use super::load::Load;
 use super::report::{FailoverReport, Summary, Trial};
@@ -39,22 +39,15 @@ pub(crate) async fn trials(cluster: &mut LocalCluster, load: &Load, count: usize
         load.kill_done();
         let kill_to_reaped_ms = kill_started.elapsed().as_secs_f64() * 1e3;
 
-        let waiting = Instant::now();
-        let first_ack = loop {
-            if let Some(at) = load.first_ack_after_kill() {
-                break Some(at);
-            }
-            if waiting.elapsed() > RECOVERY_LIMIT {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
+        let first_ack = poll_until("the first ack", RECOVERY_LIMIT, Duration::from_millis(1), || async {
+            load.first_ack_after_kill()
+        })
+        .await
+        .ok();
         let new_leader = cluster.wait_for_leader(RECOVERY_LIMIT).await.ok().map(|i| cluster.node_address(i));
         // Every client that was running resumes before the stall is read.
-        let resuming = Instant::now();
-        while load.clients_resumed(signalled) < load.running_clients() && resuming.elapsed() < RESUME_LIMIT {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let resumed = || async { (load.clients_resumed(signalled) >= load.running_clients()).then_some(()) };
+        let _ = poll_until("the clients to resume", RESUME_LIMIT, Duration::from_millis(5), resumed).await;
         let longest_stall_ms = load.longest_stall(signalled).map(|nanos| nanos as f64 / 1e6);
 
         let rejoin_started = Instant::now();

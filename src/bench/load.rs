@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::auction::{Bid, Verdict};
-use crate::client::{Client, ClientConfig, ClientError};
+// Backoff between attempts, as `client::Client` does it.
+use crate::client::{Client, ClientConfig, ClientError, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 use super::report::ErrorCounts;
-// Backoff between attempts, as `client::Client` does it.
 use super::{ATTEMPT_TIMEOUT, REQUEST_DEADLINE};
-use crate::client::{FIRST_BACKOFF, MAX_BACKOFF};
 
 /// No time recorded yet, in the nanosecond marks below.
 const NEVER: u64 = u64::MAX;

@@ -190,6 +190,28 @@ impl Subject {
             Subject::Remote(address) => address.clone(),
         }
     }
+
+    /// The server processes the bench started, as they run now.
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
+            Subject::Remote(_) => Vec::new(),
+        }
+    }
+
+    /// The leader's address and, when it runs here, its pid.
+    async fn leader(&self) -> (String, Option<u32>) {
+        match self {
+            Subject::Local(cluster) => match cluster.leader().await {
+                Some(i) => (cluster.node_address(i), cluster.pid(i)),
+                None => ("unknown".into(), None),
+            },
+            Subject::Remote(address) => {
+                let pid = crate::client::node_status(address, ATTEMPT_TIMEOUT).await.ok().map(|status| status.pid);
+                (address.clone(), pid)
+            }
+        }
+    }
 }
 
 async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -214,11 +236,7 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
     let sessions = args.sessions.unwrap_or(args.clients);
     let nonce = rand::random::<u32>();
     let measure_from = if args.bids.is_some() { Duration::ZERO } else { args.warmup };
-    let our_pids = match &subject {
-        Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
-        Subject::Remote(_) => Vec::new(),
-    };
-    let foreign_cpu = memory::ForeignCpu::start(&our_pids);
+    let foreign_cpu = memory::ForeignCpu::start(&subject.pids());
     let load = Arc::new(Load::new(first_amount, measure_from, args.bids));
     let mut workers = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
@@ -255,11 +273,8 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     let stats = join_workers(workers).await?;
     ticker.abort();
-    let our_pids: Vec<u32> = match &subject {
-        Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
-        Subject::Remote(_) => Vec::new(),
-    };
-    let foreign_share = foreign_cpu.and_then(|cpu| cpu.share(&our_pids));
+    // Read again: the failover trials restart nodes under new pids.
+    let foreign_share = foreign_cpu.and_then(|cpu| cpu.share(&subject.pids()));
 
     let nodes = match &subject {
         Subject::Local(cluster) => local_memory(cluster).await,
@@ -342,24 +357,9 @@ fn role_name(role: Role) -> String {
     format!("{role:?}").to_lowercase()
 }
 
-/// The leader's pid, wherever the cluster came from.
-async fn leader_pid(subject: &Subject) -> Option<u32> {
-    match subject {
-        Subject::Local(cluster) => cluster.pid(cluster.leader().await?),
-        Subject::Remote(address) => crate::client::node_status(address, ATTEMPT_TIMEOUT).await.ok().map(|s| s.pid),
-    }
-}
-
 /// Waits for `bids` answers, reading the leader's memory at checkpoints.
 async fn sample_memory(subject: &Subject, load: &Load, bids: u64, sessions: usize) -> MemoryReport {
-    let pid = leader_pid(subject).await;
-    let leader = match subject {
-        Subject::Local(cluster) => match cluster.leader().await {
-            Some(i) => cluster.node_address(i),
-            None => "unknown".into(),
-        },
-        Subject::Remote(address) => address.clone(),
-    };
+    let (leader, pid) = subject.leader().await;
     let mut checkpoints = vec![MemoryCheckpoint::read(0, pid)];
     for fraction in CHECKPOINT_FRACTIONS {
         let at = ((bids as f64 * fraction) as u64).max(1);
