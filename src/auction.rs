@@ -6,7 +6,10 @@
 //! The book also holds the dedup table, so a retried bid returns the outcome
 //! of its first execution instead of being applied twice.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// The auction a request with an empty `auction_id` means.
 pub const DEFAULT_AUCTION: &str = "default";
@@ -20,6 +23,11 @@ pub const MAX_AUCTION_ID_LEN: usize = 64;
 /// flight at a time and retries only its latest, so a short window is enough;
 /// it keeps memory per session bounded however many bids a session makes.
 pub const REMEMBERED_PER_CLIENT: usize = 8;
+/// A session unused for this long, in log time, is forgotten by every
+/// replica at the same entry. Clients renew their session well before (see
+/// `client::RENEW_SESSION_AFTER`), and no request retries for longer than
+/// `client::MAX_DEADLINE`, so a retry never outlives its session.
+pub const SESSION_EXPIRY_MS: i64 = 5 * 60 * 1000;
 
 /// How a bid ended. A refused bid is an outcome, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +73,28 @@ pub struct Bid {
     pub request_id: u64,
     /// When the leader received it: decides whether it beat the deadline.
     pub at_unix_ms: i64,
+}
+
+impl Bid {
+    /// A digest of what the request asks for, to tell a retry from a request
+    /// id reused for another bid. FNV-1a over the fields, each prefixed by
+    /// its length: written out rather than taken from a hasher crate because
+    /// it is part of the replicated state, so it must never change between
+    /// versions or platforms.
+    pub fn fingerprint(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for &byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+            }
+        };
+        feed(resolve_auction_id(&self.auction_id).as_bytes());
+        feed(self.bidder.as_bytes());
+        feed(&self.amount.to_le_bytes());
+        hash
+    }
 }
 
 /// A state change of the auctions. The leader stamps the time in each.
@@ -130,11 +160,27 @@ pub struct AuctionView {
     pub now_unix_ms: i64,
 }
 
+/// One remembered request of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RememberedOutcome {
+    pub request_id: u64,
+    /// What the request asked for (see [`Bid::fingerprint`]): a request id
+    /// reused for other content gets an error, never this outcome.
+    pub fingerprint: u64,
+    pub outcome: BidOutcome,
+}
+
 /// The dedup record of one client session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientSession {
-    /// The latest outcomes, oldest first, by request id.
-    pub outcomes: VecDeque<(u64, BidOutcome)>,
+    /// The latest outcomes, oldest first.
+    pub outcomes: VecDeque<RememberedOutcome>,
+    /// The highest request id executed: a lower one that is no longer
+    /// remembered is refused rather than executed a second time.
+    pub highest_request_id: u64,
+    /// The log time of its latest request; it expires
+    /// [`SESSION_EXPIRY_MS`] later.
+    pub last_used_unix_ms: i64,
 }
 
 /// Why a read could not be answered.
@@ -148,23 +194,23 @@ pub enum ReadError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuctionBook {
     pub auctions: BTreeMap<String, Auction>,
-    pub sessions: HashMap<String, ClientSession>,
+    sessions: HashMap<String, ClientSession>,
+    /// The sessions by `(last_used_unix_ms, client_id)`: the oldest first,
+    /// so expiry finds them without scanning the table.
+    sessions_by_use: BTreeSet<(i64, String)>,
 }
 
 /// Checks what a bid request can be judged on without the state, so that a
 /// malformed request is refused before it is sequenced and changes nothing.
+/// The bidder name must already be in its normal form (see
+/// [`normalize_bidder`]): the service normalises it where it enters.
 pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str) -> Result<(), String> {
     if amount == 0 {
         return Err("amount must be a whole number above 0".into());
     }
-    if bidder.trim().is_empty() {
-        return Err("bidder name must not be empty".into());
-    }
-    if bidder.len() > MAX_BIDDER_LEN {
-        return Err(format!("bidder name is longer than {MAX_BIDDER_LEN} bytes"));
-    }
-    if bidder.chars().any(char::is_control) {
-        return Err("bidder name must not hold control characters".into());
+    let normal = normalize_bidder(bidder)?;
+    if normal != bidder {
+        return Err(format!("bidder name {bidder:?} is not in its normal form {normal:?}"));
     }
     if auction_id.len() > MAX_AUCTION_ID_LEN {
         return Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"));
@@ -173,6 +219,27 @@ pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str
         return Err(format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes"));
     }
     Ok(())
+}
+
+/// The one spelling of a bidder name: trimmed and in Unicode NFC, so that
+/// names that look alike are one bidder. Control and format characters
+/// (bidi overrides, zero-width spaces) are refused: they make a name look
+/// like another.
+pub fn normalize_bidder(bidder: &str) -> Result<String, String> {
+    let trimmed = bidder.trim();
+    if trimmed.is_empty() {
+        return Err("bidder name must not be empty".into());
+    }
+    let hidden = |c: &char| matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format);
+    if let Some(c) = bidder.chars().find(hidden) {
+        let kind = if c.is_control() { "control" } else { "invisible format" };
+        return Err(format!("bidder name must not hold {kind} characters"));
+    }
+    let normal: String = trimmed.nfc().collect();
+    if normal.len() > MAX_BIDDER_LEN {
+        return Err(format!("bidder name is longer than {MAX_BIDDER_LEN} bytes"));
+    }
+    Ok(normal)
 }
 
 /// Maps the empty auction id to the default auction.
@@ -186,7 +253,42 @@ impl AuctionBook {
         if client_id.is_empty() {
             return None;
         }
-        self.sessions.get(client_id)?.outcomes.iter().find(|(id, _)| *id == request_id).map(|(_, outcome)| outcome)
+        let session = self.sessions.get(client_id)?;
+        session.outcomes.iter().find(|remembered| remembered.request_id == request_id).map(|r| &r.outcome)
+    }
+
+    /// The dedup record of one session, if it is live.
+    pub fn session(&self, client_id: &str) -> Option<&ClientSession> {
+        self.sessions.get(client_id)
+    }
+
+    /// Every live session, in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = (&String, &ClientSession)> {
+        self.sessions.iter()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Puts back a session read from a snapshot.
+    pub fn restore_session(&mut self, client_id: String, session: ClientSession) {
+        self.sessions_by_use.insert((session.last_used_unix_ms, client_id.clone()));
+        if let Some(replaced) = self.sessions.insert(client_id.clone(), session) {
+            self.sessions_by_use.remove(&(replaced.last_used_unix_ms, client_id));
+        }
+    }
+
+    /// Forgets the sessions unused for [`SESSION_EXPIRY_MS`] at log time
+    /// `now`: every replica forgets the same ones at the same entry.
+    fn expire_sessions(&mut self, now_unix_ms: i64) {
+        while let Some((last_used, _)) = self.sessions_by_use.first()
+            && last_used.saturating_add(SESSION_EXPIRY_MS) <= now_unix_ms
+        {
+            if let Some((_, client_id)) = self.sessions_by_use.pop_first() {
+                self.sessions.remove(&client_id);
+            }
+        }
     }
 
     /// Applies one command. Deterministic: the same book and command give the
@@ -227,24 +329,86 @@ impl AuctionBook {
     }
 
     fn bid(&mut self, bid: &Bid) -> BidOutcome {
-        if let Some(outcome) = self.remembered(&bid.client_id, bid.request_id) {
-            return outcome.clone();
+        // A request that cannot have an effect gets its reason, whatever its
+        // session: the same answer a retry would get.
+        if let Err(reason) = self.check_bid(bid) {
+            return BidOutcome::exception(reason);
+        }
+        if bid.client_id.is_empty() {
+            return self.judge_bid(bid);
+        }
+        self.expire_sessions(bid.at_unix_ms);
+        let fingerprint = bid.fingerprint();
+        match self.sessions.get(&bid.client_id) {
+            Some(session) => {
+                if let Some(remembered) = session.outcomes.iter().find(|r| r.request_id == bid.request_id) {
+                    if remembered.fingerprint != fingerprint {
+                        return BidOutcome::exception(format!(
+                            "request {} of this session was a different bid; it was not applied",
+                            bid.request_id
+                        ));
+                    }
+                    // A retry changes nothing, its session's age included:
+                    // a client retries only within its deadline, well
+                    // inside the session's life.
+                    return remembered.outcome.clone();
+                }
+                if bid.request_id <= session.highest_request_id {
+                    return BidOutcome::exception(format!(
+                        "request {} is older than the last {REMEMBERED_PER_CLIENT} of this session; \
+                         it was not applied again",
+                        bid.request_id
+                    ));
+                }
+            }
+            // A session begins with request 1; a later one from a session
+            // nobody remembers may be the retry of a request whose outcome
+            // expired with its session, so it must not run again.
+            None if bid.request_id > 1 => {
+                return BidOutcome::exception("session expired or unknown: start a new session");
+            }
+            None => {}
         }
         let outcome = self.judge_bid(bid);
-        if !bid.client_id.is_empty() {
-            let session = self.sessions.entry(bid.client_id.clone()).or_default();
-            if session.outcomes.len() == REMEMBERED_PER_CLIENT {
-                session.outcomes.pop_front();
-            }
-            session.outcomes.push_back((bid.request_id, outcome.clone()));
+        self.touch_session(&bid.client_id, bid.at_unix_ms);
+        let session = self.sessions.get_mut(&bid.client_id).expect("touched just now");
+        if session.outcomes.len() == REMEMBERED_PER_CLIENT {
+            session.outcomes.pop_front();
         }
+        session.outcomes.push_back(RememberedOutcome { request_id: bid.request_id, fingerprint, outcome: outcome.clone() });
+        session.highest_request_id = session.highest_request_id.max(bid.request_id);
         outcome
     }
 
-    fn judge_bid(&mut self, bid: &Bid) -> BidOutcome {
-        if let Err(reason) = validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
-            return BidOutcome::exception(reason);
+    /// Creates the session if needed and marks it used at `now`.
+    fn touch_session(&mut self, client_id: &str, now_unix_ms: i64) {
+        match self.sessions.get_mut(client_id) {
+            Some(session) if now_unix_ms <= session.last_used_unix_ms => {}
+            Some(session) => {
+                self.sessions_by_use.remove(&(session.last_used_unix_ms, client_id.to_string()));
+                session.last_used_unix_ms = now_unix_ms;
+                self.sessions_by_use.insert((now_unix_ms, client_id.to_string()));
+            }
+            None => {
+                let session = ClientSession { last_used_unix_ms: now_unix_ms, ..ClientSession::default() };
+                self.sessions.insert(client_id.to_string(), session);
+                self.sessions_by_use.insert((now_unix_ms, client_id.to_string()));
+            }
         }
+    }
+
+    /// What refuses a bid whatever its session: malformed input, or an
+    /// auction that does not exist.
+    fn check_bid(&self, bid: &Bid) -> Result<(), String> {
+        validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id)?;
+        let auction_id = resolve_auction_id(&bid.auction_id);
+        if !self.auctions.contains_key(auction_id) {
+            return Err(format!("unknown auction {auction_id:?}"));
+        }
+        Ok(())
+    }
+
+    fn judge_bid(&mut self, bid: &Bid) -> BidOutcome {
         let auction_id = resolve_auction_id(&bid.auction_id);
         let Some(auction) = self.auctions.get_mut(auction_id) else {
             return BidOutcome::exception(format!("unknown auction {auction_id:?}"));

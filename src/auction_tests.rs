@@ -137,6 +137,27 @@ fn validate_bid_refuses_control_characters_in_the_bidder() {
 }
 
 #[test]
+fn look_alike_bidder_names_are_one_bidder_or_refused() {
+    // Trimmed and composed (NFC): these are alice.
+    for spelling in [" alice ", "alice", "\u{3000}alice\u{a0}"] {
+        assert_eq!(normalize_bidder(spelling).as_deref(), Ok("alice"), "{spelling:?}");
+    }
+    assert_eq!(normalize_bidder("Jose\u{301}"), normalize_bidder("Jos\u{e9}"));
+    // Bidi overrides and zero-width characters make a name look like
+    // another: refused, as control characters are.
+    for hidden in ["\u{202e}ecila", "\u{200b}", "al\u{200d}ice", "\u{feff}alice"] {
+        let refused = normalize_bidder(hidden).expect_err(hidden);
+        assert!(refused.contains("characters") || refused.contains("empty"), "{hidden:?}: {refused}");
+    }
+    // apply refuses a name that is not in its normal form, so the log holds
+    // one spelling per bidder.
+    let mut book = book_with_default_auction(1);
+    let outcome = place(&mut book, bid(" alice", 10));
+    assert_eq!(outcome.verdict, Verdict::Exception);
+    assert!(outcome.reason.contains("normal form"), "{}", outcome.reason);
+}
+
+#[test]
 fn validate_bid_refuses_an_over_long_client_id_or_auction_id() {
     assert_eq!(validate_bid("", "alice", 10, &"c".repeat(MAX_CLIENT_ID_LEN)), Ok(()));
     assert_eq!(
@@ -511,50 +532,41 @@ fn a_malformed_bid_is_an_exception_with_the_reason_and_changes_nothing() {
         let outcome = place(&mut book, malformed.clone());
 
         assert_eq!(outcome, exception(&reason), "bid {malformed:?}");
-        // The auctions are untouched. With an empty client id the whole book
-        // is; with a client id, the dedup table records the exception (see
-        // the test below), so only that session may differ.
-        assert_eq!(book.auctions, before.auctions, "bid {malformed:?}");
-        if client_id.is_empty() {
-            assert_eq!(book, before, "bid {malformed:?}");
-        }
+        // Nothing changes, the dedup table included: a request that cannot
+        // have an effect gets the same reason when it is retried.
+        assert_eq!(book, before, "bid {malformed:?} from {client_id:?}");
     }
-    // The one malformed bid sent with a client id is the over-long client id,
-    // which the dedup table records like any other (see below).
-    assert_eq!(book.sessions.len(), 1);
+    assert_eq!(book.session_count(), 0);
     assert_eq!(default_auction(&book).accepted_bids, 1);
 }
 
 #[test]
-fn a_malformed_bid_from_a_client_changes_no_auction_and_only_records_its_exception() {
-    // `apply` records every outcome of a client's bid in the dedup table,
-    // exceptions included: a retry of the same request gets the same answer.
-    // That is the one change a malformed bid makes; the auctions are as before.
+fn a_malformed_bid_from_a_client_changes_nothing_not_even_its_session() {
+    // A malformed request, or one for an auction that does not exist, has no
+    // effect whatever its session: it is answered with its reason and not
+    // recorded, so it neither opens a session nor pushes a remembered
+    // outcome out of the window.
     let mut book = book_with_default_auction(1);
-    place(&mut book, bid("alice", 10));
+    place(&mut book, from_client(bid("alice", 10), "client-1", 1));
 
-    for (malformed, reason) in malformed_bids() {
-        let mut before = book.clone();
+    for (request_id, (malformed, reason)) in (100..).zip(malformed_bids()) {
+        let before = book.clone();
         let client_id =
             if malformed.client_id.is_empty() { "client-1".to_string() } else { malformed.client_id.clone() };
-        let request_id = before.sessions.get(&client_id).map_or(0, |session| session.outcomes.len() as u64) + 100;
         let malformed = from_client(malformed, &client_id, request_id);
 
         let outcome = place(&mut book, malformed.clone());
 
         assert_eq!(outcome, exception(&reason), "bid {malformed:?}");
-        // The book is its clone from before plus this one remembered outcome.
-        before.sessions.entry(client_id.clone()).or_default().outcomes.push_back((request_id, exception(&reason)));
         assert_eq!(book, before, "bid {malformed:?}");
     }
 }
 
 #[test]
-fn an_over_long_client_id_is_still_recorded_in_the_dedup_table_by_apply() {
-    // The limit on client ids is enforced before sequencing: the service
-    // answers `validate_bid`'s exception without appending the bid. If such
-    // a bid reaches `apply` anyway, it is recorded under the over-long id like
-    // any other client's; this test pins that behaviour down.
+fn an_over_long_client_id_is_refused_by_apply_too_and_opens_no_session() {
+    // The limit on client ids is enforced before sequencing; if such a bid
+    // reaches `apply` anyway, it is refused the same way and never becomes a
+    // session that would grow the table.
     let mut book = book_with_default_auction(1);
     let long_client_id = "c".repeat(MAX_CLIENT_ID_LEN + 1);
 
@@ -562,28 +574,27 @@ fn an_over_long_client_id_is_still_recorded_in_the_dedup_table_by_apply() {
 
     let reason = format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes");
     assert_eq!(outcome, exception(&reason));
-    assert_eq!(book.remembered(&long_client_id, 1), Some(&exception(&reason)));
+    assert_eq!(book.session(&long_client_id), None);
     assert_eq!(default_auction(&book).accepted_bids, 0);
 }
 
 #[test]
-fn a_bid_for_an_unknown_auction_is_remembered_as_an_exception_even_after_it_opens() {
+fn a_bid_for_an_unknown_auction_is_refused_without_effect_and_judged_once_it_opens() {
     let mut book = AuctionBook::default();
     let early = from_client(Bid { auction_id: "vase".to_string(), ..bid("alice", 10) }, "client-1", 1);
 
     let outcome = place(&mut book, early.clone());
     assert_eq!(outcome, exception("unknown auction \"vase\""));
     assert!(book.auctions.is_empty());
+    assert_eq!(book.session("client-1"), None, "a request without effect opens no session");
 
-    // The auction opens; the retry still gets the first answer, so a client
-    // never sees two different verdicts for one request.
+    // The auction opens. The first attempt had no effect, so a retry that
+    // reaches the open auction is its only execution.
     book.apply(&open_command("vase", 1, ENDS_AT_MS));
-    assert_eq!(place(&mut book, early), exception("unknown auction \"vase\""));
-    assert_eq!(book.auctions["vase"].accepted_bids, 0);
-
-    // A new request is judged on the new state.
-    let fresh = from_client(Bid { auction_id: "vase".to_string(), ..bid("alice", 10) }, "client-1", 2);
-    assert_success(&place(&mut book, fresh), "alice", 10);
+    assert_success(&place(&mut book, early.clone()), "alice", 10);
+    assert_eq!(book.auctions["vase"].accepted_bids, 1);
+    assert_eq!(place(&mut book, early), book.remembered("client-1", 1).cloned().expect("remembered"));
+    assert_eq!(book.auctions["vase"].accepted_bids, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -593,7 +604,7 @@ fn a_bid_for_an_unknown_auction_is_remembered_as_an_exception_even_after_it_open
 #[test]
 fn a_retried_bid_returns_its_first_outcome_and_is_applied_once() {
     let mut book = book_with_default_auction(1);
-    let request = from_client(bid("alice", 10), "client-1", 7);
+    let request = from_client(bid("alice", 10), "client-1", 1);
 
     let first = place(&mut book, request.clone());
     let after_first = book.clone();
@@ -604,7 +615,7 @@ fn a_retried_bid_returns_its_first_outcome_and_is_applied_once() {
     assert_eq!(retry, first);
     assert_eq!(book, after_first);
     assert_eq!(default_auction(&book).accepted_bids, 1);
-    assert_eq!(book.remembered("client-1", 7), Some(&first));
+    assert_eq!(book.remembered("client-1", 1), Some(&first));
 }
 
 #[test]
@@ -632,7 +643,7 @@ fn a_retry_returns_the_first_outcome_even_after_the_state_changed() {
 fn a_retried_failure_returns_the_first_failure() {
     let mut book = book_with_default_auction(1);
     place(&mut book, bid("alice", 50));
-    let low = from_client(bid("bob", 40), "bob-session", 3);
+    let low = from_client(bid("bob", 40), "bob-session", 1);
 
     let first = place(&mut book, low.clone());
     assert_fail(&first, "bid 40 is not higher than the highest bid 50 by alice", "alice", 50);
@@ -643,14 +654,25 @@ fn a_retried_failure_returns_the_first_failure() {
 }
 
 #[test]
-fn the_dedup_key_is_the_client_and_request_id_not_the_bid() {
+fn a_request_id_reused_for_another_bid_is_refused_and_not_applied() {
     let mut book = book_with_default_auction(1);
+    book.apply(&open_command("vase", 1, ENDS_AT_MS));
     let first = place(&mut book, from_client(bid("alice", 10), "client-1", 1));
+    let after_first = book.clone();
 
-    // The same request id from the same client is a retry, whatever it holds.
-    let same_id_other_amount = place(&mut book, from_client(bid("alice", 99), "client-1", 1));
-    assert_eq!(same_id_other_amount, first);
-    assert_eq!(default_auction(&book).highest_amount, 10);
+    // The same request id from the same client with other content is not a
+    // retry: it gets a clear error, never the first request's SUCCESS.
+    for reused in [bid("alice", 99), bid("mallory", 10), Bid { auction_id: "vase".into(), ..bid("alice", 10) }] {
+        let outcome = place(&mut book, from_client(reused.clone(), "client-1", 1));
+        assert_eq!(outcome.verdict, Verdict::Exception, "{reused:?}");
+        assert!(outcome.reason.contains("different bid"), "{}", outcome.reason);
+        assert_eq!(book, after_first, "{reused:?}");
+    }
+    // The faithful retry still gets its first outcome.
+    assert_eq!(place(&mut book, from_client(bid("alice", 10), "client-1", 1)), first);
+    // An empty auction id and the default auction's id are the same request.
+    let same = Bid { auction_id: String::new(), ..bid("alice", 10) };
+    assert_eq!(place(&mut book, from_client(same, "client-1", 1)), first);
 
     // The same request id from another client is another request.
     let other_client = place(&mut book, from_client(bid("bob", 20), "client-2", 1));
@@ -678,12 +700,10 @@ fn an_empty_client_id_disables_dedup() {
 }
 
 #[test]
-fn only_the_latest_outcomes_per_client_are_remembered_and_an_older_request_is_rejudged() {
-    // Forgetting is safe: a client has one request in flight at a time and
-    // retries only its latest, which is always among the remembered ones. A
-    // request id older than the window is never retried by a correct client,
-    // so judging it afresh cannot apply a bid twice in practice; the window
-    // keeps each session's memory bounded however many bids it makes.
+fn only_the_latest_outcomes_per_client_are_remembered_and_an_older_request_is_refused() {
+    // The window keeps each session's memory bounded however many bids it
+    // makes. A request older than the window is never executed again: it
+    // may have been applied, and its outcome is gone.
     let mut book = book_with_default_auction(1);
     let window = REMEMBERED_PER_CLIENT as u64;
     let mut outcomes = Vec::new();
@@ -692,10 +712,11 @@ fn only_the_latest_outcomes_per_client_are_remembered_and_an_older_request_is_re
     }
 
     // The window holds the latest REMEMBERED_PER_CLIENT requests, oldest first.
-    let session = &book.sessions["client-1"];
+    let session = book.session("client-1").expect("session");
     assert_eq!(session.outcomes.len(), REMEMBERED_PER_CLIENT);
-    let remembered_ids: Vec<u64> = session.outcomes.iter().map(|(id, _)| *id).collect();
+    let remembered_ids: Vec<u64> = session.outcomes.iter().map(|remembered| remembered.request_id).collect();
     assert_eq!(remembered_ids, (2..=window + 1).collect::<Vec<_>>());
+    assert_eq!(session.highest_request_id, window + 1);
     assert_eq!(book.remembered("client-1", 1), None);
     for request_id in 2..=window + 1 {
         assert_eq!(book.remembered("client-1", request_id), Some(&outcomes[request_id as usize - 1]));
@@ -710,17 +731,52 @@ fn only_the_latest_outcomes_per_client_are_remembered_and_an_older_request_is_re
     );
     assert_eq!(book, before_retry);
 
-    // ...but the forgotten first request is judged again on today's state:
-    // its 10 is no longer higher than alice's own highest bid.
-    let rejudged = place(&mut book, from_client(bid("alice", 10), "client-1", 1));
-    let highest = latest * 10;
-    assert_fail(&rejudged, &format!("bid 10 is not higher than the highest bid {highest} by alice"), "alice", highest);
-    assert_ne!(rejudged, outcomes[0]);
-    assert_eq!(default_auction(&book).accepted_bids, window + 1);
+    // ...and the forgotten first request is refused, not applied a second
+    // time (a higher amount would have succeeded if judged afresh).
+    let too_old = place(&mut book, from_client(bid("alice", 10_000), "client-1", 1));
+    assert_eq!(too_old.verdict, Verdict::Exception);
+    assert!(too_old.reason.contains("older than the last"), "{}", too_old.reason);
+    assert_eq!(book, before_retry);
+}
 
-    // Re-judging records the request again and pushes out the then-oldest.
-    let remembered_ids: Vec<u64> = book.sessions["client-1"].outcomes.iter().map(|(id, _)| *id).collect();
-    assert_eq!(remembered_ids, (3..=window + 1).chain([1]).collect::<Vec<_>>());
+#[test]
+fn a_request_from_an_unknown_session_above_request_one_is_refused_as_expired() {
+    let mut book = book_with_default_auction(1);
+    let late = place(&mut book, from_client(bid("alice", 10), "forgotten", 5));
+    assert_eq!(late.verdict, Verdict::Exception);
+    assert!(late.reason.contains("session expired"), "{}", late.reason);
+    assert_eq!(book.session("forgotten"), None);
+    assert_eq!(default_auction(&book).accepted_bids, 0);
+    // A session starts with request 1.
+    assert_success(&place(&mut book, from_client(bid("alice", 10), "fresh", 1)), "alice", 10);
+}
+
+#[test]
+fn sessions_expire_by_log_time_and_a_retry_after_expiry_is_never_applied_twice() {
+    let mut book = book_with_default_auction(1);
+    let at = |ms: i64, bid: Bid| Bid { at_unix_ms: ms, ..bid };
+    let first = place(&mut book, at(DURING_MS, from_client(bid("alice", 10), "old", 1)));
+    assert_success(&first, "alice", 10);
+    place(&mut book, at(DURING_MS + 1, from_client(bid("bob", 20), "kept", 1)));
+
+    // Just before the horizon both live; a bid at the horizon of "old"'s
+    // last use forgets it, and only it.
+    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS - 1, from_client(bid("bob", 21), "kept", 2)));
+    assert!(book.session("old").is_some());
+    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS, from_client(bid("carol", 31), "other", 1)));
+    assert_eq!(book.session("old"), None, "expired at the horizon");
+    assert!(book.session("kept").is_some());
+    assert_eq!(book.session_count(), 2);
+
+    // The retry of "old"'s first request starts a session afresh (its id is
+    // 1), so it is judged again: 10 no longer wins, and nothing is applied
+    // twice. A later request of the expired session is refused.
+    let accepted = default_auction(&book).accepted_bids;
+    let retry = place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS + 1, from_client(bid("alice", 10), "old", 1)));
+    assert_eq!(retry.verdict, Verdict::Fail);
+    let later = place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS + 1, from_client(bid("alice", 99), "gone", 2)));
+    assert!(later.reason.contains("session expired"), "{}", later.reason);
+    assert_eq!(default_auction(&book).accepted_bids, accepted);
 }
 
 #[test]
@@ -866,7 +922,7 @@ fn random_command_sequences_keep_the_auction_invariants() {
                 }
                 assert!(auction.accepted_bids >= auction.bidders.len() as u64, "seed {seed}");
             }
-            for session in book.sessions.values() {
+            for (_, session) in book.sessions() {
                 assert!(session.outcomes.len() <= REMEMBERED_PER_CLIENT, "seed {seed}");
             }
         }

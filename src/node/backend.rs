@@ -101,9 +101,14 @@ impl Shared {
 }
 
 impl Backend for Shared {
-    async fn bid(&self, bid: Bid) -> Result<BidOutcome, ServiceError> {
+    async fn bid(&self, mut bid: Bid) -> Result<BidOutcome, ServiceError> {
         // Malformed input is refused here, before it is sequenced: it
-        // changes nothing and its answer does not depend on the state.
+        // changes nothing and its answer does not depend on the state. The
+        // log holds the one normal spelling of the bidder's name.
+        match auction::normalize_bidder(&bid.bidder) {
+            Ok(normal) => bid.bidder = normal,
+            Err(reason) => return Ok(BidOutcome::exception(reason)),
+        }
         if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
             return Ok(BidOutcome::exception(reason));
         }

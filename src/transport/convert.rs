@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, Verdict,
+    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, RememberedOutcome,
+    Verdict,
 };
 use crate::replication::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 
@@ -165,13 +166,15 @@ impl TryFrom<rpb::Entry> for Entry {
     }
 }
 
-fn remembered_outcome(request_id: u64, outcome: &BidOutcome) -> rpb::RememberedOutcome {
+fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome {
+    let outcome = &remembered.outcome;
     rpb::RememberedOutcome {
-        request_id,
+        request_id: remembered.request_id,
         outcome: pb::Outcome::from(outcome.verdict) as u32,
         reason: outcome.reason.clone(),
         highest_amount: outcome.highest_amount,
         highest_bidder: outcome.highest_bidder.clone(),
+        fingerprint: remembered.fingerprint,
     }
 }
 
@@ -205,11 +208,12 @@ impl From<&Snapshot> for rpb::Snapshot {
                 .collect(),
             sessions: state
                 .book
-                .sessions
-                .iter()
+                .sessions()
                 .map(|(client_id, session)| rpb::ClientSession {
                     client_id: client_id.clone(),
-                    outcomes: session.outcomes.iter().map(|(id, outcome)| remembered_outcome(*id, outcome)).collect(),
+                    outcomes: session.outcomes.iter().map(remembered_outcome).collect(),
+                    highest_request_id: session.highest_request_id,
+                    last_used_unix_ms: session.last_used_unix_ms,
                 })
                 .collect(),
             clock_unix_ms: state.clock_unix_ms,
@@ -243,17 +247,23 @@ impl TryFrom<rpb::Snapshot> for Snapshot {
             for remembered in session.outcomes {
                 let outcome = pb::Outcome::try_from(remembered.outcome as i32)
                     .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
-                outcomes.push_back((
-                    remembered.request_id,
-                    BidOutcome {
+                outcomes.push_back(RememberedOutcome {
+                    request_id: remembered.request_id,
+                    fingerprint: remembered.fingerprint,
+                    outcome: BidOutcome {
                         verdict: Verdict::try_from(outcome)?,
                         reason: remembered.reason,
                         highest_amount: remembered.highest_amount,
                         highest_bidder: remembered.highest_bidder,
                     },
-                ));
+                });
             }
-            book.sessions.insert(session.client_id, ClientSession { outcomes });
+            let restored = ClientSession {
+                outcomes,
+                highest_request_id: session.highest_request_id,
+                last_used_unix_ms: session.last_used_unix_ms,
+            };
+            book.restore_session(session.client_id, restored);
         }
         Ok(Snapshot {
             epoch: snapshot.epoch,
