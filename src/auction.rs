@@ -375,7 +375,11 @@ impl AuctionBook {
         if session.outcomes.len() == REMEMBERED_PER_CLIENT {
             session.outcomes.pop_front();
         }
-        session.outcomes.push_back(RememberedOutcome { request_id: bid.request_id, fingerprint, outcome: outcome.clone() });
+        session.outcomes.push_back(RememberedOutcome {
+            request_id: bid.request_id,
+            fingerprint,
+            outcome: outcome.clone(),
+        });
         session.highest_request_id = session.highest_request_id.max(bid.request_id);
         outcome
     }

@@ -10,6 +10,13 @@ use crate::transport::{AuctionConnection, CallError, Network, TransportSettings}
 
 /// The default client port.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5000";
+/// The longest a request may keep retrying. Together with
+/// [`RENEW_SESSION_AFTER`] it stays below the sessions' expiry
+/// ([`crate::auction::SESSION_EXPIRY_MS`]), so a retry always finds its
+/// session remembered.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(120);
+/// A session idle this long is replaced by a new one before the next request.
+pub const RENEW_SESSION_AFTER: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -59,10 +66,21 @@ pub struct Client {
     current: usize,
     /// How many attempts of the last request failed before one succeeded.
     last_retries: u32,
+    /// When the session's latest request started: an idle session is renewed.
+    last_request_at: Option<std::time::Instant>,
 }
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        if config.deadline > MAX_DEADLINE {
+            return Err(ClientError::Rejected(format!(
+                "a request may retry for at most {}",
+                humantime::format_duration(MAX_DEADLINE)
+            )));
+        }
+        for server in &config.servers {
+            crate::transport::check_address(server).map_err(|error| ClientError::Rejected(error.to_string()))?;
+        }
         let settings = TransportSettings::default();
         let connections = config
             .servers
@@ -74,7 +92,29 @@ impl Client {
             return Err(ClientError::Rejected("no server address given".into()));
         }
         let client_id = format!("{:016x}", config.network.random());
-        Ok(Client { config, client_id, next_request_id: 1, connections, current: 0, last_retries: 0 })
+        Ok(Client {
+            config,
+            client_id,
+            next_request_id: 1,
+            connections,
+            current: 0,
+            last_retries: 0,
+            last_request_at: None,
+        })
+    }
+
+    /// The request id for the next request, in a new session if this one
+    /// was idle for long enough that the service may have forgotten it.
+    fn next_request(&mut self) -> (String, u64) {
+        let now = self.config.network.now().instant;
+        if self.last_request_at.is_some_and(|last| now.saturating_duration_since(last) >= RENEW_SESSION_AFTER) {
+            self.client_id = format!("{:016x}", self.config.network.random());
+            self.next_request_id = 1;
+        }
+        self.last_request_at = Some(now);
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        (self.client_id.clone(), request_id)
     }
 
     pub fn client_id(&self) -> &str {
@@ -93,15 +133,15 @@ impl Client {
 
     /// Bids; retries reuse the request id, so the bid is applied once.
     pub async fn bid(&mut self, auction_id: &str, bidder: &str, amount: u64) -> Result<BidOutcome, ClientError> {
+        let (client_id, request_id) = self.next_request();
         let bid = Bid {
             auction_id: auction_id.to_string(),
             bidder: bidder.to_string(),
             amount,
-            client_id: self.client_id.clone(),
-            request_id: self.next_request_id,
+            client_id,
+            request_id,
             at_unix_ms: 0,
         };
-        self.next_request_id += 1;
         self.with_retries(|mut connection| {
             let bid = bid.clone();
             async move { connection.bid(&bid).await }

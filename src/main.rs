@@ -110,9 +110,10 @@ struct ServerArgs {
     #[arg(long, default_value_t = 5000)]
     client_port: u16,
     /// Other nodes to ask before bootstrapping a new cluster, comma-separated
-    /// (default: the eight ports on either side of --port, on this host).
-    #[arg(long, value_delimiter = ',')]
-    peers: Option<Vec<String>>,
+    /// ports (on --host) or addresses (default: the eight ports on either
+    /// side of --port, on this host).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    peers: Option<Vec<Peer>>,
     /// A backup that acks nothing for this long is removed.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     ack_timeout: Duration,
@@ -126,12 +127,35 @@ struct ServerArgs {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     takeover_timeout: Duration,
     /// How long the default auction runs, from the cluster's start.
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = parse_positive_duration)]
     duration: Duration,
     /// Threads serving the node: 1 is a single-threaded event loop, the
     /// faster choice when nodes share a host's cores; 0 is one per core.
     #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
     worker_threads: usize,
+}
+
+/// A `--peers` entry: a port on this node's host, or a full address.
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Port(u16),
+    Address(SocketAddr),
+}
+
+fn parse_peer(value: &str) -> Result<Peer, String> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return if port > 0 { Ok(Peer::Port(port)) } else { Err("port 0 is not a peer".into()) };
+    }
+    value.parse::<SocketAddr>().map(Peer::Address).map_err(|_| format!("expected a port or IP:PORT, got {value:?}"))
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be longer than 0".into()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 #[derive(Args, Clone)]
@@ -252,6 +276,19 @@ fn build_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runti
     }
 }
 
+/// A server holds a descriptor per connection: lift the soft limit to the
+/// hard one, so the connection caps, not the descriptor limit, bound it.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Logs go to stderr; stdout carries the program's answers.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -295,29 +332,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    if args.port == args.client_port {
+        anyhow::bail!("--port {} is the client port: give each node a port of its own", args.port);
+    }
+    raise_open_file_limit();
     let node_address = SocketAddr::new(args.host, args.port);
     let network = Network::tcp();
     let listener = network.bind(node_address, Port::Node).await.with_context(|| format!("binding {node_address}"))?;
     let mut config = NodeConfig::new(node_address, SocketAddr::new(args.host, args.client_port));
-    config.peers = args.peers.unwrap_or_else(|| {
-        let low = args.port.saturating_sub(8);
-        let high = args.port.saturating_add(8);
-        (low..=high)
-            .filter(|&port| port != args.port)
-            .map(|port| SocketAddr::new(args.host, port).to_string())
-            .collect()
-    });
+    config.peers = match args.peers {
+        Some(peers) => peers
+            .into_iter()
+            .map(|peer| match peer {
+                Peer::Port(port) => SocketAddr::new(args.host, port),
+                Peer::Address(address) => address,
+            })
+            .filter(|&peer| peer != node_address)
+            .map(|peer| peer.to_string())
+            .collect(),
+        None => {
+            let low = args.port.saturating_sub(8);
+            let high = args.port.saturating_add(8);
+            (low..=high)
+                .filter(|&port| port != args.port && port != args.client_port)
+                .map(|port| SocketAddr::new(args.host, port).to_string())
+                .collect()
+        }
+    };
     config.ack_timeout = args.ack_timeout;
     config.leader_timeout = args.leader_timeout;
     config.heartbeat_interval = args.heartbeat;
     config.takeover_timeout = args.takeover_timeout;
     config.auction_duration = args.duration;
 
+    // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
+    // over to the first of its leaderQueue, a backup leaves. A second one
+    // exits at once.
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let (name, _) = termination_signal().await;
+        tracing::info!(signal = name, "stopping; a second signal exits at once");
         on_signal.cancel();
+        let (name, code) = termination_signal().await;
+        eprintln!("{name} again: exiting now");
+        std::process::exit(i32::from(code));
     });
     tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
     node::run(config, network, listener, shutdown).await

@@ -75,9 +75,8 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
     let not_hello =
         FromBackup { message: Some(from_backup::Message::Ack(gavel::transport::pb::replication::Ack { index: 9 })) };
     assert!(replication.replicate(tokio_stream::iter(vec![not_hello])).await.is_err());
-    let nameless = FromBackup {
-        message: Some(from_backup::Message::Hello(Hello { node: String::new(), last_epoch: 0, last_index: 0 })),
-    };
+    let nameless =
+        FromBackup { message: Some(from_backup::Message::Hello(Hello { node: String::new(), ..Hello::default() })) };
     assert!(replication.replicate(tokio_stream::iter(vec![nameless])).await.is_err());
 
     // Nothing changed, and every node still answers.

@@ -8,24 +8,36 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
-use crate::transport::{Backend, BackupSession, Network, ServiceError};
+use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
 
 use super::NodeConfig;
 
+/// Where the leader's loop sends a client its answer.
+pub(super) type ReplySender = oneshot::Sender<Result<Reply, ServiceError>>;
+
 /// An input to the leader's event loop.
 pub(super) enum LeaderInput {
-    Bid { bid: Bid, reply: oneshot::Sender<Reply> },
-    Read { auction_id: String, reply: oneshot::Sender<Reply> },
-    BackupConnected { node: NodeId, connection: u64, last: LogPosition, messages: mpsc::UnboundedSender<Message> },
+    Bid { bid: Bid, reply: ReplySender },
+    Read { auction_id: String, reply: ReplySender },
+    BackupConnected { node: NodeId, connection: u64, last: LogPosition, messages: mpsc::Sender<Message> },
     Ack { node: NodeId, connection: u64, index: u64 },
     BackupLost { node: NodeId, connection: u64 },
 }
 
+/// Inputs waiting for the leader's loop. Past this a client gets
+/// `RESOURCE_EXHAUSTED` at once, and a peer's stream waits (its acks are
+/// cumulative, so waiting loses nothing).
+pub(super) const MAX_QUEUED_INPUTS: usize = 16 * 1024;
+/// Messages queued for one backup: far more than a backup that keeps up
+/// ever has queued; one that reaches it is removed, not buffered.
+pub(super) const MAX_QUEUED_PER_BACKUP: usize = 1024;
+
 /// The way into the leader's event loop, present while this node leads.
 #[derive(Clone)]
 pub(super) struct LeaderHandle {
-    pub inputs: mpsc::UnboundedSender<LeaderInput>,
+    pub inputs: mpsc::Sender<LeaderInput>,
     pub epoch: u64,
+    pub cluster_id: String,
 }
 
 /// State shared between the node's driver and its gRPC services.
@@ -95,8 +107,20 @@ impl Shared {
         })
     }
 
-    fn send(&self, input: LeaderInput) -> Result<(), ServiceError> {
-        self.leader_handle()?.inputs.send(input).map_err(|_| ServiceError::Stopped)
+    /// Queues a client's request, or refuses it at once when the leader is
+    /// overloaded.
+    fn send_request(&self, input: LeaderInput) -> Result<(), ServiceError> {
+        self.leader_handle()?.inputs.try_send(input).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded(MAX_QUEUED_INPUTS),
+            mpsc::error::TrySendError::Closed(_) => ServiceError::Stopped,
+        })
+    }
+
+    /// Queues a peer's event, waiting while the leader is busy.
+    async fn send_peer_event(&self, input: LeaderInput) {
+        if let Ok(handle) = self.leader_handle() {
+            let _ = handle.inputs.send(input).await;
+        }
     }
 }
 
@@ -113,10 +137,11 @@ impl Backend for Shared {
             return Ok(BidOutcome::exception(reason));
         }
         let (reply, answer) = oneshot::channel();
-        self.send(LeaderInput::Bid { bid, reply })?;
+        self.send_request(LeaderInput::Bid { bid, reply })?;
         match answer.await {
-            Ok(Reply::Bid(outcome)) => Ok(outcome),
-            Ok(Reply::Result(_)) | Err(_) => Err(ServiceError::Stopped),
+            Ok(Ok(Reply::Bid(outcome))) => Ok(outcome),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(Reply::Result(_))) | Err(_) => Err(ServiceError::Stopped),
         }
     }
 
@@ -128,11 +153,12 @@ impl Backend for Shared {
             )));
         }
         let (reply, answer) = oneshot::channel();
-        self.send(LeaderInput::Read { auction_id, reply })?;
+        self.send_request(LeaderInput::Read { auction_id, reply })?;
         match answer.await {
-            Ok(Reply::Result(Ok(view))) => Ok((view, self.id.clone())),
-            Ok(Reply::Result(Err(ReadError::UnknownAuction(id)))) => Err(ServiceError::UnknownAuction(id)),
-            Ok(Reply::Bid(_)) | Err(_) => Err(ServiceError::Stopped),
+            Ok(Ok(Reply::Result(Ok(view)))) => Ok((view, self.id.clone())),
+            Ok(Ok(Reply::Result(Err(ReadError::UnknownAuction(id))))) => Err(ServiceError::UnknownAuction(id)),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(Reply::Bid(_))) | Err(_) => Err(ServiceError::Stopped),
         }
     }
 
@@ -140,22 +166,32 @@ impl Backend for Shared {
         self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn backup_connected(&self, node: NodeId, last: LogPosition) -> Result<BackupSession, ServiceError> {
+    async fn backup_connected(&self, hello: Hello) -> Result<BackupSession, ServiceError> {
         let handle = self.leader_handle()?;
+        if !hello.cluster_id.is_empty() && hello.cluster_id != handle.cluster_id {
+            return Err(ServiceError::PeerRefused(format!(
+                "{} holds the state of cluster {:?}; this is cluster {:?}, and a node never replaces its state \
+                 with another cluster's",
+                hello.node, hello.cluster_id, handle.cluster_id
+            )));
+        }
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let (messages_to_backup, messages) = mpsc::unbounded_channel();
-        handle
-            .inputs
-            .send(LeaderInput::BackupConnected { node, connection, last, messages: messages_to_backup })
-            .map_err(|_| ServiceError::Stopped)?;
+        let (messages_to_backup, messages) = mpsc::channel(MAX_QUEUED_PER_BACKUP);
+        let connected = LeaderInput::BackupConnected {
+            node: hello.node,
+            connection,
+            last: hello.last,
+            messages: messages_to_backup,
+        };
+        handle.inputs.send(connected).await.map_err(|_| ServiceError::Stopped)?;
         Ok(BackupSession { connection, epoch: handle.epoch, messages })
     }
 
-    fn backup_acked(&self, node: &str, connection: u64, index: u64) {
-        let _ = self.send(LeaderInput::Ack { node: node.to_string(), connection, index });
+    async fn backup_acked(&self, node: &str, connection: u64, index: u64) {
+        self.send_peer_event(LeaderInput::Ack { node: node.to_string(), connection, index }).await;
     }
 
-    fn backup_lost(&self, node: &str, connection: u64) {
-        let _ = self.send(LeaderInput::BackupLost { node: node.to_string(), connection });
+    async fn backup_lost(&self, node: &str, connection: u64) {
+        self.send_peer_event(LeaderInput::BackupLost { node: node.to_string(), connection }).await;
     }
 }

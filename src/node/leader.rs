@@ -5,24 +5,33 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
 use crate::replication::{
-    Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Reply, Role, epoch_number,
+    Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Role, epoch_number,
 };
-use crate::transport::{self, Incoming};
+use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::backend::{LeaderHandle, LeaderInput, Shared};
+use super::backend::{LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.
 const MAX_INPUTS_PER_ROUND: usize = 1024;
 /// How often the leader checks ack timeouts and deadlines.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
+/// Client requests whose replies may wait for a commit at once; past this,
+/// new ones are refused with `RESOURCE_EXHAUSTED` until the backups catch up.
+const MAX_PENDING_REPLIES: usize = 64 * 1024;
+/// Connections the client port serves at once.
+pub(super) const MAX_CLIENT_CONNECTIONS: usize = 8 * 1024;
+/// How long the server tasks get to close their connections once the node
+/// stops serving: a client that keeps its connection open must not hold a
+/// stopping node up.
+pub(super) const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the node brings to its leadership.
 pub(super) struct Start {
@@ -48,7 +57,8 @@ pub(super) async fn lead(
     let settings = LeaderSettings { ack_timeout: config.ack_timeout, ..LeaderSettings::default() };
     let mut leader = if start.state.last.index == 0 {
         let nonce = shared.network().random() as u32;
-        let mut leader = Leader::bootstrap(shared.id().to_string(), settings, now, nonce);
+        let cluster_id = format!("{:016x}", shared.network().random());
+        let mut leader = Leader::bootstrap(shared.id().to_string(), cluster_id, settings, now, nonce);
         let ends_at_unix_ms = now.unix_ms + config.auction_duration.as_millis() as i64;
         leader.handle(
             Event::Open(OpenAuction {
@@ -60,7 +70,12 @@ pub(super) async fn lead(
             }),
             now,
         );
-        info!(epoch = epoch_number(leader.epoch()), client_port = %config.client_address, "bootstrapped a new cluster; became leader");
+        info!(
+            epoch = epoch_number(leader.epoch()),
+            client_port = %config.client_address,
+            cluster = %leader.state().cluster_id,
+            "bootstrapped a new cluster; became leader"
+        );
         leader
     } else {
         let mut state = start.state;
@@ -82,21 +97,39 @@ pub(super) async fn lead(
         leader
     };
 
-    let (inputs, mut input_receiver) = mpsc::unbounded_channel();
-    shared.set_leader(Some(LeaderHandle { inputs, epoch: leader.epoch() }));
+    let (inputs, mut input_receiver) = mpsc::channel(MAX_QUEUED_INPUTS);
+    let cluster_id = leader.state().cluster_id.clone();
+    shared.set_leader(Some(LeaderHandle { inputs, epoch: leader.epoch(), cluster_id }));
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
-    let client_server =
-        tokio::spawn(transport::serve(Arc::clone(shared), client_listener, config.transport(), shutdown.clone()));
+    // Its own token: a graceful stop closes the client port first, while
+    // the loop still releases the replies of requests in flight.
+    let client_port_open = shutdown.child_token();
+    let client_server = tokio::spawn(transport::serve(
+        Arc::clone(shared),
+        transport::limit_connections(client_listener, MAX_CLIENT_CONNECTIONS),
+        Services::Clients,
+        config.transport(),
+        client_port_open.clone(),
+    ));
 
-    let mut driver = Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0 };
-    driver.perform(leader.take_actions());
+    let mut driver = Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0, overflowed: Vec::new() };
+    driver.perform(&mut leader, shared.network().now());
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain_until = None;
     loop {
-        // Biased, so that a simulation replays exactly; shutdown first.
+        // Biased, so that a simulation replays exactly; a stop first.
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled(), if drain_until.is_none() => {
+                // A graceful stop: no new requests; the ones in flight are
+                // answered once committed; then the backups' streams end and
+                // the first of the leaderQueue takes over.
+                info!(pending = leader.pending_replies(), "stopping: handing leadership over");
+                shared.set_leader(None);
+                client_port_open.cancel();
+                drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
+            }
             _ = ticker.tick() => {
                 let open_before = open_auctions(&leader);
                 leader.handle(Event::Tick, shared.network().now());
@@ -117,10 +150,21 @@ pub(super) async fn lead(
         // After every round, not only on ticks, and before any entry leaves:
         // a status read must never show the leader behind its backups.
         shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
-        driver.perform(leader.take_actions());
+        driver.perform(&mut leader, shared.network().now());
+        if let Some(deadline) = drain_until
+            && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
+        {
+            break;
+        }
     }
     shared.set_leader(None);
-    let _ = client_server.await;
+    // Ends every backup's stream: they take the leader for lost at once.
+    drop(driver);
+    client_port_open.cancel();
+    if tokio::time::timeout(SERVER_CLOSE_TIMEOUT, client_server).await.is_err() {
+        debug!("client connections still open; closing them");
+    }
+    info!("stepped down");
     Ok(())
 }
 
@@ -151,16 +195,24 @@ fn log_closed_auctions(leader: &Leader, were_open: &[String]) {
 
 /// The leader loop's bookkeeping of replies and backup streams.
 struct Driver {
-    replies: HashMap<u64, oneshot::Sender<Reply>>,
-    streams: HashMap<NodeId, (u64, mpsc::UnboundedSender<Message>)>,
+    replies: HashMap<u64, ReplySender>,
+    streams: HashMap<NodeId, (u64, mpsc::Sender<Message>)>,
     next_token: u64,
+    /// Backups whose queue was full: they cannot keep up, and are removed.
+    overflowed: Vec<(NodeId, u64)>,
 }
 
 impl Driver {
     fn handle(&mut self, leader: &mut Leader, input: LeaderInput, now: Now) {
         let event = match input {
-            LeaderInput::Bid { bid, reply } => Event::Bid { token: self.hold(reply), bid },
-            LeaderInput::Read { auction_id, reply } => Event::Read { token: self.hold(reply), auction_id },
+            LeaderInput::Bid { bid, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Bid { token, bid },
+                None => return,
+            },
+            LeaderInput::Read { auction_id, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Read { token, auction_id },
+                None => return,
+            },
             LeaderInput::BackupConnected { node, connection, last, messages } => {
                 info!(backup = %node, last_index = last.index, "backup connected");
                 self.streams.insert(node.clone(), (connection, messages));
@@ -172,35 +224,59 @@ impl Driver {
         leader.handle(event, now);
     }
 
-    fn hold(&mut self, reply: oneshot::Sender<Reply>) -> u64 {
+    /// Keeps the reply channel until the answer is released, or refuses
+    /// the request when too many wait already.
+    fn hold(&mut self, leader: &Leader, reply: ReplySender) -> Option<u64> {
+        if leader.pending_replies() >= MAX_PENDING_REPLIES {
+            let _ = reply.send(Err(ServiceError::Overloaded(MAX_PENDING_REPLIES)));
+            return None;
+        }
         self.next_token += 1;
         self.replies.insert(self.next_token, reply);
-        self.next_token
+        Some(self.next_token)
     }
 
-    fn perform(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Send { to, connection, message } => {
-                    if let Some((current, stream)) = self.streams.get(&to)
-                        && *current == connection
-                    {
+    /// Performs the leader's actions; a backup whose queue overflowed is
+    /// reported lost, and the actions that causes performed in turn.
+    fn perform(&mut self, leader: &mut Leader, now: Now) {
+        loop {
+            for action in leader.take_actions() {
+                self.perform_one(action);
+            }
+            if self.overflowed.is_empty() {
+                return;
+            }
+            for (node, connection) in std::mem::take(&mut self.overflowed) {
+                warn!(backup = %node, "backup cannot keep up; removing it");
+                leader.handle(Event::BackupLost { node, connection }, now);
+            }
+        }
+    }
+
+    fn perform_one(&mut self, action: Action) {
+        match action {
+            Action::Send { to, connection, message } => {
+                if let Some((current, stream)) = self.streams.get(&to)
+                    && *current == connection
+                {
+                    match stream.try_send(message) {
                         // A closed stream shows up as the backup's loss.
-                        let _ = stream.send(message);
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => self.overflowed.push((to, connection)),
                     }
                 }
-                Action::Reply { token, reply } => match self.replies.remove(&token) {
-                    // The client may have gone; its answer stays in the log.
-                    Some(sender) => {
-                        let _ = sender.send(reply);
-                    }
-                    None => error!(token, "reply for an unknown request"),
-                },
-                Action::Disconnect { node, connection } => {
-                    if self.streams.get(&node).is_some_and(|(current, _)| *current == connection) {
-                        self.streams.remove(&node);
-                        info!(backup = %node, "backup removed");
-                    }
+            }
+            Action::Reply { token, reply } => match self.replies.remove(&token) {
+                // The client may have gone; its answer stays in the log.
+                Some(sender) => {
+                    let _ = sender.send(Ok(reply));
+                }
+                None => error!(token, "reply for an unknown request"),
+            },
+            Action::Disconnect { node, connection } => {
+                if self.streams.get(&node).is_some_and(|(current, _)| *current == connection) {
+                    self.streams.remove(&node);
+                    info!(backup = %node, "backup removed");
                 }
             }
         }

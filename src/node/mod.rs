@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::replication::{Backup, NodeId, NodeStatus, Role, SelfView, Succession, choose_successor, epoch_number};
-use crate::transport::{self, Incoming, LeaderMessage, Network, Port, TransportSettings};
+use crate::replication::{
+    Backup, NodeId, NodeStatus, ReplicationError, Role, SelfView, Succession, choose_successor, epoch_number,
+    highest_credible_epoch,
+};
+use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Port, Services, TransportSettings};
 
 use backend::Shared;
 
@@ -99,13 +102,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config.clone(), network));
-    let server =
-        tokio::spawn(transport::serve(Arc::clone(&shared), node_listener, config.transport(), shutdown.clone()));
+    let server = tokio::spawn(transport::serve(
+        Arc::clone(&shared),
+        transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),
+        Services::Node,
+        config.transport(),
+        shutdown.clone(),
+    ));
     let result = drive(&shared, &config, &shutdown).await;
     shutdown.cancel();
-    let _ = server.await;
+    if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, server).await.is_err() {
+        debug!("node port connections still open; closing them");
+    }
     result
 }
+
+/// Connections a node's own port serves at once: its peers, and clients
+/// that were given node addresses.
+const MAX_NODE_CONNECTIONS: usize = 1024;
 
 /// Why following a leader ended.
 enum FollowEnd {
@@ -129,15 +143,8 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
-        let joined = transport::open_replication(
-            shared.network(),
-            &client_address,
-            &id,
-            backup.last(),
-            &transport,
-            JOIN_TIMEOUT,
-        );
-        match joined.await {
+        let hello = Hello { node: id.clone(), last: backup.last(), cluster_id: backup.state().cluster_id.clone() };
+        match join(shared.network(), &client_address, &hello, &transport).await {
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
@@ -155,18 +162,20 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                 }
                 continue;
             }
-            Err(error) => debug!(%error, "no leader on the client port"),
+            Err(CallError::Rejected { message }) => warn!(%message, "the leader refused this node"),
+            Err(error) => debug!(%error, "no leader to join"),
         }
 
         let answers = probe_peers(shared, config, &backup).await;
-        let me = SelfView { id: &id, last: backup.last(), membership: &backup.state().membership };
+        let me =
+            SelfView { id: &id, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
         match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
             Succession::TakeOver { live_backups } => {
                 match shared.network().bind(config.client_address, Port::Client).await {
                     Ok(client_listener) => {
-                        let (epoch, state) = std::mem::take(&mut backup).into_parts();
-                        // Above every epoch a live peer reports, too.
-                        let epoch = answers.iter().map(|answer| answer.epoch).fold(epoch, u64::max);
+                        // Above every epoch a live member reports, too.
+                        let epoch = highest_credible_epoch(&me, &answers);
+                        let (_, state) = std::mem::take(&mut backup).into_parts();
                         return leader::lead(
                             shared,
                             config,
@@ -200,7 +209,23 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     Ok(())
 }
 
-/// The statuses of the members and configured peers that answer in time.
+/// Finds the leader through the client port and opens the replication
+/// stream on its node port.
+async fn join(
+    network: &Network,
+    client_address: &str,
+    hello: &Hello,
+    transport: &TransportSettings,
+) -> Result<transport::LeaderLink, CallError> {
+    let leader = transport::find_leader(network, client_address, JOIN_TIMEOUT).await?;
+    if leader == hello.node {
+        return Err(CallError::Unavailable { message: "this node's own address leads".into(), leader_hint: None });
+    }
+    transport::open_replication(network, &leader, hello, transport, JOIN_TIMEOUT).await
+}
+
+/// The statuses of the members and configured peers that answer in time,
+/// through the peer-only probe on their node ports.
 async fn probe_peers(shared: &Shared, config: &NodeConfig, backup: &Backup) -> Vec<NodeStatus> {
     let mut targets: Vec<String> = backup.state().membership.clone();
     targets.extend(config.peers.iter().cloned());
@@ -210,7 +235,7 @@ async fn probe_peers(shared: &Shared, config: &NodeConfig, backup: &Backup) -> V
     let mut probes = tokio::task::JoinSet::new();
     for target in targets {
         let network = shared.network().clone();
-        probes.spawn(async move { transport::probe_status(&network, &target, PROBE_TIMEOUT).await.ok() });
+        probes.spawn(async move { transport::probe_peer(&network, &target, PROBE_TIMEOUT).await.ok() });
     }
     let mut answers = Vec::new();
     while let Some(answer) = probes.join_next().await {
@@ -263,6 +288,10 @@ async fn follow(
                 shared.set_status(Role::Backup, backup.epoch(), leader, backup.state());
             }
             Ok(None) => {}
+            Err(error @ ReplicationError::OtherCluster { .. }) => {
+                error!(%error, "refusing another cluster's state; this node keeps its own");
+                return FollowEnd::Rejoin;
+            }
             Err(error) => {
                 warn!(%error, "refused the leader's stream; joining again");
                 return FollowEnd::Rejoin;

@@ -10,6 +10,10 @@ pub enum ReplicationError {
     StaleEpoch { got: u64, seen: u64 },
     #[error("entry {got} does not follow the last applied entry {last}")]
     Gap { got: u64, last: u64 },
+    #[error("epoch {0:#x} could not have been issued")]
+    ImpossibleEpoch(u64),
+    #[error("the leader belongs to cluster {theirs:?}, this node to {ours:?}")]
+    OtherCluster { ours: String, theirs: String },
 }
 
 /// A backup's state machine.
@@ -44,6 +48,9 @@ impl Backup {
 
     /// Notes a leader's epoch, from a heartbeat or a message.
     pub fn observe_epoch(&mut self, epoch: u64) -> Result<(), ReplicationError> {
+        if !super::is_possible_epoch(epoch) {
+            return Err(ReplicationError::ImpossibleEpoch(epoch));
+        }
         if epoch < self.epoch {
             return Err(ReplicationError::StaleEpoch { got: epoch, seen: self.epoch });
         }
@@ -52,7 +59,12 @@ impl Backup {
     }
 
     /// Replaces the state with the leader's; returns the index to ack.
+    /// A node never replaces its state with another cluster's.
     pub fn install(&mut self, snapshot: Snapshot) -> Result<u64, ReplicationError> {
+        let (ours, theirs) = (&self.state.cluster_id, &snapshot.state.cluster_id);
+        if !ours.is_empty() && ours != theirs {
+            return Err(ReplicationError::OtherCluster { ours: ours.clone(), theirs: theirs.clone() });
+        }
         self.observe_epoch(snapshot.epoch)?;
         self.state = snapshot.state;
         Ok(self.state.last.index)

@@ -17,11 +17,19 @@ pub struct LeaderSettings {
     /// Recent entries kept in memory, so a backup that was briefly away
     /// catches up by a suffix rather than a whole snapshot.
     pub tail_capacity: usize,
+    /// A learner (a joiner catching up) that owes acks for this long is
+    /// dropped. Longer than the ack timeout: loading a large snapshot takes
+    /// time, and a learner gates nothing while it does.
+    pub learner_timeout: Duration,
 }
 
 impl Default for LeaderSettings {
     fn default() -> Self {
-        LeaderSettings { ack_timeout: Duration::from_millis(1000), tail_capacity: 4096 }
+        LeaderSettings {
+            ack_timeout: Duration::from_millis(1000),
+            tail_capacity: 4096,
+            learner_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -79,19 +87,31 @@ pub enum Action {
     },
 }
 
-/// What the leader knows of one backup in the membership.
+/// What the leader knows of one backup: a member, or a learner catching up.
 #[derive(Clone, Debug)]
 struct BackupProgress {
     /// The stream it is on; `None` for a backup a new leader expects back.
     connection: Option<u64>,
-    /// The highest index it has acked.
+    /// The highest index sent on that stream. An ack counts only up to
+    /// here: a peer that acks more than it was sent is lying, and is dropped.
+    sent: u64,
+    /// The highest index it has acked on that stream.
     acked: u64,
-    /// Since when it has owed an ack without making progress.
+    /// When the oldest entry it has not acked was appended (or its stream
+    /// opened): it is lost once that is older than its timeout, however
+    /// often it acks a little, so a peer that cannot keep up is removed.
     owing_since: Option<Instant>,
-    /// For a joiner: the index of its catch-up. It joins the membership (the
-    /// leaderQueue) only once it has acked that far, so that every member
-    /// holds every committed entry, which the takeover rule relies on.
+    /// For a learner: the index of its catch-up. It joins the membership
+    /// (the leaderQueue) only once it has acked that far, so that every
+    /// member holds every committed entry, which the takeover rule relies
+    /// on. Until then it gates no commit.
     join_once_acked: Option<u64>,
+}
+
+impl BackupProgress {
+    fn is_learner(&self) -> bool {
+        self.join_once_acked.is_some()
+    }
 }
 
 /// A removed backup, until the remaining backups hold its removal.
@@ -124,8 +144,9 @@ pub struct Leader {
     epoch: u64,
     state: ReplicatedState,
     settings: LeaderSettings,
-    /// Recent entries, oldest first, for catch-up by suffix.
-    tail: VecDeque<Entry>,
+    /// Recent entries, oldest first, for catch-up by suffix, each with when
+    /// it was appended (for the backups' ack deadlines).
+    tail: VecDeque<(Entry, Instant)>,
     /// The position just before the tail's first entry: a backup that holds
     /// exactly this log (every backup, right after a takeover) needs only
     /// the tail, not a snapshot.
@@ -143,12 +164,13 @@ pub struct Leader {
 }
 
 impl Leader {
-    /// Bootstraps a new cluster: the first leader, of epoch number 1, alone.
-    /// `epoch_nonce` makes the epoch unique (see [`super::next_epoch`]).
-    pub fn bootstrap(id: NodeId, settings: LeaderSettings, now: Now, epoch_nonce: u32) -> Self {
+    /// Bootstraps a new cluster named `cluster_id`: the first leader, of
+    /// epoch number 1, alone. `epoch_nonce` makes the epoch unique (see
+    /// [`super::next_epoch`]).
+    pub fn bootstrap(id: NodeId, cluster_id: String, settings: LeaderSettings, now: Now, epoch_nonce: u32) -> Self {
         let epoch = super::next_epoch(0, epoch_nonce);
         let mut leader = Leader::new(id.clone(), epoch, ReplicatedState::default(), settings);
-        leader.append(Payload::Takeover { leader: id, backups: Vec::new() }, now);
+        leader.append(Payload::Takeover { leader: id, backups: Vec::new(), cluster_id }, now);
         leader
     }
 
@@ -172,14 +194,19 @@ impl Leader {
             .cloned()
             .collect();
         let epoch = super::next_epoch(highest_epoch_seen.max(state.last.epoch), epoch_nonce);
+        let cluster_id = state.cluster_id.clone();
         let mut leader = Leader::new(id.clone(), epoch, state, settings);
         for backup in &backups {
-            leader.backups.insert(
-                backup.clone(),
-                BackupProgress { connection: None, acked: 0, owing_since: Some(now.instant), join_once_acked: None },
-            );
+            let expected = BackupProgress {
+                connection: None,
+                sent: 0,
+                acked: 0,
+                owing_since: Some(now.instant),
+                join_once_acked: None,
+            };
+            leader.backups.insert(backup.clone(), expected);
         }
-        leader.append(Payload::Takeover { leader: id, backups }, now);
+        leader.append(Payload::Takeover { leader: id, backups, cluster_id }, now);
         leader
     }
 
@@ -216,6 +243,21 @@ impl Leader {
         self.commit_index
     }
 
+    /// Client requests sequenced or read, whose replies wait for a commit.
+    pub fn pending_replies(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The backups that gate commits, and the learners catching up.
+    pub fn members_and_learners(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let (learners, members): (Vec<_>, Vec<_>) =
+            self.backups.iter().partition(|(_, progress)| progress.is_learner());
+        (
+            members.into_iter().map(|(node, _)| node.clone()).collect(),
+            learners.into_iter().map(|(node, _)| node.clone()).collect(),
+        )
+    }
+
     /// Handles one event. Call [`Leader::take_actions`] after one or more.
     pub fn handle(&mut self, event: Event, now: Now) {
         match event {
@@ -234,6 +276,7 @@ impl Leader {
             Event::Tick => self.on_tick(now),
         }
         self.advance_commit();
+        self.admit_caught_up_learners(now);
     }
 
     /// The actions to perform, in order, with new entries flushed to every
@@ -265,33 +308,56 @@ impl Leader {
         if node == self.id {
             return;
         }
+        // A second stream under a name that already has one is either the
+        // node itself after a glitch or someone claiming its name: either
+        // way the old stream's membership ends here (a removal entry), and
+        // the newcomer starts over as a learner. A frozen original is then
+        // stale, never kept in by an impostor's acks.
+        if self.backups.get(&node).is_some_and(|progress| progress.connection.is_some()) {
+            self.remove_backup(&node, now);
+        }
         // Entries sequenced before the catch-up go out first, to the backups
         // that were already connected; the joiner gets them in its catch-up.
         self.flush();
-        let (message, acked) = match self.suffix_after(last) {
-            Some(entries) => (Message::Entries(Arc::new(entries)), last.index),
+        let message = match self.suffix_after(last) {
+            Some(entries) => Message::Entries(Arc::new(entries)),
             None => {
                 let snapshot = Snapshot { epoch: self.epoch, state: self.state.clone() };
-                (Message::Snapshot(Box::new(snapshot)), 0)
+                Message::Snapshot(Box::new(snapshot))
             }
         };
-        if let Some(previous) = self.backups.get(&node).and_then(|progress| progress.connection) {
-            self.actions.push(Action::Disconnect { node: node.clone(), connection: previous });
-        }
         self.actions.push(Action::Send { to: node.clone(), connection, message });
-        let owing_since = (acked < self.state.last.index).then_some(now.instant);
+        // What the Hello claims chose the catch-up; only acks on this stream
+        // count, and only up to what was sent on it.
         let join_once_acked = (!self.state.membership.contains(&node)).then_some(self.state.last.index);
-        let progress = BackupProgress { connection: Some(connection), acked, owing_since, join_once_acked };
-        self.backups.insert(node.clone(), progress);
-        self.join_if_caught_up(&node, now);
+        let progress = BackupProgress {
+            connection: Some(connection),
+            sent: self.state.last.index,
+            acked: 0,
+            owing_since: Some(now.instant),
+            join_once_acked,
+        };
+        self.backups.insert(node, progress);
     }
 
-    /// Appends the join of a backup that has acked its catch-up.
-    fn join_if_caught_up(&mut self, node: &str, now: Now) {
-        let Some(progress) = self.backups.get_mut(node) else { return };
-        if progress.join_once_acked.is_some_and(|catch_up| progress.acked >= catch_up) {
-            progress.join_once_acked = None;
-            self.append(Payload::Join { node: node.to_string() }, now);
+    /// Appends the join of each learner that has acked its catch-up and
+    /// every committed entry: a member then holds every committed entry from
+    /// the moment it counts as one, and gates every later commit.
+    fn admit_caught_up_learners(&mut self, now: Now) {
+        let commit_index = self.commit_index;
+        let caught_up: Vec<NodeId> = self
+            .backups
+            .iter_mut()
+            .filter(|(_, progress)| {
+                progress.join_once_acked.is_some_and(|catch_up| progress.acked >= catch_up.max(commit_index))
+            })
+            .map(|(node, progress)| {
+                progress.join_once_acked = None;
+                node.clone()
+            })
+            .collect();
+        for node in caught_up {
+            self.append(Payload::Join { node }, now);
         }
     }
 
@@ -306,27 +372,45 @@ impl Leader {
             return None;
         }
         if last == self.tail_base {
-            return Some(self.tail.iter().cloned().collect());
+            return Some(self.tail.iter().map(|(entry, _)| entry.clone()).collect());
         }
-        let first_kept = self.tail.front()?.index;
+        let first_kept = self.tail.front()?.0.index;
         if last.index < first_kept || last.index > self.state.last.index {
             return None;
         }
         let offset = (last.index - first_kept) as usize;
-        if self.tail[offset].position() != last {
+        if self.tail[offset].0.position() != last {
             return None;
         }
-        Some(self.tail.iter().skip(offset + 1).cloned().collect())
+        Some(self.tail.iter().skip(offset + 1).map(|(entry, _)| entry.clone()).collect())
     }
 
     fn on_ack(&mut self, node: &str, connection: u64, index: u64, now: Now) {
+        let last_index = self.state.last.index;
+        // The next entry it owes was appended at a known time, unless it is
+        // older than the tail: then it has owed since before.
+        let next_owed_since = if index >= last_index { None } else { self.appended_at(index + 1) };
         let Some(progress) = self.backups.get_mut(node) else { return };
-        if progress.connection != Some(connection) || index <= progress.acked {
+        if progress.connection != Some(connection) {
             return;
         }
-        progress.acked = index.min(self.state.last.index);
-        progress.owing_since = (progress.acked < self.state.last.index).then_some(now.instant);
-        self.join_if_caught_up(node, now);
+        if index > progress.sent {
+            // It claims entries it was never sent on this stream.
+            self.remove_backup(node, now);
+            return;
+        }
+        if index <= progress.acked {
+            return;
+        }
+        progress.acked = index;
+        progress.owing_since = if index >= last_index { None } else { next_owed_since.or(progress.owing_since) };
+    }
+
+    /// When the entry at `index` was appended, if the tail still holds it.
+    fn appended_at(&self, index: u64) -> Option<Instant> {
+        let first_kept = self.tail.front()?.0.index;
+        let offset = usize::try_from(index.checked_sub(first_kept)?).ok()?;
+        self.tail.get(offset).map(|(_, appended)| *appended)
     }
 
     fn on_tick(&mut self, now: Now) {
@@ -334,7 +418,9 @@ impl Leader {
             .backups
             .iter()
             .filter(|(_, progress)| {
-                progress.owing_since.is_some_and(|since| now.instant.duration_since(since) >= self.settings.ack_timeout)
+                let timeout =
+                    if progress.is_learner() { self.settings.learner_timeout } else { self.settings.ack_timeout };
+                progress.owing_since.is_some_and(|since| now.instant.duration_since(since) >= timeout)
             })
             .map(|(node, _)| node.clone())
             .collect();
@@ -362,7 +448,15 @@ impl Leader {
     /// Commits what every backup has acked and releases the replies that
     /// waited for it, in index order.
     fn advance_commit(&mut self) {
-        let acked_by_all = self.backups.values().map(|progress| progress.acked).min().unwrap_or(u64::MAX);
+        // Learners gate nothing: a joiner, or anyone who merely says Hello,
+        // cannot hold up a commit.
+        let acked_by_all = self
+            .backups
+            .values()
+            .filter(|progress| !progress.is_learner())
+            .map(|progress| progress.acked)
+            .min()
+            .unwrap_or(u64::MAX);
         let mut committable = acked_by_all.min(self.state.last.index);
         self.departing.retain(|departure| committable < departure.removed_at);
         for departure in &self.departing {
@@ -389,11 +483,11 @@ impl Leader {
             progress.owing_since.get_or_insert(now.instant);
         }
         if self.tail.len() == self.settings.tail_capacity
-            && let Some(dropped) = self.tail.pop_front()
+            && let Some((dropped, _)) = self.tail.pop_front()
         {
             self.tail_base = dropped.position();
         }
-        self.tail.push_back(entry.clone());
+        self.tail.push_back((entry.clone(), now.instant));
         self.outbox.push(entry);
         (self.state.last.index, applied)
     }
@@ -405,8 +499,10 @@ impl Leader {
             return;
         }
         let entries = Arc::new(std::mem::take(&mut self.outbox));
-        for (node, progress) in &self.backups {
+        let last_sent = self.state.last.index;
+        for (node, progress) in &mut self.backups {
             if let Some(connection) = progress.connection {
+                progress.sent = last_sent;
                 self.actions.push(Action::Send {
                     to: node.clone(),
                     connection,

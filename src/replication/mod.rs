@@ -18,7 +18,7 @@ pub use backup::{Backup, ReplicationError};
 pub use leader::{Action, Event, Leader, LeaderSettings, Message, Reply};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 pub use status::{NodeStatus, Role};
-pub use takeover::{SelfView, Succession, choose_successor};
+pub use takeover::{MAX_EPOCH_LEAD, SelfView, Succession, choose_successor, highest_credible_epoch};
 
 /// A node's identity: the address of its own port, e.g. `127.0.0.1:5400`.
 pub type NodeId = String;
@@ -54,8 +54,22 @@ impl Now {
 /// take over from the same highest epoch (one unaware of the other's short
 /// reign) thus never share an epoch, so an `(epoch, index)` pair names one
 /// entry only, which is what catch-up by suffix relies on.
+///
+/// It never wraps: epoch numbers at or above [`MAX_EPOCH_NUMBER`] could
+/// not have been issued (that many leaderships would take millennia), so
+/// every node refuses them, and the count saturates below the top bit.
 pub fn next_epoch(highest_seen: u64, nonce: u32) -> u64 {
-    ((epoch_number(highest_seen) + 1) << 32) | u64::from(nonce)
+    let number = (epoch_number(highest_seen) + 1).min(MAX_EPOCH_NUMBER - 1);
+    (number << 32) | u64::from(nonce)
+}
+
+/// Epoch numbers from here up could not have been issued: a peer or leader
+/// that reports one is refused (it would make the next epoch wrap).
+pub const MAX_EPOCH_NUMBER: u64 = 1 << 31;
+
+/// Whether `epoch` could have been issued by a leader.
+pub fn is_possible_epoch(epoch: u64) -> bool {
+    epoch_number(epoch) < MAX_EPOCH_NUMBER
 }
 
 /// The count of leaderships an epoch stands for: what people are shown.

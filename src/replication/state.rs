@@ -25,9 +25,11 @@ pub enum Payload {
         node: NodeId,
     },
     /// A new leader's first entry: it leads, and expects these backups back.
+    /// The bootstrap's names the cluster; later ones repeat its name.
     Takeover {
         leader: NodeId,
         backups: Vec<NodeId>,
+        cluster_id: String,
     },
 }
 
@@ -48,6 +50,9 @@ impl Entry {
 /// Everything a replica holds, identical on every replica at the same index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplicatedState {
+    /// Drawn at bootstrap: a node never takes entries or a snapshot from a
+    /// leader of another cluster, nor replaces its state with theirs.
+    pub cluster_id: String,
     pub book: AuctionBook,
     /// The leader first, then the backups in join order: the tail is the
     /// leaderQueue, the order in which backups take over.
@@ -83,7 +88,8 @@ impl ReplicatedState {
                 self.membership.retain(|member| member != node);
                 Applied::Ignored
             }
-            Payload::Takeover { leader, backups } => {
+            Payload::Takeover { leader, backups, cluster_id } => {
+                self.cluster_id.clone_from(cluster_id);
                 self.membership = std::iter::once(leader.clone()).chain(backups.iter().cloned()).collect();
                 Applied::Ignored
             }

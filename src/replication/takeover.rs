@@ -6,15 +6,22 @@
 //! every current member acked must have been removed before that entry, and
 //! the peers that acked it applied the removal: so a candidate is stale
 //! when a peer with a more advanced log no longer counts it as a member.
+//!
+//! Answers with an epoch far beyond any this node has seen (which no peer
+//! could have been shown) are ignored. Only members are trusted to lead or
+//! to be waited for; any other answer can only show this node stale, which
+//! makes it wait: the safe direction.
 
 use std::collections::HashSet;
 
-use super::{LogPosition, NodeId, NodeStatus, Role, more_advanced};
+use super::{LogPosition, NodeId, NodeStatus, Role, epoch_number, more_advanced};
 
 /// What this node knows of itself when the leader is gone.
 #[derive(Clone, Debug)]
 pub struct SelfView<'a> {
     pub id: &'a str,
+    /// The highest epoch this node has seen.
+    pub epoch: u64,
     pub last: LogPosition,
     /// Leader first, then the leaderQueue.
     pub membership: &'a [NodeId],
@@ -28,6 +35,27 @@ pub enum Succession {
     Wait { for_node: Option<NodeId> },
 }
 
+/// How far beyond this node's own epoch number a member's may be: each
+/// failed takeover raises it by one, so a real gap is a handful.
+pub const MAX_EPOCH_LEAD: u64 = 1 << 16;
+
+/// Whether `answer` reports an epoch a peer could have been shown.
+fn is_plausible(me: &SelfView<'_>, answer: &NodeStatus) -> bool {
+    epoch_number(answer.epoch) <= epoch_number(me.epoch.max(me.last.epoch)) + MAX_EPOCH_LEAD
+}
+
+/// Whether a takeover may rely on `answer` to lead or to take over: it comes
+/// from a member, with a plausible epoch.
+fn is_credible(me: &SelfView<'_>, answer: &NodeStatus) -> bool {
+    me.membership.iter().any(|member| *member == answer.node) && is_plausible(me, answer)
+}
+
+/// The highest epoch among this node's own and its credible peers': a new
+/// leader's epoch goes above it.
+pub fn highest_credible_epoch(me: &SelfView<'_>, answers: &[NodeStatus]) -> u64 {
+    answers.iter().filter(|answer| is_credible(me, answer)).map(|answer| answer.epoch).fold(me.epoch, u64::max)
+}
+
 /// Decides whether this node should take over.
 ///
 /// `answers` are the statuses of the peers that answered a probe;
@@ -39,9 +67,6 @@ pub fn choose_successor(
     answers: &[NodeStatus],
     passed_over: &HashSet<NodeId>,
 ) -> Succession {
-    if let Some(leader) = answers.iter().find(|answer| answer.role == Role::Leader) {
-        return Succession::Wait { for_node: Some(leader.node.clone()) };
-    }
     if me.last.index == 0 {
         // A fresh node bootstraps only where no cluster is: a node that has
         // state may be about to take over, and must not lose it to a fresh
@@ -51,8 +76,13 @@ pub fn choose_successor(
             None => Succession::TakeOver { live_backups: Vec::new() },
         };
     }
+    let plausible: Vec<&NodeStatus> = answers.iter().filter(|answer| is_plausible(me, answer)).collect();
+    let answers: Vec<&NodeStatus> = answers.iter().filter(|answer| is_credible(me, answer)).collect();
+    if let Some(leader) = answers.iter().find(|answer| answer.role == Role::Leader) {
+        return Succession::Wait { for_node: Some(leader.node.clone()) };
+    }
     let is_stale = |candidate: &str, candidate_last: LogPosition| {
-        answers.iter().any(|peer| {
+        plausible.iter().any(|peer| {
             more_advanced(peer.last, candidate_last) && !peer.membership.iter().any(|member| member == candidate)
         })
     };

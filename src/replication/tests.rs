@@ -28,11 +28,17 @@ const NODE_3: &str = "node-3";
 const NODE_4: &str = "node-4";
 
 const ACK_TIMEOUT_MS: u64 = 1_000;
+const LEARNER_TIMEOUT_MS: u64 = 5_000;
+const CLUSTER_ID: &str = "test-cluster";
 /// How long the test auction runs, counted from the cluster's start.
 const AUCTION_MS: u64 = 60_000;
 
 fn settings() -> LeaderSettings {
-    LeaderSettings { ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS), tail_capacity: 64 }
+    LeaderSettings {
+        ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS),
+        tail_capacity: 64,
+        learner_timeout: Duration::from_millis(LEARNER_TIMEOUT_MS),
+    }
 }
 
 /// One replication stream, seen from the network between leader and backup.
@@ -70,7 +76,7 @@ impl Cluster {
     /// A leader alone, with the default auction open for `auction_ms`.
     fn bootstrap(settings: LeaderSettings, auction_ms: u64) -> Self {
         let start = Now::read();
-        let leader = Leader::bootstrap(LEADER.to_string(), settings.clone(), start, 0);
+        let leader = Leader::bootstrap(LEADER.to_string(), CLUSTER_ID.to_string(), settings.clone(), start, 0);
         let mut cluster = Cluster {
             leader,
             settings,
@@ -723,16 +729,17 @@ fn backup_lost_with_a_stale_connection_is_ignored() {
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
     let old_connection = cluster.connection(NODE_3);
 
-    // node-3 reconnects before the leader noticed its old stream's end: the
-    // leader closes the old stream and, node-3 being up to date, sends nothing.
+    // node-3 reconnects before the leader noticed its old stream's end. A
+    // second stream under a name that has one ends that name's membership
+    // (it may be an impostor): the old stream is closed, node-3 is removed,
+    // and the newcomer catches up as a learner.
     let actions = cluster.connect(NODE_3);
     let new_connection = cluster.connection(NODE_3);
-    assert_eq!(
-        actions,
-        vec![
-            Action::Disconnect { node: NODE_3.to_string(), connection: old_connection },
-            Action::Send { to: NODE_3.to_string(), connection: new_connection, message: entries_message(vec![]) },
-        ]
+    assert!(actions.contains(&Action::Disconnect { node: NODE_3.to_string(), connection: old_connection }));
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2]));
+    assert!(
+        sends(&actions).iter().any(|(to, message)| *to == NODE_3 && matches!(message, Message::Entries(_))),
+        "the catch-up goes to the new stream ({new_connection}): {actions:?}"
     );
     cluster.settle();
 
@@ -801,7 +808,7 @@ fn caught_up_backup_is_never_timed_out_while_the_leader_is_idle() {
 }
 
 #[test]
-fn ack_timeout_counts_from_the_last_progress_not_the_first_entry_owed() {
+fn ack_timeout_counts_from_the_oldest_entry_owed_so_a_backup_that_acks_a_little_is_removed() {
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
     cluster.bid("alice", 10);
     cluster.bid("bob", 20);
@@ -812,16 +819,31 @@ fn ack_timeout_counts_from_the_last_progress_not_the_first_entry_owed() {
     cluster.advance(ACK_TIMEOUT_MS - 100);
     cluster.deliver(NODE_3).expect("node-3 applies");
     cluster.deliver_next_ack(NODE_3);
-    // Its second ack is lost: it made progress once, then fell silent.
+    // Its second ack is lost: it made some progress, but bob's entry, which
+    // it still owes, was appended a whole ack timeout ago.
     cluster.drop_acks(NODE_3);
 
-    // A timeout after the first entry was owed, but not after the progress.
-    cluster.advance(100);
-    assert_eq!(cluster.tick(), vec![]);
-
-    cluster.advance(ACK_TIMEOUT_MS - 100);
+    cluster.advance(99);
+    assert_eq!(cluster.tick(), vec![], "not before the timeout");
+    cluster.advance(1);
     let actions = cluster.tick();
     assert!(actions.iter().any(|action| matches!(action, Action::Disconnect { node, .. } if node == NODE_3)));
+}
+
+#[test]
+fn a_backup_that_acks_everything_it_owes_starts_its_deadline_afresh() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.bid("alice", 10);
+    cluster.advance(ACK_TIMEOUT_MS - 100);
+    cluster.settle();
+
+    // A new entry, owed from now: no timeout until a full ack timeout later.
+    cluster.bid("bob", 20);
+    cluster.advance(ACK_TIMEOUT_MS - 1);
+    assert_eq!(cluster.tick(), vec![]);
+    cluster.advance(1);
+    let actions = cluster.tick();
+    assert!(actions.iter().any(|action| matches!(action, Action::Disconnect { .. })), "{actions:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -845,9 +867,9 @@ fn fresh_backup_gets_a_snapshot_and_joins_once_it_acks_it() {
     assert_eq!(catch_up, &Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(1), state: state_before.clone() })));
     assert_eq!(cluster.leader.state().membership, members(&[LEADER]));
 
-    // It is waited for from its connection on, member or not.
+    // A learner gates nothing: bob's bid commits without it.
     let bob = cluster.bid("bob", 20);
-    assert!(!cluster.is_released(bob));
+    assert!(cluster.is_released(bob));
 
     // Its ack of the catch-up makes it a member: the join entry follows.
     cluster.deliver(NODE_2).expect("node-2 installs and applies");
@@ -1078,7 +1100,15 @@ fn open_default_auction() -> Payload {
 /// A backup holding a takeover, an open and a bid, all of epoch `epoch`.
 fn backup_with_three_entries(epoch: u64) -> (Backup, Vec<Entry>) {
     let entries = vec![
-        entry(epoch, 1, Payload::Takeover { leader: LEADER.to_string(), backups: members(&[NODE_2]) }),
+        entry(
+            epoch,
+            1,
+            Payload::Takeover {
+                leader: LEADER.to_string(),
+                backups: members(&[NODE_2]),
+                cluster_id: CLUSTER_ID.to_string(),
+            },
+        ),
         entry(epoch, 2, open_default_auction()),
         entry(epoch, 3, anonymous_bid("alice", 10)),
     ];
@@ -1104,7 +1134,8 @@ fn backup_refuses_a_snapshot_from_an_older_epoch() {
     let (mut backup, _) = backup_with_three_entries(2);
     let state = backup.state().clone();
 
-    let refusal = backup.install(Snapshot { epoch: epoch_of(1), state: ReplicatedState::default() });
+    let state_of_this_cluster = ReplicatedState { cluster_id: CLUSTER_ID.to_string(), ..ReplicatedState::default() };
+    let refusal = backup.install(Snapshot { epoch: epoch_of(1), state: state_of_this_cluster });
 
     assert_eq!(refusal, Err(ReplicationError::StaleEpoch { got: epoch_of(1), seen: epoch_of(2) }));
     assert_eq!(backup.state(), &state);
@@ -1505,7 +1536,12 @@ fn decide_passing_over(
 ) -> Succession {
     let membership = members(membership);
     let passed_over: HashSet<NodeId> = passed_over.iter().map(|node| node.to_string()).collect();
-    choose_successor(&SelfView { id: me, last, membership: &membership }, Some(LEADER), answers, &passed_over)
+    choose_successor(
+        &SelfView { id: me, epoch: last.epoch, last, membership: &membership },
+        Some(LEADER),
+        answers,
+        &passed_over,
+    )
 }
 
 fn take_over(live_backups: &[&str]) -> Succession {
@@ -1645,7 +1681,8 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
     let mut successors = Vec::new();
     for me in survivors {
         let backup = cluster.backup(me);
-        let view = SelfView { id: me, last: backup.last(), membership: &backup.state().membership };
+        let view =
+            SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
         let answers: Vec<NodeStatus> =
             survivors.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
         if let Succession::TakeOver { .. } = choose_successor(&view, Some(LEADER), &answers, &HashSet::new()) {
@@ -1691,7 +1728,8 @@ fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
     // stale in node-3's eyes: it waits, and node-3 takes over with alice's bid.
     let decide = |me: &str, peer: &str| {
         let backup = cluster.backup(me);
-        let view = SelfView { id: me, last: backup.last(), membership: &backup.state().membership };
+        let view =
+            SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
         choose_successor(&view, Some(LEADER), &[cluster.status(peer)], &HashSet::new())
     };
     assert!(matches!(decide(NODE_2, NODE_3), Succession::Wait { .. }));
@@ -1722,13 +1760,13 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
     let (node_3_last, node_3_members) = view_of(&node_3);
     let (node_4_last, node_4_members) = view_of(&node_4);
     let by_node_3 = choose_successor(
-        &SelfView { id: NODE_3, last: node_3_last, membership: &node_3_members },
+        &SelfView { id: NODE_3, epoch: node_3_last.epoch, last: node_3_last, membership: &node_3_members },
         Some(LEADER),
         std::slice::from_ref(&node_4),
         &HashSet::new(),
     );
     let by_node_4 = choose_successor(
-        &SelfView { id: NODE_4, last: node_4_last, membership: &node_4_members },
+        &SelfView { id: NODE_4, epoch: node_4_last.epoch, last: node_4_last, membership: &node_4_members },
         Some(NODE_2),
         std::slice::from_ref(&node_3),
         &HashSet::new(),
@@ -1914,7 +1952,8 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
         // lost every backup rests on the leader alone: nothing can keep it.)
         for me in BACKUPS {
             let backup = cluster.backup(me);
-            let view = SelfView { id: me, last: backup.last(), membership: &backup.state().membership };
+            let view =
+                SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
             let answers: Vec<NodeStatus> =
                 BACKUPS.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
             if !matches!(choose_successor(&view, Some(LEADER), &answers, &HashSet::new()), Succession::TakeOver { .. })
@@ -1972,4 +2011,130 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
     let auction = default_auction(leader_state);
     assert_eq!(auction.accepted_bids, successes, "seed {seed}");
     assert_eq!(auction.highest_amount, highest, "seed {seed}");
+}
+
+// ---------------------------------------------------------------------------
+// Dishonest peers: what a connection that says Hello can and cannot do
+// ---------------------------------------------------------------------------
+
+/// A rogue's stream: the leader hears from it only what the test sends.
+const ROGUE: &str = "127.0.0.1:9";
+const ROGUE_CONNECTION: u64 = 1_000_000;
+
+fn rogue_hello(cluster: &mut Cluster, node: &str, last: LogPosition) -> Vec<Action> {
+    cluster.step(Event::BackupConnected { node: node.to_string(), connection: ROGUE_CONNECTION, last })
+}
+
+#[test]
+fn a_hello_that_never_acks_holds_up_no_commit() {
+    let mut cluster = Cluster::with_backups(&[NODE_2]);
+    rogue_hello(&mut cluster, ROGUE, LogPosition::default());
+
+    // It is a learner: bids commit on the members' acks alone, again and again.
+    for amount in 1..=5 {
+        let token = cluster.bid("alice", amount);
+        cluster.settle();
+        assert!(cluster.is_released(token), "bid {amount} waits for a learner");
+    }
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2]));
+
+    // Past the learner timeout it is dropped, still without a removal entry.
+    let last = cluster.leader.state().last;
+    cluster.advance(LEARNER_TIMEOUT_MS);
+    let actions = cluster.tick();
+    assert!(actions.contains(&Action::Disconnect { node: ROGUE.to_string(), connection: ROGUE_CONNECTION }));
+    assert_eq!(cluster.leader.state().last, last, "a learner leaves no entry behind");
+}
+
+#[test]
+fn an_ack_beyond_what_was_sent_on_the_stream_is_a_lie_and_ends_the_stream() {
+    let mut cluster = Cluster::with_backups(&[NODE_2]);
+    rogue_hello(&mut cluster, ROGUE, LogPosition::default());
+
+    let actions = cluster.step(Event::Ack { node: ROGUE.to_string(), connection: ROGUE_CONNECTION, index: u64::MAX });
+
+    assert!(actions.contains(&Action::Disconnect { node: ROGUE.to_string(), connection: ROGUE_CONNECTION }));
+    assert!(!cluster.leader.state().membership.contains(&ROGUE.to_string()), "it never joins");
+    let token = cluster.bid("alice", 10);
+    cluster.settle();
+    assert!(cluster.is_released(token));
+}
+
+#[test]
+fn a_second_hello_under_a_members_name_removes_the_member_and_its_acks_do_not_count() {
+    // node-3 is a member, frozen: it holds alice's entry but acks nothing.
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let alice = cluster.bid("alice", 10);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.deliver_acks(NODE_2);
+    assert!(!cluster.is_released(alice));
+
+    // An impostor says Hello as node-3 and acks everything there could be.
+    let actions = rogue_hello(&mut cluster, NODE_3, LogPosition::default());
+    assert!(actions.iter().any(|action| matches!(action, Action::Disconnect { node, .. } if node == NODE_3)));
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2]), "node-3's membership ended");
+    let lie = Event::Ack { node: NODE_3.to_string(), connection: ROGUE_CONNECTION, index: u64::MAX };
+    cluster.step(lie);
+    assert!(!cluster.leader.state().membership.contains(&NODE_3.to_string()));
+
+    // alice commits once node-2 holds node-3's removal: the frozen node-3,
+    // which lacks what follows, is now stale in node-2's eyes.
+    cluster.settle();
+    assert!(cluster.is_released(alice));
+    let node_2 = cluster.status(NODE_2);
+    assert!(!node_2.membership.contains(&NODE_3.to_string()));
+    assert!(more_advanced(node_2.last, cluster.backup(NODE_3).last()));
+}
+
+#[test]
+fn epochs_never_wrap_and_an_impossible_one_is_refused() {
+    assert!(epoch_number(next_epoch(u64::MAX, 7)) < MAX_EPOCH_NUMBER);
+    assert!(next_epoch(u64::MAX, 7) > next_epoch(epoch_of(5), 7));
+    let (mut backup, _) = backup_with_three_entries(2);
+    assert_eq!(backup.observe_epoch(u64::MAX), Err(ReplicationError::ImpossibleEpoch(u64::MAX)));
+    assert_eq!(backup.epoch(), epoch_of(2));
+}
+
+#[test]
+fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
+    let membership = members(&[LEADER, NODE_2, NODE_3]);
+    let last = LogPosition { epoch: epoch_of(1), index: 10 };
+    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership };
+    let rogue_leader = NodeStatus {
+        node: ROGUE.to_string(),
+        role: Role::Leader,
+        epoch: epoch_of(1),
+        leader: Some(ROGUE.to_string()),
+        membership: vec![ROGUE.to_string()],
+        last,
+        pid: 0,
+    };
+    let poisoned_member = NodeStatus {
+        node: NODE_3.to_string(),
+        role: Role::Joining,
+        epoch: u64::MAX,
+        leader: None,
+        membership: membership.clone(),
+        last,
+        pid: 0,
+    };
+    let answers = [rogue_leader, poisoned_member];
+    assert_eq!(
+        choose_successor(&me, Some(LEADER), &answers, &HashSet::new()),
+        Succession::TakeOver { live_backups: vec![] },
+        "neither answer is credible: node-2 leads, expecting nobody"
+    );
+    assert_eq!(highest_credible_epoch(&me, &answers), epoch_of(1));
+}
+
+#[test]
+fn a_node_never_installs_another_clusters_snapshot() {
+    let (mut backup, _) = backup_with_three_entries(1);
+    let state = backup.state().clone();
+    let other = ReplicatedState { cluster_id: "another".to_string(), ..ReplicatedState::default() };
+
+    let refusal = backup.install(Snapshot { epoch: epoch_of(2), state: other });
+
+    assert!(matches!(refusal, Err(ReplicationError::OtherCluster { .. })), "{refusal:?}");
+    assert_eq!(backup.state(), &state);
 }

@@ -11,17 +11,20 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
-use crate::replication::{Entry, LogPosition, NodeStatus, Role, Snapshot};
+use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
 use super::pb::auction_client::AuctionClient;
 use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
-use super::{Connection, LEADER_METADATA, MAX_REPLICATION_MESSAGE, Network, TransportSettings, pb, uri_for};
+use super::{
+    Connection, Hello, LEADER_METADATA, MAX_REPLICATION_MESSAGE, Network, TransportSettings, convert, pb, uri_for,
+};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// No answer, or not the leader: retrying, perhaps elsewhere, can help.
+    /// No answer, not the leader, or overloaded: retrying, perhaps
+    /// elsewhere, can help.
     #[error("{message}")]
     Unavailable { message: String, leader_hint: Option<String> },
     /// The server refused the request: retrying will not help.
@@ -43,6 +46,7 @@ impl From<Status> for CallError {
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
+            | Code::ResourceExhausted
             | Code::Internal => CallError::Unavailable {
                 message: status.message().to_string(),
                 leader_hint: status
@@ -142,31 +146,51 @@ impl AuctionConnection {
     pub async fn status(&mut self) -> Result<NodeStatus, CallError> {
         let mut client = self.client.clone();
         let reply = self.call(client.status(pb::StatusRequest {})).await?;
-        Ok(status_from_reply(reply))
+        Ok(convert::status_from_reply(reply))
     }
 }
 
-fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
-    NodeStatus {
-        node: reply.node,
-        role: match pb::Role::try_from(reply.role) {
-            Ok(pb::Role::Leader) => Role::Leader,
-            Ok(pb::Role::Backup) => Role::Backup,
-            _ => Role::Joining,
-        },
-        epoch: reply.epoch,
-        leader: (!reply.leader.is_empty()).then_some(reply.leader),
-        membership: reply.leader_queue,
-        last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
-        pid: reply.pid,
-    }
-}
-
-/// Asks the node at `address` about itself, within `timeout`.
+/// Asks the node at `address` about itself, within `timeout`: the client
+/// API's `Status`, which any node answers.
 pub async fn probe_status(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
     let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
     let mut connection = AuctionConnection::new(network, address, &settings, timeout)?;
     connection.status().await
+}
+
+/// The peer-only probe of a takeover, on a node's own port.
+pub async fn probe_peer(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
+    let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
+    let channel = endpoint(address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
+    let mut client = ReplicationClient::new(channel);
+    let reply = tokio::time::timeout(timeout, client.probe(rpb::ProbeRequest {}))
+        .await
+        .map_err(|_| CallError::unavailable(format!("no answer from {address} in time")))??;
+    Ok(convert::status_from_probe(reply.into_inner()))
+}
+
+/// The node address of whoever leads on `client_address`.
+pub async fn find_leader(network: &Network, client_address: &str, timeout: Duration) -> Result<String, CallError> {
+    let status = probe_status(network, client_address, timeout).await?;
+    if status.role != Role::Leader {
+        return Err(CallError::unavailable(format!("{} answers on the client port but does not lead", status.node)));
+    }
+    Ok(status.node)
+}
+
+/// Checks that `address` is `host:port` (or a URI with both), so that a
+/// typo is reported at once rather than after a deadline of retries.
+pub fn check_address(address: &str) -> Result<(), CallError> {
+    let bad = |why: &str| CallError::Rejected { message: format!("bad address {address:?}: {why}") };
+    let uri: Uri = uri_for(address).parse().map_err(|_| bad("expected host:port"))?;
+    let authority = uri.authority().ok_or_else(|| bad("expected host:port"))?;
+    if authority.host().is_empty() {
+        return Err(bad("no host"));
+    }
+    match authority.port_u16() {
+        Some(port) if port > 0 => Ok(()),
+        _ => Err(bad("no port (1-65535)")),
+    }
 }
 
 /// What the leader sends a backup, in domain types.
@@ -185,27 +209,28 @@ pub struct LeaderLink {
     acks: watch::Sender<u64>,
 }
 
-/// Opens the replication stream to whoever serves `client_address`,
-/// introducing this backup as `node` with a log ending at `last`.
+/// Opens the replication stream to the leader's node port, introducing
+/// this backup with `hello`.
 pub async fn open_replication(
     network: &Network,
-    client_address: &str,
-    node: &str,
-    last: LogPosition,
+    leader: &str,
+    hello: &Hello,
     settings: &TransportSettings,
     timeout: Duration,
 ) -> Result<LeaderLink, CallError> {
-    let endpoint = endpoint(client_address, settings)?;
+    let endpoint = endpoint(leader, settings)?;
     let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector(network.clone())))
         .await
         .map_err(|_| CallError::unavailable("connect timed out"))?
-        .map_err(|error| CallError::unavailable(format!("cannot connect to {client_address}: {error}")))?;
+        .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_REPLICATION_MESSAGE);
+    let last = hello.last;
     let hello = rpb::FromBackup {
         message: Some(rpb::from_backup::Message::Hello(rpb::Hello {
-            node: node.to_string(),
+            node: hello.node.clone(),
             last_epoch: last.epoch,
             last_index: last.index,
+            cluster_id: hello.cluster_id.clone(),
         })),
     };
     let (acks, ack_values) = watch::channel(last.index);

@@ -4,11 +4,11 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, RememberedOutcome,
-    Verdict,
+    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, RememberedOutcome, Verdict,
 };
-use crate::replication::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
+use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
+use super::Hello;
 use super::pb;
 use super::pb::replication as rpb;
 
@@ -127,9 +127,11 @@ impl From<&Entry> for rpb::Entry {
             }
             Payload::Join { node } => P::Join(rpb::Join { node: node.clone() }),
             Payload::Remove { node } => P::Remove(rpb::Remove { node: node.clone() }),
-            Payload::Takeover { leader, backups } => {
-                P::Takeover(rpb::Takeover { leader: leader.clone(), backups: backups.clone() })
-            }
+            Payload::Takeover { leader, backups, cluster_id } => P::Takeover(rpb::Takeover {
+                leader: leader.clone(),
+                backups: backups.clone(),
+                cluster_id: cluster_id.clone(),
+            }),
         };
         rpb::Entry { epoch: entry.epoch, index: entry.index, payload: Some(payload) }
     }
@@ -160,7 +162,11 @@ impl TryFrom<rpb::Entry> for Entry {
             }
             P::Join(join) => Payload::Join { node: join.node },
             P::Remove(remove) => Payload::Remove { node: remove.node },
-            P::Takeover(takeover) => Payload::Takeover { leader: takeover.leader, backups: takeover.backups },
+            P::Takeover(takeover) => Payload::Takeover {
+                leader: takeover.leader,
+                backups: takeover.backups,
+                cluster_id: takeover.cluster_id,
+            },
         };
         Ok(Entry { epoch: entry.epoch, index: entry.index, payload })
     }
@@ -186,6 +192,7 @@ impl From<&Snapshot> for rpb::Snapshot {
             last_epoch: state.last.epoch,
             last_index: state.last.index,
             membership: state.membership.clone(),
+            cluster_id: state.cluster_id.clone(),
             auctions: state
                 .book
                 .auctions
@@ -268,6 +275,7 @@ impl TryFrom<rpb::Snapshot> for Snapshot {
         Ok(Snapshot {
             epoch: snapshot.epoch,
             state: ReplicatedState {
+                cluster_id: snapshot.cluster_id,
                 book,
                 membership: snapshot.membership,
                 last: LogPosition { epoch: snapshot.last_epoch, index: snapshot.last_index },
@@ -275,4 +283,97 @@ impl TryFrom<rpb::Snapshot> for Snapshot {
             },
         })
     }
+}
+
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::Leader => pb::Role::Leader,
+        Role::Backup => pb::Role::Backup,
+        Role::Joining => pb::Role::Joining,
+    }
+}
+
+/// What `Status` answers a client: the node, its role and the leaderQueue.
+pub fn status_reply(status: NodeStatus) -> pb::StatusReply {
+    pb::StatusReply {
+        node: status.node,
+        role: role_to_pb(status.role) as i32,
+        epoch: status.epoch,
+        leader: status.leader.unwrap_or_default(),
+        leader_queue: status.membership,
+        last_index: status.last.index,
+        last_epoch: status.last.epoch,
+        pid: status.pid,
+    }
+}
+
+pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
+    NodeStatus {
+        node: reply.node,
+        role: match pb::Role::try_from(reply.role) {
+            Ok(pb::Role::Leader) => Role::Leader,
+            Ok(pb::Role::Backup) => Role::Backup,
+            _ => Role::Joining,
+        },
+        epoch: reply.epoch,
+        leader: (!reply.leader.is_empty()).then_some(reply.leader),
+        membership: reply.leader_queue,
+        last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
+        pid: reply.pid,
+    }
+}
+
+/// What a takeover probe answers a peer.
+pub fn probe_reply(status: NodeStatus) -> rpb::ProbeReply {
+    rpb::ProbeReply {
+        node: status.node,
+        role: match status.role {
+            Role::Leader => rpb::PeerRole::PeerLeader,
+            Role::Backup => rpb::PeerRole::PeerBackup,
+            Role::Joining => rpb::PeerRole::PeerJoining,
+        } as i32,
+        epoch: status.epoch,
+        leader: status.leader.unwrap_or_default(),
+        membership: status.membership,
+        last_epoch: status.last.epoch,
+        last_index: status.last.index,
+    }
+}
+
+pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
+    NodeStatus {
+        node: reply.node,
+        role: match rpb::PeerRole::try_from(reply.role) {
+            Ok(rpb::PeerRole::PeerLeader) => Role::Leader,
+            Ok(rpb::PeerRole::PeerBackup) => Role::Backup,
+            _ => Role::Joining,
+        },
+        epoch: reply.epoch,
+        leader: (!reply.leader.is_empty()).then_some(reply.leader),
+        membership: reply.membership,
+        last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
+        pid: 0,
+    }
+}
+
+/// Longest cluster id accepted in a Hello.
+const MAX_CLUSTER_ID_LEN: usize = 64;
+
+/// A Hello, checked: the node must be named by its address, as every node
+/// is, and its position must be one a leader could have issued.
+pub fn hello_from_message(hello: rpb::Hello) -> Result<Hello, MalformedMessage> {
+    if hello.node.parse::<std::net::SocketAddr>().is_err() {
+        return Err(MalformedMessage("hello must name the backup by its address, host:port"));
+    }
+    if hello.cluster_id.len() > MAX_CLUSTER_ID_LEN {
+        return Err(MalformedMessage("cluster id too long"));
+    }
+    if !crate::replication::is_possible_epoch(hello.last_epoch) {
+        return Err(MalformedMessage("an epoch no leader could have issued"));
+    }
+    Ok(Hello {
+        node: hello.node,
+        last: LogPosition { epoch: hello.last_epoch, index: hello.last_index },
+        cluster_id: hello.cluster_id,
+    })
 }

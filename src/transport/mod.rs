@@ -11,10 +11,13 @@ mod server;
 
 use std::time::Duration;
 
-pub use client::{AuctionConnection, CallError, LeaderLink, LeaderMessage, open_replication, probe_status};
+pub use client::{
+    AuctionConnection, CallError, LeaderLink, LeaderMessage, check_address, find_leader, open_replication, probe_peer,
+    probe_status,
+};
 pub use convert::MalformedMessage;
-pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port};
-pub use server::{Backend, BackupSession, ServiceError, serve};
+pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
+pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
 
 /// The generated protobuf code.
 pub mod pb {
@@ -31,7 +34,8 @@ pub const LEADER_METADATA: &str = "x-gavel-leader";
 /// Largest client request accepted: far above any valid bid, far below what
 /// could hurt a server.
 pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Largest replication message: a snapshot of many auctions and sessions.
+/// Largest message from the leader to a backup: a snapshot of many auctions
+/// and sessions. (What a backup sends the leader is limited far lower.)
 pub const MAX_REPLICATION_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Timeouts of the transport.

@@ -125,6 +125,63 @@ impl std::fmt::Debug for Network {
 
 struct Tcp;
 
+/// Caps the connections served at once at `limit`: past it, the listener
+/// stops accepting until one closes, and new connections wait in the
+/// kernel's backlog instead of costing the node memory and CPU. A failed
+/// accept (out of file descriptors, say) pauses the accepting briefly
+/// rather than spinning on it.
+pub fn limit_connections(mut incoming: Incoming, limit: usize) -> Incoming {
+    const PAUSE_AFTER_ACCEPT_ERROR: std::time::Duration = std::time::Duration::from_millis(50);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let (accepted, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+            let connection = tokio::select! {
+                () = accepted.closed() => return,
+                next = incoming.next() => match next {
+                    Some(Ok(connection)) => connection,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "accept failed; pausing");
+                        tokio::time::sleep(PAUSE_AFTER_ACCEPT_ERROR).await;
+                        continue;
+                    }
+                    None => return,
+                },
+            };
+            let counted = Connection::new(Counted { connection, _permit: permit });
+            if accepted.send(Ok(counted)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+/// A connection holding its place under the cap until it is dropped.
+struct Counted {
+    connection: Connection,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.connection).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.connection).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.connection).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.connection).poll_shutdown(cx)
+    }
+}
+
 /// Room for connections the node has not accepted yet. `TcpListener::bind`
 /// gives 128: 256 clients connecting at once overflowed it, and the dropped
 /// SYNs cost their senders a second's retransmission timeout.

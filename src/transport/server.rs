@@ -1,8 +1,11 @@
-//! The tonic services of a node: the client API and the replication stream.
+//! The tonic services of a node: the client API on the client port and on
+//! the node's own port, and the peer API (the replication stream and the
+//! takeover probe) on the node's own port only.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -12,7 +15,7 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auction::{AuctionView, Bid, BidOutcome};
-use crate::replication::{LogPosition, Message, NodeId, NodeStatus, Role};
+use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
 
 use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
@@ -30,6 +33,10 @@ pub enum ServiceError {
     InvalidArgument(String),
     #[error("the leader stopped before it could answer")]
     Stopped,
+    #[error("the leader is overloaded: {0} requests wait already; retry shortly")]
+    Overloaded(usize),
+    #[error("{0}")]
+    PeerRefused(String),
 }
 
 impl From<ServiceError> for Status {
@@ -46,6 +53,8 @@ impl From<ServiceError> for Status {
             ServiceError::UnknownAuction(_) => Status::not_found(message),
             ServiceError::InvalidArgument(_) => Status::invalid_argument(message),
             ServiceError::Stopped => Status::unavailable(message),
+            ServiceError::Overloaded(_) => Status::resource_exhausted(message),
+            ServiceError::PeerRefused(_) => Status::failed_precondition(message),
         }
     }
 }
@@ -56,7 +65,17 @@ pub struct BackupSession {
     pub connection: u64,
     /// The leader's epoch, for heartbeats.
     pub epoch: u64,
-    pub messages: mpsc::UnboundedReceiver<Message>,
+    /// Bounded: a backup that cannot keep up is removed, not buffered.
+    pub messages: mpsc::Receiver<Message>,
+}
+
+/// How a backup introduces itself on a replication stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub node: NodeId,
+    pub last: LogPosition,
+    /// The cluster its state belongs to; empty for a node without state.
+    pub cluster_id: String,
 }
 
 /// What the services need from the node.
@@ -65,10 +84,19 @@ pub trait Backend: Send + Sync + 'static {
     /// A linearizable read, with the answering leader.
     fn result(&self, auction_id: String) -> impl Future<Output = Result<(AuctionView, NodeId), ServiceError>> + Send;
     fn status(&self) -> NodeStatus;
-    fn backup_connected(&self, node: NodeId, last: LogPosition) -> Result<BackupSession, ServiceError>;
-    fn backup_acked(&self, node: &str, connection: u64, index: u64);
-    fn backup_lost(&self, node: &str, connection: u64);
+    fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession, ServiceError>> + Send;
+    /// Waits while the leader is busy: a flood of acks slows its sender only.
+    fn backup_acked(&self, node: &str, connection: u64, index: u64) -> impl Future<Output = ()> + Send;
+    fn backup_lost(&self, node: &str, connection: u64) -> impl Future<Output = ()> + Send;
 }
+
+/// How long a peer has to say Hello once its stream is open.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest message a peer may send to the leader: Hello and Ack are tiny.
+const MAX_FROM_BACKUP_MESSAGE: usize = 1024;
+/// Streams one HTTP/2 connection may hold open at once: a client has one
+/// request in flight, a backup one stream.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 struct AuctionService<B> {
     backend: Arc<B>,
@@ -88,21 +116,7 @@ impl<B: Backend> Auction for AuctionService<B> {
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
-        let status = self.backend.status();
-        Ok(Response::new(pb::StatusReply {
-            node: status.node,
-            role: match status.role {
-                Role::Leader => pb::Role::Leader,
-                Role::Backup => pb::Role::Backup,
-                Role::Joining => pb::Role::Joining,
-            } as i32,
-            epoch: status.epoch,
-            leader: status.leader.unwrap_or_default(),
-            leader_queue: status.membership,
-            last_index: status.last.index,
-            last_epoch: status.last.epoch,
-            pid: status.pid,
-        }))
+        Ok(Response::new(convert::status_reply(self.backend.status())))
     }
 }
 
@@ -122,16 +136,16 @@ impl<B: Backend> Replication for ReplicationService<B> {
         request: Request<Streaming<rpb::FromBackup>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello in time"))??;
+        let hello = match first {
             Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Hello(hello)) }) => hello,
             _ => return Err(Status::invalid_argument("a replication stream starts with hello")),
         };
-        if hello.node.is_empty() || hello.node.len() > 256 {
-            return Err(Status::invalid_argument("hello needs the backup's node address"));
-        }
-        let node = hello.node;
-        let last = LogPosition { epoch: hello.last_epoch, index: hello.last_index };
-        let session = self.backend.backup_connected(node.clone(), last)?;
+        let hello = convert::hello_from_message(hello).map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let node = hello.node.clone();
+        let session = self.backend.backup_connected(hello).await?;
         let connection = session.connection;
 
         // One task reads the acks; any end of the stream means the backup is lost.
@@ -140,19 +154,23 @@ impl<B: Backend> Replication for ReplicationService<B> {
             loop {
                 match inbound.message().await {
                     Ok(Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Ack(ack)) })) => {
-                        backend.backup_acked(&node, connection, ack.index);
+                        backend.backup_acked(&node, connection, ack.index).await;
                     }
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
+                    // A second Hello, or an empty message, is not the protocol.
+                    Ok(Some(_)) | Ok(None) | Err(_) => break,
                 }
             }
-            backend.backup_lost(&node, connection);
+            backend.backup_lost(&node, connection).await;
         });
 
         // One task writes: it batches entries and sends heartbeats when idle.
         let (outbound, stream) = mpsc::channel(64);
         tokio::spawn(write_to_backup(session, outbound, self.settings.heartbeat_interval));
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+
+    async fn probe(&self, _request: Request<rpb::ProbeRequest>) -> Result<Response<rpb::ProbeReply>, Status> {
+        Ok(Response::new(convert::probe_reply(self.backend.status())))
     }
 }
 
@@ -207,23 +225,43 @@ async fn write_to_backup(
     }
 }
 
-/// Serves the client API and the replication stream on the connections of
-/// `incoming` until `shutdown` is cancelled.
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Services {
+    /// The client API only: the well-known client port.
+    Clients,
+    /// The client API (answered or redirected) and the peer API: a node's
+    /// own port.
+    Node,
+}
+
+/// Serves `services` on the connections of `incoming` until `shutdown` is
+/// cancelled.
 pub async fn serve<B: Backend>(
     backend: Arc<B>,
     incoming: Incoming,
+    services: Services,
     settings: TransportSettings,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let auction = AuctionServer::new(AuctionService { backend: Arc::clone(&backend) })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE);
-    let replication = ReplicationServer::new(ReplicationService { backend, settings: settings.clone() })
-        .max_decoding_message_size(MAX_REPLICATION_MESSAGE);
+    let peers = (services == Services::Node).then(|| {
+        ReplicationServer::new(ReplicationService { backend, settings: settings.clone() })
+            .max_decoding_message_size(MAX_FROM_BACKUP_MESSAGE)
+            .max_encoding_message_size(MAX_REPLICATION_MESSAGE)
+    });
+    server_builder(&settings)
+        .add_service(auction)
+        .add_optional_service(peers)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+}
+
+/// The HTTP/2 settings of every gavel server.
+pub(super) fn server_builder(settings: &TransportSettings) -> Server {
     Server::builder()
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout))
-        .add_service(auction)
-        .add_service(replication)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
 }
