@@ -93,7 +93,9 @@ async fn a_bid_retried_after_failover_gets_its_first_outcome_and_is_applied_once
         bidder: "alice".into(),
         amount: 100,
         client_id: "retrying-client".into(),
-        request_id: 7,
+        // A session's first request: the service refuses a later one from a
+        // session it does not know.
+        request_id: 1,
         at_unix_ms: 0,
     };
     let first = connection.bid(&bid).await.expect("first attempt");

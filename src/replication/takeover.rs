@@ -47,7 +47,7 @@ fn is_plausible(me: &SelfView<'_>, answer: &NodeStatus) -> bool {
 /// Whether a takeover may rely on `answer` to lead or to take over: it comes
 /// from a member, with a plausible epoch.
 fn is_credible(me: &SelfView<'_>, answer: &NodeStatus) -> bool {
-    me.membership.iter().any(|member| *member == answer.node) && is_plausible(me, answer)
+    me.membership.contains(&answer.node) && is_plausible(me, answer)
 }
 
 /// The highest epoch among this node's own and its credible peers': a new

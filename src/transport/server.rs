@@ -151,14 +151,12 @@ impl<B: Backend> Replication for ReplicationService<B> {
         // One task reads the acks; any end of the stream means the backup is lost.
         let backend = Arc::clone(&self.backend);
         tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Ack(ack)) })) => {
-                        backend.backup_acked(&node, connection, ack.index).await;
-                    }
-                    // A second Hello, or an empty message, is not the protocol.
-                    Ok(Some(_)) | Ok(None) | Err(_) => break,
-                }
+            // A second Hello, or an empty message, is not the protocol: it
+            // ends the stream like an error does.
+            while let Ok(Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Ack(ack)) })) =
+                inbound.message().await
+            {
+                backend.backup_acked(&node, connection, ack.index).await;
             }
             backend.backup_lost(&node, connection).await;
         });
