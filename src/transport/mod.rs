@@ -3,10 +3,13 @@
 //! This is the only layer that names tonic or prost types. The services call
 //! a [`Backend`] (the node) with domain types; the client-side helpers return
 //! domain types and a [`CallError`] that says whether a retry can help.
+//! [`serve_null`] serves the same services with no node behind them: the
+//! bench's ceiling.
 
 mod client;
 mod convert;
 mod network;
+mod null;
 mod server;
 
 use std::time::Duration;
@@ -14,6 +17,7 @@ use std::time::Duration;
 pub use client::{AuctionConnection, CallError, LeaderLink, LeaderMessage, open_replication, probe_status};
 pub use convert::MalformedMessage;
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port};
+pub use null::serve_null;
 pub use server::{Backend, BackupSession, ServiceError, serve};
 
 /// The generated protobuf code.
