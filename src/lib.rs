@@ -11,7 +11,7 @@
 //! - [`prompt`]: the bidding prompt and the one-line answers it prints.
 //! - [`cluster`]: local clusters of server processes, for the demo and the tools.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
-//! - [`bench`]: the load generator, against gavel or etcd.
+//! - [`bench`]: the load generator, against gavel, etcd or the null server.
 //! - [`tour`]: the scripted crash tour whose log is `log.txt`.
 
 pub mod auction;

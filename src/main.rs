@@ -66,6 +66,20 @@ enum Commands {
     Chaos(ChaosArgs),
     /// Measure throughput, latency, failover and memory under load.
     Bench(gavel::bench::BenchArgs),
+    /// The server `gavel bench --system null` starts: the client API on a
+    /// node's runtime and transport, answering every bid SUCCESS with no work.
+    #[command(hide = true)]
+    NullServer(NullServerArgs),
+}
+
+#[derive(Args)]
+struct NullServerArgs {
+    /// The port it serves the client API on.
+    #[arg(long)]
+    port: u16,
+    /// Threads serving it, as for `gavel server`.
+    #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
+    worker_threads: usize,
 }
 
 #[derive(Args)]
@@ -215,6 +229,7 @@ fn main() -> ExitCode {
     let worker_threads = match &cli.command {
         Commands::Server(args) => args.worker_threads,
         Commands::Bench(args) => args.worker_threads,
+        Commands::NullServer(args) => args.worker_threads,
         _ => 0,
     };
     let runtime = match build_runtime(worker_threads) {
@@ -328,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Chaos(args) => chaos(args).await,
         Commands::Bench(args) => gavel::bench::run(args).await,
+        Commands::NullServer(args) => null_server(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -380,6 +396,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
     node::run(config, network, listener, shutdown).await
+}
+
+/// Serves the null client API on 127.0.0.1 until SIGINT, as `serve` does a node.
+async fn null_server(args: NullServerArgs) -> anyhow::Result<()> {
+    let address = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), args.port);
+    let listener = Network::tcp().bind(address, Port::Client).await.with_context(|| format!("binding {address}"))?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    tracing::info!(address = %address, pid = std::process::id(), "null server starting");
+    let settings = gavel::transport::TransportSettings::default();
+    gavel::transport::serve_null(address.to_string(), listener, settings, shutdown).await?;
+    Ok(())
 }
 
 /// Runs the prompt until `quit` or end of input. `extra` handles the words

@@ -1,6 +1,6 @@
-//! `gavel bench` end to end: a short run against its own three-node cluster
-//! prints one JSON object with sane figures. No timing thresholds: this
-//! checks the harness, not the machine.
+//! `gavel bench` end to end: a short run against its own three-node cluster,
+//! or against the null server, prints one JSON object with sane figures. No
+//! timing thresholds: this checks the harness, not the machine.
 
 use std::process::Command;
 
@@ -48,4 +48,46 @@ fn bench_reports_sane_figures_as_json() {
         assert!(peak > 0, "peak RSS of {node}");
     }
     assert_eq!(nodes.iter().filter(|node| node["role"] == "leader").count(), 1, "{report}");
+}
+
+/// The null server: the same workload against a server that does no work.
+#[test]
+fn bench_against_the_null_server_reports_it_as_null() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["bench", "--system", "null", "--duration", "1s", "--warmup", "200ms", "--clients", "4", "--json"])
+        .args(["--client-port", "26039"])
+        .output()
+        .expect("gavel bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "gavel bench --system null failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+
+    assert_eq!(report["system"], "null", "{report}");
+    assert_eq!(report["target"], "127.0.0.1:26039", "{report}");
+    let answered = report["answered"].as_u64().expect("answered");
+    assert!(answered > 0, "{report}");
+    assert!(report["bids_per_second"].as_f64().is_some_and(|rate| rate > 0.0), "{report}");
+    // It answers every bid SUCCESS.
+    assert_eq!(report.pointer("/outcomes/success").and_then(Value::as_u64), Some(answered), "{report}");
+    assert_eq!(report["server_threads"], 1, "{report}");
+
+    let servers = report["node_memory"].as_array().expect("node_memory");
+    assert_eq!(servers.len(), 1, "{report}");
+    assert_eq!(servers[0]["role"], "null", "{report}");
+    assert!(servers[0]["vm_hwm_kib"].as_u64().is_some_and(|peak| peak > 0), "{report}");
+}
+
+#[test]
+fn bench_against_the_null_server_refuses_the_modes_it_cannot_run() {
+    for mode in [&["--failover", "2"][..], &["--bids", "100"], &["--target", "127.0.0.1:1"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+            .args(["bench", "--system", "null", "--client-port", "26059"])
+            .args(mode)
+            .output()
+            .expect("gavel bench runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{mode:?} was accepted");
+        assert!(stderr.contains("--system null supports the throughput runs only"), "{mode:?}: {stderr}");
+    }
 }

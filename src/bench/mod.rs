@@ -13,16 +13,23 @@
 //!   memory must not grow per request.
 //! - `--system etcd` (cargo feature `etcd`) runs the same workload against a
 //!   three-member etcd cluster on loopback, each bid a compare-and-put txn.
+//! - `--system null` runs the same workload against a `gavel null-server`
+//!   process: a node's services, runtime and transport with no node behind
+//!   them, answering every bid SUCCESS. It is the ceiling the host, the
+//!   transport and the load generator allow; gavel's figures read as a share
+//!   of it, measured in the same session.
 //!
 //! Layout: [`load`] is the workload (bidders and the closed loop), [`report`]
 //! the figures and how they print, [`memory`] reads `/proc`, [`failover`] the
-//! kill-and-restart trials, `etcd` the etcd cluster and its bidder.
+//! kill-and-restart trials, `etcd` the etcd cluster and its bidder, [`null`]
+//! the null server process.
 
 #[cfg(feature = "etcd")]
 mod etcd;
 mod failover;
 mod load;
 mod memory;
+mod null;
 pub mod report;
 
 use std::path::PathBuf;
@@ -38,6 +45,7 @@ use crate::replication::Role;
 use crate::transport::{AuctionConnection, Network, TransportSettings};
 
 use load::{ClientBidder, ConnectionBidder, Load, WorkerStats};
+use null::NullServer;
 use report::{MemoryCheckpoint, MemoryReport, NodeMemory, Report};
 
 /// `gavel bench` flags.
@@ -110,6 +118,8 @@ pub enum System {
     Gavel,
     /// Needs the `etcd` cargo feature and Debian's `etcd-server`.
     Etcd,
+    /// A server that answers every bid SUCCESS with no work: the host's ceiling.
+    Null,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut report = match args.system {
         System::Gavel => run_gavel(&args).await?,
         System::Etcd => run_etcd(&args).await?,
+        System::Null => run_null(&args).await?,
     };
     report.host_busy_before = host_busy_before;
     if args.json {
@@ -161,8 +172,11 @@ fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.driver == Driver::Client && args.sessions.is_some_and(|sessions| sessions != args.clients) {
         bail!("--driver client keeps one session per client: use --driver connection with --sessions");
     }
-    if args.system == System::Etcd && (args.failover > 0 || args.bids.is_some() || args.target.is_some()) {
-        bail!("--system etcd supports the throughput runs only (no --failover, --bids or --target)");
+    if args.system != System::Gavel && (args.failover > 0 || args.bids.is_some() || args.target.is_some()) {
+        bail!(
+            "--system {} supports the throughput runs only (no --failover, --bids or --target)",
+            system_name(args.system)
+        );
     }
     Ok(())
 }
@@ -177,10 +191,12 @@ async fn run_etcd(_args: &BenchArgs) -> anyhow::Result<Report> {
     bail!("this gavel was built without the `etcd` feature: cargo build --release --features etcd")
 }
 
-/// A cluster the bench started, or the address of one it was pointed at.
+/// A cluster the bench started, the address of one it was pointed at, or
+/// the null server.
 enum Subject {
     Local(LocalCluster),
     Remote(String),
+    Null(NullServer),
 }
 
 impl Subject {
@@ -188,6 +204,7 @@ impl Subject {
         match self {
             Subject::Local(cluster) => cluster.client_address(),
             Subject::Remote(address) => address.clone(),
+            Subject::Null(server) => server.address(),
         }
     }
 
@@ -196,6 +213,7 @@ impl Subject {
         match self {
             Subject::Local(cluster) => (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect(),
             Subject::Remote(_) => Vec::new(),
+            Subject::Null(server) => vec![server.pid()],
         }
     }
 
@@ -210,12 +228,13 @@ impl Subject {
                 let pid = crate::client::node_status(address, ATTEMPT_TIMEOUT).await.ok().map(|status| status.pid);
                 (address.clone(), pid)
             }
+            Subject::Null(server) => (server.address(), Some(server.pid())),
         }
     }
 }
 
 async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
-    let mut subject = match &args.target {
+    let subject = match &args.target {
         Some(target) => Subject::Remote(target.clone()),
         None => {
             let binary = std::env::current_exe().context("finding the gavel binary")?;
@@ -230,6 +249,17 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             Subject::Local(cluster)
         }
     };
+    measure(args, subject).await
+}
+
+async fn run_null(args: &BenchArgs) -> anyhow::Result<Report> {
+    progress(args, format_args!("starting the null server on port {}", args.client_port));
+    let server = NullServer::start(args).await?;
+    measure(args, Subject::Null(server)).await
+}
+
+/// Runs the workload against `subject`, then stops it.
+async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Report> {
     let address = subject.client_address();
     let first_amount = current_highest(&address).await? + 1;
 
@@ -279,11 +309,13 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
     let nodes = match &subject {
         Subject::Local(cluster) => local_memory(cluster).await,
         Subject::Remote(address) => remote_memory(address).await,
+        Subject::Null(server) => vec![NodeMemory::read(server.address(), "null".into(), Some(server.pid()))],
     };
-    let mut report = Report::new("gavel", &stats, load.measured_window());
+    let mut report = Report::new(&system_name(args.system), &stats, load.measured_window());
     report.driver = Some(format!("{:?}", args.driver).to_lowercase());
     (report.nodes, report.server_threads) = match &subject {
         Subject::Local(cluster) => (Some(cluster.len()), Some(args.server_threads)),
+        Subject::Null(_) => (Some(1), Some(args.server_threads)),
         Subject::Remote(_) => (None, None),
     };
     report.load_generator_threads = args.worker_threads;
@@ -295,6 +327,13 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
     report.host_cpu_foreign_share = foreign_share;
     report.failover = failover_report;
     report.memory = memory_report;
+    if let Subject::Null(_) = subject {
+        report.notes.push(
+            "the null server answers every bid SUCCESS with no state and no replication, \
+             on a node's services, runtime and transport: the ceiling of this host"
+                .into(),
+        );
+    }
     report.notes.push(format!(
         "{} client tasks and the servers share this host ({} cores)",
         args.clients,
@@ -355,6 +394,10 @@ async fn remote_memory(address: &str) -> Vec<NodeMemory> {
 
 fn role_name(role: Role) -> String {
     format!("{role:?}").to_lowercase()
+}
+
+fn system_name(system: System) -> String {
+    format!("{system:?}").to_lowercase()
 }
 
 /// Waits for `bids` answers, reading the leader's memory at checkpoints.

@@ -12,7 +12,7 @@ use super::memory::ProcessMemory;
 /// One run's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// `gavel` or `etcd`.
+    /// `gavel`, `etcd` or `null`.
     pub system: String,
     /// How gavel was driven: `connection` or `client`.
     pub driver: Option<String>,
@@ -23,13 +23,14 @@ pub struct Report {
     pub sessions: usize,
     /// The load generator's runtime threads (1: a single-threaded event loop).
     pub load_generator_threads: usize,
-    /// Each gavel server's runtime threads, when the bench started them.
+    /// Each gavel (or null) server's runtime threads, when the bench started them.
     pub server_threads: Option<usize>,
     pub warmup_s: f64,
     /// The measured window.
     pub duration_s: f64,
     /// Bids the service answered (SUCCESS, FAIL or EXCEPTION) in the window:
-    /// each one was committed before it was answered.
+    /// gavel and etcd committed each one before answering it (the null
+    /// server commits nothing).
     pub answered: u64,
     pub bids_per_second: f64,
     pub outcomes: Outcomes,

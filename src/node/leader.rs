@@ -26,8 +26,6 @@ const TICK_INTERVAL: Duration = Duration::from_millis(10);
 /// Client requests whose replies may wait for a commit at once; past this,
 /// new ones are refused with `RESOURCE_EXHAUSTED` until the backups catch up.
 const MAX_PENDING_REPLIES: usize = 64 * 1024;
-/// Connections the client port serves at once.
-pub(super) const MAX_CLIENT_CONNECTIONS: usize = 8 * 1024;
 /// How long the server tasks get to close their connections once the node
 /// stops serving: a client that keeps its connection open must not hold a
 /// stopping node up.
@@ -106,7 +104,7 @@ pub(super) async fn lead(
     let client_port_open = shutdown.child_token();
     let client_server = tokio::spawn(transport::serve(
         Arc::clone(shared),
-        transport::limit_connections(client_listener, MAX_CLIENT_CONNECTIONS),
+        transport::limit_connections(client_listener, transport::MAX_CLIENT_CONNECTIONS),
         Services::Clients,
         config.transport(),
         client_port_open.clone(),

@@ -3,10 +3,13 @@
 //! This is the only layer that names tonic or prost types. The services call
 //! a [`Backend`] (the node) with domain types; the client-side helpers return
 //! domain types and a [`CallError`] that says whether a retry can help.
+//! [`serve_null`] serves the same services with no node behind them: the
+//! bench's ceiling.
 
 mod client;
 mod convert;
 mod network;
+mod null;
 mod server;
 
 use std::time::Duration;
@@ -17,6 +20,7 @@ pub use client::{
 };
 pub use convert::MalformedMessage;
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
+pub use null::serve_null;
 pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
 
 /// The generated protobuf code.
@@ -30,6 +34,10 @@ pub mod pb {
 
 /// The metadata key a backup uses to tell a client where the leader is.
 pub const LEADER_METADATA: &str = "x-gavel-leader";
+
+/// Connections a client port serves at once (a leader's, or the null
+/// server's): past it, new ones wait in the kernel's backlog.
+pub const MAX_CLIENT_CONNECTIONS: usize = 8 * 1024;
 
 /// Largest client request accepted: far above any valid bid, far below what
 /// could hurt a server.

@@ -1,0 +1,77 @@
+//! The null server: gavel's client API with no node behind it. Every bid is
+//! a SUCCESS at once, with no state and no replication. It is served by
+//! [`serve`] itself, so the services, the protobuf conversions and the
+//! server's settings are a node's; `gavel bench --system null` measures it
+//! as the ceiling that the host, the transport and the load generator allow.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auction::{AuctionView, Bid, BidOutcome, Verdict};
+use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
+
+use super::{Backend, BackupSession, Hello, Incoming, ServiceError, Services, TransportSettings, serve};
+
+/// A backend that does no work: what is left of a node's cost is the transport's.
+struct NullBackend {
+    /// The address it answers status probes with.
+    node: NodeId,
+}
+
+impl Backend for NullBackend {
+    async fn bid(&self, bid: Bid) -> Result<BidOutcome, ServiceError> {
+        // A node's SUCCESS names the new highest bid: the same bytes on the wire.
+        Ok(BidOutcome {
+            verdict: Verdict::Success,
+            reason: String::new(),
+            highest_amount: bid.amount,
+            highest_bidder: bid.bidder,
+        })
+    }
+
+    async fn result(&self, auction_id: String) -> Result<(AuctionView, NodeId), ServiceError> {
+        let view = AuctionView {
+            auction_id,
+            over: false,
+            highest_amount: 0,
+            highest_bidder: String::new(),
+            ends_at_unix_ms: 0,
+            accepted_bids: 0,
+            now_unix_ms: 0,
+        };
+        Ok((view, self.node.clone()))
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node: self.node.clone(),
+            role: Role::Leader,
+            epoch: 0,
+            leader: Some(self.node.clone()),
+            membership: vec![self.node.clone()],
+            last: LogPosition::default(),
+            pid: std::process::id(),
+        }
+    }
+
+    async fn backup_connected(&self, _hello: Hello) -> Result<BackupSession, ServiceError> {
+        Err(ServiceError::InvalidArgument("the null server keeps no log to replicate".into()))
+    }
+
+    async fn backup_acked(&self, _node: &str, _connection: u64, _index: u64) {}
+
+    async fn backup_lost(&self, _node: &str, _connection: u64) {}
+}
+
+/// Serves the null client API as `node` on the connections of `incoming`
+/// until `shutdown` is cancelled.
+pub async fn serve_null(
+    node: NodeId,
+    incoming: Incoming,
+    settings: TransportSettings,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    // As a leader serves its client port: the client API only, under the
+    // same connection cap.
+    let incoming = super::limit_connections(incoming, super::MAX_CLIENT_CONNECTIONS);
+    serve(std::sync::Arc::new(NullBackend { node }), incoming, Services::Clients, settings, shutdown).await
+}
