@@ -5,8 +5,14 @@
 //! that applies the same commands in the same order reaches the same state.
 //! The book also holds the dedup table, so a retried bid returns the outcome
 //! of its first execution instead of being applied twice.
+//!
+//! Its maps are persistent (`imbl`): a clone shares them and costs O(1), so
+//! the leader takes a consistent snapshot for a joiner without copying the
+//! state or stopping, however large it is.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use imbl::{OrdMap, OrdSet};
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -138,7 +144,7 @@ pub struct Auction {
     pub highest_bidder: String,
     pub accepted_bids: u64,
     /// Registered bidders and their best bid; the first bid registers.
-    pub bidders: BTreeMap<String, u64>,
+    pub bidders: OrdMap<String, u64>,
 }
 
 impl Auction {
@@ -193,11 +199,13 @@ pub enum ReadError {
 /// All auctions and the dedup table: the replicated state machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuctionBook {
-    pub auctions: BTreeMap<String, Auction>,
-    sessions: HashMap<String, ClientSession>,
+    pub auctions: OrdMap<String, Auction>,
+    /// Ordered, so that a snapshot can be streamed in chunks, each resuming
+    /// after the last key sent.
+    sessions: OrdMap<String, ClientSession>,
     /// The sessions by `(last_used_unix_ms, client_id)`: the oldest first,
     /// so expiry finds them without scanning the table.
-    sessions_by_use: BTreeSet<(i64, String)>,
+    sessions_by_use: OrdSet<(i64, String)>,
 }
 
 /// Checks what a bid request can be judged on without the state, so that a
@@ -262,9 +270,21 @@ impl AuctionBook {
         self.sessions.get(client_id)
     }
 
-    /// Every live session, in no particular order.
+    /// Every live session, by client id.
     pub fn sessions(&self) -> impl Iterator<Item = (&String, &ClientSession)> {
         self.sessions.iter()
+    }
+
+    /// Up to `limit` sessions whose client id comes after `after`, in order:
+    /// a snapshot streams the table in chunks this way.
+    pub fn sessions_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> impl Iterator<Item = (&'a String, &'a ClientSession)> + 'a {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_string()));
+        self.sessions.range((start, Bound::Unbounded)).take(limit)
     }
 
     pub fn session_count(&self) -> usize {
@@ -282,10 +302,10 @@ impl AuctionBook {
     /// Forgets the sessions unused for [`SESSION_EXPIRY_MS`] at log time
     /// `now`: every replica forgets the same ones at the same entry.
     fn expire_sessions(&mut self, now_unix_ms: i64) {
-        while let Some((last_used, _)) = self.sessions_by_use.first()
+        while let Some((last_used, _)) = self.sessions_by_use.get_min()
             && last_used.saturating_add(SESSION_EXPIRY_MS) <= now_unix_ms
         {
-            if let Some((_, client_id)) = self.sessions_by_use.pop_first() {
+            if let Some((_, client_id)) = self.sessions_by_use.remove_min() {
                 self.sessions.remove(&client_id);
             }
         }
@@ -322,7 +342,7 @@ impl AuctionBook {
                 highest_amount: 0,
                 highest_bidder: String::new(),
                 accepted_bids: 0,
-                bidders: BTreeMap::new(),
+                bidders: OrdMap::new(),
             },
         );
         Applied::Opened

@@ -191,7 +191,7 @@ fn the_first_bid_of_a_bidder_registers_it_and_takes_the_lead() {
         }
     );
     let auction = default_auction(&book);
-    assert_eq!(auction.bidders, BTreeMap::from([("alice".to_string(), 10)]));
+    assert_eq!(auction.bidders, OrdMap::from_iter([("alice".to_string(), 10_u64)]));
     assert_eq!((auction.highest_bidder.as_str(), auction.highest_amount), ("alice", 10));
     assert_eq!(auction.accepted_bids, 1);
 }
@@ -208,7 +208,7 @@ fn a_registered_bidder_that_raises_its_bid_succeeds_without_registering_again() 
     assert_success(&outcome, "alice", 30);
     assert_eq!(outcome.reason, "");
     let auction = default_auction(&book);
-    assert_eq!(auction.bidders, BTreeMap::from([("alice".to_string(), 30), ("bob".to_string(), 20)]));
+    assert_eq!(auction.bidders, OrdMap::from_iter([("alice".to_string(), 30_u64), ("bob".to_string(), 20_u64)]));
     assert_eq!(auction.accepted_bids, 3);
 }
 

@@ -276,6 +276,7 @@ async fn follow(
             LeaderMessage::Snapshot(snapshot) => backup.install(snapshot).map(Some),
             LeaderMessage::Entries(entries) => backup.apply(&entries).map(Some),
             LeaderMessage::Heartbeat { epoch } => backup.observe_epoch(epoch).map(|()| None),
+            LeaderMessage::SnapshotPart => Ok(None),
         };
         match applied {
             Ok(Some(index)) => {

@@ -197,13 +197,19 @@ pub fn check_address(address: &str) -> Result<(), CallError> {
 #[derive(Debug)]
 pub enum LeaderMessage {
     Snapshot(Snapshot),
+    /// A chunk of a snapshot still coming: the leader is alive, nothing to
+    /// apply or ack yet.
+    SnapshotPart,
     Entries(Vec<Entry>),
-    Heartbeat { epoch: u64 },
+    Heartbeat {
+        epoch: u64,
+    },
 }
 
 /// A backup's end of the replication stream.
 pub struct LeaderLink {
     inbound: Streaming<rpb::FromLeader>,
+    snapshot: convert::SnapshotAssembler,
     /// Acks are cumulative, so only the latest matters: a watch channel
     /// coalesces them and never blocks the backup.
     acks: watch::Sender<u64>,
@@ -240,7 +246,7 @@ pub async fn open_replication(
     let response = tokio::time::timeout(timeout, client.replicate(outbound))
         .await
         .map_err(|_| CallError::unavailable("the leader did not answer the join in time"))??;
-    Ok(LeaderLink { inbound: response.into_inner(), acks })
+    Ok(LeaderLink { inbound: response.into_inner(), snapshot: convert::SnapshotAssembler::default(), acks })
 }
 
 impl LeaderLink {
@@ -250,7 +256,10 @@ impl LeaderLink {
         let Some(message) = self.inbound.message().await? else { return Ok(None) };
         let malformed = |error: super::MalformedMessage| CallError::Rejected { message: error.to_string() };
         match message.message {
-            Some(M::Snapshot(snapshot)) => Ok(Some(LeaderMessage::Snapshot(snapshot.try_into().map_err(malformed)?))),
+            Some(M::Snapshot(chunk)) => match self.snapshot.add(chunk).map_err(malformed)? {
+                Some(snapshot) => Ok(Some(LeaderMessage::Snapshot(snapshot))),
+                None => Ok(Some(LeaderMessage::SnapshotPart)),
+            },
             Some(M::Entries(entries)) => {
                 let entries = entries.entries.into_iter().map(Entry::try_from).collect::<Result<_, _>>();
                 Ok(Some(LeaderMessage::Entries(entries.map_err(malformed)?)))

@@ -184,72 +184,179 @@ fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome 
     }
 }
 
-impl From<&Snapshot> for rpb::Snapshot {
-    fn from(snapshot: &Snapshot) -> Self {
-        let state = &snapshot.state;
+/// Items (auctions, bidders, a quarter of a session) per snapshot chunk:
+/// a chunk stays well under a megabyte however large the state.
+pub const SNAPSHOT_CHUNK_ITEMS: usize = 4096;
+/// What a session counts for in a chunk's budget: up to eight outcomes.
+const SESSION_ITEMS: usize = 4;
+
+/// A snapshot as a sequence of bounded protobuf chunks, made lazily: each
+/// chunk resumes after the last key the previous one sent. The state is a
+/// persistent structure, so holding it here costs the leader nothing.
+pub struct SnapshotChunks {
+    snapshot: Snapshot,
+    cursor: Cursor,
+}
+
+/// Where the next chunk resumes.
+enum Cursor {
+    /// The next auction after this id (from the first when `None`).
+    NextAuction {
+        after: Option<String>,
+    },
+    /// Auction `id`'s bidders after `bidders_after`.
+    InAuction {
+        id: String,
+        bidders_after: Option<String>,
+    },
+    Sessions {
+        after: Option<String>,
+    },
+    Done,
+}
+
+impl SnapshotChunks {
+    pub fn new(snapshot: Snapshot) -> Self {
+        SnapshotChunks { snapshot, cursor: Cursor::NextAuction { after: None } }
+    }
+
+    fn header(&self) -> rpb::Snapshot {
+        let state = &self.snapshot.state;
         rpb::Snapshot {
-            epoch: snapshot.epoch,
+            epoch: self.snapshot.epoch,
             last_epoch: state.last.epoch,
             last_index: state.last.index,
             membership: state.membership.clone(),
-            cluster_id: state.cluster_id.clone(),
-            auctions: state
-                .book
-                .auctions
-                .values()
-                .map(|auction| rpb::AuctionState {
-                    auction_id: auction.auction_id.clone(),
-                    description: auction.description.clone(),
-                    minimum_amount: auction.minimum_amount,
-                    ends_at_unix_ms: auction.ends_at_unix_ms,
-                    closed: auction.closed,
-                    highest_amount: auction.highest_amount,
-                    highest_bidder: auction.highest_bidder.clone(),
-                    accepted_bids: auction.accepted_bids,
-                    bidders: auction
-                        .bidders
-                        .iter()
-                        .map(|(bidder, best)| rpb::BidderState { bidder: bidder.clone(), best_amount: *best })
-                        .collect(),
-                })
-                .collect(),
-            sessions: state
-                .book
-                .sessions()
-                .map(|(client_id, session)| rpb::ClientSession {
-                    client_id: client_id.clone(),
-                    outcomes: session.outcomes.iter().map(remembered_outcome).collect(),
-                    highest_request_id: session.highest_request_id,
-                    last_used_unix_ms: session.last_used_unix_ms,
-                })
-                .collect(),
             clock_unix_ms: state.clock_unix_ms,
+            cluster_id: state.cluster_id.clone(),
+            ..rpb::Snapshot::default()
         }
     }
 }
 
-impl TryFrom<rpb::Snapshot> for Snapshot {
-    type Error = MalformedMessage;
-    fn try_from(snapshot: rpb::Snapshot) -> Result<Self, Self::Error> {
-        let mut book = AuctionBook::default();
-        for auction in snapshot.auctions {
-            let bidders = auction.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount)).collect();
-            book.auctions.insert(
-                auction.auction_id.clone(),
-                Auction {
-                    auction_id: auction.auction_id,
-                    description: auction.description,
-                    minimum_amount: auction.minimum_amount,
-                    ends_at_unix_ms: auction.ends_at_unix_ms,
-                    closed: auction.closed,
-                    highest_amount: auction.highest_amount,
-                    highest_bidder: auction.highest_bidder,
-                    accepted_bids: auction.accepted_bids,
-                    bidders,
-                },
-            );
+fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a String, &'a u64)>) -> rpb::AuctionState {
+    rpb::AuctionState {
+        auction_id: auction.auction_id.clone(),
+        description: auction.description.clone(),
+        minimum_amount: auction.minimum_amount,
+        ends_at_unix_ms: auction.ends_at_unix_ms,
+        closed: auction.closed,
+        highest_amount: auction.highest_amount,
+        highest_bidder: auction.highest_bidder.clone(),
+        accepted_bids: auction.accepted_bids,
+        bidders: bidders
+            .map(|(bidder, best)| rpb::BidderState { bidder: bidder.clone(), best_amount: *best })
+            .collect(),
+    }
+}
+
+impl Iterator for SnapshotChunks {
+    type Item = rpb::Snapshot;
+
+    fn next(&mut self) -> Option<rpb::Snapshot> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        if matches!(self.cursor, Cursor::Done) {
+            return None;
         }
-        for session in snapshot.sessions {
+        let mut chunk = self.header();
+        let mut budget = SNAPSHOT_CHUNK_ITEMS;
+        let book = &self.snapshot.state.book;
+        while budget > 0 {
+            self.cursor = match std::mem::replace(&mut self.cursor, Cursor::Done) {
+                Cursor::NextAuction { after } => {
+                    let start = after.map_or(Unbounded, Excluded);
+                    match book.auctions.range((start, Unbounded)).next() {
+                        Some((id, _)) => Cursor::InAuction { id: id.clone(), bidders_after: None },
+                        None => Cursor::Sessions { after: None },
+                    }
+                }
+                Cursor::InAuction { id, bidders_after } => {
+                    let Some(auction) = book.auctions.get(&id) else { unreachable!("the cursor names a held auction") };
+                    let start = bidders_after.map_or(Unbounded, Excluded);
+                    let wanted = budget.saturating_sub(1);
+                    let bidders: Vec<_> = auction.bidders.range((start, Unbounded)).take(wanted).collect();
+                    let last = bidders.last().map(|(bidder, _)| (*bidder).clone());
+                    let exhausted = bidders.len() < wanted;
+                    budget -= 1 + bidders.len();
+                    chunk.auctions.push(auction_piece(auction, bidders.into_iter()));
+                    match last {
+                        Some(last) if !exhausted => Cursor::InAuction { id, bidders_after: Some(last) },
+                        _ => Cursor::NextAuction { after: Some(id) },
+                    }
+                }
+                Cursor::Sessions { after } => {
+                    let wanted = (budget / SESSION_ITEMS).max(1);
+                    let sessions: Vec<_> = book.sessions_after(after.as_deref(), wanted).collect();
+                    budget = budget.saturating_sub(sessions.len() * SESSION_ITEMS);
+                    let exhausted = sessions.len() < wanted;
+                    let last = sessions.last().map(|(client_id, _)| (*client_id).clone());
+                    chunk.sessions.extend(sessions.into_iter().map(|(client_id, session)| rpb::ClientSession {
+                        client_id: client_id.clone(),
+                        outcomes: session.outcomes.iter().map(remembered_outcome).collect(),
+                        highest_request_id: session.highest_request_id,
+                        last_used_unix_ms: session.last_used_unix_ms,
+                    }));
+                    match last {
+                        Some(last) if !exhausted => Cursor::Sessions { after: Some(last) },
+                        _ => Cursor::Done,
+                    }
+                }
+                Cursor::Done => break,
+            };
+        }
+        chunk.more = !matches!(self.cursor, Cursor::Done);
+        Some(chunk)
+    }
+}
+
+/// Puts a chunked snapshot back together, one chunk at a time, so that the
+/// receiver never holds more than one chunk's protobuf at once.
+#[derive(Default)]
+pub struct SnapshotAssembler {
+    partial: Option<Snapshot>,
+}
+
+impl SnapshotAssembler {
+    /// Adds a chunk; the whole snapshot once the last one came.
+    pub fn add(&mut self, chunk: rpb::Snapshot) -> Result<Option<Snapshot>, MalformedMessage> {
+        let more = chunk.more;
+        let header = ReplicatedState {
+            cluster_id: chunk.cluster_id,
+            membership: chunk.membership,
+            last: LogPosition { epoch: chunk.last_epoch, index: chunk.last_index },
+            clock_unix_ms: chunk.clock_unix_ms,
+            book: AuctionBook::default(),
+        };
+        let partial = self.partial.get_or_insert_with(|| Snapshot { epoch: chunk.epoch, state: header.clone() });
+        let same_header = partial.epoch == chunk.epoch
+            && partial.state.last == header.last
+            && partial.state.cluster_id == header.cluster_id;
+        if !same_header {
+            self.partial = None;
+            return Err(MalformedMessage("a snapshot chunk from another snapshot"));
+        }
+        let book = &mut partial.state.book;
+        for piece in chunk.auctions {
+            let bidders = piece.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount));
+            match book.auctions.get_mut(&piece.auction_id) {
+                Some(auction) => auction.bidders.extend(bidders),
+                None => {
+                    let auction = Auction {
+                        auction_id: piece.auction_id.clone(),
+                        description: piece.description,
+                        minimum_amount: piece.minimum_amount,
+                        ends_at_unix_ms: piece.ends_at_unix_ms,
+                        closed: piece.closed,
+                        highest_amount: piece.highest_amount,
+                        highest_bidder: piece.highest_bidder,
+                        accepted_bids: piece.accepted_bids,
+                        bidders: bidders.collect(),
+                    };
+                    book.auctions.insert(piece.auction_id, auction);
+                }
+            }
+        }
+        for session in chunk.sessions {
             let mut outcomes = VecDeque::with_capacity(session.outcomes.len());
             for remembered in session.outcomes {
                 let outcome = pb::Outcome::try_from(remembered.outcome as i32)
@@ -272,16 +379,7 @@ impl TryFrom<rpb::Snapshot> for Snapshot {
             };
             book.restore_session(session.client_id, restored);
         }
-        Ok(Snapshot {
-            epoch: snapshot.epoch,
-            state: ReplicatedState {
-                cluster_id: snapshot.cluster_id,
-                book,
-                membership: snapshot.membership,
-                last: LogPosition { epoch: snapshot.last_epoch, index: snapshot.last_index },
-                clock_unix_ms: snapshot.clock_unix_ms,
-            },
-        })
+        Ok(if more { None } else { self.partial.take() })
     }
 }
 
@@ -376,4 +474,81 @@ pub fn hello_from_message(hello: rpb::Hello) -> Result<Hello, MalformedMessage> 
         last: LogPosition { epoch: hello.last_epoch, index: hello.last_index },
         cluster_id: hello.cluster_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::auction::{Command, OpenAuction};
+
+    /// A state with a few auctions, one of many bidders, and many sessions.
+    fn large_state(bidders: u64, auctions: usize) -> ReplicatedState {
+        let mut book = AuctionBook::default();
+        for i in 0..auctions {
+            book.apply(&Command::Open(OpenAuction {
+                auction_id: format!("auction-{i}"),
+                description: "d".repeat(100),
+                minimum_amount: 1,
+                ends_at_unix_ms: 1_000_000,
+                at_unix_ms: 0,
+            }));
+        }
+        for n in 1..=bidders {
+            book.apply(&Command::Bid(Bid {
+                auction_id: "auction-1".into(),
+                bidder: format!("bidder-{n}"),
+                amount: n,
+                client_id: format!("session-{n}"),
+                request_id: 1,
+                at_unix_ms: 10,
+            }));
+        }
+        ReplicatedState {
+            cluster_id: "c".into(),
+            book,
+            membership: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            last: LogPosition { epoch: 1 << 32, index: bidders + auctions as u64 },
+            clock_unix_ms: 10,
+        }
+    }
+
+    #[test]
+    fn a_large_snapshot_streams_in_bounded_chunks_and_reassembles_exactly() {
+        let snapshot = Snapshot { epoch: 2 << 32, state: large_state(20_000, 3) };
+        let mut assembler = SnapshotAssembler::default();
+        let mut chunks = 0;
+        let mut rebuilt = None;
+        for chunk in SnapshotChunks::new(snapshot.clone()) {
+            chunks += 1;
+            assert!(chunk.encoded_len() < 1024 * 1024, "chunk {chunks}: {} bytes", chunk.encoded_len());
+            assert!(rebuilt.is_none(), "nothing follows the last chunk");
+            rebuilt = assembler.add(chunk).expect("well-formed");
+        }
+        // 20,000 bidders and sessions cannot fit one chunk.
+        assert!(chunks > 10, "{chunks} chunks");
+        assert_eq!(rebuilt, Some(snapshot));
+    }
+
+    #[test]
+    fn an_empty_snapshot_is_one_chunk() {
+        let snapshot = Snapshot { epoch: 1 << 32, state: ReplicatedState::default() };
+        let chunks: Vec<_> = SnapshotChunks::new(snapshot.clone()).collect();
+        assert_eq!(chunks.len(), 1);
+        assert!(!chunks[0].more);
+        let mut assembler = SnapshotAssembler::default();
+        assert_eq!(assembler.add(chunks[0].clone()).expect("well-formed"), Some(snapshot));
+    }
+
+    #[test]
+    fn a_chunk_of_another_snapshot_is_refused() {
+        let snapshot = Snapshot { epoch: 2 << 32, state: large_state(10_000, 2) };
+        let mut chunks = SnapshotChunks::new(snapshot);
+        let mut assembler = SnapshotAssembler::default();
+        assert_eq!(assembler.add(chunks.next().expect("a first chunk")).expect("well-formed"), None);
+        let mut stranger = chunks.next().expect("a second chunk");
+        stranger.last_index += 1;
+        assert!(assembler.add(stranger).is_err());
+    }
 }

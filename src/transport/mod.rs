@@ -18,7 +18,7 @@ pub use client::{
     AuctionConnection, CallError, LeaderLink, LeaderMessage, check_address, find_leader, open_replication, probe_peer,
     probe_status,
 };
-pub use convert::MalformedMessage;
+pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use null::serve_null;
 pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
@@ -42,9 +42,10 @@ pub const MAX_CLIENT_CONNECTIONS: usize = 8 * 1024;
 /// Largest client request accepted: far above any valid bid, far below what
 /// could hurt a server.
 pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Largest message from the leader to a backup: a snapshot of many auctions
-/// and sessions. (What a backup sends the leader is limited far lower.)
-pub const MAX_REPLICATION_MESSAGE: usize = 256 * 1024 * 1024;
+/// Largest message from the leader to a backup: a batch of entries or a
+/// snapshot chunk, both bounded far below it. (What a backup sends the
+/// leader is limited lower still.)
+pub const MAX_REPLICATION_MESSAGE: usize = 8 * 1024 * 1024;
 
 /// Timeouts of the transport.
 #[derive(Clone, Debug)]

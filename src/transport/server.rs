@@ -200,7 +200,18 @@ async fn write_to_backup(
             },
         };
         let message = match message {
-            Message::Snapshot(snapshot) => M::Snapshot(rpb::Snapshot::from(snapshot.as_ref())),
+            Message::Snapshot(snapshot) => {
+                // In bounded chunks, made one at a time from the consistent
+                // state the leader handed over; between two, the leader's
+                // loop and the other streams run.
+                for chunk in convert::SnapshotChunks::new(*snapshot) {
+                    if outbound.send(Ok(rpb::FromLeader { message: Some(M::Snapshot(chunk)) })).await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
             Message::Entries(entries) => {
                 let mut batch: Vec<rpb::Entry> = entries.iter().map(rpb::Entry::from).collect();
                 // Coalesce what else is already queued into the same message.
