@@ -68,6 +68,11 @@ pub struct Client {
     last_retries: u32,
     /// When the session's latest request started: an idle session is renewed.
     last_request_at: Option<std::time::Instant>,
+    /// The last request went unanswered: whether the service holds the
+    /// session is unknown (a first request may never have arrived, and the
+    /// service refuses request 2 of a session it does not know), so the
+    /// next request starts a new one.
+    renew_session: bool,
 }
 
 impl Client {
@@ -100,6 +105,7 @@ impl Client {
             current: 0,
             last_retries: 0,
             last_request_at: None,
+            renew_session: false,
         })
     }
 
@@ -107,7 +113,8 @@ impl Client {
     /// was idle for long enough that the service may have forgotten it.
     fn next_request(&mut self) -> (String, u64) {
         let now = self.config.network.now().instant;
-        if self.last_request_at.is_some_and(|last| now.saturating_duration_since(last) >= RENEW_SESSION_AFTER) {
+        let idle = self.last_request_at.is_some_and(|last| now.saturating_duration_since(last) >= RENEW_SESSION_AFTER);
+        if idle || std::mem::take(&mut self.renew_session) {
             self.client_id = format!("{:016x}", self.config.network.random());
             self.next_request_id = 1;
         }
@@ -142,11 +149,14 @@ impl Client {
             request_id,
             at_unix_ms: 0,
         };
-        self.with_retries(|mut connection| {
-            let bid = bid.clone();
-            async move { connection.bid(&bid).await }
-        })
-        .await
+        let answer = self
+            .with_retries(|mut connection| {
+                let bid = bid.clone();
+                async move { connection.bid(&bid).await }
+            })
+            .await;
+        self.renew_session = matches!(answer, Err(ClientError::Unreachable { .. }));
+        answer
     }
 
     /// A linearizable read of the auction, and the leader that answered.

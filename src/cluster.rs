@@ -171,6 +171,26 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// SIGTERM: the graceful stop (a leader hands over, a backup leaves).
+    /// Waits up to `deadline` for the process to exit, then kills it; says
+    /// whether it exited by itself.
+    pub async fn stop(&mut self, i: usize, deadline: Duration) -> anyhow::Result<bool> {
+        self.signal(i, libc::SIGTERM)?;
+        let Some(mut child) = self.nodes[i].child.take() else { return Ok(true) };
+        self.nodes[i].frozen = false;
+        let exited = poll_until("the node to exit", deadline, Duration::from_millis(1), || {
+            let exited = child.try_wait().ok().flatten().is_some();
+            async move { exited.then_some(()) }
+        })
+        .await
+        .is_ok();
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(exited)
+    }
+
     /// SIGSTOP: the process stays, silent, holding its sockets.
     pub fn freeze(&mut self, i: usize) -> anyhow::Result<()> {
         self.signal(i, libc::SIGSTOP)?;

@@ -107,6 +107,10 @@ struct ChaosArgs {
     /// Keep the servers' logs here.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
+    /// Hostile clients beside the honest ones: they join under members' names,
+    /// ack out of turn and replay request ids (0 for none).
+    #[arg(long, default_value_t = 1)]
+    hostile: usize,
     /// Each client pauses up to this long between operations (0 for none).
     #[arg(long, default_value = "4ms", value_parser = humantime::parse_duration)]
     max_pause: Duration,
@@ -583,14 +587,15 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         client_port: args.client_port,
         log_dir: args.log_dir,
         max_pause: args.max_pause,
+        hostile: args.hostile,
         // Short timeouts, so that faults resolve well within the run.
         server_args: ["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--duration", "24h"]
             .map(String::from)
             .to_vec(),
     };
     println!(
-        "chaos: {} nodes, {} clients, {:?}, faults {:?}, seed {seed}",
-        config.nodes, config.clients, config.duration, config.faults
+        "chaos: {} nodes, {} clients and {} hostile, {:?}, faults {:?}, seed {seed}",
+        config.nodes, config.clients, config.hostile, config.duration, config.faults
     );
     let report = chaos::run(config).await?;
     println!("{}", report.render());

@@ -1,5 +1,7 @@
-//! Failover trials: SIGKILL the leader under load, time the service's
-//! recovery as the clients see it, and restart the killed node as a backup.
+//! Failover trials: SIGKILL (or SIGTERM) the leader under load, time the
+//! service's recovery as the clients see it, and restart the node as a
+//! backup. And the rejoin trial: a backup restarted empty into a large
+//! state, timed while the load goes on.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +22,23 @@ pub(crate) const DEFINITION: &str = "first ack: from kill(2) of the leader to th
     attempt sent after the killed process was reaped (so it was sequenced and committed by the new leader); \
     stall: the longest gap between two consecutive answers of one client spanning the kill";
 
+/// How the leader is stopped in a trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// SIGKILL: a crash.
+    Kill,
+    /// SIGTERM: the graceful handover to the first of the leaderQueue.
+    Graceful,
+}
+
 /// Runs `count` trials on a cluster under load.
-pub(crate) async fn trials(cluster: &mut LocalCluster, load: &Load, count: usize, verbose: bool) -> FailoverReport {
+pub(crate) async fn trials(
+    cluster: &mut LocalCluster,
+    load: &Load,
+    count: usize,
+    stop: Stop,
+    verbose: bool,
+) -> FailoverReport {
     let mut trials = Vec::with_capacity(count);
     for trial in 1..=count {
         tokio::time::sleep(STEADY).await;
@@ -32,7 +49,11 @@ pub(crate) async fn trials(cluster: &mut LocalCluster, load: &Load, count: usize
         let killed = cluster.node_address(leader);
         let signalled = load.kill_signalled();
         let kill_started = Instant::now();
-        if let Err(error) = cluster.kill(leader) {
+        let stopped = match stop {
+            Stop::Kill => cluster.kill(leader),
+            Stop::Graceful => cluster.stop(leader, RECOVERY_LIMIT).await.map(|_| ()),
+        };
+        if let Err(error) = stopped {
             eprintln!("bench: trial {trial}: {error:#}; stopping the trials");
             break;
         }
@@ -76,10 +97,63 @@ pub(crate) async fn trials(cluster: &mut LocalCluster, load: &Load, count: usize
         }
         trials.push(result);
     }
+    let definition = match stop {
+        Stop::Kill => DEFINITION.to_string(),
+        Stop::Graceful => DEFINITION.replace("kill(2)", "SIGTERM").replace("killed process", "stopped process"),
+    };
     FailoverReport {
-        definition: DEFINITION.to_string(),
+        definition,
         kill_to_first_ack_ms: Summary::of(trials.iter().filter_map(|trial| trial.kill_to_first_ack_ms)),
         longest_stall_ms: Summary::of(trials.iter().filter_map(|trial| trial.longest_stall_ms)),
         trials,
     }
+}
+
+/// How long a restarted backup may take to rejoin a large state.
+const LARGE_REJOIN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Once `preload` bids are answered, kills the last node (a backup),
+/// restarts it empty, and times its rejoin (a member again, at the leader's
+/// position) while the load goes on. Returns a line for the report.
+pub(crate) async fn rejoin_trial(
+    cluster: &mut LocalCluster,
+    load: &Load,
+    preload: u64,
+    verbose: bool,
+) -> anyhow::Result<String> {
+    poll_until("the preload", Duration::from_secs(3600), Duration::from_millis(50), || async {
+        (load.answered() >= preload).then_some(())
+    })
+    .await?;
+    let backup = cluster.len() - 1;
+    if cluster.leader().await == Some(backup) {
+        anyhow::bail!("the last node leads; the rejoin trial restarts a backup");
+    }
+    cluster.kill(backup)?;
+    let answered_before = load.answered();
+    let started = Instant::now();
+    cluster.restart(backup)?;
+    let leader = cluster.wait_for_leader(RECOVERY_LIMIT).await?;
+    let (leader_address, rejoining) = (cluster.node_address(leader), cluster.node_address(backup));
+    poll_until("the backup to rejoin", LARGE_REJOIN_LIMIT, Duration::from_millis(20), || {
+        let (leader_address, rejoining) = (leader_address.clone(), rejoining.clone());
+        async move {
+            let leader = crate::client::node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
+            let backup = crate::client::node_status(&rejoining, Duration::from_secs(1)).await.ok()?;
+            (leader.membership.contains(&rejoining) && backup.last.index + 1_000 >= leader.last.index).then_some(())
+        }
+    })
+    .await?;
+    let took = started.elapsed();
+    let answered = load.answered() - answered_before;
+    let line = format!(
+        "rejoin after {preload} bids: {rejoining} restarted empty was a member within 1,000 entries of the \
+         leader after {:.2} s; {answered} bids answered meanwhile ({:.0}/s)",
+        took.as_secs_f64(),
+        answered as f64 / took.as_secs_f64()
+    );
+    if verbose {
+        eprintln!("bench: {line}");
+    }
+    Ok(line)
 }

@@ -288,6 +288,16 @@ struct Session {
     client_id: String,
     bidder: String,
     next_request_id: u64,
+    /// How many times it was renewed: part of the next client id.
+    renewals: u32,
+}
+
+impl Session {
+    fn renew(&mut self) {
+        self.renewals += 1;
+        self.client_id = format!("{}~{}", self.client_id.split('~').next().unwrap_or_default(), self.renewals);
+        self.next_request_id = 1;
+    }
 }
 
 /// Bids over one `AuctionConnection` (one HTTP/2 connection), taking turns
@@ -308,6 +318,7 @@ impl ConnectionBidder {
                 client_id: format!("bench-{nonce:08x}-{id}"),
                 bidder: format!("bidder-{id}"),
                 next_request_id: 1,
+                renewals: 0,
             })
             .collect();
         Ok(ConnectionBidder { connection, sessions, next_session: 0 })
@@ -346,10 +357,16 @@ impl Bidder for ConnectionBidder {
                     } else {
                         errors.unavailable += 1;
                     }
+                    // Unanswered, the session may be unknown to the service
+                    // (its first request may never have arrived): the next
+                    // request starts a new one, as `client::Client` does.
+                    let session = &mut self.sessions[turn];
                     if load.stopping.load(Relaxed) {
+                        session.renew();
                         return None;
                     }
                     if invoked.elapsed() + backoff >= REQUEST_DEADLINE {
+                        session.renew();
                         errors.gave_up += 1;
                         return Some(Answer { verdict: Err(Failure::GaveUp), attempt_started });
                     }

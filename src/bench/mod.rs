@@ -27,6 +27,7 @@
 #[cfg(feature = "etcd")]
 mod etcd;
 mod failover;
+mod hostile;
 mod load;
 mod memory;
 mod null;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::replication::Role;
@@ -81,6 +83,22 @@ pub struct BenchArgs {
     /// Stop after this many bids (no warmup) and sample the leader's RSS on the way.
     #[arg(long, conflicts_with = "failover")]
     pub bids: Option<u64>,
+    /// With --failover: stop the leader with SIGTERM (a graceful handover)
+    /// instead of SIGKILL.
+    #[arg(long, requires = "failover")]
+    pub graceful: bool,
+    /// Hostile peers beside the load that say Hello, read, never ack, and
+    /// reconnect at once when dropped.
+    #[arg(long, default_value_t = 0)]
+    pub hostile: usize,
+    /// Hostile peers that ack the leader's position but never read.
+    #[arg(long, default_value_t = 0)]
+    pub greedy_peers: usize,
+    /// Once this many bids were answered, kill the last node (a backup),
+    /// restart it empty and time its rejoin under the ongoing load. With
+    /// --sessions as large, every bid brings a new bidder and a new session.
+    #[arg(long, conflicts_with_all = ["failover", "bids"])]
+    pub rejoin_after: Option<u64>,
     /// The system under test.
     #[arg(long, value_enum, default_value_t = System::Gavel)]
     pub system: System,
@@ -172,9 +190,16 @@ fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.driver == Driver::Client && args.sessions.is_some_and(|sessions| sessions != args.clients) {
         bail!("--driver client keeps one session per client: use --driver connection with --sessions");
     }
-    if args.system != System::Gavel && (args.failover > 0 || args.bids.is_some() || args.target.is_some()) {
+    if args.rejoin_after.is_some() && (args.nodes < 2 || args.target.is_some()) {
+        bail!("--rejoin-after needs a local cluster of 2 nodes or more");
+    }
+    let hostile = args.hostile > 0 || args.greedy_peers > 0;
+    if args.system != System::Gavel
+        && (args.failover > 0 || args.bids.is_some() || args.target.is_some() || hostile || args.rejoin_after.is_some())
+    {
         bail!(
-            "--system {} supports the throughput runs only (no --failover, --bids or --target)",
+            "--system {} supports the throughput runs only (no --failover, --bids, --target, --hostile, \
+             --greedy-peers or --rejoin-after)",
             system_name(args.system)
         );
     }
@@ -286,13 +311,33 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         workers.push(worker);
     }
     let ticker = tokio::spawn(load::progress_lines(Arc::clone(&load), !args.quiet));
+    let hostile_stop = CancellationToken::new();
+    let hostile_counts = Arc::new(hostile::HostileCounts::default());
+    let kinds = std::iter::repeat_n(hostile::HostileKind::Silent, args.hostile)
+        .chain(std::iter::repeat_n(hostile::HostileKind::Greedy, args.greedy_peers));
+    let hostiles: Vec<_> = kinds
+        .enumerate()
+        .map(|(i, kind)| {
+            // Invented names, on ports no node of the bench uses.
+            let name_port = 61000 + i as u16;
+            hostile::spawn(address.clone(), kind, name_port, Arc::clone(&hostile_counts), hostile_stop.clone())
+        })
+        .collect();
+    let (leader_address, leader_pid) = subject.leader().await;
+    let leader_rss_at_start = leader_pid.and_then(memory::ProcessMemory::of_pid);
 
     let mut failover_report = None;
     let mut memory_report = None;
+    let mut rejoin_note = None;
     if args.failover > 0 {
         let Subject::Local(cluster) = &mut subject else { bail!("--failover needs a local cluster") };
         tokio::time::sleep(args.warmup).await;
-        failover_report = Some(failover::trials(cluster, &load, args.failover, !args.quiet).await);
+        let signal = if args.graceful { failover::Stop::Graceful } else { failover::Stop::Kill };
+        failover_report = Some(failover::trials(cluster, &load, args.failover, signal, !args.quiet).await);
+        load.stop_now();
+    } else if let Some(preload) = args.rejoin_after {
+        let Subject::Local(cluster) = &mut subject else { bail!("--rejoin-after needs a local cluster") };
+        rejoin_note = Some(failover::rejoin_trial(cluster, &load, preload, !args.quiet).await?);
         load.stop_now();
     } else if let Some(bids) = args.bids {
         memory_report = Some(sample_memory(&subject, &load, bids, sessions).await);
@@ -300,6 +345,11 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         load.stop_at(args.warmup + args.duration);
         tokio::time::sleep(args.warmup + args.duration).await;
         load.stop_now();
+    }
+    let leader_rss_at_end = leader_pid.and_then(memory::ProcessMemory::of_pid);
+    hostile_stop.cancel();
+    for hostile in hostiles {
+        let _ = hostile.await;
     }
     let stats = join_workers(workers).await?;
     ticker.abort();
@@ -327,6 +377,20 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     report.host_cpu_foreign_share = foreign_share;
     report.failover = failover_report;
     report.memory = memory_report;
+    if args.hostile > 0 || args.greedy_peers > 0 {
+        let mib = |memory: Option<memory::ProcessMemory>| {
+            memory.map_or("-".into(), |m| format!("{:.1} MiB", m.rss_kib as f64 / 1024.0))
+        };
+        report.notes.push(format!(
+            "{} silent and {} greedy hostile peers opened {} streams; leader {leader_address} RSS {} at the start, {} at the end",
+            args.hostile,
+            args.greedy_peers,
+            hostile_counts.streams.load(std::sync::atomic::Ordering::Relaxed),
+            mib(leader_rss_at_start),
+            mib(leader_rss_at_end),
+        ));
+    }
+    report.notes.extend(rejoin_note);
     if let Subject::Null(_) = subject {
         report.notes.push(
             "the null server answers every bid SUCCESS with no state and no replication, \

@@ -4,6 +4,7 @@
 
 pub mod checker;
 pub mod history;
+mod hostile;
 mod runner;
 
 pub use runner::{ChaosConfig, ChaosReport, FaultKind, run};

@@ -17,6 +17,7 @@ use crate::replication::Role;
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
 use super::history::{History, Operation, OperationKind, Outcome};
+use super::hostile::HostileClient;
 
 /// The faults the injector may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -44,6 +45,8 @@ pub struct ChaosConfig {
     pub log_dir: Option<PathBuf>,
     /// Extra flags for the servers (timeouts).
     pub server_args: Vec<String>,
+    /// Hostile clients beside the honest ones (see `chaos::hostile`).
+    pub hostile: usize,
     /// Each client pauses up to this long (uniformly) between operations.
     /// Without a pause a release build makes millions of operations in a few
     /// minutes: more history than the check needs, and slower to check.
@@ -92,7 +95,7 @@ impl ChaosReport {
 
 /// How long a client keeps retrying one operation before recording it as
 /// unknown: longer than a freeze plus a takeover, so most operations resolve.
-const CLIENT_DEADLINE: Duration = Duration::from_secs(4);
+pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Runs the cluster, the clients and the faults, then checks the history.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
@@ -119,6 +122,19 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         };
         clients.push(tokio::spawn(worker.run()));
     }
+    let mut hostiles = Vec::new();
+    for index in 0..config.hostile {
+        let hostile = HostileClient {
+            index: (config.clients + index) as u32,
+            client_address: client_address.clone(),
+            invented_port: config.base_port + config.nodes as u16 + index as u16,
+            rng: StdRng::seed_from_u64(config.seed.wrapping_mul(7_000_003).wrapping_add(index as u64)),
+            started,
+            stop: Arc::clone(&stop),
+            recorder: Arc::clone(&recorder),
+        };
+        hostiles.push(tokio::spawn(hostile.run()));
+    }
 
     let mut injector = Injector {
         cluster: Arc::clone(&cluster),
@@ -132,6 +148,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.context("client task")?;
+    }
+    let mut violations = Vec::new();
+    for hostile in hostiles {
+        violations.extend(hostile.await.context("hostile client task")?);
     }
 
     // Heal: every node back, then one final read of the state.
@@ -154,7 +174,6 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     }
     let checking = Instant::now();
     let initial = ModelState { highest_amount: 0, highest_bidder: String::new(), accepted_bids: 0 };
-    let mut violations = Vec::new();
     // The search takes a few steps per operation; the budget only guards
     // against a pathological history, so it grows with the history.
     let budget = checker::DEFAULT_SEARCH_BUDGET.max(history.operations.len() as u64 * 100);
@@ -208,13 +227,18 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
 
 /// Collects operations from every client.
 #[derive(Default)]
-struct Recorder {
+pub(super) struct Recorder {
     next_id: AtomicU64,
     operations: Mutex<Vec<Operation>>,
 }
 
 impl Recorder {
-    fn record(&self, operation: Operation) {
+    /// The id of the next operation, in invocation order.
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(super) fn record(&self, operation: Operation) {
         self.operations.lock().unwrap_or_else(PoisonError::into_inner).push(operation);
     }
 
@@ -247,7 +271,7 @@ impl ClientWorker {
             if !self.max_pause.is_zero() {
                 tokio::time::sleep(self.max_pause.mul_f64(self.rng.random::<f64>())).await;
             }
-            let id = self.recorder.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.recorder.next_id();
             let invoked_us = self.started.elapsed().as_micros() as u64;
             let (kind, outcome) = if self.rng.random_bool(0.25) {
                 let outcome = match client.result("").await {

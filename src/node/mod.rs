@@ -10,6 +10,7 @@
 
 mod backend;
 mod leader;
+mod leadership;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -20,12 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::replication::{
-    Backup, NodeId, NodeStatus, ReplicationError, Role, SelfView, Succession, choose_successor, epoch_number,
+    Backup, NodeId, ReplicationError, Role, SelfView, Succession, choose_successor, epoch_number,
     highest_credible_epoch,
 };
-use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Port, Services, TransportSettings};
+use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
 use backend::Shared;
+use leadership::{Leadership, PortLock};
 
 /// Everything a node needs to know at start.
 #[derive(Clone, Debug)]
@@ -68,9 +70,6 @@ impl NodeConfig {
     }
 }
 
-/// How long a probe of a peer may take: a live peer on a LAN answers in
-/// well under this; a frozen one never does.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
 /// How long a join may take before the node looks elsewhere.
 const JOIN_TIMEOUT: Duration = Duration::from_millis(300);
 /// Pauses between two rounds of looking for the leader: short at first, so
@@ -132,7 +131,11 @@ enum FollowEnd {
 
 async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let id = shared.id().to_string();
-    let client_address = config.client_address.to_string();
+    let lock = PortLock {
+        network: shared.network().clone(),
+        client_address: config.client_address,
+        find_timeout: JOIN_TIMEOUT,
+    };
     let transport = config.transport();
     let mut backup = Backup::default();
     let mut lost_leader: Option<NodeId> = None;
@@ -144,7 +147,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
         let hello = Hello { node: id.clone(), last: backup.last(), cluster_id: backup.state().cluster_id.clone() };
-        match join(shared.network(), &client_address, &hello, &transport).await {
+        match join(&lock, shared.network(), &hello, &transport).await {
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
@@ -166,12 +169,12 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             Err(error) => debug!(%error, "no leader to join"),
         }
 
-        let answers = probe_peers(shared, config, &backup).await;
+        let answers = lock.survey(survey_targets(&id, config, &backup)).await;
         let me =
             SelfView { id: &id, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
         match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
             Succession::TakeOver { live_backups } => {
-                match shared.network().bind(config.client_address, Port::Client).await {
+                match lock.claim().await {
                     Ok(client_listener) => {
                         // Above every epoch a live member reports, too.
                         let epoch = highest_credible_epoch(&me, &answers);
@@ -212,36 +215,26 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 /// Finds the leader through the client port and opens the replication
 /// stream on its node port.
 async fn join(
+    lock: &impl Leadership,
     network: &Network,
-    client_address: &str,
     hello: &Hello,
     transport: &TransportSettings,
 ) -> Result<transport::LeaderLink, CallError> {
-    let leader = transport::find_leader(network, client_address, JOIN_TIMEOUT).await?;
+    let leader = lock.find_leader().await?;
     if leader == hello.node {
         return Err(CallError::Unavailable { message: "this node's own address leads".into(), leader_hint: None });
     }
     transport::open_replication(network, &leader, hello, transport, JOIN_TIMEOUT).await
 }
 
-/// The statuses of the members and configured peers that answer in time,
-/// through the peer-only probe on their node ports.
-async fn probe_peers(shared: &Shared, config: &NodeConfig, backup: &Backup) -> Vec<NodeStatus> {
+/// The members and configured peers to probe when the leader is gone.
+fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup) -> Vec<NodeId> {
     let mut targets: Vec<String> = backup.state().membership.clone();
     targets.extend(config.peers.iter().cloned());
     targets.sort();
     targets.dedup();
-    targets.retain(|target| target != shared.id());
-    let mut probes = tokio::task::JoinSet::new();
-    for target in targets {
-        let network = shared.network().clone();
-        probes.spawn(async move { transport::probe_peer(&network, &target, PROBE_TIMEOUT).await.ok() });
-    }
-    let mut answers = Vec::new();
-    while let Some(answer) = probes.join_next().await {
-        answers.extend(answer.ok().flatten());
-    }
-    answers
+    targets.retain(|target| target != id);
+    targets
 }
 
 /// Applies the leader's stream until it ends, goes silent or misbehaves.

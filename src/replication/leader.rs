@@ -106,6 +106,10 @@ struct BackupProgress {
     /// member holds every committed entry, which the takeover rule relies
     /// on. Until then it gates no commit.
     join_once_acked: Option<u64>,
+    /// Whether new entries are streamed to it. A learner gets its catch-up
+    /// first and the entries since only once it acks the catch-up: one that
+    /// never acks costs the leader one catch-up, not a stream.
+    streaming: bool,
 }
 
 impl BackupProgress {
@@ -203,6 +207,7 @@ impl Leader {
                 acked: 0,
                 owing_since: Some(now.instant),
                 join_once_acked: None,
+                streaming: true,
             };
             leader.backups.insert(backup.clone(), expected);
         }
@@ -335,6 +340,7 @@ impl Leader {
             sent: self.state.last.index,
             acked: 0,
             owing_since: Some(now.instant),
+            streaming: join_once_acked.is_none(),
             join_once_acked,
         };
         self.backups.insert(node, progress);
@@ -404,6 +410,33 @@ impl Leader {
         }
         progress.acked = index;
         progress.owing_since = if index >= last_index { None } else { next_owed_since.or(progress.owing_since) };
+        if !progress.streaming && index >= progress.sent {
+            self.send_entries_since(node, connection, index);
+        }
+    }
+
+    /// Starts streaming to a learner that acked its catch-up at `acked`:
+    /// the entries since, from the tail, or a new snapshot if the tail no
+    /// longer holds them.
+    fn send_entries_since(&mut self, node: &str, connection: u64, acked: u64) {
+        // What was appended before goes out to the others first; this
+        // learner's share below covers it, and it streams from the next flush.
+        self.flush();
+        let last_index = self.state.last.index;
+        if let Some(progress) = self.backups.get_mut(node) {
+            progress.streaming = true;
+            progress.sent = last_index;
+        }
+        let first_kept = self.tail.front().map_or(last_index + 1, |(entry, _)| entry.index);
+        let message = if acked == last_index {
+            return;
+        } else if acked + 1 >= first_kept {
+            let entries = self.tail.iter().filter(|(entry, _)| entry.index > acked).map(|(entry, _)| entry.clone());
+            Message::Entries(Arc::new(entries.collect()))
+        } else {
+            Message::Snapshot(Box::new(Snapshot { epoch: self.epoch, state: self.state.clone() }))
+        };
+        self.actions.push(Action::Send { to: node.to_string(), connection, message });
     }
 
     /// When the entry at `index` was appended, if the tail still holds it.
@@ -501,7 +534,9 @@ impl Leader {
         let entries = Arc::new(std::mem::take(&mut self.outbox));
         let last_sent = self.state.last.index;
         for (node, progress) in &mut self.backups {
-            if let Some(connection) = progress.connection {
+            if let Some(connection) = progress.connection
+                && progress.streaming
+            {
                 progress.sent = last_sent;
                 self.actions.push(Action::Send {
                     to: node.clone(),

@@ -867,14 +867,21 @@ fn fresh_backup_gets_a_snapshot_and_joins_once_it_acks_it() {
     assert_eq!(catch_up, &Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(1), state: state_before.clone() })));
     assert_eq!(cluster.leader.state().membership, members(&[LEADER]));
 
-    // A learner gates nothing: bob's bid commits without it.
+    // A learner gates nothing: bob's bid commits without it, and is not
+    // streamed to it before it acks its catch-up.
     let bob = cluster.bid("bob", 20);
     assert!(cluster.is_released(bob));
+    assert_eq!(cluster.in_flight(NODE_2), 1, "only the catch-up");
 
-    // Its ack of the catch-up makes it a member: the join entry follows.
-    cluster.deliver(NODE_2).expect("node-2 installs and applies");
+    // Its ack of the catch-up starts the stream with what it missed: bob's
+    // entry. It joins once it holds every committed entry.
+    cluster.deliver(NODE_2).expect("node-2 installs");
     let actions = cluster.deliver_acks(NODE_2);
-    assert!(cluster.is_released(bob));
+    let bob_entry = cluster.sent_entries(state_before.last.index + 1..=state_before.last.index + 1);
+    assert_eq!(sends(&actions), vec![(NODE_2, &entries_message(bob_entry))]);
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER]), "it lacks bob's committed entry");
+    cluster.deliver(NODE_2).expect("node-2 applies bob's entry");
+    let actions = cluster.deliver_acks(NODE_2);
     let join_index = state_before.last.index + 2;
     let join = Entry { epoch: epoch_of(1), index: join_index, payload: Payload::Join { node: NODE_2.to_string() } };
     assert!(sends(&actions).contains(&(NODE_2, &entries_message(vec![join]))), "{actions:?}");

@@ -60,7 +60,7 @@ impl From<Status> for CallError {
     }
 }
 
-fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
+pub(super) fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
     let endpoint = Endpoint::from_shared(uri_for(address))
         .map_err(|error| CallError::Rejected { message: format!("bad address {address:?}: {error}") })?;
     Ok(endpoint
@@ -72,7 +72,7 @@ fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, Cal
 }
 
 /// Dials through `network`, so channels work over a simulated network too.
-fn connector(
+pub(super) fn connector(
     network: Network,
 ) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
 {

@@ -10,6 +10,7 @@ mod client;
 mod convert;
 mod network;
 mod null;
+mod rogue;
 mod server;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use client::{
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use null::serve_null;
+pub use rogue::RogueStream;
 pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
 
 /// The generated protobuf code.

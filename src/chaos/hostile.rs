@@ -1,0 +1,136 @@
+//! The chaos run's hostile client, beside the fault injector. It joins the
+//! replication under members' names and invented ones and acks out of turn
+//! (indexes it was never sent, or none at all); and it bids from a session of
+//! its own, then replays each request id, once with the same bid and once
+//! with another. Its bids are real operations and go into the history; what
+//! a replay is told is checked on the spot: the same bid gets the first
+//! answer, another bid an EXCEPTION, never an effect.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::auction::{Bid, BidOutcome, Verdict};
+use crate::replication::Role;
+use crate::transport::{AuctionConnection, CallError, Network, RogueStream, TransportSettings, probe_status};
+
+use super::history::{Operation, OperationKind, Outcome};
+use super::runner::{CLIENT_DEADLINE, Recorder};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+pub(super) struct HostileClient {
+    /// Its number among the history's clients.
+    pub index: u32,
+    pub client_address: String,
+    /// A port no node uses, for the names it invents.
+    pub invented_port: u16,
+    pub rng: StdRng,
+    pub started: Instant,
+    pub stop: Arc<AtomicBool>,
+    pub recorder: Arc<Recorder>,
+}
+
+impl HostileClient {
+    /// Runs until told to stop; returns what a replay was told that it
+    /// should not have been.
+    pub async fn run(mut self) -> Vec<String> {
+        let network = Network::tcp();
+        let Ok(mut connection) =
+            AuctionConnection::new(&network, &self.client_address, &TransportSettings::default(), TIMEOUT)
+        else {
+            return vec!["the hostile client could not make its connection".into()];
+        };
+        let mut violations = Vec::new();
+        let mut session = (format!("hostile-{:08x}", self.rng.random::<u32>()), 1_u64);
+        let mut highest_seen = 0_u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(self.rng.random_range(5..50))).await;
+            if self.rng.random_bool(0.5) {
+                self.join_and_lie(&network).await;
+                continue;
+            }
+            let amount = (highest_seen + self.rng.random_range(0..40_u64)).saturating_sub(10).max(1);
+            let bid = Bid {
+                auction_id: String::new(),
+                bidder: "mallory".into(),
+                amount,
+                client_id: session.0.clone(),
+                request_id: session.1,
+                at_unix_ms: 0,
+            };
+            session.1 += 1;
+            let first = self.bid_recorded(&mut connection, &bid).await;
+            let Some(first) = first else {
+                // Unanswered: whether the service holds the session is
+                // unknown, so the next request starts a new one.
+                session = (format!("hostile-{:08x}", self.rng.random::<u32>()), 1);
+                continue;
+            };
+            highest_seen = highest_seen.max(first.highest_amount);
+            if let Ok(again) = connection.bid(&bid).await
+                && again != first
+            {
+                violations.push(format!("a replay of {bid:?} was told {again:?}, not its first answer {first:?}"));
+            }
+            let other = Bid { amount: amount + 1_000_000, ..bid };
+            if let Ok(answer) = connection.bid(&other).await
+                && answer.verdict != Verdict::Exception
+            {
+                violations.push(format!("request id {} reused for {other:?} was told {answer:?}", other.request_id));
+            }
+        }
+        violations
+    }
+
+    /// Bids as a client does (retrying the same request until the deadline)
+    /// and records the operation.
+    async fn bid_recorded(&self, connection: &mut AuctionConnection, bid: &Bid) -> Option<BidOutcome> {
+        let id = self.recorder.next_id();
+        let invoked = Instant::now();
+        let invoked_us = self.started.elapsed().as_micros() as u64;
+        let answer = loop {
+            match connection.bid(bid).await {
+                Ok(outcome) => break Some(outcome),
+                Err(CallError::Rejected { .. }) => break None,
+                Err(CallError::Unavailable { .. }) if invoked.elapsed() < CLIENT_DEADLINE => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(CallError::Unavailable { .. }) => break None,
+            }
+        };
+        let completed_us = answer.is_some().then(|| self.started.elapsed().as_micros() as u64);
+        let outcome = answer.clone().map_or(Outcome::Unknown, Outcome::from);
+        let kind = OperationKind::Bid { bidder: bid.bidder.clone(), amount: bid.amount };
+        self.recorder.record(Operation { id, client: self.index, kind, invoked_us, completed_us, outcome });
+        answer
+    }
+
+    /// Opens a replication stream on the leader's node port under a
+    /// member's name or an invented one, lies in its acks, and hangs up.
+    async fn join_and_lie(&mut self, network: &Network) {
+        let Ok(status) = probe_status(network, &self.client_address, TIMEOUT).await else { return };
+        if status.role != Role::Leader {
+            return;
+        }
+        let mut names: Vec<String> =
+            status.membership.iter().filter(|member| **member != status.node).cloned().collect();
+        names.push(format!("127.0.0.1:{}", self.invented_port));
+        let name = names[self.rng.random_range(0..names.len())].clone();
+        let Ok(mut stream) = RogueStream::open(network, &status.node, &name, TIMEOUT).await else { return };
+        match self.rng.random_range(0..3) {
+            0 => {
+                stream.ack(u64::MAX).await;
+            }
+            1 => {
+                stream.ack(self.rng.random_range(0..=status.last.index + 100)).await;
+            }
+            _ => {}
+        }
+        let hold = Duration::from_millis(self.rng.random_range(20..200));
+        let _ = tokio::time::timeout(hold, async { while stream.read().await.is_some() {} }).await;
+    }
+}
