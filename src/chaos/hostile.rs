@@ -22,6 +22,16 @@ use super::runner::{CLIENT_DEADLINE, Recorder};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 
+/// What a hostile client did, and what it was told that it should not have been.
+#[derive(Debug, Default)]
+pub(super) struct HostileReport {
+    /// Replication streams the leader accepted under a lie.
+    pub rogue_streams: usize,
+    /// Requests it replayed (same bid, then another bid).
+    pub replays: usize,
+    pub violations: Vec<String>,
+}
+
 pub(super) struct HostileClient {
     /// Its number among the history's clients.
     pub index: u32,
@@ -35,22 +45,24 @@ pub(super) struct HostileClient {
 }
 
 impl HostileClient {
-    /// Runs until told to stop; returns what a replay was told that it
-    /// should not have been.
-    pub async fn run(mut self) -> Vec<String> {
+    /// Runs until told to stop.
+    pub async fn run(mut self) -> HostileReport {
         let network = Network::tcp();
         let Ok(mut connection) =
             AuctionConnection::new(&network, &self.client_address, &TransportSettings::default(), TIMEOUT)
         else {
-            return vec!["the hostile client could not make its connection".into()];
+            let violations = vec!["the hostile client could not make its connection".into()];
+            return HostileReport { violations, ..HostileReport::default() };
         };
-        let mut violations = Vec::new();
+        let mut report = HostileReport::default();
         let mut session = (format!("hostile-{:08x}", self.rng.random::<u32>()), 1_u64);
         let mut highest_seen = 0_u64;
         while !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(self.rng.random_range(5..50))).await;
             if self.rng.random_bool(0.5) {
-                self.join_and_lie(&network).await;
+                if self.join_and_lie(&network).await {
+                    report.rogue_streams += 1;
+                }
                 continue;
             }
             let amount = (highest_seen + self.rng.random_range(0..40_u64)).saturating_sub(10).max(1);
@@ -71,19 +83,24 @@ impl HostileClient {
                 continue;
             };
             highest_seen = highest_seen.max(first.highest_amount);
+            report.replays += 1;
             if let Ok(again) = connection.bid(&bid).await
                 && again != first
             {
-                violations.push(format!("a replay of {bid:?} was told {again:?}, not its first answer {first:?}"));
+                report
+                    .violations
+                    .push(format!("a replay of {bid:?} was told {again:?}, not its first answer {first:?}"));
             }
             let other = Bid { amount: amount + 1_000_000, ..bid };
             if let Ok(answer) = connection.bid(&other).await
                 && answer.verdict != Verdict::Exception
             {
-                violations.push(format!("request id {} reused for {other:?} was told {answer:?}", other.request_id));
+                report
+                    .violations
+                    .push(format!("request id {} reused for {other:?} was told {answer:?}", other.request_id));
             }
         }
-        violations
+        report
     }
 
     /// Bids as a client does (retrying the same request until the deadline)
@@ -111,16 +128,17 @@ impl HostileClient {
 
     /// Opens a replication stream on the leader's node port under a
     /// member's name or an invented one, lies in its acks, and hangs up.
-    async fn join_and_lie(&mut self, network: &Network) {
-        let Ok(status) = probe_status(network, &self.client_address, TIMEOUT).await else { return };
+    /// Says whether the leader took the stream.
+    async fn join_and_lie(&mut self, network: &Network) -> bool {
+        let Ok(status) = probe_status(network, &self.client_address, TIMEOUT).await else { return false };
         if status.role != Role::Leader {
-            return;
+            return false;
         }
         let mut names: Vec<String> =
             status.membership.iter().filter(|member| **member != status.node).cloned().collect();
         names.push(format!("127.0.0.1:{}", self.invented_port));
         let name = names[self.rng.random_range(0..names.len())].clone();
-        let Ok(mut stream) = RogueStream::open(network, &status.node, &name, TIMEOUT).await else { return };
+        let Ok(mut stream) = RogueStream::open(network, &status.node, &name, TIMEOUT).await else { return false };
         match self.rng.random_range(0..3) {
             0 => {
                 stream.ack(u64::MAX).await;
@@ -132,5 +150,6 @@ impl HostileClient {
         }
         let hold = Duration::from_millis(self.rng.random_range(20..200));
         let _ = tokio::time::timeout(hold, async { while stream.read().await.is_some() {} }).await;
+        true
     }
 }

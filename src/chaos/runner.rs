@@ -62,6 +62,10 @@ pub struct ChaosReport {
     pub failovers: usize,
     pub longest_operation: Duration,
     pub longest_takeover: Duration,
+    /// Replication streams the hostile clients opened under a lie, and the
+    /// requests they replayed.
+    pub rogue_streams: usize,
+    pub replays: usize,
     /// Empty when every check passed.
     pub violations: Vec<String>,
     pub checked_in: Duration,
@@ -82,6 +86,10 @@ impl ChaosReport {
         lines.push(format!("faults injected: {}", if faults.is_empty() { "none".into() } else { faults.join(", ") }));
         lines.push(format!("failovers seen: {} (longest takeover {:?})", self.failovers, self.longest_takeover));
         lines.push(format!("longest operation (pause a client saw): {:?}", self.longest_operation));
+        lines.push(format!(
+            "hostile: {} replication streams under a lie, {} request ids replayed",
+            self.rogue_streams, self.replays
+        ));
         lines.push(format!("checked in {:?}", self.checked_in));
         if self.passed() {
             lines.push("verdict: PASS (linearizable, durable, exactly once)".into());
@@ -150,8 +158,11 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         client.await.context("client task")?;
     }
     let mut violations = Vec::new();
+    let (mut rogue_streams, mut replays) = (0, 0);
     for hostile in hostiles {
-        violations.extend(hostile.await.context("hostile client task")?);
+        let report = hostile.await.context("hostile client task")?;
+        violations.extend(report.violations);
+        (rogue_streams, replays) = (rogue_streams + report.rogue_streams, replays + report.replays);
     }
 
     // Heal: every node back, then one final read of the state.
@@ -220,6 +231,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         failovers: injector.failovers,
         longest_operation,
         longest_takeover: injector.longest_takeover,
+        rogue_streams,
+        replays,
         violations,
         checked_in: checking.elapsed(),
     })
