@@ -6,7 +6,8 @@
 //! - [`auction`]: the auction rules, pure and deterministic.
 //! - [`replication`]: the primary-backup core, sans I/O: events in, actions out.
 //! - [`transport`]: tonic services and channels, protobuf conversions.
-//! - [`node`]: the async driver of one server process: roles, timers, takeover.
+//! - [`node`]: the async driver of one server process: roles, timers,
+//!   takeover, and the leadership seam (today the client port as the lock).
 //! - [`client`]: the client library: failover and retries with the same request id.
 //! - [`prompt`]: the bidding prompt and the one-line answers it prints.
 //! - [`cluster`]: local clusters of server processes, for the demo and the tools.

@@ -325,6 +325,28 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         .collect();
     let (leader_address, leader_pid) = subject.leader().await;
     let leader_rss_at_start = leader_pid.and_then(memory::ProcessMemory::of_pid);
+    // Beside hostile peers, the leader's RSS every 10 s: it must stay flat.
+    let rss_samples = (!hostiles.is_empty()).then(|| {
+        let stop = hostile_stop.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let started = Instant::now();
+            while !stop.is_cancelled() {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+                if let Some(memory) = leader_pid.and_then(memory::ProcessMemory::of_pid) {
+                    samples.push(format!(
+                        "{:.0} s {:.1} MiB",
+                        started.elapsed().as_secs_f64(),
+                        memory.rss_kib as f64 / 1024.0
+                    ));
+                }
+            }
+            samples
+        })
+    });
 
     let mut failover_report = None;
     let mut memory_report = None;
@@ -351,6 +373,10 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     for hostile in hostiles {
         let _ = hostile.await;
     }
+    let rss_samples = match rss_samples {
+        Some(sampler) => sampler.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let stats = join_workers(workers).await?;
     ticker.abort();
     // Read again: the failover trials restart nodes under new pids.
@@ -389,6 +415,9 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
             mib(leader_rss_at_start),
             mib(leader_rss_at_end),
         ));
+        if !rss_samples.is_empty() {
+            report.notes.push(format!("leader RSS every 10 s: {}", rss_samples.join(", ")));
+        }
     }
     report.notes.extend(rejoin_note);
     if let Subject::Null(_) = subject {
