@@ -10,6 +10,7 @@
 //! the leader takes a consistent snapshot for a joiner without copying the
 //! state or stopping, however large it is.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use imbl::{OrdMap, OrdSet};
@@ -203,8 +204,10 @@ pub struct AuctionBook {
     /// Ordered, so that a snapshot can be streamed in chunks, each resuming
     /// after the last key sent.
     sessions: OrdMap<String, ClientSession>,
-    /// The sessions by `(last_used_unix_ms, client_id)`: the oldest first,
-    /// so expiry finds them without scanning the table.
+    /// The sessions by `(expiry_bucket(last_used_unix_ms), client_id)`: the
+    /// oldest first, so expiry finds them without scanning the table. Kept
+    /// by whole seconds, so that a busy session is re-indexed once a second
+    /// rather than on every bid.
     sessions_by_use: OrdSet<(i64, String)>,
 }
 
@@ -233,7 +236,18 @@ pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str
 /// names that look alike are one bidder. Control and format characters
 /// (bidi overrides, zero-width spaces) are refused: they make a name look
 /// like another.
-pub fn normalize_bidder(bidder: &str) -> Result<String, String> {
+pub fn normalize_bidder(bidder: &str) -> Result<Cow<'_, str>, String> {
+    // The common case, checked without Unicode tables or a copy: printable
+    // ASCII with no space at either end is already in normal form.
+    let printable = |byte: &u8| (b' '..=b'~').contains(byte);
+    if bidder.len() <= MAX_BIDDER_LEN
+        && bidder.bytes().all(|byte| printable(&byte))
+        && !bidder.starts_with(' ')
+        && !bidder.ends_with(' ')
+        && !bidder.is_empty()
+    {
+        return Ok(Cow::Borrowed(bidder));
+    }
     let trimmed = bidder.trim();
     if trimmed.is_empty() {
         return Err("bidder name must not be empty".into());
@@ -247,7 +261,13 @@ pub fn normalize_bidder(bidder: &str) -> Result<String, String> {
     if normal.len() > MAX_BIDDER_LEN {
         return Err(format!("bidder name is longer than {MAX_BIDDER_LEN} bytes"));
     }
-    Ok(normal)
+    Ok(if normal == bidder { Cow::Borrowed(bidder) } else { Cow::Owned(normal) })
+}
+
+/// The whole second a session's last use is indexed under, rounded up: a
+/// session lives at least [`SESSION_EXPIRY_MS`] after its last use.
+fn expiry_bucket(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(1000).saturating_add(1).saturating_mul(1000)
 }
 
 /// Maps the empty auction id to the default auction.
@@ -293,17 +313,19 @@ impl AuctionBook {
 
     /// Puts back a session read from a snapshot.
     pub fn restore_session(&mut self, client_id: String, session: ClientSession) {
-        self.sessions_by_use.insert((session.last_used_unix_ms, client_id.clone()));
+        let bucket = expiry_bucket(session.last_used_unix_ms);
         if let Some(replaced) = self.sessions.insert(client_id.clone(), session) {
-            self.sessions_by_use.remove(&(replaced.last_used_unix_ms, client_id));
+            self.sessions_by_use.remove(&(expiry_bucket(replaced.last_used_unix_ms), client_id.clone()));
         }
+        self.sessions_by_use.insert((bucket, client_id));
     }
 
-    /// Forgets the sessions unused for [`SESSION_EXPIRY_MS`] at log time
-    /// `now`: every replica forgets the same ones at the same entry.
+    /// Forgets the sessions unused for [`SESSION_EXPIRY_MS`] (and less than
+    /// a second more) at log time `now`: every replica forgets the same ones
+    /// at the same entry.
     fn expire_sessions(&mut self, now_unix_ms: i64) {
-        while let Some((last_used, _)) = self.sessions_by_use.get_min()
-            && last_used.saturating_add(SESSION_EXPIRY_MS) <= now_unix_ms
+        while let Some((bucket, _)) = self.sessions_by_use.get_min()
+            && bucket.saturating_add(SESSION_EXPIRY_MS) <= now_unix_ms
         {
             if let Some((_, client_id)) = self.sessions_by_use.remove_min() {
                 self.sessions.remove(&client_id);
@@ -409,14 +431,17 @@ impl AuctionBook {
         match self.sessions.get_mut(client_id) {
             Some(session) if now_unix_ms <= session.last_used_unix_ms => {}
             Some(session) => {
-                self.sessions_by_use.remove(&(session.last_used_unix_ms, client_id.to_string()));
+                let (old, new) = (expiry_bucket(session.last_used_unix_ms), expiry_bucket(now_unix_ms));
                 session.last_used_unix_ms = now_unix_ms;
-                self.sessions_by_use.insert((now_unix_ms, client_id.to_string()));
+                if old != new {
+                    self.sessions_by_use.remove(&(old, client_id.to_string()));
+                    self.sessions_by_use.insert((new, client_id.to_string()));
+                }
             }
             None => {
                 let session = ClientSession { last_used_unix_ms: now_unix_ms, ..ClientSession::default() };
                 self.sessions.insert(client_id.to_string(), session);
-                self.sessions_by_use.insert((now_unix_ms, client_id.to_string()));
+                self.sessions_by_use.insert((expiry_bucket(now_unix_ms), client_id.to_string()));
             }
         }
     }

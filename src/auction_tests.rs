@@ -755,26 +755,28 @@ fn a_request_from_an_unknown_session_above_request_one_is_refused_as_expired() {
 fn sessions_expire_by_log_time_and_a_retry_after_expiry_is_never_applied_twice() {
     let mut book = book_with_default_auction(1);
     let at = |ms: i64, bid: Bid| Bid { at_unix_ms: ms, ..bid };
+    // "old" is last used at DURING_MS, "kept" a second later.
     let first = place(&mut book, at(DURING_MS, from_client(bid("alice", 10), "old", 1)));
     assert_success(&first, "alice", 10);
-    place(&mut book, at(DURING_MS + 1, from_client(bid("bob", 20), "kept", 1)));
+    place(&mut book, at(DURING_MS + 1_000, from_client(bid("bob", 20), "kept", 1)));
 
-    // Just before the horizon both live; a bid at the horizon of "old"'s
-    // last use forgets it, and only it.
-    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS - 1, from_client(bid("bob", 21), "kept", 2)));
-    assert!(book.session("old").is_some());
-    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS, from_client(bid("carol", 31), "other", 1)));
-    assert_eq!(book.session("old"), None, "expired at the horizon");
-    assert!(book.session("kept").is_some());
+    // A session lives at least SESSION_EXPIRY_MS after its last use (and
+    // at most a second more: the index keeps whole seconds).
+    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS, from_client(bid("bob", 21), "kept", 2)));
+    assert!(book.session("old").is_some(), "alive at the horizon");
+    place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS + 1_000, from_client(bid("carol", 31), "other", 1)));
+    assert_eq!(book.session("old"), None, "expired within a second of the horizon");
+    assert!(book.session("kept").is_some(), "used since");
     assert_eq!(book.session_count(), 2);
 
     // The retry of "old"'s first request starts a session afresh (its id is
     // 1), so it is judged again: 10 no longer wins, and nothing is applied
     // twice. A later request of the expired session is refused.
     let accepted = default_auction(&book).accepted_bids;
-    let retry = place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS + 1, from_client(bid("alice", 10), "old", 1)));
+    let later_ms = DURING_MS + SESSION_EXPIRY_MS + 1_001;
+    let retry = place(&mut book, at(later_ms, from_client(bid("alice", 10), "old", 1)));
     assert_eq!(retry.verdict, Verdict::Fail);
-    let later = place(&mut book, at(DURING_MS + SESSION_EXPIRY_MS + 1, from_client(bid("alice", 99), "gone", 2)));
+    let later = place(&mut book, at(later_ms, from_client(bid("alice", 99), "gone", 2)));
     assert!(later.reason.contains("session expired"), "{}", later.reason);
     assert_eq!(default_auction(&book).accepted_bids, accepted);
 }

@@ -48,9 +48,10 @@ async fn lying_backup(address: &str, node: &str, index: u64) -> Result<Streaming
 
 use tokio_stream::StreamExt;
 
-/// Bids increasing amounts until `stop`; returns the acknowledged ones.
-async fn bid_until(server: String, stop: Arc<AtomicBool>) -> (Vec<u64>, usize) {
-    let next_amount = Arc::new(AtomicU64::new(1));
+/// Bids increasing amounts from `first_amount` until `stop`; returns the
+/// acknowledged ones and how many went unanswered.
+async fn bid_until(server: String, first_amount: u64, stop: Arc<AtomicBool>) -> (Vec<u64>, usize) {
+    let next_amount = Arc::new(AtomicU64::new(first_amount));
     let config = gavel::client::ClientConfig { servers: vec![server], ..Default::default() };
     let mut bidder = gavel::client::Client::new(config).expect("client");
     let (mut successes, mut unanswered) = (Vec::new(), 0);
@@ -237,7 +238,7 @@ async fn a_fresh_node_given_bare_peer_ports_never_wipes_the_auction() {
 async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     let cluster = start(33, 3, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let bidding = tokio::spawn(bid_until(cluster.client_address(), Arc::clone(&stop)));
+    let bidding = tokio::spawn(bid_until(cluster.client_address(), 1, Arc::clone(&stop)));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pid = cluster.pid(0).expect("leader pid");
@@ -334,4 +335,89 @@ fn flag_mistakes_get_a_clear_error_at_once() {
     let said =
         format!("{}{}", String::from_utf8_lossy(&bad_server.stdout), String::from_utf8_lossy(&bad_server.stderr));
     assert!(said.contains("bad address"), "{said}");
+}
+
+/// Finding 7, scaled down: after thousands of distinct bidders and sessions
+/// (a snapshot of many chunks), a backup restarted empty rejoins while
+/// bidding goes on, and no bid goes unanswered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_rejoins_a_large_state_while_bidding_goes_on() {
+    const BIDDERS: u64 = 6_000;
+    const TASKS: u64 = 8;
+    let mut cluster = start(35, 3, &[]).await;
+    let server = cluster.client_address();
+    // Each bid from its own session and bidder.
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let settings = TransportSettings::default();
+            let mut connection = AuctionConnection::new(&Network::tcp(), &server, &settings, Duration::from_secs(2))
+                .expect("connection");
+            for n in (task..BIDDERS).step_by(TASKS as usize) {
+                let bid = Bid {
+                    auction_id: String::new(),
+                    bidder: format!("bidder-{n}"),
+                    amount: n + 1,
+                    client_id: format!("session-{n}"),
+                    request_id: 1,
+                    at_unix_ms: 0,
+                };
+                connection.bid(&bid).await.expect("answered");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("bidders");
+    }
+
+    cluster.kill(2).expect("kill backup");
+    cluster.restart(2).expect("restart empty");
+    let stop = Arc::new(AtomicBool::new(false));
+    let bidding = tokio::spawn(bid_until(server.clone(), BIDDERS + 1, Arc::clone(&stop)));
+    let (leader, rejoining) = (cluster.node_address(0), cluster.node_address(2));
+    eventually("the restarted backup to rejoin as a member", SETTLE, || {
+        let (leader, rejoining) = (leader.clone(), rejoining.clone());
+        async move {
+            let status = node_status(&leader, Duration::from_secs(1)).await.ok()?;
+            let backup = node_status(&rejoining, Duration::from_secs(1)).await.ok()?;
+            (status.membership.contains(&rejoining) && backup.role == Role::Backup).then_some(())
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (successes, unanswered) = bidding.await.expect("bidder");
+    assert_eq!(unanswered, 0);
+    assert!(!successes.is_empty(), "bids were acknowledged during the rejoin");
+
+    // The rejoined node holds the whole state: it can take over with it.
+    let (before, _) = client(&cluster).result("").await.expect("result");
+    cluster.kill(0).expect("kill leader");
+    cluster.kill(1).expect("kill the other backup");
+    assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("takeover"), 2);
+    let (after, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!(
+        (after.highest_amount, after.accepted_bids),
+        (before.highest_amount, before.accepted_bids),
+        "the rejoined node took over with every acknowledged bid"
+    );
+}
+
+/// A client whose first request went unanswered does not know whether the
+/// service holds its session; its next request starts a new one rather
+/// than be refused as coming from an expired session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_first_request_went_unanswered_starts_a_new_session() {
+    let ports = ports(36);
+    let config = gavel::client::ClientConfig {
+        servers: vec![format!("127.0.0.1:{}", ports.client)],
+        deadline: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut bidder = gavel::client::Client::new(config).expect("client");
+    assert!(bidder.bid("", "dora", 5).await.is_err(), "nobody serves yet");
+
+    let _cluster = start(36, 2, &[]).await;
+    let outcome = bidder.bid("", "dora", 6).await.expect("answered by the cluster now up");
+    assert_eq!(outcome.verdict, Verdict::Success, "{outcome:?}");
 }

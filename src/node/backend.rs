@@ -1,6 +1,7 @@
 //! What the node's gRPC services see: its status, and, while it leads, the
 //! channel into the leader's event loop.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -130,7 +131,8 @@ impl Backend for Shared {
         // changes nothing and its answer does not depend on the state. The
         // log holds the one normal spelling of the bidder's name.
         match auction::normalize_bidder(&bid.bidder) {
-            Ok(normal) => bid.bidder = normal,
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(normal)) => bid.bidder = normal,
             Err(reason) => return Ok(BidOutcome::exception(reason)),
         }
         if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {

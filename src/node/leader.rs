@@ -280,3 +280,36 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::LogPosition;
+
+    /// A backup whose queue is full cannot keep up: it is removed, not
+    /// buffered, and the leader's memory for it stays bounded.
+    #[test]
+    fn a_backup_whose_queue_is_full_is_removed() {
+        let now = Now::read();
+        let mut leader = Leader::bootstrap("127.0.0.1:1".into(), "c".into(), LeaderSettings::default(), now, 0);
+        let mut driver =
+            Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0, overflowed: Vec::new() };
+        let node = "127.0.0.1:2".to_string();
+        // Room for one message: its catch-up. It never reads.
+        let (messages, _never_read) = mpsc::channel(1);
+        let connected =
+            LeaderInput::BackupConnected { node: node.clone(), connection: 1, last: LogPosition::default(), messages };
+        driver.handle(&mut leader, connected, now);
+        driver.perform(&mut leader, now);
+        assert!(driver.streams.contains_key(&node));
+        // It acks its catch-up, so entries are streamed to it: the next
+        // message finds its queue full.
+        let acked = LeaderInput::Ack { node: node.clone(), connection: 1, index: leader.state().last.index };
+        driver.handle(&mut leader, acked, now);
+        driver.perform(&mut leader, now);
+
+        assert!(!driver.streams.contains_key(&node), "removed once its queue overflowed");
+        let (members, learners) = leader.members_and_learners();
+        assert!(!members.contains(&node) && !learners.contains(&node));
+    }
+}

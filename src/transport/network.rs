@@ -233,6 +233,27 @@ mod tests {
 
     use super::*;
 
+    /// Past the cap, the listener stops accepting until a connection closes:
+    /// the next one waits in the backlog, then is served.
+    #[tokio::test]
+    async fn the_connection_cap_holds_new_connections_until_one_closes() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let plain: Incoming = Box::pin(TcpListenerStream::new(listener).map(|accepted| Ok(Connection::new(accepted?))));
+        let mut incoming = limit_connections(plain, 2);
+
+        let _first = tokio::net::TcpStream::connect(address).await.unwrap();
+        let _second = tokio::net::TcpStream::connect(address).await.unwrap();
+        let first = incoming.next().await.expect("accepted").expect("ok");
+        let _second_accepted = incoming.next().await.expect("accepted").expect("ok");
+        let _third = tokio::net::TcpStream::connect(address).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
+        assert!(waited.is_err(), "a third connection is not served while two are");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), incoming.next()).await;
+        assert!(matches!(third, Ok(Some(Ok(_)))), "served once one closed");
+    }
+
     /// A node busy serving must not lose connections it has not accepted
     /// yet: the kernel completes the handshakes of a burst of clients into
     /// the backlog. Nothing accepts here, so with a backlog smaller than the
