@@ -143,6 +143,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     let mut waiting_for: HashMap<NodeId, Instant> = HashMap::new();
     let mut passed_over: HashSet<NodeId> = HashSet::new();
     let mut retry_pause = FIRST_RETRY_PAUSE;
+    // The last refusal logged, so that a node refused again and again (by a
+    // leader of another cluster, say) says so once, not every few ms.
+    let mut last_refusal: Option<String> = None;
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
@@ -165,7 +168,12 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                 }
                 continue;
             }
-            Err(CallError::Rejected { message }) => warn!(%message, "the leader refused this node"),
+            Err(CallError::Rejected { message }) => {
+                if last_refusal.as_ref() != Some(&message) {
+                    warn!(%message, "the leader refused this node");
+                    last_refusal = Some(message);
+                }
+            }
             Err(error) => debug!(%error, "no leader to join"),
         }
 
