@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::auction::{AuctionView, Bid, BidOutcome};
+use crate::auction::{AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome};
 use crate::replication::NodeStatus;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
@@ -157,6 +157,44 @@ impl Client {
             .await;
         self.renew_session = matches!(answer, Err(ClientError::Unreachable { .. }));
         answer
+    }
+
+    /// Creates an auction; retries reuse the request id, so it is created once.
+    pub async fn create_auction(&mut self, mut create: CreateAuction) -> Result<CreateOutcome, ClientError> {
+        (create.client_id, create.request_id) = self.next_request();
+        let answer = self
+            .with_retries(|mut connection| {
+                let create = create.clone();
+                async move { connection.create_auction(&create).await }
+            })
+            .await;
+        self.renew_session = matches!(answer, Err(ClientError::Unreachable { .. }));
+        answer
+    }
+
+    /// A page of the catalogue, in creation order (linearizable).
+    pub async fn list_auctions(
+        &mut self,
+        open_only: bool,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<AuctionPage, ClientError> {
+        let page_token = page_token.to_string();
+        self.with_retries(|mut connection| {
+            let page_token = page_token.clone();
+            async move { connection.list_auctions(open_only, limit, &page_token).await }
+        })
+        .await
+    }
+
+    /// One auction (linearizable).
+    pub async fn get_auction(&mut self, auction_id: &str) -> Result<AuctionInfo, ClientError> {
+        let auction_id = auction_id.to_string();
+        self.with_retries(|mut connection| {
+            let auction_id = auction_id.clone();
+            async move { connection.get_auction(&auction_id).await }
+        })
+        .await
     }
 
     /// A linearizable read of the auction, and the leader that answered.

@@ -60,6 +60,47 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// Create an auction as a seller.
+    Create {
+        /// Your seller name.
+        #[arg(long)]
+        seller: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The least first bid.
+        #[arg(long, default_value_t = 1)]
+        min: u64,
+        /// How long it runs, from when the service takes it (`10m`, `2h`).
+        #[arg(long, value_parser = parse_positive_duration)]
+        duration: Duration,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the auctions, in creation order.
+    List {
+        /// Only those still running.
+        #[arg(long)]
+        open: bool,
+        /// Print JSON lines instead of lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one auction.
+    Show {
+        /// The auction's id (as `list` prints it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Start a local three-node cluster and open the bidding prompt on it.
     Demo(DemoArgs),
     /// Bid and read under injected faults, then check the history.
@@ -343,6 +384,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (line, answered) = prompt::result_line(&mut client, &target.auction).await;
             println!("{line}");
             Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Commands::Create { seller, title, description, min, duration, json, target } => {
+            let mut client = target.client()?;
+            let create = gavel::auction::CreateAuction {
+                seller,
+                title: title.clone(),
+                description,
+                minimum_amount: min,
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                ends_at_unix_ms: 0,
+                client_id: String::new(),
+                request_id: 0,
+                at_unix_ms: 0,
+            };
+            match client.create_auction(create).await {
+                Ok(outcome) if json => {
+                    let verdict = format!("{:?}", outcome.verdict).to_uppercase();
+                    let value = serde_json::json!({ "outcome": verdict, "reason": outcome.reason, "auction_id": outcome.auction_id });
+                    println!("{value}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(outcome) => {
+                    println!("{}", prompt::format_create(&title, &outcome));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    println!("{}", prompt::format_error(&error));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Commands::List { open, json, target } => {
+            let mut client = target.client()?;
+            let mut page_token = String::new();
+            loop {
+                let page = match client.list_auctions(open, 0, &page_token).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        println!("{}", prompt::format_error(&error));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+                for info in &page.auctions {
+                    if json {
+                        println!("{}", prompt::auction_json(info));
+                    } else {
+                        println!("{}", prompt::format_auction(info));
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        Commands::Show { id, json, target } => {
+            let mut client = target.client()?;
+            match client.get_auction(&id).await {
+                Ok(info) if json => println!("{}", prompt::auction_json(&info)),
+                Ok(info) => println!("{}", prompt::format_auction(&info)),
+                Err(error) => {
+                    println!("{}", prompt::format_error(&error));
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Chaos(args) => chaos(args).await,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::auction::{AuctionView, BidOutcome, Verdict};
+use crate::auction::{AuctionInfo, AuctionView, BidOutcome, CreateOutcome, Verdict};
 use crate::client::{Client, ClientError};
 
 /// What a line typed at the prompt asks for.
@@ -116,6 +116,52 @@ pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool
         Err(error @ ClientError::Rejected(_)) => (format_error(&error), true),
         Err(error) => (format_error(&error), false),
     }
+}
+
+/// The line for a create.
+pub fn format_create(title: &str, outcome: &CreateOutcome) -> String {
+    match outcome.verdict {
+        Verdict::Success => format!("CREATED: auction {} ({title})", outcome.auction_id),
+        _ => format!("EXCEPTION: {}", outcome.reason),
+    }
+}
+
+/// One auction on one line, as `list` and `show` print it.
+pub fn format_auction(info: &AuctionInfo) -> String {
+    let seller = if info.seller.is_empty() { "the house".to_string() } else { info.seller.clone() };
+    let state = if info.over {
+        match info.highest_bidder.as_str() {
+            "" => "over, no winner".to_string(),
+            winner => format!("over, won by {winner} with {}", info.highest_amount),
+        }
+    } else {
+        let left_ms = (info.ends_at_unix_ms - info.now_unix_ms).max(0) as u64;
+        let left = humantime::format_duration(Duration::from_secs(left_ms.div_ceil(1000)));
+        match info.highest_bidder.as_str() {
+            "" => format!("running, no bids yet (minimum {}), {left} left", info.minimum_amount),
+            bidder => format!("running, highest {} by {bidder}, {left} left", info.highest_amount),
+        }
+    };
+    format!("{}  {:?} by {seller}: {state}", info.auction_id, info.title)
+}
+
+/// An auction as JSON, for scripts (`--json`).
+pub fn auction_json(info: &AuctionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "auction_id": info.auction_id,
+        "seller": info.seller,
+        "title": info.title,
+        "description": info.description,
+        "minimum_amount": info.minimum_amount,
+        "created_at_unix_ms": info.created_at_unix_ms,
+        "ends_at_unix_ms": info.ends_at_unix_ms,
+        "over": info.over,
+        "highest_amount": info.highest_amount,
+        "highest_bidder": info.highest_bidder,
+        "accepted_bids": info.accepted_bids,
+        "now_unix_ms": info.now_unix_ms,
+        "revision": info.revision,
+    })
 }
 
 #[cfg(test)]

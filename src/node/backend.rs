@@ -7,7 +7,9 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auction::{self, AuctionView, Bid, BidOutcome, ReadError};
+use crate::auction::{
+    self, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, QueryError, ReadError,
+};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
 
@@ -20,6 +22,8 @@ pub(super) type ReplySender = oneshot::Sender<Result<Reply, ServiceError>>;
 pub(super) enum LeaderInput {
     Bid { bid: Bid, reply: ReplySender },
     Read { auction_id: String, reply: ReplySender },
+    Create { create: CreateAuction, reply: ReplySender },
+    Query { query: Query, reply: ReplySender },
     BackupConnected { node: NodeId, connection: u64, last: LogPosition, messages: mpsc::Sender<Message> },
     Ack { node: NodeId, connection: u64, index: u64 },
     BackupLost { node: NodeId, connection: u64 },
@@ -143,7 +147,7 @@ impl Backend for Shared {
         match answer.await {
             Ok(Ok(Reply::Bid(outcome))) => Ok(outcome),
             Ok(Err(error)) => Err(error),
-            Ok(Ok(Reply::Result(_))) | Err(_) => Err(ServiceError::Stopped),
+            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
         }
     }
 
@@ -160,7 +164,52 @@ impl Backend for Shared {
             Ok(Ok(Reply::Result(Ok(view)))) => Ok((view, self.id.clone())),
             Ok(Ok(Reply::Result(Err(ReadError::UnknownAuction(id))))) => Err(ServiceError::UnknownAuction(id)),
             Ok(Err(error)) => Err(error),
-            Ok(Ok(Reply::Bid(_))) | Err(_) => Err(ServiceError::Stopped),
+            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+        }
+    }
+
+    async fn create_auction(&self, mut create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
+        // As for bids: malformed input is refused before it is sequenced
+        // (the end is checked once the leader has set it), and the log
+        // holds the seller's name in normal form.
+        match auction::normalize_bidder(&create.seller) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(normal)) => create.seller = normal,
+            Err(reason) => return Ok(CreateOutcome::exception(reason.replace("bidder", "seller"))),
+        }
+        if let Err(reason) = auction::validate_create_fields(&create) {
+            return Ok(CreateOutcome::exception(reason));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send_request(LeaderInput::Create { create, reply })?;
+        match answer.await {
+            Ok(Ok(Reply::Created(outcome))) => Ok(outcome),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+        }
+    }
+
+    async fn query(&self, query: Query) -> Result<QueryAnswer, ServiceError> {
+        if let Query::Get { auction_id } = &query
+            && auction_id.len() > auction::MAX_AUCTION_ID_LEN
+        {
+            return Err(ServiceError::InvalidArgument(format!(
+                "auction id is longer than {} bytes",
+                auction::MAX_AUCTION_ID_LEN
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send_request(LeaderInput::Query { query, reply })?;
+        match answer.await {
+            Ok(Ok(Reply::Query(Ok(answer)))) => Ok(answer),
+            Ok(Ok(Reply::Query(Err(QueryError::Read(ReadError::UnknownAuction(id)))))) => {
+                Err(ServiceError::UnknownAuction(id))
+            }
+            Ok(Ok(Reply::Query(Err(error @ QueryError::BadPageToken(_))))) => {
+                Err(ServiceError::InvalidArgument(error.to_string()))
+            }
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
         }
     }
 

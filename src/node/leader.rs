@@ -211,6 +211,14 @@ impl Driver {
                 Some(token) => Event::Read { token, auction_id },
                 None => return,
             },
+            LeaderInput::Create { create, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Create { token, create },
+                None => return,
+            },
+            LeaderInput::Query { query, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Query { token, query },
+                None => return,
+            },
             LeaderInput::BackupConnected { node, connection, last, messages } => {
                 info!(backup = %node, last_index = last.index, "backup connected");
                 self.streams.insert(node.clone(), (connection, messages));

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auction::{Applied, AuctionView, Bid, BidOutcome, Command, OpenAuction, ReadError};
+use crate::auction::{
+    Applied, AuctionView, Bid, BidOutcome, Command, CreateAuction, CreateOutcome, OpenAuction, Query, QueryAnswer,
+    QueryError, ReadError,
+};
 
 use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 use super::{NodeId, Now};
@@ -40,6 +43,11 @@ pub enum Event {
     Bid { token: u64, bid: Bid },
     /// A client's read.
     Read { token: u64, auction_id: String },
+    /// A seller's new auction; a duration sets its end from the time the
+    /// leader stamps.
+    Create { token: u64, create: CreateAuction },
+    /// A read of the catalogue.
+    Query { token: u64, query: Query },
     /// Opens an auction (at bootstrap).
     Open(OpenAuction),
     /// A backup opened a stream (`connection` tells this stream from the
@@ -66,6 +74,8 @@ pub enum Message {
 pub enum Reply {
     Bid(BidOutcome),
     Result(Result<AuctionView, ReadError>),
+    Created(CreateOutcome),
+    Query(Result<QueryAnswer, QueryError>),
 }
 
 /// What the node layer must do.
@@ -268,6 +278,13 @@ impl Leader {
         match event {
             Event::Bid { token, bid } => self.on_bid(token, bid, now),
             Event::Read { token, auction_id } => self.on_read(token, &auction_id, now),
+            Event::Create { token, create } => self.on_create(token, create, now),
+            Event::Query { token, query } => {
+                // As a Result: answered from everything sequenced so far,
+                // released once that is committed.
+                let answer = self.state.book.query(&query, self.stamp(now));
+                self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Query(answer) });
+            }
             Event::Open(open) => {
                 self.append(Payload::Command(Command::Open(open)), now);
             }
@@ -299,6 +316,17 @@ impl Leader {
         let (index, applied) = self.append(Payload::Command(Command::Bid(bid)), now);
         let Applied::Bid(outcome) = applied else { unreachable!("applying a bid always yields a bid outcome") };
         self.held.push_back(HeldReply { index, token, reply: Reply::Bid(outcome) });
+    }
+
+    fn on_create(&mut self, token: u64, mut create: CreateAuction, now: Now) {
+        create.at_unix_ms = self.stamp(now);
+        if create.duration_ms > 0 {
+            let duration_ms = i64::try_from(create.duration_ms).unwrap_or(i64::MAX);
+            create.ends_at_unix_ms = create.at_unix_ms.saturating_add(duration_ms);
+        }
+        let (index, applied) = self.append(Payload::Command(Command::Create(create)), now);
+        let Applied::Created(outcome) = applied else { unreachable!("applying a create yields a create outcome") };
+        self.held.push_back(HeldReply { index, token, reply: Reply::Created(outcome) });
     }
 
     fn on_read(&mut self, token: u64, auction_id: &str, now: Now) {

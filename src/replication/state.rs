@@ -74,9 +74,10 @@ impl ReplicatedState {
                     Command::Open(open) => open.at_unix_ms,
                     Command::Bid(bid) => bid.at_unix_ms,
                     Command::Close { at_unix_ms, .. } => *at_unix_ms,
+                    Command::Create(create) => create.at_unix_ms,
                 };
                 self.clock_unix_ms = self.clock_unix_ms.max(stamped);
-                self.book.apply(command)
+                self.book.apply_at(entry.index, command)
             }
             Payload::Join { node } => {
                 if !self.membership.contains(node) {

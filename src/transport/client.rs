@@ -10,7 +10,7 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
-use crate::auction::{AuctionView, Bid, BidOutcome};
+use crate::auction::{AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome};
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
 use super::pb::auction_client::AuctionClient;
@@ -141,6 +141,49 @@ impl AuctionConnection {
         let reply = self.call(client.result(pb::ResultRequest { auction_id: auction_id.to_string() })).await?;
         let leader = reply.leader.clone();
         Ok((AuctionView::from(reply), leader))
+    }
+
+    /// A seller's new auction (exactly-once through its client and request ids).
+    pub async fn create_auction(&mut self, create: &CreateAuction) -> Result<CreateOutcome, CallError> {
+        let request = pb::CreateAuctionRequest {
+            seller: create.seller.clone(),
+            title: create.title.clone(),
+            description: create.description.clone(),
+            minimum_amount: create.minimum_amount,
+            duration_ms: create.duration_ms,
+            client_id: create.client_id.clone(),
+            request_id: create.request_id,
+            ends_at_unix_ms: if create.duration_ms > 0 { 0 } else { create.ends_at_unix_ms },
+        };
+        let mut client = self.client.clone();
+        let reply = self.call(client.create_auction(request)).await?;
+        let outcome = pb::Outcome::try_from(reply.outcome)
+            .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
+        let verdict = crate::auction::Verdict::try_from(outcome)
+            .map_err(|error| CallError::Rejected { message: error.to_string() })?;
+        Ok(CreateOutcome { verdict, reason: reply.reason, auction_id: reply.auction_id })
+    }
+
+    /// A page of the catalogue, in creation order.
+    pub async fn list_auctions(
+        &mut self,
+        open_only: bool,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<AuctionPage, CallError> {
+        let request = pb::ListAuctionsRequest { open_only, limit, page_token: page_token.to_string() };
+        let mut client = self.client.clone();
+        let reply = self.call(client.list_auctions(request)).await?;
+        Ok(AuctionPage {
+            auctions: reply.auctions.into_iter().map(AuctionInfo::from).collect(),
+            next_page_token: reply.next_page_token,
+        })
+    }
+
+    pub async fn get_auction(&mut self, auction_id: &str) -> Result<AuctionInfo, CallError> {
+        let mut client = self.client.clone();
+        let reply = self.call(client.get_auction(pb::GetAuctionRequest { auction_id: auction_id.to_string() })).await?;
+        Ok(AuctionInfo::from(reply))
     }
 
     pub async fn status(&mut self) -> Result<NodeStatus, CallError> {

@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    Auction, AuctionBook, AuctionView, Bid, BidOutcome, ClientSession, Command, OpenAuction, RememberedOutcome, Verdict,
+    Auction, AuctionBook, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command, CreateAuction,
+    CreateOutcome, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
 };
 use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
@@ -91,6 +92,78 @@ impl From<pb::ResultReply> for AuctionView {
     }
 }
 
+/// A seller's request as the service takes it: the end is absolute, or
+/// a duration the leader turns into one when it sequences the create.
+pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAuction, String> {
+    match (request.duration_ms, request.ends_at_unix_ms) {
+        (0, 0) => return Err("give the auction a duration or an end".into()),
+        (0, _) | (_, 0) => {}
+        _ => return Err("give a duration or an end, not both".into()),
+    }
+    let create = CreateAuction {
+        duration_ms: request.duration_ms,
+        seller: request.seller,
+        title: request.title,
+        description: request.description,
+        minimum_amount: request.minimum_amount,
+        ends_at_unix_ms: request.ends_at_unix_ms,
+        client_id: request.client_id,
+        request_id: request.request_id,
+        at_unix_ms: 0,
+    };
+    Ok(create)
+}
+
+impl From<CreateOutcome> for pb::CreateAuctionReply {
+    fn from(outcome: CreateOutcome) -> Self {
+        pb::CreateAuctionReply {
+            outcome: pb::Outcome::from(outcome.verdict) as i32,
+            reason: outcome.reason,
+            auction_id: outcome.auction_id,
+        }
+    }
+}
+
+impl From<AuctionInfo> for pb::AuctionInfo {
+    fn from(info: AuctionInfo) -> Self {
+        pb::AuctionInfo {
+            auction_id: info.auction_id,
+            seller: info.seller,
+            title: info.title,
+            description: info.description,
+            minimum_amount: info.minimum_amount,
+            created_at_unix_ms: info.created_at_unix_ms,
+            ends_at_unix_ms: info.ends_at_unix_ms,
+            over: info.over,
+            highest_amount: info.highest_amount,
+            highest_bidder: info.highest_bidder,
+            accepted_bids: info.accepted_bids,
+            now_unix_ms: info.now_unix_ms,
+            revision: info.revision,
+        }
+    }
+}
+
+impl From<pb::AuctionInfo> for AuctionInfo {
+    fn from(info: pb::AuctionInfo) -> Self {
+        AuctionInfo {
+            auction_id: info.auction_id,
+            seller: info.seller,
+            title: info.title,
+            description: info.description,
+            minimum_amount: info.minimum_amount,
+            created_at_unix_ms: info.created_at_unix_ms,
+            ends_at_unix_ms: info.ends_at_unix_ms,
+            over: info.over,
+            highest_amount: info.highest_amount,
+            highest_bidder: info.highest_bidder,
+            accepted_bids: info.accepted_bids,
+            now_unix_ms: info.now_unix_ms,
+            revision: info.revision,
+        }
+    }
+}
+
 /// The bid a client asked for; the leader stamps the time later.
 pub fn bid_from_request(request: pb::BidRequest) -> Bid {
     Bid {
@@ -125,6 +198,17 @@ impl From<&Entry> for rpb::Entry {
             Payload::Command(Command::Close { auction_id, at_unix_ms }) => {
                 P::CloseAuction(rpb::CloseAuction { auction_id: auction_id.clone(), at_unix_ms: *at_unix_ms })
             }
+            Payload::Command(Command::Create(create)) => P::CreateAuction(rpb::CreateAuction {
+                duration_ms: create.duration_ms,
+                seller: create.seller.clone(),
+                title: create.title.clone(),
+                description: create.description.clone(),
+                minimum_amount: create.minimum_amount,
+                ends_at_unix_ms: create.ends_at_unix_ms,
+                client_id: create.client_id.clone(),
+                request_id: create.request_id,
+                at_unix_ms: create.at_unix_ms,
+            }),
             Payload::Join { node } => P::Join(rpb::Join { node: node.clone() }),
             Payload::Remove { node } => P::Remove(rpb::Remove { node: node.clone() }),
             Payload::Takeover { leader, backups, cluster_id } => P::Takeover(rpb::Takeover {
@@ -160,6 +244,17 @@ impl TryFrom<rpb::Entry> for Entry {
             P::CloseAuction(close) => {
                 Payload::Command(Command::Close { auction_id: close.auction_id, at_unix_ms: close.at_unix_ms })
             }
+            P::CreateAuction(create) => Payload::Command(Command::Create(CreateAuction {
+                duration_ms: create.duration_ms,
+                seller: create.seller,
+                title: create.title,
+                description: create.description,
+                minimum_amount: create.minimum_amount,
+                ends_at_unix_ms: create.ends_at_unix_ms,
+                client_id: create.client_id,
+                request_id: create.request_id,
+                at_unix_ms: create.at_unix_ms,
+            })),
             P::Join(join) => Payload::Join { node: join.node },
             P::Remove(remove) => Payload::Remove { node: remove.node },
             P::Takeover(takeover) => Payload::Takeover {
@@ -173,15 +268,42 @@ impl TryFrom<rpb::Entry> for Entry {
 }
 
 fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome {
-    let outcome = &remembered.outcome;
-    rpb::RememberedOutcome {
+    let mut message = rpb::RememberedOutcome {
         request_id: remembered.request_id,
-        outcome: pb::Outcome::from(outcome.verdict) as u32,
-        reason: outcome.reason.clone(),
-        highest_amount: outcome.highest_amount,
-        highest_bidder: outcome.highest_bidder.clone(),
         fingerprint: remembered.fingerprint,
+        ..rpb::RememberedOutcome::default()
+    };
+    match &remembered.outcome {
+        WriteOutcome::Bid(outcome) => {
+            message.outcome = pb::Outcome::from(outcome.verdict) as u32;
+            message.reason.clone_from(&outcome.reason);
+            message.highest_amount = outcome.highest_amount;
+            message.highest_bidder.clone_from(&outcome.highest_bidder);
+        }
+        WriteOutcome::Create(outcome) => {
+            message.create = true;
+            message.outcome = pb::Outcome::from(outcome.verdict) as u32;
+            message.reason.clone_from(&outcome.reason);
+            message.auction_id.clone_from(&outcome.auction_id);
+        }
     }
+    message
+}
+
+fn write_outcome(remembered: rpb::RememberedOutcome) -> Result<WriteOutcome, MalformedMessage> {
+    let outcome = pb::Outcome::try_from(remembered.outcome as i32)
+        .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
+    let verdict = Verdict::try_from(outcome)?;
+    Ok(if remembered.create {
+        WriteOutcome::Create(CreateOutcome { verdict, reason: remembered.reason, auction_id: remembered.auction_id })
+    } else {
+        WriteOutcome::Bid(BidOutcome {
+            verdict,
+            reason: remembered.reason,
+            highest_amount: remembered.highest_amount,
+            highest_bidder: remembered.highest_bidder,
+        })
+    })
 }
 
 /// Items (auctions, bidders, a quarter of a session) per snapshot chunk:
@@ -229,6 +351,7 @@ impl SnapshotChunks {
             membership: state.membership.clone(),
             clock_unix_ms: state.clock_unix_ms,
             cluster_id: state.cluster_id.clone(),
+            auctions_created: state.book.created,
             ..rpb::Snapshot::default()
         }
     }
@@ -247,6 +370,11 @@ fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a Strin
         bidders: bidders
             .map(|(bidder, best)| rpb::BidderState { bidder: bidder.clone(), best_amount: *best })
             .collect(),
+        seller: auction.seller.clone(),
+        title: auction.title.clone(),
+        created_at_unix_ms: auction.created_at_unix_ms,
+        created_revision: auction.created_revision,
+        revision: auction.revision,
     }
 }
 
@@ -336,13 +464,19 @@ impl SnapshotAssembler {
             return Err(MalformedMessage("a snapshot chunk from another snapshot"));
         }
         let book = &mut partial.state.book;
+        book.created = chunk.auctions_created;
         for piece in chunk.auctions {
             let bidders = piece.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount));
             match book.auctions.get_mut(&piece.auction_id) {
                 Some(auction) => auction.bidders.extend(bidders),
                 None => {
-                    let auction = Auction {
-                        auction_id: piece.auction_id.clone(),
+                    book.insert_auction(Auction {
+                        auction_id: piece.auction_id,
+                        seller: piece.seller,
+                        title: piece.title,
+                        created_at_unix_ms: piece.created_at_unix_ms,
+                        created_revision: piece.created_revision,
+                        revision: piece.revision,
                         description: piece.description,
                         minimum_amount: piece.minimum_amount,
                         ends_at_unix_ms: piece.ends_at_unix_ms,
@@ -351,26 +485,15 @@ impl SnapshotAssembler {
                         highest_bidder: piece.highest_bidder,
                         accepted_bids: piece.accepted_bids,
                         bidders: bidders.collect(),
-                    };
-                    book.auctions.insert(piece.auction_id, auction);
+                    });
                 }
             }
         }
         for session in chunk.sessions {
             let mut outcomes = VecDeque::with_capacity(session.outcomes.len());
             for remembered in session.outcomes {
-                let outcome = pb::Outcome::try_from(remembered.outcome as i32)
-                    .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
-                outcomes.push_back(RememberedOutcome {
-                    request_id: remembered.request_id,
-                    fingerprint: remembered.fingerprint,
-                    outcome: BidOutcome {
-                        verdict: Verdict::try_from(outcome)?,
-                        reason: remembered.reason,
-                        highest_amount: remembered.highest_amount,
-                        highest_bidder: remembered.highest_bidder,
-                    },
-                });
+                let (request_id, fingerprint) = (remembered.request_id, remembered.fingerprint);
+                outcomes.push_back(RememberedOutcome { request_id, fingerprint, outcome: write_outcome(remembered)? });
             }
             let restored = ClientSession {
                 outcomes,
@@ -495,6 +618,17 @@ mod tests {
                 at_unix_ms: 0,
             }));
         }
+        book.apply(&Command::Create(CreateAuction {
+            seller: "sam".into(),
+            title: "a lamp".into(),
+            description: String::new(),
+            minimum_amount: 3,
+            duration_ms: 0,
+            ends_at_unix_ms: 2_000_000,
+            client_id: "seller".into(),
+            request_id: 1,
+            at_unix_ms: 5,
+        }));
         for n in 1..=bidders {
             book.apply(&Command::Bid(Bid {
                 auction_id: "auction-1".into(),

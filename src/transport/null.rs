@@ -6,7 +6,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auction::{AuctionView, Bid, BidOutcome, Verdict};
+use crate::auction::{AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, Verdict};
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
 use super::{Backend, BackupSession, Hello, Incoming, ServiceError, Services, TransportSettings, serve};
@@ -39,6 +39,14 @@ impl Backend for NullBackend {
             now_unix_ms: 0,
         };
         Ok((view, self.node.clone()))
+    }
+
+    async fn create_auction(&self, _create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
+        Ok(CreateOutcome::exception("the null server keeps no auctions"))
+    }
+
+    async fn query(&self, _query: Query) -> Result<QueryAnswer, ServiceError> {
+        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
     }
 
     fn status(&self) -> NodeStatus {

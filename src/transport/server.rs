@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auction::{AuctionView, Bid, BidOutcome};
+use crate::auction::{AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
 
 use super::pb::replication as rpb;
@@ -83,6 +83,11 @@ pub trait Backend: Send + Sync + 'static {
     fn bid(&self, bid: Bid) -> impl Future<Output = Result<BidOutcome, ServiceError>> + Send;
     /// A linearizable read, with the answering leader.
     fn result(&self, auction_id: String) -> impl Future<Output = Result<(AuctionView, NodeId), ServiceError>> + Send;
+    /// A seller's new auction, sequenced and answered once committed.
+    fn create_auction(&self, create: CreateAuction)
+    -> impl Future<Output = Result<CreateOutcome, ServiceError>> + Send;
+    /// A linearizable read of the catalogue.
+    fn query(&self, query: Query) -> impl Future<Output = Result<QueryAnswer, ServiceError>> + Send;
     fn status(&self) -> NodeStatus;
     fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession, ServiceError>> + Send;
     /// Waits while the leader is busy: a flood of acks slows its sender only.
@@ -117,6 +122,40 @@ impl<B: Backend> Auction for AuctionService<B> {
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         Ok(Response::new(convert::status_reply(self.backend.status())))
+    }
+
+    async fn create_auction(
+        &self,
+        request: Request<pb::CreateAuctionRequest>,
+    ) -> Result<Response<pb::CreateAuctionReply>, Status> {
+        let outcome = match convert::create_from_request(request.into_inner()) {
+            Ok(create) => self.backend.create_auction(create).await?,
+            Err(reason) => CreateOutcome::exception(reason),
+        };
+        Ok(Response::new(outcome.into()))
+    }
+
+    async fn list_auctions(
+        &self,
+        request: Request<pb::ListAuctionsRequest>,
+    ) -> Result<Response<pb::ListAuctionsReply>, Status> {
+        let request = request.into_inner();
+        let query = Query::List { open_only: request.open_only, limit: request.limit, page_token: request.page_token };
+        match self.backend.query(query).await? {
+            QueryAnswer::Page(page) => Ok(Response::new(pb::ListAuctionsReply {
+                auctions: page.auctions.into_iter().map(pb::AuctionInfo::from).collect(),
+                next_page_token: page.next_page_token,
+            })),
+            QueryAnswer::Auction(_) => Err(Status::internal("a list answered with one auction")),
+        }
+    }
+
+    async fn get_auction(&self, request: Request<pb::GetAuctionRequest>) -> Result<Response<pb::AuctionInfo>, Status> {
+        let query = Query::Get { auction_id: request.into_inner().auction_id };
+        match self.backend.query(query).await? {
+            QueryAnswer::Auction(info) => Ok(Response::new(info.into())),
+            QueryAnswer::Page(_) => Err(Status::internal("a get answered with a page")),
+        }
     }
 }
 

@@ -15,6 +15,13 @@ use std::collections::VecDeque;
 
 use imbl::{OrdMap, OrdSet};
 
+mod catalogue;
+
+pub use catalogue::{
+    AuctionInfo, AuctionPage, CreateAuction, CreateOutcome, DEFAULT_PAGE, MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN,
+    Query, QueryAnswer, QueryError, validate_create, validate_create_fields,
+};
+
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
@@ -89,19 +96,25 @@ impl Bid {
     /// it is part of the replicated state, so it must never change between
     /// versions or platforms.
     pub fn fingerprint(&self) -> u64 {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut hash = OFFSET;
-        let mut feed = |bytes: &[u8]| {
-            for &byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-                hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
-            }
-        };
-        feed(resolve_auction_id(&self.auction_id).as_bytes());
-        feed(self.bidder.as_bytes());
-        feed(&self.amount.to_le_bytes());
-        hash
+        fnv_fingerprint(&[
+            resolve_auction_id(&self.auction_id).as_bytes(),
+            self.bidder.as_bytes(),
+            &self.amount.to_le_bytes(),
+        ])
     }
+}
+
+/// FNV-1a over `fields`, each prefixed by its length.
+fn fnv_fingerprint(fields: &[&[u8]]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for field in fields {
+        for &byte in (field.len() as u64).to_le_bytes().iter().chain(field.iter()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+        }
+    }
+    hash
 }
 
 /// A state change of the auctions. The leader stamps the time in each.
@@ -110,6 +123,7 @@ pub enum Command {
     Open(OpenAuction),
     Bid(Bid),
     Close { auction_id: String, at_unix_ms: i64 },
+    Create(CreateAuction),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +139,7 @@ pub struct OpenAuction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     Bid(BidOutcome),
+    Created(CreateOutcome),
     Opened,
     Closed,
     /// The command changed nothing (an auction opened twice, closed twice).
@@ -135,7 +150,15 @@ pub enum Applied {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Auction {
     pub auction_id: String,
+    /// Empty for the default auction, which the cluster opens itself.
+    pub seller: String,
+    pub title: String,
     pub description: String,
+    pub created_at_unix_ms: i64,
+    /// The log index that created it: the catalogue lists in this order.
+    pub created_revision: u64,
+    /// The log index of its last change.
+    pub revision: u64,
     pub minimum_amount: u64,
     /// The deadline is absolute, so it survives failover unchanged.
     pub ends_at_unix_ms: i64,
@@ -167,6 +190,23 @@ pub struct AuctionView {
     pub now_unix_ms: i64,
 }
 
+/// The outcome of any write a session made: what a retry gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Bid(BidOutcome),
+    Create(CreateOutcome),
+}
+
+impl WriteOutcome {
+    /// The refusal of a write that was not applied, in the write's own kind.
+    fn exception(like: &Self, reason: String) -> Self {
+        match like {
+            WriteOutcome::Bid(_) => WriteOutcome::Bid(BidOutcome::exception(reason)),
+            WriteOutcome::Create(_) => WriteOutcome::Create(CreateOutcome::exception(reason)),
+        }
+    }
+}
+
 /// One remembered request of a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RememberedOutcome {
@@ -174,7 +214,7 @@ pub struct RememberedOutcome {
     /// What the request asked for (see [`Bid::fingerprint`]): a request id
     /// reused for other content gets an error, never this outcome.
     pub fingerprint: u64,
-    pub outcome: BidOutcome,
+    pub outcome: WriteOutcome,
 }
 
 /// The dedup record of one client session.
@@ -201,6 +241,10 @@ pub enum ReadError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuctionBook {
     pub auctions: OrdMap<String, Auction>,
+    /// The auctions by `(created_revision, auction_id)`: the catalogue's order.
+    creation_order: OrdSet<(u64, String)>,
+    /// Auctions created by sellers so far: the next one is `a{created + 1}`.
+    pub created: u64,
     /// Ordered, so that a snapshot can be streamed in chunks, each resuming
     /// after the last key sent.
     sessions: OrdMap<String, ClientSession>,
@@ -281,8 +325,25 @@ impl AuctionBook {
         if client_id.is_empty() {
             return None;
         }
+        match self.remembered_write(client_id, request_id)? {
+            WriteOutcome::Bid(outcome) => Some(outcome),
+            WriteOutcome::Create(_) => None,
+        }
+    }
+
+    /// The outcome of any write a retried request already got.
+    pub fn remembered_write(&self, client_id: &str, request_id: u64) -> Option<&WriteOutcome> {
         let session = self.sessions.get(client_id)?;
         session.outcomes.iter().find(|remembered| remembered.request_id == request_id).map(|r| &r.outcome)
+    }
+
+    /// Puts an auction back, or in, keeping the catalogue's order.
+    pub fn insert_auction(&mut self, auction: Auction) {
+        let key = (auction.created_revision, auction.auction_id.clone());
+        if let Some(replaced) = self.auctions.insert(auction.auction_id.clone(), auction) {
+            self.creation_order.remove(&(replaced.created_revision, replaced.auction_id));
+        }
+        self.creation_order.insert(key);
     }
 
     /// The dedup record of one session, if it is live.
@@ -333,96 +394,144 @@ impl AuctionBook {
         }
     }
 
-    /// Applies one command. Deterministic: the same book and command give the
-    /// same book and outcome on every replica.
+    /// Applies one command, outside the log (revision 0): for tests.
     pub fn apply(&mut self, command: &Command) -> Applied {
+        self.apply_at(0, command)
+    }
+
+    /// Applies the command of the log entry at `revision`. Deterministic: the
+    /// same book and command give the same book and outcome on every replica.
+    pub fn apply_at(&mut self, revision: u64, command: &Command) -> Applied {
         match command {
-            Command::Open(open) => self.open(open),
-            Command::Bid(bid) => Applied::Bid(self.bid(bid)),
+            Command::Open(open) => self.open(open, revision),
+            Command::Bid(bid) => Applied::Bid(self.bid(bid, revision)),
             Command::Close { auction_id, .. } => match self.auctions.get_mut(auction_id) {
                 Some(auction) if !auction.closed => {
                     auction.closed = true;
+                    auction.revision = revision;
                     Applied::Closed
                 }
                 _ => Applied::Ignored,
             },
+            Command::Create(create) => {
+                let write = WriteOutcome::Create(CreateOutcome::exception(String::new()));
+                let outcome = self.deduplicated(
+                    &create.client_id,
+                    create.request_id,
+                    create.fingerprint(),
+                    create.at_unix_ms,
+                    &write,
+                    |book| WriteOutcome::Create(book.create(create, revision)),
+                );
+                match outcome {
+                    WriteOutcome::Create(outcome) => Applied::Created(outcome),
+                    WriteOutcome::Bid(_) => Applied::Created(CreateOutcome::exception(format!(
+                        "request {} of this session was a different kind of request; it was not applied",
+                        create.request_id
+                    ))),
+                }
+            }
         }
     }
 
-    fn open(&mut self, open: &OpenAuction) -> Applied {
+    fn open(&mut self, open: &OpenAuction, revision: u64) -> Applied {
         if self.auctions.contains_key(&open.auction_id) {
             return Applied::Ignored;
         }
-        self.auctions.insert(
-            open.auction_id.clone(),
-            Auction {
-                auction_id: open.auction_id.clone(),
-                description: open.description.clone(),
-                minimum_amount: open.minimum_amount.max(1),
-                ends_at_unix_ms: open.ends_at_unix_ms,
-                closed: false,
-                highest_amount: 0,
-                highest_bidder: String::new(),
-                accepted_bids: 0,
-                bidders: OrdMap::new(),
-            },
-        );
+        self.insert_auction(Auction {
+            auction_id: open.auction_id.clone(),
+            seller: String::new(),
+            title: open.description.clone(),
+            description: open.description.clone(),
+            created_at_unix_ms: open.at_unix_ms,
+            created_revision: revision,
+            revision,
+            minimum_amount: open.minimum_amount.max(1),
+            ends_at_unix_ms: open.ends_at_unix_ms,
+            closed: false,
+            highest_amount: 0,
+            highest_bidder: String::new(),
+            accepted_bids: 0,
+            bidders: OrdMap::new(),
+        });
         Applied::Opened
     }
 
-    fn bid(&mut self, bid: &Bid) -> BidOutcome {
+    fn bid(&mut self, bid: &Bid, revision: u64) -> BidOutcome {
         // A request that cannot have an effect gets its reason, whatever its
         // session: the same answer a retry would get.
         if let Err(reason) = self.check_bid(bid) {
             return BidOutcome::exception(reason);
         }
-        if bid.client_id.is_empty() {
-            return self.judge_bid(bid);
+        let like = WriteOutcome::Bid(BidOutcome::exception(String::new()));
+        let outcome =
+            self.deduplicated(&bid.client_id, bid.request_id, bid.fingerprint(), bid.at_unix_ms, &like, |book| {
+                WriteOutcome::Bid(book.judge_bid(bid, revision))
+            });
+        match outcome {
+            WriteOutcome::Bid(outcome) => outcome,
+            WriteOutcome::Create(_) => BidOutcome::exception(format!(
+                "request {} of this session was a different kind of request; it was not applied",
+                bid.request_id
+            )),
         }
-        self.expire_sessions(bid.at_unix_ms);
-        let fingerprint = bid.fingerprint();
-        match self.sessions.get(&bid.client_id) {
+    }
+
+    /// Runs a session's write once: a retry (same request id, same content)
+    /// gets the remembered outcome; a request id reused for other content,
+    /// one older than the window, or one above 1 from a session nobody
+    /// remembers gets an EXCEPTION (shaped like `like`) and changes nothing.
+    /// An empty client id disables the dedup.
+    fn deduplicated(
+        &mut self,
+        client_id: &str,
+        request_id: u64,
+        fingerprint: u64,
+        at_unix_ms: i64,
+        like: &WriteOutcome,
+        run: impl FnOnce(&mut Self) -> WriteOutcome,
+    ) -> WriteOutcome {
+        if client_id.is_empty() {
+            return run(self);
+        }
+        self.expire_sessions(at_unix_ms);
+        match self.sessions.get(client_id) {
             Some(session) => {
-                if let Some(remembered) = session.outcomes.iter().find(|r| r.request_id == bid.request_id) {
+                if let Some(remembered) = session.outcomes.iter().find(|r| r.request_id == request_id) {
                     if remembered.fingerprint != fingerprint {
-                        return BidOutcome::exception(format!(
-                            "request {} of this session was a different bid; it was not applied",
-                            bid.request_id
-                        ));
+                        let reason =
+                            format!("request {request_id} of this session was a different request; it was not applied");
+                        return WriteOutcome::exception(like, reason);
                     }
                     // A retry changes nothing, its session's age included:
                     // a client retries only within its deadline, well
                     // inside the session's life.
                     return remembered.outcome.clone();
                 }
-                if bid.request_id <= session.highest_request_id {
-                    return BidOutcome::exception(format!(
-                        "request {} is older than the last {REMEMBERED_PER_CLIENT} of this session; \
-                         it was not applied again",
-                        bid.request_id
-                    ));
+                if request_id <= session.highest_request_id {
+                    let reason = format!(
+                        "request {request_id} is older than the last {REMEMBERED_PER_CLIENT} of this session; \
+                         it was not applied again"
+                    );
+                    return WriteOutcome::exception(like, reason);
                 }
             }
             // A session begins with request 1; a later one from a session
             // nobody remembers may be the retry of a request whose outcome
             // expired with its session, so it must not run again.
-            None if bid.request_id > 1 => {
-                return BidOutcome::exception("session expired or unknown: start a new session");
+            None if request_id > 1 => {
+                return WriteOutcome::exception(like, "session expired or unknown: start a new session".into());
             }
             None => {}
         }
-        let outcome = self.judge_bid(bid);
-        self.touch_session(&bid.client_id, bid.at_unix_ms);
-        let session = self.sessions.get_mut(&bid.client_id).expect("touched just now");
+        let outcome = run(self);
+        self.touch_session(client_id, at_unix_ms);
+        let session = self.sessions.get_mut(client_id).expect("touched just now");
         if session.outcomes.len() == REMEMBERED_PER_CLIENT {
             session.outcomes.pop_front();
         }
-        session.outcomes.push_back(RememberedOutcome {
-            request_id: bid.request_id,
-            fingerprint,
-            outcome: outcome.clone(),
-        });
-        session.highest_request_id = session.highest_request_id.max(bid.request_id);
+        session.outcomes.push_back(RememberedOutcome { request_id, fingerprint, outcome: outcome.clone() });
+        session.highest_request_id = session.highest_request_id.max(request_id);
         outcome
     }
 
@@ -457,7 +566,7 @@ impl AuctionBook {
         Ok(())
     }
 
-    fn judge_bid(&mut self, bid: &Bid) -> BidOutcome {
+    fn judge_bid(&mut self, bid: &Bid, revision: u64) -> BidOutcome {
         let auction_id = resolve_auction_id(&bid.auction_id);
         let Some(auction) = self.auctions.get_mut(auction_id) else {
             return BidOutcome::exception(format!("unknown auction {auction_id:?}"));
@@ -490,11 +599,15 @@ impl AuctionBook {
                 return fail(auction, reason);
             }
         }
+        if !auction.seller.is_empty() && auction.seller == bid.bidder {
+            return fail(auction, "a seller cannot bid on their own auction".into());
+        }
         let registered = !auction.bidders.contains_key(&bid.bidder);
         auction.bidders.insert(bid.bidder.clone(), bid.amount);
         auction.highest_amount = bid.amount;
         auction.highest_bidder = bid.bidder.clone();
         auction.accepted_bids += 1;
+        auction.revision = revision;
         BidOutcome {
             verdict: Verdict::Success,
             reason: if registered {
@@ -533,5 +646,4 @@ impl AuctionBook {
 }
 
 #[cfg(test)]
-#[path = "auction_tests.rs"]
 mod tests;

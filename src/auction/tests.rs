@@ -665,7 +665,7 @@ fn a_request_id_reused_for_another_bid_is_refused_and_not_applied() {
     for reused in [bid("alice", 99), bid("mallory", 10), Bid { auction_id: "vase".into(), ..bid("alice", 10) }] {
         let outcome = place(&mut book, from_client(reused.clone(), "client-1", 1));
         assert_eq!(outcome.verdict, Verdict::Exception, "{reused:?}");
-        assert!(outcome.reason.contains("different bid"), "{}", outcome.reason);
+        assert!(outcome.reason.contains("different request"), "{}", outcome.reason);
         assert_eq!(book, after_first, "{reused:?}");
     }
     // The faithful retry still gets its first outcome.
@@ -929,4 +929,127 @@ fn random_command_sequences_keep_the_auction_invariants() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The catalogue: sellers create auctions; anyone lists and reads them.
+// ---------------------------------------------------------------------------
+
+fn create(seller: &str, title: &str, client_id: &str, request_id: u64) -> CreateAuction {
+    CreateAuction {
+        seller: seller.to_string(),
+        title: title.to_string(),
+        description: format!("{title}, barely used"),
+        minimum_amount: 5,
+        duration_ms: 0,
+        ends_at_unix_ms: ENDS_AT_MS,
+        client_id: client_id.to_string(),
+        request_id,
+        at_unix_ms: DURING_MS,
+    }
+}
+
+fn created(book: &mut AuctionBook, revision: u64, create: CreateAuction) -> CreateOutcome {
+    match book.apply_at(revision, &Command::Create(create)) {
+        Applied::Created(outcome) => outcome,
+        other => panic!("a create produced {other:?}"),
+    }
+}
+
+fn page(book: &AuctionBook, open_only: bool, limit: u32, page_token: &str) -> AuctionPage {
+    let query = Query::List { open_only, limit, page_token: page_token.to_string() };
+    match book.query(&query, DURING_MS).expect("a list") {
+        QueryAnswer::Page(page) => page,
+        other => panic!("a list answered {other:?}"),
+    }
+}
+
+#[test]
+fn a_created_auction_gets_the_next_id_and_is_listed_in_creation_order() {
+    let mut book = book_with_default_auction(1);
+    let vase = created(&mut book, 10, create("sam", "vase", "s1", 1));
+    let clock = created(&mut book, 11, create("sam", "clock", "s1", 2));
+    assert_eq!((vase.verdict, vase.auction_id.as_str()), (Verdict::Success, "a1"));
+    assert_eq!(clock.auction_id, "a2");
+
+    let listed = page(&book, false, 0, "");
+    let ids: Vec<&str> = listed.auctions.iter().map(|info| info.auction_id.as_str()).collect();
+    assert_eq!(ids, [DEFAULT_AUCTION, "a1", "a2"]);
+    assert_eq!(listed.next_page_token, "");
+    let info = &listed.auctions[1];
+    assert_eq!((info.seller.as_str(), info.title.as_str(), info.minimum_amount), ("sam", "vase", 5));
+    assert_eq!((info.created_at_unix_ms, info.revision), (DURING_MS, 10));
+
+    // Paged: two, then the rest.
+    let first = page(&book, false, 2, "");
+    assert_eq!(first.auctions.len(), 2);
+    let rest = page(&book, false, 2, &first.next_page_token);
+    assert_eq!(rest.auctions.iter().map(|info| info.auction_id.as_str()).collect::<Vec<_>>(), ["a2"]);
+    assert_eq!(rest.next_page_token, "");
+    assert!(matches!(
+        book.query(&Query::List { open_only: false, limit: 0, page_token: "x".into() }, 0),
+        Err(QueryError::BadPageToken(_))
+    ));
+}
+
+#[test]
+fn a_retried_create_is_answered_once_and_a_reused_id_is_refused() {
+    let mut book = book_with_default_auction(1);
+    let first = created(&mut book, 10, create("sam", "vase", "s1", 1));
+    let after_first = book.clone();
+    assert_eq!(created(&mut book, 11, create("sam", "vase", "s1", 1)), first, "a retry");
+    assert_eq!(book, after_first);
+    let reused = created(&mut book, 12, create("sam", "other", "s1", 1));
+    assert_eq!(reused.verdict, Verdict::Exception);
+    assert!(reused.reason.contains("different request"), "{}", reused.reason);
+    // A bid may not reuse a create's request id either.
+    let bid_reusing = place(&mut book, from_client(bid("bo", 10), "s1", 1));
+    assert_eq!(bid_reusing.verdict, Verdict::Exception);
+    assert_eq!(book, after_first);
+}
+
+#[test]
+fn a_create_with_bad_input_is_an_exception_and_changes_nothing() {
+    let mut book = book_with_default_auction(1);
+    let before = book.clone();
+    let cases = [
+        (CreateAuction { seller: String::new(), ..create("x", "vase", "", 0) }, "seller name must not be empty"),
+        (create("sam", "  ", "", 0), "title must not be empty"),
+        (create("sam", &"t".repeat(MAX_TITLE_LEN + 1), "", 0), "title is longer"),
+        (
+            CreateAuction { description: "d".repeat(MAX_DESCRIPTION_LEN + 1), ..create("sam", "vase", "", 0) },
+            "description is longer",
+        ),
+        (CreateAuction { ends_at_unix_ms: DURING_MS, ..create("sam", "vase", "", 0) }, "end in the future"),
+        (CreateAuction { ends_at_unix_ms: DURING_MS + 400 * 24 * 3_600_000, ..create("sam", "vase", "", 0) }, "a year"),
+        (create("s\u{202e}am", "vase", "", 0), "seller name must not hold"),
+    ];
+    for (bad, reason) in cases {
+        let outcome = created(&mut book, 10, bad.clone());
+        assert_eq!(outcome.verdict, Verdict::Exception, "{bad:?}");
+        assert!(outcome.reason.contains(reason), "{bad:?}: {}", outcome.reason);
+        assert_eq!(book, before, "{bad:?}");
+    }
+}
+
+#[test]
+fn a_seller_cannot_bid_on_their_own_auction_and_bids_move_its_revision() {
+    let mut book = book_with_default_auction(1);
+    created(&mut book, 10, create("sam", "vase", "", 0));
+    let own = place(&mut book, Bid { auction_id: "a1".into(), ..bid("sam", 10) });
+    assert_eq!(own.verdict, Verdict::Fail);
+    assert!(own.reason.contains("own auction"), "{}", own.reason);
+
+    assert!(book.apply_at(12, &Command::Bid(Bid { auction_id: "a1".into(), ..bid("bo", 10) })) != Applied::Ignored);
+    let info = match book.query(&Query::Get { auction_id: "a1".into() }, DURING_MS).expect("known") {
+        QueryAnswer::Auction(info) => info,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((info.highest_bidder.as_str(), info.highest_amount, info.revision), ("bo", 10, 12));
+    assert!(matches!(book.query(&Query::Get { auction_id: "a9".into() }, DURING_MS), Err(QueryError::Read(_))));
+
+    // Closed or past its end, it is not listed as open.
+    book.apply_at(13, &close_command("a1", DURING_MS));
+    let open = page(&book, true, 0, "");
+    assert_eq!(open.auctions.iter().map(|info| info.auction_id.as_str()).collect::<Vec<_>>(), [DEFAULT_AUCTION]);
 }

@@ -1,0 +1,270 @@
+//! The auction house's catalogue: sellers create auctions, anyone lists and
+//! reads them. Creating is a command like a bid (sequenced, deduplicated,
+//! applied the same on every replica); listing and reading are pure queries
+//! of the book.
+
+use super::{Auction, AuctionBook, ReadError, Verdict, fnv_fingerprint, normalize_bidder, resolve_auction_id};
+
+/// Longest title accepted, in bytes.
+pub const MAX_TITLE_LEN: usize = 128;
+/// Longest description accepted, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 2048;
+/// The longest an auction may run: a year.
+pub const MAX_AUCTION_MS: i64 = 365 * 24 * 60 * 60 * 1000;
+/// Auctions a page of `ListAuctions` holds when the caller gives no limit,
+/// and the most it ever holds.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+/// A seller's new auction, as the leader sequenced it: the end is absolute
+/// (the leader turns a duration into an end when it stamps the time), so a
+/// retried create is the same request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateAuction {
+    pub seller: String,
+    pub title: String,
+    pub description: String,
+    /// The first bid must be at least this (0 means 1).
+    pub minimum_amount: u64,
+    /// How long it runs from when the leader sequenced it, as the seller
+    /// asked; 0 when the seller gave an absolute end.
+    pub duration_ms: u64,
+    /// Set by the leader from the duration, or as the seller asked.
+    pub ends_at_unix_ms: i64,
+    pub client_id: String,
+    pub request_id: u64,
+    /// When the leader sequenced it.
+    pub at_unix_ms: i64,
+}
+
+impl CreateAuction {
+    /// What the request asks for (see [`super::Bid::fingerprint`]): the
+    /// duration as asked, not the end the leader set from it, so that a
+    /// retry sequenced later is the same request.
+    pub fn fingerprint(&self) -> u64 {
+        let ends = if self.duration_ms > 0 { [0; 8] } else { self.ends_at_unix_ms.to_le_bytes() };
+        fnv_fingerprint(&[
+            b"create",
+            self.seller.as_bytes(),
+            self.title.as_bytes(),
+            self.description.as_bytes(),
+            &self.minimum_amount.to_le_bytes(),
+            &self.duration_ms.to_le_bytes(),
+            &ends,
+        ])
+    }
+}
+
+/// How a create ended: SUCCESS with the new auction's id, or EXCEPTION with
+/// the reason (and nothing changed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateOutcome {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// Empty unless it succeeded.
+    pub auction_id: String,
+}
+
+impl CreateOutcome {
+    pub fn exception(reason: impl Into<String>) -> Self {
+        CreateOutcome { verdict: Verdict::Exception, reason: reason.into(), auction_id: String::new() }
+    }
+}
+
+/// Checks a sequenced create (its end set) without the state.
+pub fn validate_create(create: &CreateAuction) -> Result<(), String> {
+    validate_create_fields(create)?;
+    if create.ends_at_unix_ms <= create.at_unix_ms {
+        return Err("the auction must end in the future".into());
+    }
+    if create.ends_at_unix_ms - create.at_unix_ms > MAX_AUCTION_MS {
+        return Err("an auction runs for a year at most".into());
+    }
+    Ok(())
+}
+
+/// Checks what a create can be judged on before the leader stamps it: all
+/// but whether its absolute end is in the future. The seller's name must be
+/// in normal form, as a bidder's.
+pub fn validate_create_fields(create: &CreateAuction) -> Result<(), String> {
+    let seller = normalize_bidder(&create.seller).map_err(|reason| reason.replace("bidder", "seller"))?;
+    if seller != create.seller {
+        return Err(format!("seller name {:?} is not in its normal form {seller:?}", create.seller));
+    }
+    if create.title.trim().is_empty() {
+        return Err("title must not be empty".into());
+    }
+    if create.title.len() > MAX_TITLE_LEN {
+        return Err(format!("title is longer than {MAX_TITLE_LEN} bytes"));
+    }
+    if create.title.chars().any(char::is_control) {
+        return Err("title must not hold control characters".into());
+    }
+    if create.description.len() > MAX_DESCRIPTION_LEN {
+        return Err(format!("description is longer than {MAX_DESCRIPTION_LEN} bytes"));
+    }
+    if create.duration_ms > MAX_AUCTION_MS as u64 {
+        return Err("an auction runs for a year at most".into());
+    }
+    if create.client_id.len() > super::MAX_CLIENT_ID_LEN {
+        return Err(format!("client id is longer than {} bytes", super::MAX_CLIENT_ID_LEN));
+    }
+    Ok(())
+}
+
+/// One auction as a reader sees it at `now_unix_ms` (the leader's clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionInfo {
+    pub auction_id: String,
+    pub seller: String,
+    pub title: String,
+    pub description: String,
+    pub minimum_amount: u64,
+    pub created_at_unix_ms: i64,
+    pub ends_at_unix_ms: i64,
+    /// Once true, `highest_*` is the winner.
+    pub over: bool,
+    pub highest_amount: u64,
+    pub highest_bidder: String,
+    pub accepted_bids: u64,
+    pub now_unix_ms: i64,
+    /// The log index of the last change to this auction.
+    pub revision: u64,
+}
+
+impl AuctionInfo {
+    pub fn of(auction: &Auction, now_unix_ms: i64) -> Self {
+        AuctionInfo {
+            auction_id: auction.auction_id.clone(),
+            seller: auction.seller.clone(),
+            title: auction.title.clone(),
+            description: auction.description.clone(),
+            minimum_amount: auction.minimum_amount,
+            created_at_unix_ms: auction.created_at_unix_ms,
+            ends_at_unix_ms: auction.ends_at_unix_ms,
+            over: auction.is_over(now_unix_ms),
+            highest_amount: auction.highest_amount,
+            highest_bidder: auction.highest_bidder.clone(),
+            accepted_bids: auction.accepted_bids,
+            now_unix_ms,
+            revision: auction.revision,
+        }
+    }
+}
+
+/// A page of auctions in creation order, and where the next page starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionPage {
+    pub auctions: Vec<AuctionInfo>,
+    /// Empty when this is the last page.
+    pub next_page_token: String,
+}
+
+/// What a reader asks of the catalogue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    Get { auction_id: String },
+    List { open_only: bool, limit: u32, page_token: String },
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryAnswer {
+    Auction(AuctionInfo),
+    Page(AuctionPage),
+}
+
+/// Why a query could not be answered, besides an unknown auction.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("bad page token {0:?}")]
+    BadPageToken(String),
+}
+
+impl AuctionBook {
+    /// Creates an auction: its id comes from a counter in the replicated
+    /// state, so every replica gives it the same one.
+    pub(super) fn create(&mut self, create: &CreateAuction, revision: u64) -> CreateOutcome {
+        if let Err(reason) = validate_create(create) {
+            return CreateOutcome::exception(reason);
+        }
+        self.created += 1;
+        let auction_id = format!("a{}", self.created);
+        let auction = Auction {
+            auction_id: auction_id.clone(),
+            seller: create.seller.clone(),
+            title: create.title.clone(),
+            description: create.description.clone(),
+            minimum_amount: create.minimum_amount.max(1),
+            created_at_unix_ms: create.at_unix_ms,
+            ends_at_unix_ms: create.ends_at_unix_ms,
+            closed: false,
+            highest_amount: 0,
+            highest_bidder: String::new(),
+            accepted_bids: 0,
+            bidders: Default::default(),
+            created_revision: revision,
+            revision,
+        };
+        self.insert_auction(auction);
+        CreateOutcome { verdict: Verdict::Success, reason: String::new(), auction_id }
+    }
+
+    /// Answers a query as of `now_unix_ms`.
+    pub fn query(&self, query: &Query, now_unix_ms: i64) -> Result<QueryAnswer, QueryError> {
+        match query {
+            Query::Get { auction_id } => {
+                let auction_id = resolve_auction_id(auction_id);
+                let auction =
+                    self.auctions.get(auction_id).ok_or_else(|| ReadError::UnknownAuction(auction_id.to_string()))?;
+                Ok(QueryAnswer::Auction(AuctionInfo::of(auction, now_unix_ms)))
+            }
+            Query::List { open_only, limit, page_token } => {
+                Ok(QueryAnswer::Page(self.list(*open_only, *limit, page_token, now_unix_ms)?))
+            }
+        }
+    }
+
+    /// A page of auctions in creation order after `page_token`.
+    fn list(&self, open_only: bool, limit: u32, page_token: &str, now_unix_ms: i64) -> Result<AuctionPage, QueryError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let limit = match limit as usize {
+            0 => DEFAULT_PAGE,
+            limit => limit.min(MAX_PAGE),
+        };
+        let start = if page_token.is_empty() {
+            Unbounded
+        } else {
+            Excluded(parse_page_token(page_token).ok_or_else(|| QueryError::BadPageToken(page_token.to_string()))?)
+        };
+        let mut auctions = Vec::new();
+        let mut last = None;
+        for key in self.creation_order.range((start, Unbounded)) {
+            let Some(auction) = self.auctions.get(&key.1) else { continue };
+            last = Some(key.clone());
+            if open_only && auction.is_over(now_unix_ms) {
+                continue;
+            }
+            auctions.push(AuctionInfo::of(auction, now_unix_ms));
+            if auctions.len() == limit {
+                break;
+            }
+        }
+        let more = last
+            .as_ref()
+            .is_some_and(|last| self.creation_order.range((Excluded(last.clone()), Unbounded)).next().is_some());
+        let next_page_token = match last {
+            Some((revision, id)) if more => format!("{revision}:{id}"),
+            _ => String::new(),
+        };
+        Ok(AuctionPage { auctions, next_page_token })
+    }
+}
+
+/// A page token names the last auction of the page: `revision:id`.
+fn parse_page_token(token: &str) -> Option<(u64, String)> {
+    let (revision, id) = token.split_once(':')?;
+    Some((revision.parse().ok()?, id.to_string()))
+}

@@ -1,0 +1,104 @@
+//! The auction house's catalogue on real processes: sellers create auctions,
+//! anyone lists and reads them, through failover and with exactly-once
+//! creates.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use gavel::auction::{CreateAuction, Verdict};
+use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings};
+
+use common::{eventually, start};
+
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn gavel(args: &[&str]) -> (String, i32) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel")).args(args).output().expect("run gavel");
+    (String::from_utf8_lossy(&output.stdout).trim().to_string(), output.status.code().unwrap_or(-1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sellers_create_auctions_that_anyone_lists_and_bids_on_through_failover() {
+    let mut cluster = start(37, 3, &[]).await;
+    let server = cluster.client_address();
+    let target = ["--server", server.as_str()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(target);
+        gavel(&all)
+    };
+
+    let (line, code) = run(&["create", "--seller", "sam", "--title", "a vase", "--min", "5", "--duration", "10m"]);
+    assert_eq!((line.as_str(), code), ("CREATED: auction a1 (a vase)", 0));
+    let (line, code) = run(&["create", "--seller", "sam", "--title", "  ", "--duration", "10m"]);
+    assert!(line.starts_with("EXCEPTION: title must not be empty"), "{line}");
+    assert_eq!(code, 0, "the service answered");
+
+    let (line, _) = run(&["bid", "4", "--id", "bo", "--auction", "a1"]);
+    assert!(line.starts_with("FAIL") && line.contains("minimum"), "{line}");
+    let (line, _) = run(&["bid", "7", "--id", "sam", "--auction", "a1"]);
+    assert!(line.starts_with("FAIL") && line.contains("own auction"), "{line}");
+    let (line, _) = run(&["bid", "7", "--id", "bo", "--auction", "a1"]);
+    assert!(line.starts_with("SUCCESS"), "{line}");
+
+    let (lines, code) = run(&["list", "--json"]);
+    assert_eq!(code, 0);
+    let listed: Vec<serde_json::Value> = lines.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
+    let ids: Vec<&str> = listed.iter().map(|info| info["auction_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["default", "a1"]);
+    assert_eq!((listed[1]["highest_bidder"].as_str(), listed[1]["highest_amount"].as_u64()), (Some("bo"), Some(7)));
+
+    // The leader dies; the catalogue, and the next id, carry on.
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    cluster.kill(leader).expect("kill");
+    cluster.wait_for_leader(SETTLE).await.expect("takeover");
+    let (line, code) = run(&["show", "a1"]);
+    assert_eq!(code, 0);
+    assert!(line.starts_with("a1  \"a vase\" by sam: running, highest 7 by bo"), "{line}");
+    let (line, _) = run(&["create", "--seller", "sue", "--title", "a clock", "--duration", "1h"]);
+    assert_eq!(line, "CREATED: auction a2 (a clock)");
+    let (line, code) = run(&["show", "a9"]);
+    assert!(line.starts_with("EXCEPTION: unknown auction"), "{line}");
+    assert_ne!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_retried_after_failover_creates_one_auction() {
+    let mut cluster = start(38, 3, &[]).await;
+    let settings = TransportSettings::default();
+    let connection =
+        AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(1))
+            .expect("connection");
+    let create = CreateAuction {
+        seller: "sam".into(),
+        title: "a lamp".into(),
+        description: String::new(),
+        minimum_amount: 1,
+        duration_ms: 600_000,
+        ends_at_unix_ms: 0,
+        client_id: "seller-session".into(),
+        request_id: 1,
+        at_unix_ms: 0,
+    };
+    let first = connection.clone().create_auction(&create).await.expect("created");
+    assert_eq!((first.verdict, first.auction_id.as_str()), (Verdict::Success, "a1"));
+
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    cluster.kill(leader).expect("kill");
+    // The same request again, sequenced later by the new leader: the same
+    // answer, and no second auction, although its end would come later.
+    let retried = eventually("the retry to be answered", SETTLE, || {
+        let (mut connection, create) = (connection.clone(), create.clone());
+        async move { connection.create_auction(&create).await.ok() }
+    })
+    .await;
+    assert_eq!(retried, first);
+    let page = connection.clone().list_auctions(false, 0, "").await.expect("list");
+    assert_eq!(page.auctions.len(), 2, "the default auction and a1: {page:?}");
+    match connection.clone().get_auction("nope").await {
+        Err(CallError::Rejected { message }) => assert!(message.contains("unknown auction"), "{message}"),
+        other => panic!("an unknown auction is NOT_FOUND: {other:?}"),
+    }
+}
