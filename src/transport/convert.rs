@@ -399,16 +399,22 @@ impl Iterator for SnapshotChunks {
                     }
                 }
                 Cursor::InAuction { id, bidders_after } => {
+                    // A piece needs room for the auction and at least one
+                    // bidder; otherwise the next chunk resumes here.
+                    if budget < 2 {
+                        self.cursor = Cursor::InAuction { id, bidders_after };
+                        break;
+                    }
                     let Some(auction) = book.auctions.get(&id) else { unreachable!("the cursor names a held auction") };
                     let start = bidders_after.map_or(Unbounded, Excluded);
-                    let wanted = budget.saturating_sub(1);
+                    let wanted = budget - 1;
                     let bidders: Vec<_> = auction.bidders.range((start, Unbounded)).take(wanted).collect();
                     let last = bidders.last().map(|(bidder, _)| (*bidder).clone());
-                    let exhausted = bidders.len() < wanted;
+                    let maybe_more = bidders.len() == wanted;
                     budget -= 1 + bidders.len();
                     chunk.auctions.push(auction_piece(auction, bidders.into_iter()));
                     match last {
-                        Some(last) if !exhausted => Cursor::InAuction { id, bidders_after: Some(last) },
+                        Some(last) if maybe_more => Cursor::InAuction { id, bidders_after: Some(last) },
                         _ => Cursor::NextAuction { after: Some(id) },
                     }
                 }
@@ -663,6 +669,44 @@ mod tests {
         // 20,000 bidders and sessions cannot fit one chunk.
         assert!(chunks > 10, "{chunks} chunks");
         assert_eq!(rebuilt, Some(snapshot));
+    }
+
+    /// Auctions of every size around a chunk's budget, so that a chunk ends
+    /// with a little room left before a large auction, and auctions span
+    /// chunks: every bidder arrives.
+    #[test]
+    fn auctions_of_any_size_reassemble_exactly_across_chunks() {
+        for sizes in [[4094, 10, 3], [4093, 4096, 1], [1, 4095, 8190], [4095, 0, 4097], [2, 4094, 2]] {
+            let mut book = AuctionBook::default();
+            for (i, size) in sizes.iter().enumerate() {
+                let id = format!("auction-{i}");
+                book.apply(&Command::Open(OpenAuction {
+                    auction_id: id.clone(),
+                    description: String::new(),
+                    minimum_amount: 1,
+                    ends_at_unix_ms: 1_000_000,
+                    at_unix_ms: 0,
+                }));
+                for n in 1..=*size {
+                    book.apply(&Command::Bid(Bid {
+                        auction_id: id.clone(),
+                        bidder: format!("b{n:05}"),
+                        amount: n,
+                        client_id: String::new(),
+                        request_id: 0,
+                        at_unix_ms: 10,
+                    }));
+                }
+            }
+            let state = ReplicatedState { cluster_id: "c".into(), book, ..ReplicatedState::default() };
+            let snapshot = Snapshot { epoch: 1 << 32, state };
+            let mut assembler = SnapshotAssembler::default();
+            let mut rebuilt = None;
+            for chunk in SnapshotChunks::new(snapshot.clone()) {
+                rebuilt = assembler.add(chunk).expect("well-formed");
+            }
+            assert_eq!(rebuilt, Some(snapshot), "sizes {sizes:?}");
+        }
     }
 
     #[test]
