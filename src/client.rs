@@ -68,10 +68,11 @@ pub struct Client {
     last_retries: u32,
     /// When the session's latest request started: an idle session is renewed.
     last_request_at: Option<std::time::Instant>,
-    /// The last request went unanswered: whether the service holds the
-    /// session is unknown (a first request may never have arrived, and the
-    /// service refuses request 2 of a session it does not know), so the
-    /// next request starts a new one.
+    /// The last write went unanswered or was refused: whether the service
+    /// holds the session is unknown (a first request may never have arrived
+    /// or been refused before it opened the session, and the service refuses
+    /// request 2 of a session it does not know), so the next write starts a
+    /// new one.
     renew_session: bool,
 }
 
@@ -155,7 +156,13 @@ impl Client {
                 async move { connection.bid(&bid).await }
             })
             .await;
-        self.renew_session = matches!(answer, Err(ClientError::Unreachable { .. }));
+        self.renew_session = match &answer {
+            // Refused without effect: the request may never have opened the
+            // session, and the service refuses request 2 of a session it
+            // does not know.
+            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
+            Err(_) => true,
+        };
         answer
     }
 
@@ -168,7 +175,10 @@ impl Client {
                 async move { connection.create_auction(&create).await }
             })
             .await;
-        self.renew_session = matches!(answer, Err(ClientError::Unreachable { .. }));
+        self.renew_session = match &answer {
+            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
+            Err(_) => true,
+        };
         answer
     }
 

@@ -125,6 +125,7 @@ impl Replication for RoguePeer {
             membership: vec![self.node.clone()],
             last_epoch: self.epoch,
             last_index: u64::MAX,
+            cluster_id: String::new(),
         }))
     }
 }
@@ -420,4 +421,54 @@ async fn a_client_whose_first_request_went_unanswered_starts_a_new_session() {
     let _cluster = start(36, 2, &[]).await;
     let outcome = bidder.bid("", "dora", 6).await.expect("answered by the cluster now up");
     assert_eq!(outcome.verdict, Verdict::Success, "{outcome:?}");
+}
+
+/// A client whose first request was refused (it never opened a session)
+/// goes on bidding: its next request starts a new session rather than being
+/// refused as coming from an expired one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_first_request_was_refused_goes_on_bidding() {
+    let cluster = start(39, 2, &[]).await;
+    let mut bidder = client(&cluster);
+    let refused = bidder.bid("no-such-auction", "eve", 5).await.expect("answered");
+    assert_eq!(refused.verdict, Verdict::Exception);
+    let next = bidder.bid("", "eve", 5).await.expect("answered");
+    assert_eq!(next.verdict, Verdict::Success, "{next:?}");
+}
+
+/// Finding 12, the drain: a bid in flight when the leader is told to stop
+/// is answered by that leader once it commits, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_answers_the_bid_in_flight() {
+    let mut cluster = start(40, 3, &["--ack-timeout", "3s"]).await;
+    let settings = TransportSettings::default();
+    let mut connection =
+        AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(8))
+            .expect("connection");
+    assert_eq!(connection.bid(&Bid { request_id: 1, ..drain_bid(1) }).await.expect("bid").verdict, Verdict::Success);
+
+    // A frozen backup holds the next bid's commit.
+    cluster.freeze(2).expect("freeze");
+    let in_flight = tokio::spawn(async move { connection.bid(&Bid { request_id: 2, ..drain_bid(2) }).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_flight.is_finished(), "the bid waits for the frozen backup");
+    let pid = cluster.pid(0).expect("leader pid");
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.thaw(2).expect("thaw");
+
+    // One attempt, no retry: the stopping leader itself answered.
+    let outcome = in_flight.await.expect("task").expect("answered by the stopping leader");
+    assert_eq!(outcome.verdict, Verdict::Success);
+}
+
+fn drain_bid(amount: u64) -> Bid {
+    Bid {
+        auction_id: String::new(),
+        bidder: "dana".into(),
+        amount,
+        client_id: "drain".into(),
+        request_id: 0,
+        at_unix_ms: 0,
+    }
 }

@@ -2,10 +2,12 @@
 //! channel into the leader's event loop.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::auction::{
     self, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, QueryError, ReadError,
@@ -24,9 +26,24 @@ pub(super) enum LeaderInput {
     Read { auction_id: String, reply: ReplySender },
     Create { create: CreateAuction, reply: ReplySender },
     Query { query: Query, reply: ReplySender },
-    BackupConnected { node: NodeId, connection: u64, last: LogPosition, messages: mpsc::Sender<Message> },
+    BackupConnected { node: NodeId, last: LogPosition, stream: BackupStream },
     Ack { node: NodeId, connection: u64, index: u64 },
     BackupLost { node: NodeId, connection: u64 },
+}
+
+/// The leader's end of one backup's stream. Dropping it (the backup was
+/// removed, or the leader stopped) ends the stream's tasks, even one blocked
+/// on a peer that never reads.
+pub(super) struct BackupStream {
+    pub connection: u64,
+    pub messages: mpsc::Sender<Message>,
+    pub closed: CancellationToken,
+}
+
+impl Drop for BackupStream {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
 /// Inputs waiting for the leader's loop. Past this a client gets
@@ -43,6 +60,9 @@ pub(super) struct LeaderHandle {
     pub inputs: mpsc::Sender<LeaderInput>,
     pub epoch: u64,
     pub cluster_id: String,
+    /// Cleared when the leader stops: clients are turned away while the
+    /// backups' acks still come in, so that what is in flight commits.
+    pub serving_clients: Arc<AtomicBool>,
 }
 
 /// State shared between the node's driver and its gRPC services.
@@ -68,6 +88,7 @@ impl Shared {
                 membership: Vec::new(),
                 last: LogPosition::default(),
                 pid: std::process::id(),
+                cluster_id: String::new(),
             }),
             id,
             network,
@@ -98,6 +119,9 @@ impl Shared {
         if status.membership != state.membership {
             status.membership = state.membership.clone();
         }
+        if status.cluster_id != state.cluster_id {
+            status.cluster_id = state.cluster_id.clone();
+        }
     }
 
     pub fn set_leader(&self, handle: Option<LeaderHandle>) {
@@ -115,7 +139,11 @@ impl Shared {
     /// Queues a client's request, or refuses it at once when the leader is
     /// overloaded.
     fn send_request(&self, input: LeaderInput) -> Result<(), ServiceError> {
-        self.leader_handle()?.inputs.try_send(input).map_err(|error| match error {
+        let handle = self.leader_handle()?;
+        if !handle.serving_clients.load(Ordering::Relaxed) {
+            return Err(ServiceError::NotLeader { leader: None });
+        }
+        handle.inputs.try_send(input).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded(MAX_QUEUED_INPUTS),
             mpsc::error::TrySendError::Closed(_) => ServiceError::Stopped,
         })
@@ -228,14 +256,11 @@ impl Backend for Shared {
         }
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (messages_to_backup, messages) = mpsc::channel(MAX_QUEUED_PER_BACKUP);
-        let connected = LeaderInput::BackupConnected {
-            node: hello.node,
-            connection,
-            last: hello.last,
-            messages: messages_to_backup,
-        };
+        let closed = CancellationToken::new();
+        let stream = BackupStream { connection, messages: messages_to_backup, closed: closed.clone() };
+        let connected = LeaderInput::BackupConnected { node: hello.node, last: hello.last, stream };
         handle.inputs.send(connected).await.map_err(|_| ServiceError::Stopped)?;
-        Ok(BackupSession { connection, epoch: handle.epoch, messages })
+        Ok(BackupSession { connection, epoch: handle.epoch, messages, closed })
     }
 
     async fn backup_acked(&self, node: &str, connection: u64, index: u64) {

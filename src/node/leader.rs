@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -10,13 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{
-    Action, Event, Leader, LeaderSettings, Message, NodeId, Now, ReplicatedState, Role, epoch_number,
-};
+use crate::replication::{Action, Event, Leader, LeaderSettings, NodeId, Now, ReplicatedState, Role, epoch_number};
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::backend::{LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
+use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.
@@ -97,7 +96,10 @@ pub(super) async fn lead(
 
     let (inputs, mut input_receiver) = mpsc::channel(MAX_QUEUED_INPUTS);
     let cluster_id = leader.state().cluster_id.clone();
-    shared.set_leader(Some(LeaderHandle { inputs, epoch: leader.epoch(), cluster_id }));
+    let serving_clients = Arc::new(AtomicBool::new(true));
+    let handle =
+        LeaderHandle { inputs, epoch: leader.epoch(), cluster_id, serving_clients: Arc::clone(&serving_clients) };
+    shared.set_leader(Some(handle));
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
     // Its own token: a graceful stop closes the client port first, while
     // the loop still releases the replies of requests in flight.
@@ -124,7 +126,7 @@ pub(super) async fn lead(
                 // answered once committed; then the backups' streams end and
                 // the first of the leaderQueue takes over.
                 info!(pending = leader.pending_replies(), "stopping: handing leadership over");
-                shared.set_leader(None);
+                serving_clients.store(false, Ordering::Relaxed);
                 client_port_open.cancel();
                 drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
             }
@@ -194,7 +196,7 @@ fn log_closed_auctions(leader: &Leader, were_open: &[String]) {
 /// The leader loop's bookkeeping of replies and backup streams.
 struct Driver {
     replies: HashMap<u64, ReplySender>,
-    streams: HashMap<NodeId, (u64, mpsc::Sender<Message>)>,
+    streams: HashMap<NodeId, BackupStream>,
     next_token: u64,
     /// Backups whose queue was full: they cannot keep up, and are removed.
     overflowed: Vec<(NodeId, u64)>,
@@ -219,9 +221,10 @@ impl Driver {
                 Some(token) => Event::Query { token, query },
                 None => return,
             },
-            LeaderInput::BackupConnected { node, connection, last, messages } => {
+            LeaderInput::BackupConnected { node, last, stream } => {
                 info!(backup = %node, last_index = last.index, "backup connected");
-                self.streams.insert(node.clone(), (connection, messages));
+                let connection = stream.connection;
+                self.streams.insert(node.clone(), stream);
                 Event::BackupConnected { node, connection, last }
             }
             LeaderInput::Ack { node, connection, index } => Event::Ack { node, connection, index },
@@ -262,10 +265,10 @@ impl Driver {
     fn perform_one(&mut self, action: Action) {
         match action {
             Action::Send { to, connection, message } => {
-                if let Some((current, stream)) = self.streams.get(&to)
-                    && *current == connection
+                if let Some(stream) = self.streams.get(&to)
+                    && stream.connection == connection
                 {
-                    match stream.try_send(message) {
+                    match stream.messages.try_send(message) {
                         // A closed stream shows up as the backup's loss.
                         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => self.overflowed.push((to, connection)),
@@ -280,7 +283,7 @@ impl Driver {
                 None => error!(token, "reply for an unknown request"),
             },
             Action::Disconnect { node, connection } => {
-                if self.streams.get(&node).is_some_and(|(current, _)| *current == connection) {
+                if self.streams.get(&node).is_some_and(|stream| stream.connection == connection) {
                     self.streams.remove(&node);
                     info!(backup = %node, "backup removed");
                 }
@@ -305,8 +308,9 @@ mod tests {
         let node = "127.0.0.1:2".to_string();
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);
-        let connected =
-            LeaderInput::BackupConnected { node: node.clone(), connection: 1, last: LogPosition::default(), messages };
+        let closed = CancellationToken::new();
+        let stream = BackupStream { connection: 1, messages, closed: closed.clone() };
+        let connected = LeaderInput::BackupConnected { node: node.clone(), last: LogPosition::default(), stream };
         driver.handle(&mut leader, connected, now);
         driver.perform(&mut leader, now);
         assert!(driver.streams.contains_key(&node));
@@ -317,6 +321,7 @@ mod tests {
         driver.perform(&mut leader, now);
 
         assert!(!driver.streams.contains_key(&node), "removed once its queue overflowed");
+        assert!(closed.is_cancelled(), "its stream's tasks are told to end");
         let (members, learners) = leader.members_and_learners();
         assert!(!members.contains(&node) && !learners.contains(&node));
     }

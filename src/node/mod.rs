@@ -178,8 +178,13 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         }
 
         let answers = lock.survey(survey_targets(&id, config, &backup)).await;
-        let me =
-            SelfView { id: &id, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
+        let me = SelfView {
+            id: &id,
+            epoch: backup.epoch(),
+            last: backup.last(),
+            membership: &backup.state().membership,
+            cluster_id: &backup.state().cluster_id,
+        };
         match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
             Succession::TakeOver { live_backups } => {
                 match lock.claim().await {

@@ -359,6 +359,11 @@ impl Leader {
                 Message::Snapshot(Box::new(snapshot))
             }
         };
+        // Entries stream to it from now on only if its catch-up is short: a
+        // snapshot takes a while to send and load, and what the leader
+        // appends meanwhile would pile up in its queue; it gets that once it
+        // acks the snapshot.
+        let snapshot = matches!(message, Message::Snapshot(_));
         self.actions.push(Action::Send { to: node.clone(), connection, message });
         // What the Hello claims chose the catch-up; only acks on this stream
         // count, and only up to what was sent on it.
@@ -368,7 +373,7 @@ impl Leader {
             sent: self.state.last.index,
             acked: 0,
             owing_since: Some(now.instant),
-            streaming: join_once_acked.is_none(),
+            streaming: join_once_acked.is_none() && !snapshot,
             join_once_acked,
         };
         self.backups.insert(node, progress);
@@ -451,19 +456,22 @@ impl Leader {
         // learner's share below covers it, and it streams from the next flush.
         self.flush();
         let last_index = self.state.last.index;
-        if let Some(progress) = self.backups.get_mut(node) {
-            progress.streaming = true;
-            progress.sent = last_index;
-        }
         let first_kept = self.tail.front().map_or(last_index + 1, |(entry, _)| entry.index);
         let message = if acked == last_index {
-            return;
+            None
         } else if acked + 1 >= first_kept {
             let entries = self.tail.iter().filter(|(entry, _)| entry.index > acked).map(|(entry, _)| entry.clone());
-            Message::Entries(Arc::new(entries.collect()))
+            Some(Message::Entries(Arc::new(entries.collect())))
         } else {
-            Message::Snapshot(Box::new(Snapshot { epoch: self.epoch, state: self.state.clone() }))
+            // The tail moved on while it loaded: a newer snapshot, and the
+            // stream again once it acks that.
+            Some(Message::Snapshot(Box::new(Snapshot { epoch: self.epoch, state: self.state.clone() })))
         };
+        if let Some(progress) = self.backups.get_mut(node) {
+            progress.streaming = !matches!(message, Some(Message::Snapshot(_)));
+            progress.sent = last_index;
+        }
+        let Some(message) = message else { return };
         self.actions.push(Action::Send { to: node.to_string(), connection, message });
     }
 

@@ -23,4 +23,6 @@ pub struct NodeStatus {
     pub membership: Vec<NodeId>,
     pub last: LogPosition,
     pub pid: u32,
+    /// The cluster its state belongs to; empty for a node without state.
+    pub cluster_id: String,
 }

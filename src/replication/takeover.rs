@@ -25,6 +25,8 @@ pub struct SelfView<'a> {
     pub last: LogPosition,
     /// Leader first, then the leaderQueue.
     pub membership: &'a [NodeId],
+    /// The cluster its state belongs to: answers from another are ignored.
+    pub cluster_id: &'a str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +41,17 @@ pub enum Succession {
 /// failed takeover raises it by one, so a real gap is a handful.
 pub const MAX_EPOCH_LEAD: u64 = 1 << 16;
 
-/// Whether `answer` reports an epoch a peer could have been shown.
+/// Whether `answer` could come from a peer of this cluster: the same
+/// cluster (or one without state), epochs it could have been shown, a log
+/// no newer than the epochs it has seen, and itself a member in its own
+/// eyes or ours (a removed node knows no more than its removal).
 fn is_plausible(me: &SelfView<'_>, answer: &NodeStatus) -> bool {
-    epoch_number(answer.epoch) <= epoch_number(me.epoch.max(me.last.epoch)) + MAX_EPOCH_LEAD
+    let limit = epoch_number(me.epoch.max(me.last.epoch)) + MAX_EPOCH_LEAD;
+    let same_cluster = me.cluster_id.is_empty()
+        || answer.cluster_id == me.cluster_id
+        || (answer.cluster_id.is_empty() && answer.last.index == 0);
+    let counts_itself = answer.membership.contains(&answer.node) || me.membership.contains(&answer.node);
+    same_cluster && epoch_number(answer.epoch) <= limit && answer.last.epoch <= answer.epoch && counts_itself
 }
 
 /// Whether a takeover may rely on `answer` to lead or to take over: it comes

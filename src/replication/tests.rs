@@ -363,6 +363,7 @@ impl Cluster {
             membership: backup.state().membership.clone(),
             last: backup.last(),
             pid: 0,
+            cluster_id: backup.state().cluster_id.clone(),
         }
     }
 
@@ -1526,6 +1527,7 @@ fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
         membership: members(membership),
         last,
         pid: 0,
+        cluster_id: CLUSTER_ID.to_string(),
     }
 }
 
@@ -1544,7 +1546,7 @@ fn decide_passing_over(
     let membership = members(membership);
     let passed_over: HashSet<NodeId> = passed_over.iter().map(|node| node.to_string()).collect();
     choose_successor(
-        &SelfView { id: me, epoch: last.epoch, last, membership: &membership },
+        &SelfView { id: me, epoch: last.epoch, last, membership: &membership, cluster_id: CLUSTER_ID },
         Some(LEADER),
         answers,
         &passed_over,
@@ -1688,8 +1690,13 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
     let mut successors = Vec::new();
     for me in survivors {
         let backup = cluster.backup(me);
-        let view =
-            SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
+        let view = SelfView {
+            id: me,
+            epoch: backup.epoch(),
+            last: backup.last(),
+            membership: &backup.state().membership,
+            cluster_id: &backup.state().cluster_id,
+        };
         let answers: Vec<NodeStatus> =
             survivors.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
         if let Succession::TakeOver { .. } = choose_successor(&view, Some(LEADER), &answers, &HashSet::new()) {
@@ -1735,8 +1742,13 @@ fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
     // stale in node-3's eyes: it waits, and node-3 takes over with alice's bid.
     let decide = |me: &str, peer: &str| {
         let backup = cluster.backup(me);
-        let view =
-            SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
+        let view = SelfView {
+            id: me,
+            epoch: backup.epoch(),
+            last: backup.last(),
+            membership: &backup.state().membership,
+            cluster_id: &backup.state().cluster_id,
+        };
         choose_successor(&view, Some(LEADER), &[cluster.status(peer)], &HashSet::new())
     };
     assert!(matches!(decide(NODE_2, NODE_3), Succession::Wait { .. }));
@@ -1767,13 +1779,25 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
     let (node_3_last, node_3_members) = view_of(&node_3);
     let (node_4_last, node_4_members) = view_of(&node_4);
     let by_node_3 = choose_successor(
-        &SelfView { id: NODE_3, epoch: node_3_last.epoch, last: node_3_last, membership: &node_3_members },
+        &SelfView {
+            id: NODE_3,
+            epoch: node_3_last.epoch,
+            last: node_3_last,
+            membership: &node_3_members,
+            cluster_id: CLUSTER_ID,
+        },
         Some(LEADER),
         std::slice::from_ref(&node_4),
         &HashSet::new(),
     );
     let by_node_4 = choose_successor(
-        &SelfView { id: NODE_4, epoch: node_4_last.epoch, last: node_4_last, membership: &node_4_members },
+        &SelfView {
+            id: NODE_4,
+            epoch: node_4_last.epoch,
+            last: node_4_last,
+            membership: &node_4_members,
+            cluster_id: CLUSTER_ID,
+        },
         Some(NODE_2),
         std::slice::from_ref(&node_3),
         &HashSet::new(),
@@ -1960,8 +1984,13 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
         // lost every backup rests on the leader alone: nothing can keep it.)
         for me in BACKUPS {
             let backup = cluster.backup(me);
-            let view =
-                SelfView { id: me, epoch: backup.epoch(), last: backup.last(), membership: &backup.state().membership };
+            let view = SelfView {
+                id: me,
+                epoch: backup.epoch(),
+                last: backup.last(),
+                membership: &backup.state().membership,
+                cluster_id: &backup.state().cluster_id,
+            };
             let answers: Vec<NodeStatus> =
                 BACKUPS.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
             if !matches!(choose_successor(&view, Some(LEADER), &answers, &HashSet::new()), Succession::TakeOver { .. })
@@ -2107,7 +2136,7 @@ fn epochs_never_wrap_and_an_impossible_one_is_refused() {
 fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
     let membership = members(&[LEADER, NODE_2, NODE_3]);
     let last = LogPosition { epoch: epoch_of(1), index: 10 };
-    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership };
+    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership, cluster_id: CLUSTER_ID };
     let rogue_leader = NodeStatus {
         node: ROGUE.to_string(),
         role: Role::Leader,
@@ -2116,6 +2145,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         membership: vec![ROGUE.to_string()],
         last,
         pid: 0,
+        cluster_id: CLUSTER_ID.to_string(),
     };
     let poisoned_member = NodeStatus {
         node: NODE_3.to_string(),
@@ -2125,6 +2155,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         membership: membership.clone(),
         last,
         pid: 0,
+        cluster_id: CLUSTER_ID.to_string(),
     };
     let answers = [rogue_leader, poisoned_member];
     assert_eq!(
@@ -2145,4 +2176,38 @@ fn a_node_never_installs_another_clusters_snapshot() {
 
     assert!(matches!(refusal, Err(ReplicationError::OtherCluster { .. })), "{refusal:?}");
     assert_eq!(backup.state(), &state);
+}
+
+#[test]
+fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member_stale() {
+    let membership = members(&[LEADER, NODE_2, NODE_3]);
+    let last = LogPosition { epoch: epoch_of(1), index: 10 };
+    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership, cluster_id: CLUSTER_ID };
+    let ahead_without_me = |cluster_id: &str, last_epoch: u64| NodeStatus {
+        node: ROGUE.to_string(),
+        role: Role::Joining,
+        epoch: epoch_of(1),
+        leader: None,
+        membership: vec![ROGUE.to_string()],
+        last: LogPosition { epoch: last_epoch, index: 1_000 },
+        pid: 0,
+        cluster_id: cluster_id.to_string(),
+    };
+    let not_credible = [
+        ahead_without_me("another-cluster", epoch_of(1)),
+        ahead_without_me("", epoch_of(1)),
+        ahead_without_me(CLUSTER_ID, epoch_of(7)),
+    ];
+    for answer in not_credible {
+        assert_eq!(
+            choose_successor(&me, Some(LEADER), std::slice::from_ref(&answer), &HashSet::new()),
+            Succession::TakeOver { live_backups: vec![] },
+            "{answer:?} must not stop node-2"
+        );
+    }
+    // A node of this cluster that counts itself a member and is ahead is
+    // evidence, as a joiner after node-2's removal would be. (Telling such
+    // a node from an impostor needs authenticated peers.)
+    let evidence = ahead_without_me(CLUSTER_ID, epoch_of(1));
+    assert_eq!(choose_successor(&me, Some(LEADER), &[evidence], &HashSet::new()), Succession::Wait { for_node: None });
 }

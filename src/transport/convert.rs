@@ -547,6 +547,7 @@ pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
         membership: reply.leader_queue,
         last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
         pid: reply.pid,
+        cluster_id: String::new(),
     }
 }
 
@@ -564,6 +565,7 @@ pub fn probe_reply(status: NodeStatus) -> rpb::ProbeReply {
         membership: status.membership,
         last_epoch: status.last.epoch,
         last_index: status.last.index,
+        cluster_id: status.cluster_id,
     }
 }
 
@@ -580,6 +582,7 @@ pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
         membership: reply.membership,
         last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
         pid: 0,
+        cluster_id: reply.cluster_id,
     }
 }
 

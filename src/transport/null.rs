@@ -58,6 +58,7 @@ impl Backend for NullBackend {
             membership: vec![self.node.clone()],
             last: LogPosition::default(),
             pid: std::process::id(),
+            cluster_id: String::new(),
         }
     }
 

@@ -67,6 +67,9 @@ pub struct BackupSession {
     pub epoch: u64,
     /// Bounded: a backup that cannot keep up is removed, not buffered.
     pub messages: mpsc::Receiver<Message>,
+    /// Cancelled when the leader drops the stream: its tasks end, even one
+    /// blocked on a peer that never reads.
+    pub closed: CancellationToken,
 }
 
 /// How a backup introduces itself on a replication stream.
@@ -187,15 +190,27 @@ impl<B: Backend> Replication for ReplicationService<B> {
         let session = self.backend.backup_connected(hello).await?;
         let connection = session.connection;
 
-        // One task reads the acks; any end of the stream means the backup is lost.
+        // One task reads the acks; any end of the stream means the backup is
+        // lost. Acks are cumulative, so only one above the last counts: a
+        // flood of repeated acks costs its sender, not the leader's queue.
         let backend = Arc::clone(&self.backend);
+        let closed = session.closed.clone();
         tokio::spawn(async move {
-            // A second Hello, or an empty message, is not the protocol: it
-            // ends the stream like an error does.
-            while let Ok(Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Ack(ack)) })) =
-                inbound.message().await
-            {
-                backend.backup_acked(&node, connection, ack.index).await;
+            let mut highest = 0;
+            loop {
+                let message = tokio::select! {
+                    () = closed.cancelled() => break,
+                    message = inbound.message() => message,
+                };
+                // A second Hello, or an empty message, is not the protocol:
+                // it ends the stream like an error does.
+                let Ok(Some(rpb::FromBackup { message: Some(rpb::from_backup::Message::Ack(ack)) })) = message else {
+                    break;
+                };
+                if ack.index > highest {
+                    highest = ack.index;
+                    backend.backup_acked(&node, connection, ack.index).await;
+                }
             }
             backend.backup_lost(&node, connection).await;
         });
@@ -216,6 +231,18 @@ impl<B: Backend> Replication for ReplicationService<B> {
 const MAX_ENTRIES_PER_MESSAGE: usize = 2048;
 
 async fn write_to_backup(
+    session: BackupSession,
+    outbound: mpsc::Sender<Result<rpb::FromLeader, Status>>,
+    heartbeat_interval: std::time::Duration,
+) {
+    let closed = session.closed.clone();
+    tokio::select! {
+        () = closed.cancelled() => {}
+        () = write_until_closed(session, outbound, heartbeat_interval) => {}
+    }
+}
+
+async fn write_until_closed(
     mut session: BackupSession,
     outbound: mpsc::Sender<Result<rpb::FromLeader, Status>>,
     heartbeat_interval: std::time::Duration,
