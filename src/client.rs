@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::auction::{AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome};
+use crate::auction::{
+    AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
+};
 use crate::replication::NodeStatus;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
@@ -193,6 +195,21 @@ impl Client {
         self.with_retries(|mut connection| {
             let page_token = page_token.clone();
             async move { connection.list_auctions(open_only, limit, &page_token).await }
+        })
+        .await
+    }
+
+    /// A page of an auction's accepted bids, oldest first (linearizable).
+    pub async fn history(
+        &mut self,
+        auction_id: &str,
+        limit: u32,
+        page_token: &str,
+    ) -> Result<HistoryPage, ClientError> {
+        let (auction_id, page_token) = (auction_id.to_string(), page_token.to_string());
+        self.with_retries(|mut connection| {
+            let (auction_id, page_token) = (auction_id.clone(), page_token.clone());
+            async move { connection.history(&auction_id, limit, &page_token).await }
         })
         .await
     }

@@ -92,6 +92,15 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// An auction's accepted bids, oldest first.
+    History {
+        /// The auction's id (as `list` prints it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Show one auction.
     Show {
         /// The auction's id (as `list` prints it).
@@ -431,6 +440,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("{}", prompt::auction_json(info));
                     } else {
                         println!("{}", prompt::format_auction(info));
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        Commands::History { id, json, target } => {
+            let mut client = target.client()?;
+            let mut page_token = String::new();
+            loop {
+                let page = match client.history(&id, 0, &page_token).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        println!("{}", prompt::format_error(&error));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+                for bid in &page.bids {
+                    if json {
+                        let value = serde_json::json!({
+                            "bidder": bid.bidder, "amount": bid.amount,
+                            "at_unix_ms": bid.at_unix_ms, "revision": bid.revision,
+                        });
+                        println!("{value}");
+                    } else {
+                        println!("{} bid {} (revision {})", bid.bidder, bid.amount, bid.revision);
                     }
                 }
                 if page.next_page_token.is_empty() {

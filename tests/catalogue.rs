@@ -59,6 +59,14 @@ async fn sellers_create_auctions_that_anyone_lists_and_bids_on_through_failover(
     assert!(line.starts_with("a1  \"a vase\" by sam: running, highest 7 by bo"), "{line}");
     let (line, _) = run(&["create", "--seller", "sue", "--title", "a clock", "--duration", "1h"]);
     assert_eq!(line, "CREATED: auction a2 (a clock)");
+    let (lines, code) = run(&["history", "a1", "--json"]);
+    assert_eq!(code, 0);
+    let history: Vec<serde_json::Value> = lines.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
+    assert_eq!(history.len(), 1, "the one accepted bid: {lines}");
+    assert_eq!((history[0]["bidder"].as_str(), history[0]["amount"].as_u64()), (Some("bo"), Some(7)));
+    let (shown, _) = run(&["show", "a1", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["revision"], history[0]["revision"], "the bid was the auction's last change");
     let (line, code) = run(&["show", "a9"]);
     assert!(line.starts_with("EXCEPTION: unknown auction"), "{line}");
     assert_ne!(code, 0);

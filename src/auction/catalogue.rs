@@ -160,11 +160,31 @@ pub struct AuctionPage {
     pub next_page_token: String,
 }
 
+/// One accepted bid, as an auction's history keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedBid {
+    pub bidder: String,
+    pub amount: u64,
+    pub at_unix_ms: i64,
+    /// The log index that accepted it.
+    pub revision: u64,
+}
+
+/// A page of an auction's accepted bids, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub auction_id: String,
+    pub bids: Vec<AcceptedBid>,
+    /// Empty when this is the last page.
+    pub next_page_token: String,
+}
+
 /// What a reader asks of the catalogue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
     Get { auction_id: String },
     List { open_only: bool, limit: u32, page_token: String },
+    History { auction_id: String, limit: u32, page_token: String },
 }
 
 /// The answer to a [`Query`].
@@ -172,6 +192,7 @@ pub enum Query {
 pub enum QueryAnswer {
     Auction(AuctionInfo),
     Page(AuctionPage),
+    History(HistoryPage),
 }
 
 /// Why a query could not be answered, besides an unknown auction.
@@ -205,6 +226,7 @@ impl AuctionBook {
             highest_bidder: String::new(),
             accepted_bids: 0,
             bidders: Default::default(),
+            history: Default::default(),
             created_revision: revision,
             revision,
         };
@@ -224,16 +246,30 @@ impl AuctionBook {
             Query::List { open_only, limit, page_token } => {
                 Ok(QueryAnswer::Page(self.list(*open_only, *limit, page_token, now_unix_ms)?))
             }
+            Query::History { auction_id, limit, page_token } => {
+                let auction_id = resolve_auction_id(auction_id);
+                let auction =
+                    self.auctions.get(auction_id).ok_or_else(|| ReadError::UnknownAuction(auction_id.to_string()))?;
+                // The token is how many bids earlier pages held.
+                let from = if page_token.is_empty() {
+                    0
+                } else {
+                    page_token.parse::<usize>().map_err(|_| QueryError::BadPageToken(page_token.to_string()))?
+                };
+                let limit = page_size(*limit);
+                let from = from.min(auction.history.len());
+                let bids: Vec<AcceptedBid> = auction.history.skip(from).iter().take(limit).cloned().collect();
+                let next = from + bids.len();
+                let next_page_token = if next < auction.history.len() { next.to_string() } else { String::new() };
+                Ok(QueryAnswer::History(HistoryPage { auction_id: auction_id.to_string(), bids, next_page_token }))
+            }
         }
     }
 
     /// A page of auctions in creation order after `page_token`.
     fn list(&self, open_only: bool, limit: u32, page_token: &str, now_unix_ms: i64) -> Result<AuctionPage, QueryError> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let limit = match limit as usize {
-            0 => DEFAULT_PAGE,
-            limit => limit.min(MAX_PAGE),
-        };
+        let limit = page_size(limit);
         let start = if page_token.is_empty() {
             Unbounded
         } else {
@@ -260,6 +296,15 @@ impl AuctionBook {
             _ => String::new(),
         };
         Ok(AuctionPage { auctions, next_page_token })
+    }
+}
+
+/// The page a caller asked for: 0 means the default, and no page is larger
+/// than [`MAX_PAGE`].
+fn page_size(limit: u32) -> usize {
+    match limit as usize {
+        0 => DEFAULT_PAGE,
+        limit => limit.min(MAX_PAGE),
     }
 }
 

@@ -13,13 +13,14 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::{OrdMap, OrdSet, Vector};
 
 mod catalogue;
 
 pub use catalogue::{
-    AuctionInfo, AuctionPage, CreateAuction, CreateOutcome, DEFAULT_PAGE, MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN,
-    Query, QueryAnswer, QueryError, validate_create, validate_create_fields,
+    AcceptedBid, AuctionInfo, AuctionPage, CreateAuction, CreateOutcome, DEFAULT_PAGE, HistoryPage,
+    MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN, Query, QueryAnswer, QueryError, validate_create,
+    validate_create_fields,
 };
 
 use unicode_normalization::UnicodeNormalization;
@@ -169,6 +170,8 @@ pub struct Auction {
     pub accepted_bids: u64,
     /// Registered bidders and their best bid; the first bid registers.
     pub bidders: OrdMap<String, u64>,
+    /// Every accepted bid, oldest first.
+    pub history: Vector<AcceptedBid>,
 }
 
 impl Auction {
@@ -453,6 +456,7 @@ impl AuctionBook {
             highest_bidder: String::new(),
             accepted_bids: 0,
             bidders: OrdMap::new(),
+            history: Vector::new(),
         });
         Applied::Opened
     }
@@ -608,6 +612,12 @@ impl AuctionBook {
         auction.highest_bidder = bid.bidder.clone();
         auction.accepted_bids += 1;
         auction.revision = revision;
+        auction.history.push_back(AcceptedBid {
+            bidder: bid.bidder.clone(),
+            amount: bid.amount,
+            at_unix_ms: bid.at_unix_ms,
+            revision,
+        });
         BidOutcome {
             verdict: Verdict::Success,
             reason: if registered {

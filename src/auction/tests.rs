@@ -1053,3 +1053,29 @@ fn a_seller_cannot_bid_on_their_own_auction_and_bids_move_its_revision() {
     let open = page(&book, true, 0, "");
     assert_eq!(open.auctions.iter().map(|info| info.auction_id.as_str()).collect::<Vec<_>>(), [DEFAULT_AUCTION]);
 }
+
+#[test]
+fn the_history_holds_every_accepted_bid_oldest_first_in_pages() {
+    let mut book = book_with_default_auction(1);
+    for (revision, amount) in (10..).zip([5, 4, 7, 9]) {
+        book.apply_at(revision, &Command::Bid(bid(if amount % 2 == 0 { "bo" } else { "cy" }, amount)));
+    }
+    let history = |page_token: &str, limit| {
+        let query = Query::History { auction_id: String::new(), limit, page_token: page_token.to_string() };
+        match book.query(&query, DURING_MS).expect("known") {
+            QueryAnswer::History(page) => page,
+            other => panic!("{other:?}"),
+        }
+    };
+    // The 4 was refused: three accepted bids, with the entries that took them.
+    let all = history("", 0);
+    let accepted: Vec<(u64, u64)> = all.bids.iter().map(|bid| (bid.amount, bid.revision)).collect();
+    assert_eq!(accepted, [(5, 10), (7, 12), (9, 13)]);
+    assert_eq!((all.auction_id.as_str(), all.next_page_token.as_str()), (DEFAULT_AUCTION, ""));
+    let first = history("", 2);
+    assert_eq!(first.bids.len(), 2);
+    let rest = history(&first.next_page_token, 2);
+    assert_eq!(rest.bids.iter().map(|bid| bid.amount).collect::<Vec<_>>(), [9]);
+    assert_eq!(rest.next_page_token, "");
+    assert_eq!(default_auction(&book).accepted_bids, default_auction(&book).history.len() as u64);
+}

@@ -218,7 +218,7 @@ impl Backend for Shared {
     }
 
     async fn query(&self, query: Query) -> Result<QueryAnswer, ServiceError> {
-        if let Query::Get { auction_id } = &query
+        if let Query::Get { auction_id } | Query::History { auction_id, .. } = &query
             && auction_id.len() > auction::MAX_AUCTION_ID_LEN
         {
             return Err(ServiceError::InvalidArgument(format!(

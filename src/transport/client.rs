@@ -10,7 +10,9 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
-use crate::auction::{AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome};
+use crate::auction::{
+    AcceptedBid, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
+};
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
 use super::pb::auction_client::AuctionClient;
@@ -176,6 +178,19 @@ impl AuctionConnection {
         let reply = self.call(client.list_auctions(request)).await?;
         Ok(AuctionPage {
             auctions: reply.auctions.into_iter().map(AuctionInfo::from).collect(),
+            next_page_token: reply.next_page_token,
+        })
+    }
+
+    /// A page of an auction's accepted bids, oldest first.
+    pub async fn history(&mut self, auction_id: &str, limit: u32, page_token: &str) -> Result<HistoryPage, CallError> {
+        let request =
+            pb::HistoryRequest { auction_id: auction_id.to_string(), limit, page_token: page_token.to_string() };
+        let mut client = self.client.clone();
+        let reply = self.call(client.history(request)).await?;
+        Ok(HistoryPage {
+            auction_id: reply.auction_id,
+            bids: reply.bids.into_iter().map(AcceptedBid::from).collect(),
             next_page_token: reply.next_page_token,
         })
     }

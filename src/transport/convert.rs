@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    Auction, AuctionBook, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command, CreateAuction,
-    CreateOutcome, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
+    AcceptedBid, Auction, AuctionBook, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command,
+    CreateAuction, CreateOutcome, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
 };
 use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
@@ -161,6 +161,18 @@ impl From<pb::AuctionInfo> for AuctionInfo {
             now_unix_ms: info.now_unix_ms,
             revision: info.revision,
         }
+    }
+}
+
+impl From<AcceptedBid> for pb::AcceptedBid {
+    fn from(bid: AcceptedBid) -> Self {
+        pb::AcceptedBid { bidder: bid.bidder, amount: bid.amount, at_unix_ms: bid.at_unix_ms, revision: bid.revision }
+    }
+}
+
+impl From<pb::AcceptedBid> for AcceptedBid {
+    fn from(bid: pb::AcceptedBid) -> Self {
+        AcceptedBid { bidder: bid.bidder, amount: bid.amount, at_unix_ms: bid.at_unix_ms, revision: bid.revision }
     }
 }
 
@@ -331,6 +343,11 @@ enum Cursor {
         id: String,
         bidders_after: Option<String>,
     },
+    /// Auction `id`'s accepted bids from the `from`th on.
+    InHistory {
+        id: String,
+        from: usize,
+    },
     Sessions {
         after: Option<String>,
     },
@@ -357,6 +374,14 @@ impl SnapshotChunks {
     }
 }
 
+fn accepted_bid_state(bid: AcceptedBid) -> rpb::AcceptedBidState {
+    rpb::AcceptedBidState { bidder: bid.bidder, amount: bid.amount, at_unix_ms: bid.at_unix_ms, revision: bid.revision }
+}
+
+fn accepted_bid(state: rpb::AcceptedBidState) -> AcceptedBid {
+    AcceptedBid { bidder: state.bidder, amount: state.amount, at_unix_ms: state.at_unix_ms, revision: state.revision }
+}
+
 fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a String, &'a u64)>) -> rpb::AuctionState {
     rpb::AuctionState {
         auction_id: auction.auction_id.clone(),
@@ -375,6 +400,7 @@ fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a Strin
         created_at_unix_ms: auction.created_at_unix_ms,
         created_revision: auction.created_revision,
         revision: auction.revision,
+        history: Vec::new(),
     }
 }
 
@@ -415,7 +441,24 @@ impl Iterator for SnapshotChunks {
                     chunk.auctions.push(auction_piece(auction, bidders.into_iter()));
                     match last {
                         Some(last) if maybe_more => Cursor::InAuction { id, bidders_after: Some(last) },
-                        _ => Cursor::NextAuction { after: Some(id) },
+                        _ => Cursor::InHistory { id, from: 0 },
+                    }
+                }
+                Cursor::InHistory { id, from } => {
+                    let Some(auction) = book.auctions.get(&id) else { unreachable!("the cursor names a held auction") };
+                    if from >= auction.history.len() {
+                        Cursor::NextAuction { after: Some(id) }
+                    } else if budget < 2 {
+                        self.cursor = Cursor::InHistory { id, from };
+                        break;
+                    } else {
+                        let bids: Vec<_> = auction.history.skip(from).iter().take(budget - 1).cloned().collect();
+                        budget -= 1 + bids.len();
+                        let mut piece = auction_piece(auction, std::iter::empty());
+                        let next = from + bids.len();
+                        piece.history = bids.into_iter().map(accepted_bid_state).collect();
+                        chunk.auctions.push(piece);
+                        Cursor::InHistory { id, from: next }
                     }
                 }
                 Cursor::Sessions { after } => {
@@ -473,8 +516,12 @@ impl SnapshotAssembler {
         book.created = chunk.auctions_created;
         for piece in chunk.auctions {
             let bidders = piece.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount));
+            let history = piece.history.into_iter().map(accepted_bid);
             match book.auctions.get_mut(&piece.auction_id) {
-                Some(auction) => auction.bidders.extend(bidders),
+                Some(auction) => {
+                    auction.bidders.extend(bidders);
+                    auction.history.extend(history);
+                }
                 None => {
                     book.insert_auction(Auction {
                         auction_id: piece.auction_id,
@@ -491,6 +538,7 @@ impl SnapshotAssembler {
                         highest_bidder: piece.highest_bidder,
                         accepted_bids: piece.accepted_bids,
                         bidders: bidders.collect(),
+                        history: history.collect(),
                     });
                 }
             }

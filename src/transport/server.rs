@@ -149,7 +149,21 @@ impl<B: Backend> Auction for AuctionService<B> {
                 auctions: page.auctions.into_iter().map(pb::AuctionInfo::from).collect(),
                 next_page_token: page.next_page_token,
             })),
-            QueryAnswer::Auction(_) => Err(Status::internal("a list answered with one auction")),
+            _ => Err(Status::internal("a list answered with something else")),
+        }
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+        let request = request.into_inner();
+        let query =
+            Query::History { auction_id: request.auction_id, limit: request.limit, page_token: request.page_token };
+        match self.backend.query(query).await? {
+            QueryAnswer::History(page) => Ok(Response::new(pb::HistoryReply {
+                auction_id: page.auction_id,
+                bids: page.bids.into_iter().map(pb::AcceptedBid::from).collect(),
+                next_page_token: page.next_page_token,
+            })),
+            _ => Err(Status::internal("a history answered with something else")),
         }
     }
 
@@ -157,7 +171,7 @@ impl<B: Backend> Auction for AuctionService<B> {
         let query = Query::Get { auction_id: request.into_inner().auction_id };
         match self.backend.query(query).await? {
             QueryAnswer::Auction(info) => Ok(Response::new(info.into())),
-            QueryAnswer::Page(_) => Err(Status::internal("a get answered with a page")),
+            _ => Err(Status::internal("a get answered with something else")),
         }
     }
 }
