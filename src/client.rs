@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::auction::{
-    AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
+    AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
 };
 use crate::replication::NodeStatus;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
@@ -212,6 +212,39 @@ impl Client {
             async move { connection.history(&auction_id, limit, &page_token).await }
         })
         .await
+    }
+
+    /// Watches committed events of one auction or all, from after
+    /// `after_revision` (0: from now on), calling `on_event` for each until
+    /// it returns false. Across a failover it resumes from the last revision
+    /// seen, so no event is missed or repeated. Gives up only when no server
+    /// answers within the deadline.
+    pub async fn watch(
+        &mut self,
+        auction_id: Option<&str>,
+        mut after_revision: u64,
+        mut on_event: impl FnMut(&AuctionEvent) -> bool,
+    ) -> Result<(), ClientError> {
+        use tokio_stream::StreamExt;
+        loop {
+            let auction = auction_id.map(str::to_string);
+            let mut events = self
+                .with_retries(|mut connection| {
+                    let auction = auction.clone();
+                    async move { connection.watch(auction.as_deref(), after_revision).await }
+                })
+                .await?;
+            while let Some(event) = events.next().await {
+                let Ok(event) = event else { break };
+                after_revision = after_revision.max(event.revision);
+                if !on_event(&event) {
+                    return Ok(());
+                }
+            }
+            // The stream ended: the leader stepped down or died, or this
+            // watcher fell behind. Resume where it stopped.
+            tokio::time::sleep(FIRST_BACKOFF).await;
+        }
     }
 
     /// One auction (linearizable).

@@ -92,6 +92,19 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// Print events as they commit (every auction's, or one's); resumes
+    /// across failovers by itself.
+    Watch {
+        /// One auction's id; all auctions without it.
+        id: Option<String>,
+        /// Start after this revision (0: from now on).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// An auction's accepted bids, oldest first.
     History {
         /// The auction's id (as `list` prints it).
@@ -446,6 +459,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 page_token = page.next_page_token;
+            }
+        }
+        Commands::Watch { id, after, json, target } => {
+            let mut client = target.client()?;
+            let printed = client
+                .watch(id.as_deref(), after, |event| {
+                    let line = if json { prompt::event_json(event).to_string() } else { prompt::format_event(event) };
+                    if !line.is_empty() {
+                        println!("{line}");
+                    }
+                    true
+                })
+                .await;
+            match printed {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    println!("{}", prompt::format_error(&error));
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
         Commands::History { id, json, target } => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::auction::{AuctionInfo, AuctionView, BidOutcome, CreateOutcome, Verdict};
+use crate::auction::{AuctionEvent, AuctionInfo, AuctionView, BidOutcome, CreateOutcome, EventKind, Verdict};
 use crate::client::{Client, ClientError};
 
 /// What a line typed at the prompt asks for.
@@ -143,6 +143,32 @@ pub fn format_auction(info: &AuctionInfo) -> String {
         }
     };
     format!("{}  {:?} by {seller}: {state}", info.auction_id, info.title)
+}
+
+/// One event on one line, as `watch` prints it; empty for a progress
+/// notification, which changes nothing.
+pub fn format_event(event: &AuctionEvent) -> String {
+    let at = format!("[{}] {}", event.revision, event.auction_id);
+    match &event.kind {
+        EventKind::Opened(info) => format!("{at} OPENED: {}", format_auction(info)),
+        EventKind::BidAccepted(bid) => format!("{at} BID: {} now holds the highest bid, {}", bid.bidder, bid.amount),
+        EventKind::Closed(info) => format!("{at} CLOSED: {}", format_auction(info)),
+        EventKind::Progress => String::new(),
+    }
+}
+
+/// An event as JSON, for scripts (`--json`).
+pub fn event_json(event: &AuctionEvent) -> serde_json::Value {
+    let (kind, body) = match &event.kind {
+        EventKind::Opened(info) => ("opened", auction_json(info)),
+        EventKind::BidAccepted(bid) => (
+            "bid_accepted",
+            serde_json::json!({ "bidder": bid.bidder, "amount": bid.amount, "at_unix_ms": bid.at_unix_ms }),
+        ),
+        EventKind::Closed(info) => ("closed", auction_json(info)),
+        EventKind::Progress => ("progress", serde_json::Value::Null),
+    };
+    serde_json::json!({ "revision": event.revision, "auction_id": event.auction_id, "kind": kind, "event": body })
 }
 
 /// An auction as JSON, for scripts (`--json`).

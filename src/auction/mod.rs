@@ -16,12 +16,14 @@ use std::collections::VecDeque;
 use imbl::{OrdMap, OrdSet, Vector};
 
 mod catalogue;
+mod events;
 
 pub use catalogue::{
     AcceptedBid, AuctionInfo, AuctionPage, CreateAuction, CreateOutcome, DEFAULT_PAGE, HistoryPage,
     MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN, Query, QueryAnswer, QueryError, validate_create,
     validate_create_fields,
 };
+pub use events::{AuctionEvent, EventKind};
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -246,6 +248,9 @@ pub struct AuctionBook {
     pub auctions: OrdMap<String, Auction>,
     /// The auctions by `(created_revision, auction_id)`: the catalogue's order.
     creation_order: OrdSet<(u64, String)>,
+    /// The auctions by `(revision, auction_id)` of their last change: a
+    /// watcher finds what changed since a revision without a scan.
+    by_last_change: OrdSet<(u64, String)>,
     /// Auctions created by sellers so far: the next one is `a{created + 1}`.
     pub created: u64,
     /// Ordered, so that a snapshot can be streamed in chunks, each resuming
@@ -311,6 +316,16 @@ pub fn normalize_bidder(bidder: &str) -> Result<Cow<'_, str>, String> {
     Ok(if normal == bidder { Cow::Borrowed(bidder) } else { Cow::Owned(normal) })
 }
 
+/// The auction a command changes, if it names an existing one.
+fn command_auction(command: &Command) -> Option<&str> {
+    match command {
+        Command::Open(open) => Some(&open.auction_id),
+        Command::Bid(bid) => Some(resolve_auction_id(&bid.auction_id)),
+        Command::Close { auction_id, .. } => Some(auction_id),
+        Command::Create(_) => None,
+    }
+}
+
 /// The whole second a session's last use is indexed under, rounded up: a
 /// session lives at least [`SESSION_EXPIRY_MS`] after its last use.
 fn expiry_bucket(unix_ms: i64) -> i64 {
@@ -343,10 +358,26 @@ impl AuctionBook {
     /// Puts an auction back, or in, keeping the catalogue's order.
     pub fn insert_auction(&mut self, auction: Auction) {
         let key = (auction.created_revision, auction.auction_id.clone());
+        let change = (auction.revision, auction.auction_id.clone());
         if let Some(replaced) = self.auctions.insert(auction.auction_id.clone(), auction) {
-            self.creation_order.remove(&(replaced.created_revision, replaced.auction_id));
+            self.creation_order.remove(&(replaced.created_revision, replaced.auction_id.clone()));
+            self.by_last_change.remove(&(replaced.revision, replaced.auction_id));
         }
         self.creation_order.insert(key);
+        self.by_last_change.insert(change);
+    }
+
+    /// Keeps the index of last changes true after `command` ran at
+    /// `revision`: the one auction it names may have changed.
+    fn note_change(&mut self, command: &Command, before: Option<u64>) {
+        let Some(auction_id) = command_auction(command) else { return };
+        let Some(auction) = self.auctions.get(auction_id) else { return };
+        if before != Some(auction.revision) {
+            if let Some(before) = before {
+                self.by_last_change.remove(&(before, auction_id.to_string()));
+            }
+            self.by_last_change.insert((auction.revision, auction_id.to_string()));
+        }
     }
 
     /// The dedup record of one session, if it is live.
@@ -405,6 +436,19 @@ impl AuctionBook {
     /// Applies the command of the log entry at `revision`. Deterministic: the
     /// same book and command give the same book and outcome on every replica.
     pub fn apply_at(&mut self, revision: u64, command: &Command) -> Applied {
+        let before = command_auction(command).and_then(|id| self.auctions.get(id)).map(|auction| auction.revision);
+        let applied = self.run(revision, command);
+        if let Applied::Created(outcome) = &applied
+            && outcome.verdict == Verdict::Success
+        {
+            // A new auction: insert_auction indexed it already.
+            return applied;
+        }
+        self.note_change(command, before);
+        applied
+    }
+
+    fn run(&mut self, revision: u64, command: &Command) -> Applied {
         match command {
             Command::Open(open) => self.open(open, revision),
             Command::Bid(bid) => Applied::Bid(self.bid(bid, revision)),

@@ -1079,3 +1079,47 @@ fn the_history_holds_every_accepted_bid_oldest_first_in_pages() {
     assert_eq!(rest.next_page_token, "");
     assert_eq!(default_auction(&book).accepted_bids, default_auction(&book).history.len() as u64);
 }
+
+#[test]
+fn events_between_two_revisions_are_the_creations_accepted_bids_and_closes_in_order() {
+    let mut book = AuctionBook::default();
+    book.apply_at(2, &open_command(DEFAULT_AUCTION, 1, ENDS_AT_MS));
+    created(&mut book, 3, create("sam", "vase", "", 0));
+    book.apply_at(4, &Command::Bid(bid("bo", 10)));
+    book.apply_at(5, &Command::Bid(Bid { auction_id: "a1".into(), ..bid("cy", 6) }));
+    book.apply_at(6, &Command::Bid(bid("bo", 9))); // refused: no event
+    book.apply_at(7, &close_command("a1", DURING_MS));
+
+    let kinds = |events: Vec<AuctionEvent>| -> Vec<(u64, String, &'static str)> {
+        events
+            .into_iter()
+            .map(|event| {
+                let kind = match event.kind {
+                    EventKind::Opened(_) => "opened",
+                    EventKind::BidAccepted(_) => "bid",
+                    EventKind::Closed(_) => "closed",
+                    EventKind::Progress => "progress",
+                };
+                (event.revision, event.auction_id, kind)
+            })
+            .collect()
+    };
+    let all = kinds(book.events(None, 0, 7, DURING_MS));
+    let expected = [
+        (2, DEFAULT_AUCTION.to_string(), "opened"),
+        (3, "a1".to_string(), "opened"),
+        (4, DEFAULT_AUCTION.to_string(), "bid"),
+        (5, "a1".to_string(), "bid"),
+        (7, "a1".to_string(), "closed"),
+    ];
+    assert_eq!(all, expected);
+    // Resuming after a revision gives exactly the rest; an upper bound (the
+    // commit index) holds back what is not committed.
+    assert_eq!(kinds(book.events(None, 4, 7, DURING_MS)), expected[3..]);
+    assert_eq!(kinds(book.events(None, 2, 4, DURING_MS)), expected[1..3]);
+    assert_eq!(
+        kinds(book.events(Some("a1"), 0, 7, DURING_MS)),
+        [expected[1].clone(), expected[3].clone(), expected[4].clone()]
+    );
+    assert!(book.events(Some("nope"), 0, 7, DURING_MS).is_empty());
+}

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::{
-    self, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, QueryError, ReadError,
+    self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, EventKind, Query,
+    QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
@@ -74,7 +75,24 @@ pub(super) struct Shared {
     /// Numbers replication streams, so events of a backup's old stream are
     /// told from those of its new one.
     next_connection: AtomicU64,
+    /// What watchers may see: the state up to the published commit index,
+    /// while this node leads; `None` otherwise.
+    committed: watch::Sender<Option<CommittedView>>,
 }
+
+/// The leader's state as watchers read it: events up to `commit_index` are
+/// committed; what the book holds beyond it is not shown. The book is a
+/// persistent structure, so a copy costs little.
+#[derive(Clone)]
+pub(super) struct CommittedView {
+    pub commit_index: u64,
+    pub book: AuctionBook,
+    pub clock_unix_ms: i64,
+}
+
+/// Events queued for one watcher. One that falls this far behind is cut
+/// off with an error naming where to resume, rather than buffered.
+const MAX_QUEUED_EVENTS: usize = 1024;
 
 impl Shared {
     pub fn new(config: NodeConfig, network: Network) -> Self {
@@ -94,7 +112,19 @@ impl Shared {
             network,
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
+            committed: watch::channel(None).0,
         }
+    }
+
+    /// Publishes the committed state to watchers; `None` when this node
+    /// stops leading, which ends their streams.
+    pub fn publish(&self, view: Option<CommittedView>) {
+        self.committed.send_replace(view);
+    }
+
+    /// How many watchers are subscribed: the leader publishes only for them.
+    pub fn watchers(&self) -> usize {
+        self.committed.receiver_count()
     }
 
     pub fn id(&self) -> &str {
@@ -239,6 +269,81 @@ impl Backend for Shared {
             Ok(Err(error)) => Err(error),
             Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
         }
+    }
+
+    fn watch(
+        &self,
+        auction_id: Option<String>,
+        after_revision: u64,
+    ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
+        self.leader_handle()?;
+        if auction_id.as_ref().is_some_and(|id| id.len() > auction::MAX_AUCTION_ID_LEN) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "auction id is longer than {} bytes",
+                auction::MAX_AUCTION_ID_LEN
+            )));
+        }
+        let mut views = self.committed.subscribe();
+        let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
+        tokio::spawn(async move {
+            // From now on when 0: the first view says where "now" is.
+            let mut last = (after_revision > 0).then_some(after_revision);
+            let mut first = true;
+            loop {
+                let view = views.borrow_and_update().clone();
+                match view {
+                    // Not published yet by this leadership: wait for it.
+                    None if first => {}
+                    None => {
+                        let resume = last.map_or(String::new(), |last| format!("; resume after revision {last}"));
+                        let message = format!("the leader stepped down{resume}");
+                        let _ = events.try_send(Err(ServiceError::WatchInterrupted(message)));
+                        return;
+                    }
+                    Some(view) => {
+                        if last.is_none() {
+                            let progress = AuctionEvent {
+                                revision: view.commit_index,
+                                auction_id: String::new(),
+                                kind: EventKind::Progress,
+                            };
+                            let _ = events.try_send(Ok(progress));
+                        }
+                        let from = *last.get_or_insert(view.commit_index);
+                        if view.commit_index > from {
+                            let new =
+                                view.book.events(auction_id.as_deref(), from, view.commit_index, view.clock_unix_ms);
+                            // A watcher that cannot take them all gets what
+                            // fits, then an error naming where to resume:
+                            // it is cut off, not buffered, and still moves on.
+                            let room = events.capacity().saturating_sub(1);
+                            if new.len() > room {
+                                let sent: Vec<AuctionEvent> = new.into_iter().take(room).collect();
+                                let resume = sent.last().map_or(from, |event| event.revision.saturating_sub(1));
+                                // Events of one revision go out together, so
+                                // a resume never splits them.
+                                for event in sent.into_iter().filter(|event| event.revision <= resume) {
+                                    let _ = events.try_send(Ok(event));
+                                }
+                                let message = format!("the watcher fell behind; resume after revision {resume}");
+                                let _ = events.try_send(Err(ServiceError::WatchInterrupted(message)));
+                                return;
+                            }
+                            for event in new {
+                                let _ = events.try_send(Ok(event));
+                            }
+                            last = Some(view.commit_index);
+                        }
+                    }
+                }
+                first = false;
+                tokio::select! {
+                    changed = views.changed() => if changed.is_err() { return },
+                    () = events.closed() => return,
+                }
+            }
+        });
+        Ok(receiver)
     }
 
     fn status(&self) -> NodeStatus {

@@ -15,7 +15,7 @@ use crate::replication::{Action, Event, Leader, LeaderSettings, NodeId, Now, Rep
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
+use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.
@@ -117,6 +117,7 @@ pub(super) async fn lead(
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_until = None;
+    let mut publisher = Publisher::default();
     loop {
         // Biased, so that a simulation replays exactly; a stop first.
         tokio::select! {
@@ -151,6 +152,7 @@ pub(super) async fn lead(
         // a status read must never show the leader behind its backups.
         shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
         driver.perform(&mut leader, shared.network().now());
+        publisher.publish(shared, &leader);
         if let Some(deadline) = drain_until
             && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
         {
@@ -158,6 +160,7 @@ pub(super) async fn lead(
         }
     }
     shared.set_leader(None);
+    shared.publish(None);
     // Ends every backup's stream: they take the leader for lost at once.
     drop(driver);
     client_port_open.cancel();
@@ -166,6 +169,34 @@ pub(super) async fn lead(
     }
     info!("stepped down");
     Ok(())
+}
+
+/// Publishes the committed state to watchers when it moved on, or when a
+/// watcher arrived; not at all while nobody watches (a published copy makes
+/// the leader's next writes copy what they change).
+#[derive(Default)]
+struct Publisher {
+    published: Option<u64>,
+    watchers: usize,
+}
+
+impl Publisher {
+    fn publish(&mut self, shared: &Shared, leader: &Leader) {
+        let watchers = shared.watchers();
+        let index = leader.published_index();
+        let newcomers = watchers > self.watchers;
+        self.watchers = watchers;
+        if watchers == 0 || index.is_none() || (index == self.published && !newcomers) {
+            return;
+        }
+        self.published = index;
+        let state = leader.state();
+        shared.publish(index.map(|commit_index| CommittedView {
+            commit_index,
+            book: state.book.clone(),
+            clock_unix_ms: state.clock_unix_ms,
+        }));
+    }
 }
 
 fn open_auctions(leader: &Leader) -> Vec<String> {

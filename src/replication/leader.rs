@@ -168,6 +168,10 @@ pub struct Leader {
     backups: BTreeMap<NodeId, BackupProgress>,
     /// Every entry up to here is applied by every backup in the membership.
     commit_index: u64,
+    /// The index of this leadership's first entry (its takeover): entries
+    /// it inherited count as committed for watchers only once this one is,
+    /// since a successor may lack them until then.
+    first_index: u64,
     /// Removed backups (they never ack their own removal), until every remaining
     /// backup has applied their removal.
     departing: Vec<Departure>,
@@ -230,6 +234,7 @@ impl Leader {
             id,
             epoch,
             commit_index: state.last.index,
+            first_index: state.last.index + 1,
             tail_base: state.last,
             state,
             settings,
@@ -256,6 +261,13 @@ impl Leader {
 
     pub fn commit_index(&self) -> u64 {
         self.commit_index
+    }
+
+    /// The commit index watchers may be shown: once this leadership's first
+    /// entry is committed, every entry up to the commit index is held by
+    /// every member, whoever leads next.
+    pub fn published_index(&self) -> Option<u64> {
+        (self.commit_index >= self.first_index).then_some(self.commit_index)
     }
 
     /// Client requests sequenced or read, whose replies wait for a commit.

@@ -11,7 +11,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
 use crate::auction::{
-    AcceptedBid, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
+    AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome,
+    HistoryPage,
 };
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
@@ -180,6 +181,26 @@ impl AuctionConnection {
             auctions: reply.auctions.into_iter().map(AuctionInfo::from).collect(),
             next_page_token: reply.next_page_token,
         })
+    }
+
+    /// The committed events after `after_revision` (0: from now on), of one
+    /// auction or all; the stream ends with an error when the leader steps
+    /// down or the watcher falls behind: resume with the last revision seen.
+    pub async fn watch(
+        &mut self,
+        auction_id: Option<&str>,
+        after_revision: u64,
+    ) -> Result<impl tokio_stream::Stream<Item = Result<AuctionEvent, CallError>> + use<>, CallError> {
+        let request = pb::WatchRequest { auction_id: auction_id.unwrap_or_default().to_string(), after_revision };
+        let mut client = self.client.clone();
+        // Only opening the stream is bounded by the request timeout.
+        let events = self.call(client.watch(request)).await?;
+        Ok(events.map(|event| match event {
+            Ok(event) => {
+                AuctionEvent::try_from(event).map_err(|error| CallError::Rejected { message: error.to_string() })
+            }
+            Err(status) => Err(CallError::from(status)),
+        }))
     }
 
     /// A page of an auction's accepted bids, oldest first.

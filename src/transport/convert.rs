@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    AcceptedBid, Auction, AuctionBook, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command,
-    CreateAuction, CreateOutcome, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
+    AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command,
+    CreateAuction, CreateOutcome, EventKind, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
 };
 use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
@@ -173,6 +173,33 @@ impl From<AcceptedBid> for pb::AcceptedBid {
 impl From<pb::AcceptedBid> for AcceptedBid {
     fn from(bid: pb::AcceptedBid) -> Self {
         AcceptedBid { bidder: bid.bidder, amount: bid.amount, at_unix_ms: bid.at_unix_ms, revision: bid.revision }
+    }
+}
+
+impl From<AuctionEvent> for pb::AuctionEvent {
+    fn from(event: AuctionEvent) -> Self {
+        use pb::auction_event::Kind;
+        let kind = match event.kind {
+            EventKind::Opened(info) => Some(Kind::Opened(info.into())),
+            EventKind::BidAccepted(bid) => Some(Kind::BidAccepted(bid.into())),
+            EventKind::Closed(info) => Some(Kind::Closed(info.into())),
+            EventKind::Progress => None,
+        };
+        pb::AuctionEvent { revision: event.revision, auction_id: event.auction_id, kind }
+    }
+}
+
+impl TryFrom<pb::AuctionEvent> for AuctionEvent {
+    type Error = MalformedMessage;
+    fn try_from(event: pb::AuctionEvent) -> Result<Self, Self::Error> {
+        use pb::auction_event::Kind;
+        let kind = match event.kind {
+            Some(Kind::Opened(info)) => EventKind::Opened(info.into()),
+            Some(Kind::BidAccepted(bid)) => EventKind::BidAccepted(bid.into()),
+            Some(Kind::Closed(info)) => EventKind::Closed(info.into()),
+            None => EventKind::Progress,
+        };
+        Ok(AuctionEvent { revision: event.revision, auction_id: event.auction_id, kind })
     }
 }
 

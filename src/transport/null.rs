@@ -6,7 +6,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auction::{AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, Verdict};
+use crate::auction::{
+    AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, Verdict,
+};
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
 use super::{Backend, BackupSession, Hello, Incoming, ServiceError, Services, TransportSettings, serve};
@@ -46,6 +48,14 @@ impl Backend for NullBackend {
     }
 
     async fn query(&self, _query: Query) -> Result<QueryAnswer, ServiceError> {
+        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
+    }
+
+    fn watch(
+        &self,
+        _auction_id: Option<String>,
+        _after_revision: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
         Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
     }
 

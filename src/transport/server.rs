@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auction::{AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer};
+use crate::auction::{AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
 
 use super::pb::replication as rpb;
@@ -37,6 +37,10 @@ pub enum ServiceError {
     Overloaded(usize),
     #[error("{0}")]
     PeerRefused(String),
+    /// A watcher that fell behind, or whose leader stepped down: it resumes
+    /// with `after_revision` = the last revision it saw.
+    #[error("{0}")]
+    WatchInterrupted(String),
 }
 
 impl From<ServiceError> for Status {
@@ -55,6 +59,7 @@ impl From<ServiceError> for Status {
             ServiceError::Stopped => Status::unavailable(message),
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
+            ServiceError::WatchInterrupted(_) => Status::unavailable(message),
         }
     }
 }
@@ -91,6 +96,14 @@ pub trait Backend: Send + Sync + 'static {
     -> impl Future<Output = Result<CreateOutcome, ServiceError>> + Send;
     /// A linearizable read of the catalogue.
     fn query(&self, query: Query) -> impl Future<Output = Result<QueryAnswer, ServiceError>> + Send;
+    /// The committed events after `after_revision` (0: from now on), of one
+    /// auction or all, as they commit; ends with an error the client can
+    /// resume from.
+    fn watch(
+        &self,
+        auction_id: Option<String>,
+        after_revision: u64,
+    ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError>;
     fn status(&self) -> NodeStatus;
     fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession, ServiceError>> + Send;
     /// Waits while the leader is busy: a flood of acks slows its sender only.
@@ -110,8 +123,23 @@ struct AuctionService<B> {
     backend: Arc<B>,
 }
 
+type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl<B: Backend> Auction for AuctionService<B> {
+    type WatchStream = AuctionEventStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let auction_id = (!request.auction_id.is_empty()).then_some(request.auction_id);
+        let events = self.backend.watch(auction_id, request.after_revision)?;
+        let stream = ReceiverStream::new(events).map(|event| match event {
+            Ok(event) => Ok(pb::AuctionEvent::from(event)),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
         let bid = convert::bid_from_request(request.into_inner());
         let outcome = self.backend.bid(bid).await?;

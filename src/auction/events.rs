@@ -1,0 +1,82 @@
+//! What happened to the auctions, as watchers see it: events derived from
+//! the replicated state itself (an auction's creation, its accepted bids
+//! with their revisions, its close), so any replica that holds an entry can
+//! tell its events, and a watcher that resumes after a failover gets the
+//! same ones from the new leader.
+
+use std::ops::Bound::{Excluded, Unbounded};
+
+use super::{AcceptedBid, Auction, AuctionBook, AuctionInfo};
+
+/// One change of one auction, at the revision (log index) that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionEvent {
+    pub revision: u64,
+    pub auction_id: String,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The auction as created, before any bid.
+    Opened(AuctionInfo),
+    /// A bid was accepted: the previous highest bidder is outbid.
+    BidAccepted(AcceptedBid),
+    /// The auction's final state: the winner.
+    Closed(AuctionInfo),
+    /// No change: where a watch that asked for "from now on" starts, so
+    /// that a watcher always knows the revision to resume after (etcd's
+    /// progress notification). Its auction id is empty.
+    Progress,
+}
+
+impl AuctionBook {
+    /// The events with revisions in `(after, up_to]`, oldest first: of one
+    /// auction, or of every auction when `auction_id` is `None`. `now_unix_ms`
+    /// stamps the infos they carry.
+    pub fn events(&self, auction_id: Option<&str>, after: u64, up_to: u64, now_unix_ms: i64) -> Vec<AuctionEvent> {
+        let mut events = Vec::new();
+        match auction_id {
+            Some(auction_id) => {
+                if let Some(auction) = self.auctions.get(auction_id) {
+                    auction_events(auction, after, up_to, now_unix_ms, &mut events);
+                }
+            }
+            None => {
+                // Only the auctions changed since `after` can have events.
+                for (_, auction_id) in self.by_last_change.range((Excluded((after, String::new())), Unbounded)) {
+                    if let Some(auction) = self.auctions.get(auction_id) {
+                        auction_events(auction, after, up_to, now_unix_ms, &mut events);
+                    }
+                }
+                events.sort_by_key(|event| event.revision);
+            }
+        }
+        events
+    }
+}
+
+fn auction_events(auction: &Auction, after: u64, up_to: u64, now_unix_ms: i64, events: &mut Vec<AuctionEvent>) {
+    let within = |revision: u64| revision > after && revision <= up_to;
+    let event = |revision, kind| AuctionEvent { revision, auction_id: auction.auction_id.clone(), kind };
+    if within(auction.created_revision) {
+        let opened = AuctionInfo {
+            over: false,
+            highest_amount: 0,
+            highest_bidder: String::new(),
+            accepted_bids: 0,
+            revision: auction.created_revision,
+            ..AuctionInfo::of(auction, now_unix_ms)
+        };
+        events.push(event(auction.created_revision, EventKind::Opened(opened)));
+    }
+    // The history is in revision order: find the first bid after `after`.
+    let first = auction.history.binary_search_by(|bid| bid.revision.cmp(&after)).map_or_else(|at| at, |at| at + 1);
+    for bid in auction.history.skip(first.min(auction.history.len())).iter().take_while(|bid| bid.revision <= up_to) {
+        events.push(event(bid.revision, EventKind::BidAccepted(bid.clone())));
+    }
+    // A closed auction changes no more: its last change is its close.
+    if auction.closed && within(auction.revision) {
+        events.push(event(auction.revision, EventKind::Closed(AuctionInfo::of(auction, now_unix_ms))));
+    }
+}
