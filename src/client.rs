@@ -235,7 +235,12 @@ impl Client {
                 })
                 .await?;
             while let Some(event) = events.next().await {
-                let Ok(event) = event else { break };
+                let event = match event {
+                    Ok(event) => event,
+                    // Compacted, or a malformed event: resuming cannot help.
+                    Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
+                    Err(CallError::Unavailable { .. }) => break,
+                };
                 after_revision = after_revision.max(event.revision);
                 if !on_event(&event) {
                     return Ok(());

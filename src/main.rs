@@ -210,6 +210,10 @@ struct ServerArgs {
     /// How long the default auction runs, from the cluster's start.
     #[arg(long, default_value = "120s", value_parser = parse_positive_duration)]
     duration: Duration,
+    /// How long a closed auction and its history are kept before they are
+    /// forgotten (by every replica at the same point of the log).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    retain_closed: Duration,
     /// Threads serving the node: 1 is a single-threaded event loop, the
     /// faster choice when nodes share a host's cores; 0 is one per core.
     #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
@@ -560,6 +564,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.heartbeat_interval = args.heartbeat;
     config.takeover_timeout = args.takeover_timeout;
     config.auction_duration = args.duration;
+    config.retain_closed = args.retain_closed;
 
     // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
     // over to the first of its leaderQueue, a backup leaves. A second one

@@ -229,6 +229,7 @@ impl AuctionBook {
             history: Default::default(),
             created_revision: revision,
             revision,
+            expires_at_unix_ms: None,
         };
         self.insert_auction(auction);
         CreateOutcome { verdict: Verdict::Success, reason: String::new(), auction_id }

@@ -125,7 +125,14 @@ fn fnv_fingerprint(fields: &[&[u8]]) -> u64 {
 pub enum Command {
     Open(OpenAuction),
     Bid(Bid),
-    Close { auction_id: String, at_unix_ms: i64 },
+    /// Closes an auction; it and its history are kept `retain_ms` more
+    /// (the leader stamps its setting in, so every replica expires it at
+    /// the same entry).
+    Close {
+        auction_id: String,
+        at_unix_ms: i64,
+        retain_ms: u64,
+    },
     Create(CreateAuction),
 }
 
@@ -162,6 +169,8 @@ pub struct Auction {
     pub created_revision: u64,
     /// The log index of its last change.
     pub revision: u64,
+    /// Set at its close: from then (log time) it is forgotten.
+    pub expires_at_unix_ms: Option<i64>,
     pub minimum_amount: u64,
     /// The deadline is absolute, so it survives failover unchanged.
     pub ends_at_unix_ms: i64,
@@ -251,6 +260,11 @@ pub struct AuctionBook {
     /// The auctions by `(revision, auction_id)` of their last change: a
     /// watcher finds what changed since a revision without a scan.
     by_last_change: OrdSet<(u64, String)>,
+    /// Closed auctions by `(expires_at_unix_ms, auction_id)`.
+    expiries: OrdSet<(i64, String)>,
+    /// The highest revision whose events were forgotten with an expired
+    /// auction: a watcher cannot resume from before it.
+    pub compacted: u64,
     /// Auctions created by sellers so far: the next one is `a{created + 1}`.
     pub created: u64,
     /// Ordered, so that a snapshot can be streamed in chunks, each resuming
@@ -316,6 +330,16 @@ pub fn normalize_bidder(bidder: &str) -> Result<Cow<'_, str>, String> {
     Ok(if normal == bidder { Cow::Borrowed(bidder) } else { Cow::Owned(normal) })
 }
 
+/// The log time a command was stamped with.
+pub fn command_time(command: &Command) -> i64 {
+    match command {
+        Command::Open(open) => open.at_unix_ms,
+        Command::Bid(bid) => bid.at_unix_ms,
+        Command::Close { at_unix_ms, .. } => *at_unix_ms,
+        Command::Create(create) => create.at_unix_ms,
+    }
+}
+
 /// The auction a command changes, if it names an existing one.
 fn command_auction(command: &Command) -> Option<&str> {
     match command {
@@ -359,12 +383,32 @@ impl AuctionBook {
     pub fn insert_auction(&mut self, auction: Auction) {
         let key = (auction.created_revision, auction.auction_id.clone());
         let change = (auction.revision, auction.auction_id.clone());
+        let expiry = auction.expires_at_unix_ms.map(|at| (at, auction.auction_id.clone()));
         if let Some(replaced) = self.auctions.insert(auction.auction_id.clone(), auction) {
             self.creation_order.remove(&(replaced.created_revision, replaced.auction_id.clone()));
-            self.by_last_change.remove(&(replaced.revision, replaced.auction_id));
+            self.by_last_change.remove(&(replaced.revision, replaced.auction_id.clone()));
+            if let Some(at) = replaced.expires_at_unix_ms {
+                self.expiries.remove(&(at, replaced.auction_id));
+            }
         }
         self.creation_order.insert(key);
         self.by_last_change.insert(change);
+        self.expiries.extend(expiry);
+    }
+
+    /// Forgets the closed auctions whose retention ended at log time `now`,
+    /// with their histories: every replica at the same entry.
+    fn expire_auctions(&mut self, now_unix_ms: i64) {
+        while let Some((at, _)) = self.expiries.get_min()
+            && *at <= now_unix_ms
+        {
+            let Some((_, auction_id)) = self.expiries.remove_min() else { break };
+            if let Some(auction) = self.auctions.remove(&auction_id) {
+                self.creation_order.remove(&(auction.created_revision, auction_id.clone()));
+                self.by_last_change.remove(&(auction.revision, auction_id));
+                self.compacted = self.compacted.max(auction.revision);
+            }
+        }
     }
 
     /// Keeps the index of last changes true after `command` ran at
@@ -436,6 +480,7 @@ impl AuctionBook {
     /// Applies the command of the log entry at `revision`. Deterministic: the
     /// same book and command give the same book and outcome on every replica.
     pub fn apply_at(&mut self, revision: u64, command: &Command) -> Applied {
+        self.expire_auctions(command_time(command));
         let before = command_auction(command).and_then(|id| self.auctions.get(id)).map(|auction| auction.revision);
         let applied = self.run(revision, command);
         if let Applied::Created(outcome) = &applied
@@ -452,10 +497,13 @@ impl AuctionBook {
         match command {
             Command::Open(open) => self.open(open, revision),
             Command::Bid(bid) => Applied::Bid(self.bid(bid, revision)),
-            Command::Close { auction_id, .. } => match self.auctions.get_mut(auction_id) {
+            Command::Close { auction_id, at_unix_ms, retain_ms } => match self.auctions.get_mut(auction_id) {
                 Some(auction) if !auction.closed => {
                     auction.closed = true;
                     auction.revision = revision;
+                    let expires_at = at_unix_ms.saturating_add(i64::try_from(*retain_ms).unwrap_or(i64::MAX));
+                    auction.expires_at_unix_ms = Some(expires_at);
+                    self.expiries.insert((expires_at, auction_id.clone()));
                     Applied::Closed
                 }
                 _ => Applied::Ignored,
@@ -493,6 +541,7 @@ impl AuctionBook {
             created_at_unix_ms: open.at_unix_ms,
             created_revision: revision,
             revision,
+            expires_at_unix_ms: None,
             minimum_amount: open.minimum_amount.max(1),
             ends_at_unix_ms: open.ends_at_unix_ms,
             closed: false,

@@ -8,6 +8,8 @@ use super::*;
 const OPENED_AT_MS: i64 = 1_700_000_000_000;
 /// The default test auction's deadline: one minute after it opened.
 const ENDS_AT_MS: i64 = OPENED_AT_MS + 60_000;
+/// How long closed test auctions are kept.
+const RETAIN_MS: u64 = 3_600_000;
 /// A time well before the deadline, at which bids are judged on amounts.
 const DURING_MS: i64 = OPENED_AT_MS + 1_000;
 
@@ -22,7 +24,7 @@ fn open_command(auction_id: &str, minimum_amount: u64, ends_at_unix_ms: i64) -> 
 }
 
 fn close_command(auction_id: &str, at_unix_ms: i64) -> Command {
-    Command::Close { auction_id: auction_id.to_string(), at_unix_ms }
+    Command::Close { auction_id: auction_id.to_string(), at_unix_ms, retain_ms: RETAIN_MS }
 }
 
 /// A book holding the default auction, open until `ENDS_AT_MS`.
@@ -1122,4 +1124,29 @@ fn events_between_two_revisions_are_the_creations_accepted_bids_and_closes_in_or
         [expected[1].clone(), expected[3].clone(), expected[4].clone()]
     );
     assert!(book.events(Some("nope"), 0, 7, DURING_MS).is_empty());
+}
+
+#[test]
+fn a_closed_auction_is_forgotten_after_its_retention_and_its_revisions_are_compacted() {
+    let mut book = book_with_default_auction(1);
+    created(&mut book, 3, create("sam", "vase", "", 0));
+    book.apply_at(4, &Command::Bid(Bid { auction_id: "a1".into(), ..bid("bo", 10) }));
+    book.apply_at(5, &close_command("a1", DURING_MS));
+    assert_eq!(book.auctions["a1"].expires_at_unix_ms, Some(DURING_MS + RETAIN_MS as i64));
+
+    // Kept until its retention ends, by log time: the next entry after that
+    // forgets it on every replica.
+    book.apply_at(6, &Command::Bid(bid("cy", 5)));
+    assert!(book.auctions.contains_key("a1"));
+    let later = DURING_MS + RETAIN_MS as i64;
+    book.apply_at(7, &Command::Bid(Bid { at_unix_ms: later, ..bid("cy", 6) }));
+    assert!(!book.auctions.contains_key("a1"), "forgotten with its history");
+    assert_eq!(book.compacted, 5, "its last change");
+    assert!(matches!(book.query(&Query::Get { auction_id: "a1".into() }, later), Err(QueryError::Read(_))));
+    let listed = page(&book, false, 0, "");
+    assert_eq!(listed.auctions.iter().map(|info| info.auction_id.as_str()).collect::<Vec<_>>(), [DEFAULT_AUCTION]);
+    // Its events are gone; the others' remain (cy's 6 came after the
+    // default auction's end: refused, no event).
+    let revisions: Vec<u64> = book.events(None, 0, 7, later).iter().map(|event| event.revision).collect();
+    assert_eq!(revisions, [6]);
 }

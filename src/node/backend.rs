@@ -301,6 +301,13 @@ impl Backend for Shared {
                         return;
                     }
                     Some(view) => {
+                        if let Some(asked) = last
+                            && asked < view.book.compacted
+                        {
+                            let compacted = view.book.compacted;
+                            let _ = events.try_send(Err(ServiceError::Compacted { asked, compacted }));
+                            return;
+                        }
                         if last.is_none() {
                             let progress = AuctionEvent {
                                 revision: view.commit_index,

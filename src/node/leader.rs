@@ -51,7 +51,11 @@ pub(super) async fn lead(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let now = shared.network().now();
-    let settings = LeaderSettings { ack_timeout: config.ack_timeout, ..LeaderSettings::default() };
+    let settings = LeaderSettings {
+        ack_timeout: config.ack_timeout,
+        retain_closed: config.retain_closed,
+        ..LeaderSettings::default()
+    };
     let mut leader = if start.state.last.index == 0 {
         let nonce = shared.network().random() as u32;
         let cluster_id = format!("{:016x}", shared.network().random());

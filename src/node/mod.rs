@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub takeover_timeout: Duration,
     /// How long the default auction runs, from the bootstrap.
     pub auction_duration: Duration,
+    /// How long a closed auction and its history are kept.
+    pub retain_closed: Duration,
 }
 
 impl NodeConfig {
@@ -62,6 +64,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(100),
             takeover_timeout: Duration::from_millis(1000),
             auction_duration: Duration::from_secs(120),
+            retain_closed: crate::replication::DEFAULT_RETAIN_CLOSED,
         }
     }
 
@@ -279,7 +282,7 @@ async fn follow(
             Ok(Ok(Some(message))) => message,
         };
         let applied = match message {
-            LeaderMessage::Snapshot(snapshot) => backup.install(snapshot).map(Some),
+            LeaderMessage::Snapshot(snapshot) => backup.install(*snapshot).map(Some),
             LeaderMessage::Entries(entries) => backup.apply(&entries).map(Some),
             LeaderMessage::Heartbeat { epoch } => backup.observe_epoch(epoch).map(|()| None),
             LeaderMessage::SnapshotPart => Ok(None),

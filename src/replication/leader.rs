@@ -12,6 +12,9 @@ use crate::auction::{
 use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 use super::{NodeId, Now};
 
+/// How long a closed auction is kept by default: a day.
+pub const DEFAULT_RETAIN_CLOSED: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
 pub struct LeaderSettings {
@@ -24,6 +27,8 @@ pub struct LeaderSettings {
     /// dropped. Longer than the ack timeout: loading a large snapshot takes
     /// time, and a learner gates nothing while it does.
     pub learner_timeout: Duration,
+    /// How long a closed auction and its history are kept.
+    pub retain_closed: Duration,
 }
 
 impl Default for LeaderSettings {
@@ -32,6 +37,7 @@ impl Default for LeaderSettings {
             ack_timeout: Duration::from_millis(1000),
             tail_capacity: 4096,
             learner_timeout: Duration::from_secs(30),
+            retain_closed: DEFAULT_RETAIN_CLOSED,
         }
     }
 }
@@ -510,7 +516,8 @@ impl Leader {
         }
         let stamp = self.stamp(now);
         for auction_id in self.state.book.overdue(stamp) {
-            self.append(Payload::Command(Command::Close { auction_id, at_unix_ms: stamp }), now);
+            let retain_ms = u64::try_from(self.settings.retain_closed.as_millis()).unwrap_or(u64::MAX);
+            self.append(Payload::Command(Command::Close { auction_id, at_unix_ms: stamp, retain_ms }), now);
         }
     }
 

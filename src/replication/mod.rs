@@ -15,7 +15,7 @@ mod takeover;
 mod tests;
 
 pub use backup::{Backup, ReplicationError};
-pub use leader::{Action, Event, Leader, LeaderSettings, Message, Reply};
+pub use leader::{Action, DEFAULT_RETAIN_CLOSED, Event, Leader, LeaderSettings, Message, Reply};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 pub use status::{NodeStatus, Role};
 pub use takeover::{MAX_EPOCH_LEAD, SelfView, Succession, choose_successor, highest_credible_epoch};

@@ -70,13 +70,7 @@ impl ReplicatedState {
         self.last = entry.position();
         match &entry.payload {
             Payload::Command(command) => {
-                let stamped = match command {
-                    Command::Open(open) => open.at_unix_ms,
-                    Command::Bid(bid) => bid.at_unix_ms,
-                    Command::Close { at_unix_ms, .. } => *at_unix_ms,
-                    Command::Create(create) => create.at_unix_ms,
-                };
-                self.clock_unix_ms = self.clock_unix_ms.max(stamped);
+                self.clock_unix_ms = self.clock_unix_ms.max(crate::auction::command_time(command));
                 self.book.apply_at(entry.index, command)
             }
             Payload::Join { node } => {

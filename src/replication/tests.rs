@@ -38,6 +38,7 @@ fn settings() -> LeaderSettings {
         ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS),
         tail_capacity: 64,
         learner_timeout: Duration::from_millis(LEARNER_TIMEOUT_MS),
+        retain_closed: DEFAULT_RETAIN_CLOSED,
     }
 }
 
@@ -1391,6 +1392,7 @@ fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader
         payload: Payload::Command(Command::Close {
             auction_id: DEFAULT_AUCTION.to_string(),
             at_unix_ms: cluster.now.unix_ms,
+            retain_ms: DEFAULT_RETAIN_CLOSED.as_millis() as u64,
         }),
     };
     assert_eq!(
@@ -1431,6 +1433,7 @@ fn leader_closes_the_auction_on_the_first_tick_at_its_deadline() {
         payload: Payload::Command(Command::Close {
             auction_id: DEFAULT_AUCTION.to_string(),
             at_unix_ms: cluster.start.unix_ms + 5_000,
+            retain_ms: DEFAULT_RETAIN_CLOSED.as_millis() as u64,
         }),
     };
     assert_eq!(sends(&actions), vec![(NODE_2, &entries_message(vec![close]))]);

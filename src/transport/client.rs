@@ -275,7 +275,7 @@ pub fn check_address(address: &str) -> Result<(), CallError> {
 /// What the leader sends a backup, in domain types.
 #[derive(Debug)]
 pub enum LeaderMessage {
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     /// A chunk of a snapshot still coming: the leader is alive, nothing to
     /// apply or ack yet.
     SnapshotPart,
@@ -336,7 +336,7 @@ impl LeaderLink {
         let malformed = |error: super::MalformedMessage| CallError::Rejected { message: error.to_string() };
         match message.message {
             Some(M::Snapshot(chunk)) => match self.snapshot.add(chunk).map_err(malformed)? {
-                Some(snapshot) => Ok(Some(LeaderMessage::Snapshot(snapshot))),
+                Some(snapshot) => Ok(Some(LeaderMessage::Snapshot(Box::new(snapshot)))),
                 None => Ok(Some(LeaderMessage::SnapshotPart)),
             },
             Some(M::Entries(entries)) => {

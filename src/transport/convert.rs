@@ -234,8 +234,12 @@ impl From<&Entry> for rpb::Entry {
                 request_id: bid.request_id,
                 at_unix_ms: bid.at_unix_ms,
             }),
-            Payload::Command(Command::Close { auction_id, at_unix_ms }) => {
-                P::CloseAuction(rpb::CloseAuction { auction_id: auction_id.clone(), at_unix_ms: *at_unix_ms })
+            Payload::Command(Command::Close { auction_id, at_unix_ms, retain_ms }) => {
+                P::CloseAuction(rpb::CloseAuction {
+                    auction_id: auction_id.clone(),
+                    at_unix_ms: *at_unix_ms,
+                    retain_ms: *retain_ms,
+                })
             }
             Payload::Command(Command::Create(create)) => P::CreateAuction(rpb::CreateAuction {
                 duration_ms: create.duration_ms,
@@ -280,9 +284,11 @@ impl TryFrom<rpb::Entry> for Entry {
                 request_id: bid.request_id,
                 at_unix_ms: bid.at_unix_ms,
             })),
-            P::CloseAuction(close) => {
-                Payload::Command(Command::Close { auction_id: close.auction_id, at_unix_ms: close.at_unix_ms })
-            }
+            P::CloseAuction(close) => Payload::Command(Command::Close {
+                auction_id: close.auction_id,
+                at_unix_ms: close.at_unix_ms,
+                retain_ms: close.retain_ms,
+            }),
             P::CreateAuction(create) => Payload::Command(Command::Create(CreateAuction {
                 duration_ms: create.duration_ms,
                 seller: create.seller,
@@ -396,6 +402,7 @@ impl SnapshotChunks {
             clock_unix_ms: state.clock_unix_ms,
             cluster_id: state.cluster_id.clone(),
             auctions_created: state.book.created,
+            compacted: state.book.compacted,
             ..rpb::Snapshot::default()
         }
     }
@@ -428,6 +435,7 @@ fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a Strin
         created_revision: auction.created_revision,
         revision: auction.revision,
         history: Vec::new(),
+        expires_at_unix_ms: auction.expires_at_unix_ms.unwrap_or(0),
     }
 }
 
@@ -541,6 +549,7 @@ impl SnapshotAssembler {
         }
         let book = &mut partial.state.book;
         book.created = chunk.auctions_created;
+        book.compacted = chunk.compacted;
         for piece in chunk.auctions {
             let bidders = piece.bidders.into_iter().map(|bidder| (bidder.bidder, bidder.best_amount));
             let history = piece.history.into_iter().map(accepted_bid);
@@ -557,6 +566,7 @@ impl SnapshotAssembler {
                         created_at_unix_ms: piece.created_at_unix_ms,
                         created_revision: piece.created_revision,
                         revision: piece.revision,
+                        expires_at_unix_ms: (piece.expires_at_unix_ms != 0).then_some(piece.expires_at_unix_ms),
                         description: piece.description,
                         minimum_amount: piece.minimum_amount,
                         ends_at_unix_ms: piece.ends_at_unix_ms,

@@ -41,6 +41,12 @@ pub enum ServiceError {
     /// with `after_revision` = the last revision it saw.
     #[error("{0}")]
     WatchInterrupted(String),
+    /// The events after this revision were forgotten with expired auctions.
+    #[error(
+        "revision {asked} is compacted: events up to revision {compacted} went with expired auctions; \
+         read the auctions afresh and watch after their revisions"
+    )]
+    Compacted { asked: u64, compacted: u64 },
 }
 
 impl From<ServiceError> for Status {
@@ -60,6 +66,7 @@ impl From<ServiceError> for Status {
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
             ServiceError::WatchInterrupted(_) => Status::unavailable(message),
+            ServiceError::Compacted { .. } => Status::out_of_range(message),
         }
     }
 }
