@@ -92,6 +92,14 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// The cluster: the leader, the leaderQueue, and each member's role,
+    /// epoch and log position.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print events as they commit (every auction's, or one's); resumes
     /// across failovers by itself.
     Watch {
@@ -465,6 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 page_token = page.next_page_token;
             }
         }
+        Commands::Status { json, target } => cluster_status(&target, json).await,
         Commands::Watch { id, after, json, target } => {
             let mut client = target.client()?;
             let printed = client
@@ -529,6 +538,66 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Bench(args) => gavel::bench::run(args).await,
         Commands::NullServer(args) => null_server(args).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `gavel status`: asks the given servers who leads, then each member.
+async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(1);
+    let mut leader = None;
+    for server in &target.servers {
+        if let Ok(status) = gavel::client::node_status(server, timeout).await {
+            let leads = status.role == Role::Leader;
+            let named = status.leader.clone();
+            leader = Some(status);
+            if leads {
+                break;
+            }
+            if let Some(address) = named
+                && let Ok(status) = gavel::client::node_status(&address, timeout).await
+            {
+                leader = Some(status);
+                break;
+            }
+        }
+    }
+    let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
+        println!("ERROR: no leader answered at {}", target.servers.join(", "));
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut members = Vec::new();
+    for member in &leader.membership {
+        members.push((member.clone(), gavel::client::node_status(member, timeout).await.ok()));
+    }
+    if json {
+        let nodes: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(member, status)| match status {
+                Some(status) => serde_json::json!({
+                    "node": member, "role": format!("{:?}", status.role).to_lowercase(),
+                    "epoch": epoch_number(status.epoch), "last_index": status.last.index, "pid": status.pid,
+                }),
+                None => serde_json::json!({ "node": member, "role": "not answering" }),
+            })
+            .collect();
+        let queue: Vec<&String> = leader.membership.iter().skip(1).collect();
+        println!("{}", serde_json::json!({ "leader": leader.node, "leader_queue": queue, "nodes": nodes }));
+    } else {
+        println!("leader {} (epoch {}, log index {})", leader.node, epoch_number(leader.epoch), leader.last.index);
+        println!("leaderQueue: [{}]", leader.membership.iter().skip(1).cloned().collect::<Vec<_>>().join(", "));
+        for (member, status) in &members {
+            match status {
+                Some(status) => println!(
+                    "  {member}  {:?}  epoch {}  log index {}  pid {}",
+                    status.role,
+                    epoch_number(status.epoch),
+                    status.last.index,
+                    status.pid
+                ),
+                None => println!("  {member}  not answering"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {

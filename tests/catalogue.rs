@@ -67,6 +67,11 @@ async fn sellers_create_auctions_that_anyone_lists_and_bids_on_through_failover(
     let (shown, _) = run(&["show", "a1", "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
     assert_eq!(shown["revision"], history[0]["revision"], "the bid was the auction's last change");
+    let (lines, code) = run(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&lines).expect("json");
+    assert_eq!(status["leader_queue"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status["nodes"][0]["role"], "leader", "{status}");
     let (line, code) = run(&["show", "a9"]);
     assert!(line.starts_with("EXCEPTION: unknown auction"), "{line}");
     assert_ne!(code, 0);

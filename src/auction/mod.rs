@@ -262,6 +262,9 @@ pub struct AuctionBook {
     by_last_change: OrdSet<(u64, String)>,
     /// Closed auctions by `(expires_at_unix_ms, auction_id)`.
     expiries: OrdSet<(i64, String)>,
+    /// Open auctions by `(ends_at_unix_ms, auction_id)`: the leader finds
+    /// the overdue ones without scanning every auction on every tick.
+    deadlines: OrdSet<(i64, String)>,
     /// The highest revision whose events were forgotten with an expired
     /// auction: a watcher cannot resume from before it.
     pub compacted: u64,
@@ -384,9 +387,11 @@ impl AuctionBook {
         let key = (auction.created_revision, auction.auction_id.clone());
         let change = (auction.revision, auction.auction_id.clone());
         let expiry = auction.expires_at_unix_ms.map(|at| (at, auction.auction_id.clone()));
+        let deadline = (!auction.closed).then(|| (auction.ends_at_unix_ms, auction.auction_id.clone()));
         if let Some(replaced) = self.auctions.insert(auction.auction_id.clone(), auction) {
             self.creation_order.remove(&(replaced.created_revision, replaced.auction_id.clone()));
             self.by_last_change.remove(&(replaced.revision, replaced.auction_id.clone()));
+            self.deadlines.remove(&(replaced.ends_at_unix_ms, replaced.auction_id.clone()));
             if let Some(at) = replaced.expires_at_unix_ms {
                 self.expiries.remove(&(at, replaced.auction_id));
             }
@@ -394,6 +399,7 @@ impl AuctionBook {
         self.creation_order.insert(key);
         self.by_last_change.insert(change);
         self.expiries.extend(expiry);
+        self.deadlines.extend(deadline);
     }
 
     /// Forgets the closed auctions whose retention ended at log time `now`,
@@ -404,6 +410,7 @@ impl AuctionBook {
         {
             let Some((_, auction_id)) = self.expiries.remove_min() else { break };
             if let Some(auction) = self.auctions.remove(&auction_id) {
+                self.deadlines.remove(&(auction.ends_at_unix_ms, auction_id.clone()));
                 self.creation_order.remove(&(auction.created_revision, auction_id.clone()));
                 self.by_last_change.remove(&(auction.revision, auction_id));
                 self.compacted = self.compacted.max(auction.revision);
@@ -503,6 +510,7 @@ impl AuctionBook {
                     auction.revision = revision;
                     let expires_at = at_unix_ms.saturating_add(i64::try_from(*retain_ms).unwrap_or(i64::MAX));
                     auction.expires_at_unix_ms = Some(expires_at);
+                    self.deadlines.remove(&(auction.ends_at_unix_ms, auction_id.clone()));
                     self.expiries.insert((expires_at, auction_id.clone()));
                     Applied::Closed
                 }
@@ -740,10 +748,10 @@ impl AuctionBook {
 
     /// Auctions whose deadline passed but which are not closed yet.
     pub fn overdue(&self, now_unix_ms: i64) -> Vec<String> {
-        self.auctions
-            .values()
-            .filter(|auction| !auction.closed && now_unix_ms >= auction.ends_at_unix_ms)
-            .map(|auction| auction.auction_id.clone())
+        use std::ops::Bound::{Included, Unbounded};
+        self.deadlines
+            .range((Unbounded, Included((now_unix_ms, String::from(char::MAX)))))
+            .map(|(_, auction_id)| auction_id.clone())
             .collect()
     }
 }
