@@ -397,7 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Client { id, target } => {
             let mut client = target.client()?;
             let mut stdin = std::io::stdin().lock();
-            bidding_prompt(&mut client, &target.auction, &id, &mut stdin, |_| async { None }).await?;
+            bidding_prompt(&mut client, &target, &id, &mut stdin, "", |_| async { None }).await?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Bid { amount, id, target } => {
@@ -669,20 +669,26 @@ async fn null_server(args: NullServerArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the prompt until `quit` or end of input. `extra` handles the words
-/// the prompt itself does not know (the demo's commands); it returns the
-/// line to print, or `None` for an unknown word.
+/// the prompt itself does not know (the demo's commands, which
+/// `extra_help` names); it returns the line to print, or `None` for an
+/// unknown word.
 async fn bidding_prompt<F, Fut>(
     client: &mut Client,
-    auction_id: &str,
+    target: &Target,
     bidder: &str,
     input: &mut impl BufRead,
+    extra_help: &str,
     mut extra: F,
 ) -> anyhow::Result<()>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
 {
-    println!("bidding as {bidder}; {}", prompt::HELP);
+    let help = format!("{}{extra_help}", prompt::HELP);
+    println!("bidding as {bidder}; {help}");
+    let mut auction_id = target.auction.clone();
+    // The background watch of `watch`, while one runs.
+    let mut watching: Option<tokio::task::JoinHandle<()>> = None;
     let mut line = String::new();
     loop {
         print!("> ");
@@ -693,19 +699,59 @@ where
             return Ok(());
         }
         let answer = match prompt::parse_input(&line) {
-            Ok(Input::Bid(amount)) => prompt::bid_line(client, auction_id, bidder, amount).await.0,
-            Ok(Input::Result) => prompt::result_line(client, auction_id).await.0,
-            Ok(Input::Help) => prompt::HELP.to_string(),
+            Ok(Input::Bid(amount)) => prompt::bid_line(client, &auction_id, bidder, amount).await.0,
+            Ok(Input::Result) => prompt::result_line(client, &auction_id).await.0,
+            Ok(Input::Help) => help.clone(),
             Ok(Input::Quit) => return Ok(()),
             Ok(Input::Empty) => continue,
-            Ok(Input::Other(word)) => match extra(word.clone()).await {
-                Some(answer) => answer,
-                None => format!("unknown command {word:?}: {}", prompt::HELP),
-            },
+            Ok(Input::Other(words)) => {
+                let (command, rest) = words.split_once(char::is_whitespace).unwrap_or((words.as_str(), ""));
+                match command.to_ascii_lowercase().as_str() {
+                    "list" => prompt::list_lines(client).await,
+                    "history" => prompt::history_lines(client, &auction_id).await,
+                    "create" => prompt::create_line(client, bidder, rest).await,
+                    "use" if !rest.trim().is_empty() => {
+                        auction_id = rest.trim().to_string();
+                        format!("numbers now bid on auction {auction_id}")
+                    }
+                    "watch" => match watching.take() {
+                        Some(task) => {
+                            task.abort();
+                            "stopped watching".to_string()
+                        }
+                        None => {
+                            watching = Some(watch_in_background(target, &auction_id)?);
+                            format!("watching auction {}", gavel::auction::resolve_auction_id(&auction_id))
+                        }
+                    },
+                    _ => match extra(words.clone()).await {
+                        Some(answer) => answer,
+                        None => format!("unknown command {words:?}: {help}"),
+                    },
+                }
+            }
             Err(reason) => format!("EXCEPTION: {reason}"),
         };
         println!("{answer}");
     }
+}
+
+/// Prints the bids and the close of one auction as they commit, until
+/// aborted; it resumes across failovers by itself.
+fn watch_in_background(target: &Target, auction_id: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut watcher = target.client()?;
+    let auction_id = gavel::auction::resolve_auction_id(auction_id).to_string();
+    Ok(tokio::spawn(async move {
+        let _ = watcher
+            .watch(Some(&auction_id), 0, |event| {
+                let line = prompt::format_event(event);
+                if !line.is_empty() {
+                    println!("\n{line}");
+                }
+                true
+            })
+            .await;
+    }))
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -745,7 +791,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut client = target.client()?;
     let mut stdin = std::io::stdin().lock();
-    bidding_prompt(&mut client, "", &args.id, &mut stdin, |word| {
+    let demo_help = "; and the demo's own: `status`, `crash` (SIGKILL the leader), `restart` (crashed nodes)";
+    bidding_prompt(&mut client, &target, &args.id, &mut stdin, demo_help, |word| {
         let cluster = &cluster;
         async move {
             match word.as_str() {

@@ -49,7 +49,75 @@ pub fn parse_amount(text: &str) -> Result<u64, String> {
     digits.parse::<u64>().map_err(|_| format!("amount {text} is too large (at most {})", u64::MAX))
 }
 
-pub const HELP: &str = "type a whole number to bid that amount, `result` to see the auction, `help`, or `quit`";
+pub const HELP: &str = "type a whole number to bid that amount, `result` to see the auction, `list` the \
+    auctions, `use ID` to bid on another, `history` of its bids, `create DURATION TITLE` to sell (e.g. \
+    `create 10m a blue vase`), `watch` to be told of bids and its close (again to stop), `help`, or `quit`";
+
+/// The lines of `list`: every auction, in creation order.
+pub async fn list_lines(client: &mut Client) -> String {
+    let mut lines = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        match client.list_auctions(false, 0, &page_token).await {
+            Ok(page) => {
+                lines.extend(page.auctions.iter().map(format_auction));
+                if page.next_page_token.is_empty() {
+                    return lines.join("\n");
+                }
+                page_token = page.next_page_token;
+            }
+            Err(error) => return format_error(&error),
+        }
+    }
+}
+
+/// The lines of `history`: the auction's accepted bids, oldest first.
+pub async fn history_lines(client: &mut Client, auction_id: &str) -> String {
+    let mut lines = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        match client.history(auction_id, 0, &page_token).await {
+            Ok(page) => {
+                lines.extend(
+                    page.bids
+                        .iter()
+                        .map(|bid| format!("{} bid {} (revision {})", bid.bidder, bid.amount, bid.revision)),
+                );
+                if page.next_page_token.is_empty() {
+                    return if lines.is_empty() { "no accepted bids yet".into() } else { lines.join("\n") };
+                }
+                page_token = page.next_page_token;
+            }
+            Err(error) => return format_error(&error),
+        }
+    }
+}
+
+/// `create DURATION TITLE`: sells as `seller`.
+pub async fn create_line(client: &mut Client, seller: &str, arguments: &str) -> String {
+    let Some((duration, title)) = arguments.trim().split_once(char::is_whitespace) else {
+        return "EXCEPTION: create DURATION TITLE, e.g. create 10m a blue vase".into();
+    };
+    let duration = match humantime::parse_duration(duration) {
+        Ok(duration) if !duration.is_zero() => duration,
+        _ => return format!("EXCEPTION: {duration:?} is not a duration (10m, 2h)"),
+    };
+    let create = crate::auction::CreateAuction {
+        seller: seller.to_string(),
+        title: title.trim().to_string(),
+        description: String::new(),
+        minimum_amount: 1,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        ends_at_unix_ms: 0,
+        client_id: String::new(),
+        request_id: 0,
+        at_unix_ms: 0,
+    };
+    match client.create_auction(create).await {
+        Ok(outcome) => format_create(title.trim(), &outcome),
+        Err(error) => format_error(&error),
+    }
+}
 
 /// The one line that answers a bid.
 pub fn format_bid(bidder: &str, amount: u64, outcome: &BidOutcome) -> String {

@@ -115,3 +115,35 @@ async fn a_create_retried_after_failover_creates_one_auction() {
         other => panic!("an unknown auction is NOT_FOUND: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_creates_lists_switches_auctions_and_shows_their_history() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let cluster = start(42, 2, &[]).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["client", "--id", "sam", "--server", &cluster.client_address()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("client starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"create 10m a blue vase\nlist\nuse a1\n7\nhistory\nuse default\n7\nhistory\nquit\n")
+        .expect("write");
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().map(|line| line.trim_start_matches("> ")).skip(1).collect();
+    assert_eq!(lines[0], "CREATED: auction a1 (a blue vase)", "{stdout}");
+    assert!(lines[1].starts_with("default  ") && lines[2].starts_with("a1  \"a blue vase\" by sam"), "{stdout}");
+    assert_eq!(lines[3], "numbers now bid on auction a1", "{stdout}");
+    assert!(lines[4].starts_with("FAIL") && lines[4].contains("own auction"), "{stdout}");
+    assert_eq!(lines[5], "no accepted bids yet", "{stdout}");
+    assert_eq!(lines[6], "numbers now bid on auction default", "{stdout}");
+    assert!(lines[7].starts_with("SUCCESS: bid 7 by sam"), "{stdout}");
+    assert!(lines[8].starts_with("sam bid 7 (revision "), "{stdout}");
+    assert!(output.status.success());
+}
