@@ -182,6 +182,10 @@ struct ChaosArgs {
     /// ack out of turn and replay request ids (0 for none).
     #[arg(long, default_value_t = 1)]
     hostile: usize,
+    /// Auctions bid on at once (the default one and others created first);
+    /// one more is created every 3 s during the run.
+    #[arg(long, default_value_t = 3)]
+    auctions: usize,
     /// Each client pauses up to this long between operations (0 for none).
     #[arg(long, default_value = "4ms", value_parser = humantime::parse_duration)]
     max_pause: Duration,
@@ -885,6 +889,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         log_dir: args.log_dir,
         max_pause: args.max_pause,
         hostile: args.hostile,
+        auctions: args.auctions,
         // Short timeouts, so that faults resolve well within the run.
         server_args: ["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--duration", "24h"]
             .map(String::from)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::auction::{Bid, BidOutcome, Verdict};
+use crate::auction::{Bid, BidOutcome, DEFAULT_AUCTION, Verdict};
 use crate::replication::Role;
 use crate::transport::{AuctionConnection, CallError, Network, RogueStream, TransportSettings, probe_status};
 
@@ -122,7 +122,8 @@ impl HostileClient {
         let completed_us = answer.is_some().then(|| self.started.elapsed().as_micros() as u64);
         let outcome = answer.clone().map_or(Outcome::Unknown, Outcome::from);
         let kind = OperationKind::Bid { bidder: bid.bidder.clone(), amount: bid.amount };
-        self.recorder.record(Operation { id, client: self.index, kind, invoked_us, completed_us, outcome });
+        self.recorder
+            .record(DEFAULT_AUCTION, Operation { id, client: self.index, kind, invoked_us, completed_us, outcome });
         answer
     }
 

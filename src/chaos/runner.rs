@@ -11,6 +11,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::auction::{AuctionEvent, CreateAuction, DEFAULT_AUCTION, EventKind, Verdict};
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::replication::Role;
@@ -47,6 +48,9 @@ pub struct ChaosConfig {
     pub server_args: Vec<String>,
     /// Hostile clients beside the honest ones (see `chaos::hostile`).
     pub hostile: usize,
+    /// Auctions the clients bid on at once: the default one and others
+    /// created before the run; one more is created every few seconds during it.
+    pub auctions: usize,
     /// Each client pauses up to this long (uniformly) between operations.
     /// Without a pause a release build makes millions of operations in a few
     /// minutes: more history than the check needs, and slower to check.
@@ -56,6 +60,8 @@ pub struct ChaosConfig {
 /// What a chaos run found.
 #[derive(Debug)]
 pub struct ChaosReport {
+    /// Auctions bid on, each checked on its own.
+    pub auctions: usize,
     pub operations: usize,
     pub by_outcome: BTreeMap<&'static str, usize>,
     pub faults: BTreeMap<String, usize>,
@@ -78,7 +84,7 @@ impl ChaosReport {
 
     /// A summary a person can read.
     pub fn render(&self) -> String {
-        let mut lines = vec![format!("operations: {}", self.operations)];
+        let mut lines = vec![format!("operations: {} over {} auctions", self.operations, self.auctions)];
         for (outcome, count) in &self.by_outcome {
             lines.push(format!("  {outcome:<10} {count}"));
         }
@@ -101,6 +107,92 @@ impl ChaosReport {
     }
 }
 
+/// How often the run creates one more auction.
+const CREATE_EVERY: Duration = Duration::from_secs(3);
+/// How long the watcher has to catch up with the final state.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
+
+/// Creates an auction for the run: it lasts well beyond it.
+async fn create_auction(seller: &mut Client) -> anyhow::Result<String> {
+    let create = CreateAuction {
+        seller: "the-house".into(),
+        title: "a chaos lot".into(),
+        description: String::new(),
+        minimum_amount: 1,
+        duration_ms: 24 * 60 * 60 * 1000,
+        ends_at_unix_ms: 0,
+        client_id: String::new(),
+        request_id: 0,
+        at_unix_ms: 0,
+    };
+    let outcome = seller.create_auction(create).await?;
+    if outcome.verdict != Verdict::Success {
+        anyhow::bail!("create refused: {}", outcome.reason);
+    }
+    Ok(outcome.auction_id)
+}
+
+/// The watcher saw every accepted bid of every auction after where it
+/// started, exactly once and in order, and nothing else: compared with the
+/// auctions' histories, read once the cluster healed.
+async fn check_watch(reader: &mut Client, auctions: &[String], watched: &Mutex<Vec<AuctionEvent>>) -> Vec<String> {
+    let mut histories = BTreeMap::new();
+    for auction_id in auctions {
+        let mut bids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            match reader.history(auction_id, 0, &page_token).await {
+                Ok(page) => {
+                    bids.extend(page.bids.into_iter().map(|bid| (bid.revision, bid.bidder, bid.amount)));
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    page_token = page.next_page_token;
+                }
+                Err(error) => return vec![format!("reading the history of {auction_id}: {error}")],
+            }
+        }
+        histories.insert(auction_id.clone(), bids);
+    }
+    let last = histories.values().flat_map(|bids| bids.last()).map(|(revision, _, _)| *revision).max().unwrap_or(0);
+    let caught_up =
+        crate::cluster::poll_until("the watcher to catch up", WATCH_CATCH_UP, Duration::from_millis(20), || {
+            let seen = watched.lock().unwrap_or_else(PoisonError::into_inner).last().map_or(0, |event| event.revision);
+            async move { (seen >= last).then_some(()) }
+        })
+        .await;
+    if let Err(error) = caught_up {
+        return vec![format!("watch: {error}")];
+    }
+    let watched = watched.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let Some(start) = watched.first().filter(|event| event.kind == EventKind::Progress).map(|event| event.revision)
+    else {
+        return vec!["watch: the stream did not start with a progress event".into()];
+    };
+    let mut violations = Vec::new();
+    for (auction_id, bids) in &histories {
+        let expected: Vec<_> = bids.iter().filter(|(revision, _, _)| *revision > start).cloned().collect();
+        let seen: Vec<_> = watched
+            .iter()
+            .filter(|event| &event.auction_id == auction_id)
+            .filter_map(|event| match &event.kind {
+                EventKind::BidAccepted(bid) => Some((event.revision, bid.bidder.clone(), bid.amount)),
+                _ => None,
+            })
+            .collect();
+        if seen != expected {
+            violations.push(format!(
+                "watch of auction {auction_id}: saw {} accepted bids, the history after revision {start} holds {} \
+                 (first difference at {:?})",
+                seen.len(),
+                expected.len(),
+                seen.iter().zip(&expected).position(|(a, b)| a != b)
+            ));
+        }
+    }
+    violations
+}
+
 /// How long a client keeps retrying one operation before recording it as
 /// unknown: longer than a freeze plus a takeover, so most operations resolve.
 pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(4);
@@ -114,9 +206,48 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let client_address = cluster.lock().await.client_address();
 
+    // The auctions: the default one, and the others created before the run.
+    let mut seller = Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
+    let auctions: AuctionList = Arc::new(Mutex::new(vec![DEFAULT_AUCTION.to_string()]));
+    for _ in 1..config.auctions.max(1) {
+        let created = create_auction(&mut seller).await.context("creating the run's auctions")?;
+        auctions.lock().unwrap_or_else(PoisonError::into_inner).push(created);
+    }
+    // A watcher of every auction from the start; its events are checked
+    // against the histories at the end.
+    let watched: Arc<Mutex<Vec<AuctionEvent>>> = Arc::default();
+    let watcher = {
+        let (watched, server) = (Arc::clone(&watched), client_address.clone());
+        tokio::spawn(async move {
+            let Ok(mut client) = Client::new(ClientConfig { servers: vec![server], ..ClientConfig::default() }) else {
+                return;
+            };
+            let _ = client
+                .watch(None, 0, |event| {
+                    watched.lock().unwrap_or_else(PoisonError::into_inner).push(event.clone());
+                    true
+                })
+                .await;
+        })
+    };
+
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let recorder = Arc::new(Recorder::default());
+    // More auctions during the run, one every few seconds.
+    let creator = {
+        let (auctions, stop) = (Arc::clone(&auctions), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(CREATE_EVERY).await;
+                // An unanswered create may or may not have happened: it is
+                // not bid on, which the checks allow either way.
+                if let Ok(created) = create_auction(&mut seller).await {
+                    auctions.lock().unwrap_or_else(PoisonError::into_inner).push(created);
+                }
+            }
+        })
+    };
     let mut clients = Vec::new();
     for index in 0..config.clients {
         let worker = ClientWorker {
@@ -127,6 +258,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
             max_pause: config.max_pause,
             stop: Arc::clone(&stop),
             recorder: Arc::clone(&recorder),
+            auctions: Arc::clone(&auctions),
         };
         clients.push(tokio::spawn(worker.run()));
     }
@@ -157,6 +289,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     for client in clients {
         client.await.context("client task")?;
     }
+    creator.await.context("creator task")?;
     let mut violations = Vec::new();
     let (mut rogue_streams, mut replays) = (0, 0);
     for hostile in hostiles {
@@ -165,47 +298,68 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         (rogue_streams, replays) = (rogue_streams + report.rogue_streams, replays + report.replays);
     }
 
-    // Heal: every node back, then one final read of the state.
-    let final_state = {
+    // Heal: every node back, then one final read of each auction.
+    let auctions = auctions.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut final_states = BTreeMap::new();
+    let mut reader = Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
+    {
         let mut cluster = cluster.lock().await;
         heal(&mut cluster).await?;
-        let mut reader =
-            Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
-        let (view, _) = reader.result("").await.context("final read")?;
-        ModelState {
-            highest_amount: view.highest_amount,
-            highest_bidder: view.highest_bidder,
-            accepted_bids: view.accepted_bids,
+        for auction_id in &auctions {
+            let (view, _) = reader.result(auction_id).await.with_context(|| format!("final read of {auction_id}"))?;
+            let state = ModelState {
+                highest_amount: view.highest_amount,
+                highest_bidder: view.highest_bidder,
+                accepted_bids: view.accepted_bids,
+            };
+            final_states.insert(auction_id.clone(), state);
         }
-    };
+    }
+    violations.extend(check_watch(&mut reader, &auctions, &watched).await);
+    watcher.abort();
 
-    let history = recorder.history();
+    let histories = recorder.histories();
     if let Some(path) = &config.history {
-        std::fs::write(path, history.to_json_lines()).with_context(|| format!("writing {}", path.display()))?;
+        for (auction_id, history) in &histories {
+            let path = if auction_id == DEFAULT_AUCTION {
+                path.clone()
+            } else {
+                path.with_file_name(format!("{}.{auction_id}", path.file_name().unwrap_or_default().to_string_lossy()))
+            };
+            std::fs::write(&path, history.to_json_lines()).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     let checking = Instant::now();
     let initial = ModelState { highest_amount: 0, highest_bidder: String::new(), accepted_bids: 0 };
-    // The search takes a few steps per operation; the budget only guards
-    // against a pathological history, so it grows with the history.
-    let budget = checker::DEFAULT_SEARCH_BUDGET.max(history.operations.len() as u64 * 100);
-    match checker::check_linearizable_with_budget(&history, &initial, budget) {
-        Linearizability::Linearizable { .. } => {}
-        Linearizability::Violation(violation) => {
-            violations.push(format!("not linearizable: {}", violation.message));
-            violations.push(checker::render_violation(&history, &violation));
+    for (auction_id, history) in &histories {
+        let Some(final_state) = final_states.get(auction_id) else {
+            violations.push(format!("auction {auction_id}: operations recorded but the auction was never listed"));
+            continue;
+        };
+        // The search takes a few steps per operation; the budget only guards
+        // against a pathological history, so it grows with the history.
+        let budget = checker::DEFAULT_SEARCH_BUDGET.max(history.operations.len() as u64 * 100);
+        match checker::check_linearizable_with_budget(history, &initial, budget) {
+            Linearizability::Linearizable { .. } => {}
+            Linearizability::Violation(violation) => {
+                violations.push(format!("auction {auction_id} not linearizable: {}", violation.message));
+                violations.push(checker::render_violation(history, &violation));
+            }
+            Linearizability::Inconclusive { explored } => {
+                violations
+                    .push(format!("auction {auction_id}: linearizability search gave up after {explored} states"));
+            }
         }
-        Linearizability::Inconclusive { explored } => {
-            violations.push(format!("linearizability search gave up after {explored} states"));
+        if let Err(violation) = checker::check_durability(history, &initial, final_state) {
+            violations.push(format!("auction {auction_id} not durable: {}", violation.message));
+            violations.push(checker::render_violation(history, &violation));
+        }
+        if let Err(violation) = checker::check_exactly_once(history, &initial, final_state) {
+            violations.push(format!("auction {auction_id} not exactly once: {}", violation.message));
+            violations.push(checker::render_violation(history, &violation));
         }
     }
-    if let Err(violation) = checker::check_durability(&history, &initial, &final_state) {
-        violations.push(format!("not durable: {}", violation.message));
-        violations.push(checker::render_violation(&history, &violation));
-    }
-    if let Err(violation) = checker::check_exactly_once(&history, &initial, &final_state) {
-        violations.push(format!("not exactly once: {}", violation.message));
-        violations.push(checker::render_violation(&history, &violation));
-    }
+    let history = History { operations: histories.into_values().flat_map(|history| history.operations).collect() };
 
     let summary = history.summary();
     let by_outcome = BTreeMap::from([
@@ -225,6 +379,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         .max()
         .unwrap_or_default();
     Ok(ChaosReport {
+        auctions: auctions.len(),
         operations: history.operations.len(),
         by_outcome,
         faults: injector.counts,
@@ -238,11 +393,12 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     })
 }
 
-/// Collects operations from every client.
+/// Collects operations from every client, one history per auction: each
+/// auction is checked against its own model.
 #[derive(Default)]
 pub(super) struct Recorder {
     next_id: AtomicU64,
-    operations: Mutex<Vec<Operation>>,
+    operations: Mutex<BTreeMap<String, Vec<Operation>>>,
 }
 
 impl Recorder {
@@ -251,16 +407,26 @@ impl Recorder {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(super) fn record(&self, operation: Operation) {
-        self.operations.lock().unwrap_or_else(PoisonError::into_inner).push(operation);
+    pub(super) fn record(&self, auction_id: &str, operation: Operation) {
+        let mut operations = self.operations.lock().unwrap_or_else(PoisonError::into_inner);
+        operations.entry(auction_id.to_string()).or_default().push(operation);
     }
 
-    fn history(&self) -> History {
-        let mut operations = std::mem::take(&mut *self.operations.lock().unwrap_or_else(PoisonError::into_inner));
-        operations.sort_by_key(|operation| operation.id);
-        History { operations }
+    fn histories(&self) -> BTreeMap<String, History> {
+        let operations = std::mem::take(&mut *self.operations.lock().unwrap_or_else(PoisonError::into_inner));
+        operations
+            .into_iter()
+            .map(|(auction_id, mut operations)| {
+                operations.sort_by_key(|operation| operation.id);
+                (auction_id, History { operations })
+            })
+            .collect()
     }
 }
+
+/// The auctions the clients may bid on: each is in the list only once its
+/// creation was acknowledged.
+type AuctionList = Arc<Mutex<Vec<String>>>;
 
 struct ClientWorker {
     index: u32,
@@ -270,6 +436,7 @@ struct ClientWorker {
     max_pause: Duration,
     stop: Arc<AtomicBool>,
     recorder: Arc<Recorder>,
+    auctions: AuctionList,
 }
 
 const BIDDERS: [&str; 5] = ["ada", "bo", "cy", "di", "ed"];
@@ -279,17 +446,22 @@ impl ClientWorker {
         let config =
             ClientConfig { servers: vec![self.server.clone()], deadline: CLIENT_DEADLINE, ..Default::default() };
         let Ok(mut client) = Client::new(config) else { return };
-        let mut highest_seen = 0u64;
+        let mut highest_seen_by_auction: BTreeMap<String, u64> = BTreeMap::new();
         while !self.stop.load(Ordering::Relaxed) {
             if !self.max_pause.is_zero() {
                 tokio::time::sleep(self.max_pause.mul_f64(self.rng.random::<f64>())).await;
             }
+            let auction_id = {
+                let auctions = self.auctions.lock().unwrap_or_else(PoisonError::into_inner);
+                auctions[self.rng.random_range(0..auctions.len())].clone()
+            };
+            let highest_seen = highest_seen_by_auction.entry(auction_id.clone()).or_default();
             let id = self.recorder.next_id();
             let invoked_us = self.started.elapsed().as_micros() as u64;
             let (kind, outcome) = if self.rng.random_bool(0.25) {
-                let outcome = match client.result("").await {
+                let outcome = match client.result(&auction_id).await {
                     Ok((view, _)) => {
-                        highest_seen = highest_seen.max(view.highest_amount);
+                        *highest_seen = (*highest_seen).max(view.highest_amount);
                         Outcome::from(view)
                     }
                     Err(error) => unknown(error),
@@ -298,10 +470,10 @@ impl ClientWorker {
             } else {
                 let bidder = BIDDERS[self.rng.random_range(0..BIDDERS.len())].to_string();
                 // Around the highest this client has seen: some win, some lose.
-                let amount = (highest_seen + self.rng.random_range(0..40)).saturating_sub(10).max(1);
-                let outcome = match client.bid("", &bidder, amount).await {
+                let amount = (*highest_seen + self.rng.random_range(0..40)).saturating_sub(10).max(1);
+                let outcome = match client.bid(&auction_id, &bidder, amount).await {
                     Ok(outcome) => {
-                        highest_seen = highest_seen.max(outcome.highest_amount);
+                        *highest_seen = (*highest_seen).max(outcome.highest_amount);
                         Outcome::from(outcome)
                     }
                     Err(error) => unknown(error),
@@ -310,7 +482,8 @@ impl ClientWorker {
             };
             let completed_us =
                 (!matches!(outcome, Outcome::Unknown)).then(|| self.started.elapsed().as_micros() as u64);
-            self.recorder.record(Operation { id, client: self.index, kind, invoked_us, completed_us, outcome });
+            self.recorder
+                .record(&auction_id, Operation { id, client: self.index, kind, invoked_us, completed_us, outcome });
         }
     }
 }
