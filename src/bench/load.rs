@@ -77,6 +77,10 @@ pub(crate) struct Load {
     first_ack_after_kill: AtomicU64,
     /// `(kill_signal, gap)`: a client's pause between two answers that spans a kill.
     stalls: Mutex<Vec<(u64, u64)>>,
+    /// With watchers: the least time between two bids of one client, which
+    /// holds the rate down; and when each amount was bid.
+    pub pace: Option<Duration>,
+    pub invoked_at: Option<Mutex<std::collections::HashMap<u64, Instant>>>,
 }
 
 impl Load {
@@ -96,6 +100,8 @@ impl Load {
             kill_dead: AtomicU64::new(0),
             first_ack_after_kill: AtomicU64::new(NEVER),
             stalls: Mutex::new(Vec::new()),
+            pace: None,
+            invoked_at: None,
         }
     }
 
@@ -219,6 +225,9 @@ pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerSt
     while !load.is_stopping() && load.take_ticket() {
         let amount = load.next_amount.fetch_add(1, Relaxed);
         let invoked = Instant::now();
+        if let Some(invoked_at) = &load.invoked_at {
+            invoked_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(amount, invoked);
+        }
         let errors_before = stats.errors.total();
         let answer = bidder.bid(amount, &mut stats.errors, &load).await;
         let done = Instant::now();
@@ -254,6 +263,9 @@ pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerSt
                 Verdict::Exception => stats.exception += 1,
             }
         }
+        if let Some(pace) = load.pace {
+            tokio::time::sleep(pace.saturating_sub(invoked.elapsed())).await;
+        }
     }
     load.running.fetch_sub(1, Relaxed);
     stats
@@ -287,6 +299,8 @@ pub(crate) async fn progress_lines(load: Arc<Load>, enabled: bool) {
 struct Session {
     client_id: String,
     bidder: String,
+    /// The auction it bids on ("" for the default one).
+    auction_id: String,
     next_request_id: u64,
     /// How many times it was renewed: part of the next client id.
     renewals: u32,
@@ -309,7 +323,9 @@ pub(crate) struct ConnectionBidder {
 }
 
 impl ConnectionBidder {
-    pub fn new(address: &str, nonce: u32, session_ids: &[usize]) -> anyhow::Result<Self> {
+    /// Session `id` bids on `auctions[id % len]`, or on the default auction
+    /// when `auctions` is empty.
+    pub fn new(address: &str, nonce: u32, session_ids: &[usize], auctions: &[String]) -> anyhow::Result<Self> {
         let connection =
             AuctionConnection::new(&Network::tcp(), address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
         let sessions = session_ids
@@ -317,6 +333,7 @@ impl ConnectionBidder {
             .map(|&id| Session {
                 client_id: format!("bench-{nonce:08x}-{id}"),
                 bidder: format!("bidder-{id}"),
+                auction_id: if auctions.is_empty() { String::new() } else { auctions[id % auctions.len()].clone() },
                 next_request_id: 1,
                 renewals: 0,
             })
@@ -331,7 +348,7 @@ impl Bidder for ConnectionBidder {
         self.next_session = (turn + 1) % self.sessions.len();
         let session = &mut self.sessions[turn];
         let bid = Bid {
-            auction_id: String::new(),
+            auction_id: session.auction_id.clone(),
             bidder: session.bidder.clone(),
             amount,
             client_id: session.client_id.clone(),

@@ -87,6 +87,19 @@ pub struct BenchArgs {
     /// instead of SIGKILL.
     #[arg(long, requires = "failover")]
     pub graceful: bool,
+    /// Auctions the bids are spread over: this many are created before the
+    /// run (session `s` bids on auction `s % N`; give --sessions at least as
+    /// many); 1 bids on the default auction only.
+    #[arg(long, default_value_t = 1)]
+    pub auctions: usize,
+    /// Watchers of the default auction beside the load; each accepted bid's
+    /// delivery to each of them is timed.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+    /// Holds the bids to about this many per second in all (0: as fast as
+    /// the clients go).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Hostile peers beside the load that say Hello, read, never ack, and
     /// reconnect at once when dropped.
     #[arg(long, default_value_t = 0)]
@@ -290,9 +303,47 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
 
     let sessions = args.sessions.unwrap_or(args.clients);
     let nonce = rand::random::<u32>();
+    let auctions = if args.auctions > 1 { create_auctions(&address, args.auctions, args).await? } else { Vec::new() };
     let measure_from = if args.bids.is_some() { Duration::ZERO } else { args.warmup };
     let foreign_cpu = memory::ForeignCpu::start(&subject.pids());
-    let load = Arc::new(Load::new(first_amount, measure_from, args.bids));
+    let mut load = Load::new(first_amount, measure_from, args.bids);
+    if args.rate > 0 {
+        load.pace = Some(Duration::from_secs_f64(args.clients as f64 / args.rate as f64));
+    }
+    if args.watchers > 0 {
+        load.invoked_at = Some(Default::default());
+    }
+    let load = Arc::new(load);
+    let deliveries = Arc::new(std::sync::Mutex::new(
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds"),
+    ));
+    let watchers: Vec<_> = (0..args.watchers)
+        .map(|_| {
+            let (load, deliveries, address) = (Arc::clone(&load), Arc::clone(&deliveries), address.clone());
+            tokio::spawn(async move {
+                let config = crate::client::ClientConfig { servers: vec![address], ..Default::default() };
+                let Ok(mut client) = crate::client::Client::new(config) else { return };
+                let _ = client
+                    .watch(Some(crate::auction::DEFAULT_AUCTION), 0, |event| {
+                        if let crate::auction::EventKind::BidAccepted(bid) = &event.kind
+                            && let Some(invoked_at) = &load.invoked_at
+                        {
+                            let invoked =
+                                invoked_at.lock().unwrap_or_else(|p| p.into_inner()).get(&bid.amount).copied();
+                            if let Some(invoked) = invoked {
+                                let nanos = invoked.elapsed().as_nanos() as u64;
+                                deliveries
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .saturating_record(nanos.max(1_000));
+                            }
+                        }
+                        true
+                    })
+                    .await;
+            })
+        })
+        .collect();
     let mut workers = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         // Client `c` takes sessions c, c + clients, c + 2 * clients, ...
@@ -300,7 +351,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         let load = Arc::clone(&load);
         let worker = match args.driver {
             Driver::Connection => {
-                let bidder = ConnectionBidder::new(&address, nonce, &session_ids)?;
+                let bidder = ConnectionBidder::new(&address, nonce, &session_ids, &auctions)?;
                 tokio::spawn(load::drive(bidder, load))
             }
             Driver::Client => {
@@ -369,6 +420,9 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         load.stop_now();
     }
     let leader_rss_at_end = leader_pid.and_then(memory::ProcessMemory::of_pid);
+    for watcher in &watchers {
+        watcher.abort();
+    }
     hostile_stop.cancel();
     for hostile in hostiles {
         let _ = hostile.await;
@@ -420,6 +474,19 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         }
     }
     report.notes.extend(rejoin_note);
+    if args.watchers > 0 {
+        let deliveries = deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = |quantile| deliveries.value_at_quantile(quantile) as f64 / 1e6;
+        report.notes.push(format!(
+            "{} watchers of the default auction: {} deliveries, from a bid's invocation to its event at a watcher \
+             p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            args.watchers,
+            deliveries.len(),
+            ms(0.5),
+            ms(0.99),
+            deliveries.max() as f64 / 1e6
+        ));
+    }
     if let Subject::Null(_) = subject {
         report.notes.push(
             "the null server answers every bid SUCCESS with no state and no replication, \
@@ -434,6 +501,33 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     ));
     drop(subject);
     Ok(report)
+}
+
+/// Creates `count` auctions for the run, one after the other.
+async fn create_auctions(address: &str, count: usize, args: &BenchArgs) -> anyhow::Result<Vec<String>> {
+    progress(args, format_args!("creating {count} auctions"));
+    let config = crate::client::ClientConfig { servers: vec![address.to_string()], ..Default::default() };
+    let mut seller = crate::client::Client::new(config)?;
+    let mut auctions = Vec::with_capacity(count);
+    for _ in 0..count {
+        let create = crate::auction::CreateAuction {
+            seller: "bench-house".into(),
+            title: "a bench lot".into(),
+            description: String::new(),
+            minimum_amount: 1,
+            duration_ms: 30 * 24 * 60 * 60 * 1000,
+            ends_at_unix_ms: 0,
+            client_id: String::new(),
+            request_id: 0,
+            at_unix_ms: 0,
+        };
+        let outcome = seller.create_auction(create).await?;
+        if outcome.verdict != crate::auction::Verdict::Success {
+            bail!("creating an auction: {}", outcome.reason);
+        }
+        auctions.push(outcome.auction_id);
+    }
+    Ok(auctions)
 }
 
 async fn join_workers(workers: Vec<tokio::task::JoinHandle<WorkerStats>>) -> anyhow::Result<WorkerStats> {

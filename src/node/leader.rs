@@ -136,9 +136,13 @@ pub(super) async fn lead(
                 drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
             }
             _ = ticker.tick() => {
-                let open_before = open_auctions(&leader);
-                leader.handle(Event::Tick, shared.network().now());
-                log_closed_auctions(&leader, &open_before);
+                let now = shared.network().now();
+                // The ones this tick closes, found through the deadline
+                // index: listing every open auction each tick cost a leader
+                // of 100,000 auctions most of its time.
+                let closing = leader.state().book.overdue(now.unix_ms.max(leader.state().clock_unix_ms));
+                leader.handle(Event::Tick, now);
+                log_closed_auctions(&leader, &closing);
             }
             input = input_receiver.recv() => {
                 let Some(input) = input else { break };
@@ -201,17 +205,6 @@ impl Publisher {
             clock_unix_ms: state.clock_unix_ms,
         }));
     }
-}
-
-fn open_auctions(leader: &Leader) -> Vec<String> {
-    leader
-        .state()
-        .book
-        .auctions
-        .values()
-        .filter(|auction| !auction.closed)
-        .map(|auction| auction.auction_id.clone())
-        .collect()
 }
 
 /// Logs the auctions among `were_open` that the last tick closed.
