@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::auction::{
-    AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, HistoryPage,
+    AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
+    CreateOutcome, HistoryPage,
 };
 use crate::replication::NodeStatus;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
@@ -175,6 +176,31 @@ impl Client {
             .with_retries(|mut connection| {
                 let create = create.clone();
                 async move { connection.create_auction(&create).await }
+            })
+            .await;
+        self.renew_session = match &answer {
+            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
+            Err(_) => true,
+        };
+        answer
+    }
+
+    /// Cancels an auction of `seller`'s that has no bid yet; retries reuse
+    /// the request id, so it is applied once.
+    pub async fn cancel_auction(&mut self, auction_id: &str, seller: &str) -> Result<CancelOutcome, ClientError> {
+        let (client_id, request_id) = self.next_request();
+        let cancel = CancelAuction {
+            auction_id: auction_id.to_string(),
+            seller: seller.to_string(),
+            client_id,
+            request_id,
+            at_unix_ms: 0,
+            retain_ms: 0,
+        };
+        let answer = self
+            .with_retries(|mut connection| {
+                let cancel = cancel.clone();
+                async move { connection.cancel_auction(&cancel).await }
             })
             .await;
         self.renew_session = match &answer {

@@ -81,6 +81,16 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// Cancel an auction of yours that has no bid yet.
+    Cancel {
+        /// The auction's id.
+        id: String,
+        /// Your seller name.
+        #[arg(long)]
+        seller: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the auctions, in creation order.
     List {
         /// Only those still running.
@@ -445,6 +455,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(outcome) => {
                     println!("{}", prompt::format_create(&title, &outcome));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    println!("{}", prompt::format_error(&error));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Commands::Cancel { id, seller, target } => {
+            let mut client = target.client()?;
+            match client.cancel_auction(&id, &seller).await {
+                Ok(outcome) => {
+                    let line = match outcome.verdict {
+                        gavel::auction::Verdict::Success => format!("CANCELLED: auction {id}"),
+                        gavel::auction::Verdict::Fail => format!("FAIL: {}", outcome.reason),
+                        gavel::auction::Verdict::Exception => format!("EXCEPTION: {}", outcome.reason),
+                    };
+                    println!("{line}");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {

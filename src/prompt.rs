@@ -197,7 +197,9 @@ pub fn format_create(title: &str, outcome: &CreateOutcome) -> String {
 /// One auction on one line, as `list` and `show` print it.
 pub fn format_auction(info: &AuctionInfo) -> String {
     let seller = if info.seller.is_empty() { "the house".to_string() } else { info.seller.clone() };
-    let state = if info.over {
+    let state = if info.cancelled {
+        "cancelled by its seller".to_string()
+    } else if info.over {
         match info.highest_bidder.as_str() {
             "" => "over, no winner".to_string(),
             winner => format!("over, won by {winner} with {}", info.highest_amount),
@@ -255,6 +257,7 @@ pub fn auction_json(info: &AuctionInfo) -> serde_json::Value {
         "accepted_bids": info.accepted_bids,
         "now_unix_ms": info.now_unix_ms,
         "revision": info.revision,
+        "cancelled": info.cancelled,
     })
 }
 

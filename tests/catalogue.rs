@@ -67,6 +67,20 @@ async fn sellers_create_auctions_that_anyone_lists_and_bids_on_through_failover(
     let (shown, _) = run(&["show", "a1", "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
     assert_eq!(shown["revision"], history[0]["revision"], "the bid was the auction's last change");
+    // Cancel: not by another, not with bids, yes without.
+    let (line, _) = run(&["cancel", "a1", "--seller", "bo"]);
+    assert!(line.starts_with("EXCEPTION: only its seller"), "{line}");
+    let (line, _) = run(&["cancel", "a1", "--seller", "sam"]);
+    assert!(line.starts_with("FAIL") && line.contains("has bids"), "{line}");
+    let (line, _) = run(&["create", "--seller", "sam", "--title", "a lamp", "--duration", "1h"]);
+    assert_eq!(line, "CREATED: auction a3 (a lamp)");
+    let (line, code) = run(&["cancel", "a3", "--seller", "sam"]);
+    assert_eq!((line.as_str(), code), ("CANCELLED: auction a3", 0));
+    let (line, _) = run(&["show", "a3"]);
+    assert!(line.ends_with("cancelled by its seller"), "{line}");
+    let (line, _) = run(&["bid", "5", "--id", "bo", "--auction", "a3"]);
+    assert!(line.starts_with("FAIL") && line.contains("over"), "{line}");
+
     let (lines, code) = run(&["status", "--json"]);
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&lines).expect("json");

@@ -55,6 +55,41 @@ impl CreateAuction {
     }
 }
 
+/// A seller's cancel of an auction that has no bid yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelAuction {
+    pub auction_id: String,
+    pub seller: String,
+    pub client_id: String,
+    pub request_id: u64,
+    /// When the leader sequenced it.
+    pub at_unix_ms: i64,
+    /// How long the cancelled auction is kept (the leader stamps its
+    /// setting in, as for a close).
+    pub retain_ms: u64,
+}
+
+impl CancelAuction {
+    /// What the request asks for (see [`super::Bid::fingerprint`]).
+    pub fn fingerprint(&self) -> u64 {
+        fnv_fingerprint(&[b"cancel", resolve_auction_id(&self.auction_id).as_bytes(), self.seller.as_bytes()])
+    }
+}
+
+/// How a cancel ended: SUCCESS, FAIL (it has bids, or it is over), or
+/// EXCEPTION (an unknown auction, or not its seller).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelOutcome {
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+impl CancelOutcome {
+    pub fn exception(reason: impl Into<String>) -> Self {
+        CancelOutcome { verdict: Verdict::Exception, reason: reason.into() }
+    }
+}
+
 /// How a create ended: SUCCESS with the new auction's id, or EXCEPTION with
 /// the reason (and nothing changed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +165,8 @@ pub struct AuctionInfo {
     pub now_unix_ms: i64,
     /// The log index of the last change to this auction.
     pub revision: u64,
+    /// Its seller cancelled it before any bid: over, with no winner.
+    pub cancelled: bool,
 }
 
 impl AuctionInfo {
@@ -148,6 +185,7 @@ impl AuctionInfo {
             accepted_bids: auction.accepted_bids,
             now_unix_ms,
             revision: auction.revision,
+            cancelled: auction.cancelled,
         }
     }
 }
@@ -230,9 +268,37 @@ impl AuctionBook {
             created_revision: revision,
             revision,
             expires_at_unix_ms: None,
+            cancelled: false,
         };
         self.insert_auction(auction);
         CreateOutcome { verdict: Verdict::Success, reason: String::new(), auction_id }
+    }
+
+    /// Cancels an auction with no bid yet, if `cancel` comes from its seller.
+    pub(super) fn cancel(&mut self, cancel: &CancelAuction, revision: u64) -> CancelOutcome {
+        let auction_id = resolve_auction_id(&cancel.auction_id).to_string();
+        let Some(auction) = self.auctions.get_mut(&auction_id) else {
+            return CancelOutcome::exception(format!("unknown auction {auction_id:?}"));
+        };
+        if auction.seller.is_empty() || auction.seller != cancel.seller {
+            return CancelOutcome::exception(format!("only its seller can cancel auction {auction_id}"));
+        }
+        let fail = |reason: String| CancelOutcome { verdict: Verdict::Fail, reason };
+        if auction.is_over(cancel.at_unix_ms) {
+            return fail(format!("auction {auction_id} is over"));
+        }
+        if auction.accepted_bids > 0 {
+            return fail(format!("auction {auction_id} has bids; it cannot be cancelled"));
+        }
+        auction.closed = true;
+        auction.cancelled = true;
+        auction.revision = revision;
+        let expires_at = cancel.at_unix_ms.saturating_add(i64::try_from(cancel.retain_ms).unwrap_or(i64::MAX));
+        auction.expires_at_unix_ms = Some(expires_at);
+        let ends_at = auction.ends_at_unix_ms;
+        self.deadlines.remove(&(ends_at, auction_id.clone()));
+        self.expiries.insert((expires_at, auction_id));
+        CancelOutcome { verdict: Verdict::Success, reason: String::new() }
     }
 
     /// Answers a query as of `now_unix_ms`.

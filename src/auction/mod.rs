@@ -19,8 +19,8 @@ mod catalogue;
 mod events;
 
 pub use catalogue::{
-    AcceptedBid, AuctionInfo, AuctionPage, CreateAuction, CreateOutcome, DEFAULT_PAGE, HistoryPage,
-    MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN, Query, QueryAnswer, QueryError, validate_create,
+    AcceptedBid, AuctionInfo, AuctionPage, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, DEFAULT_PAGE,
+    HistoryPage, MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN, Query, QueryAnswer, QueryError, validate_create,
     validate_create_fields,
 };
 pub use events::{AuctionEvent, EventKind};
@@ -134,6 +134,7 @@ pub enum Command {
         retain_ms: u64,
     },
     Create(CreateAuction),
+    Cancel(CancelAuction),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +151,7 @@ pub struct OpenAuction {
 pub enum Applied {
     Bid(BidOutcome),
     Created(CreateOutcome),
+    Cancelled(CancelOutcome),
     Opened,
     Closed,
     /// The command changed nothing (an auction opened twice, closed twice).
@@ -171,6 +173,8 @@ pub struct Auction {
     pub revision: u64,
     /// Set at its close: from then (log time) it is forgotten.
     pub expires_at_unix_ms: Option<i64>,
+    /// Its seller cancelled it before any bid.
+    pub cancelled: bool,
     pub minimum_amount: u64,
     /// The deadline is absolute, so it survives failover unchanged.
     pub ends_at_unix_ms: i64,
@@ -209,6 +213,7 @@ pub struct AuctionView {
 pub enum WriteOutcome {
     Bid(BidOutcome),
     Create(CreateOutcome),
+    Cancel(CancelOutcome),
 }
 
 impl WriteOutcome {
@@ -217,6 +222,7 @@ impl WriteOutcome {
         match like {
             WriteOutcome::Bid(_) => WriteOutcome::Bid(BidOutcome::exception(reason)),
             WriteOutcome::Create(_) => WriteOutcome::Create(CreateOutcome::exception(reason)),
+            WriteOutcome::Cancel(_) => WriteOutcome::Cancel(CancelOutcome::exception(reason)),
         }
     }
 }
@@ -340,6 +346,7 @@ pub fn command_time(command: &Command) -> i64 {
         Command::Bid(bid) => bid.at_unix_ms,
         Command::Close { at_unix_ms, .. } => *at_unix_ms,
         Command::Create(create) => create.at_unix_ms,
+        Command::Cancel(cancel) => cancel.at_unix_ms,
     }
 }
 
@@ -349,6 +356,7 @@ fn command_auction(command: &Command) -> Option<&str> {
         Command::Open(open) => Some(&open.auction_id),
         Command::Bid(bid) => Some(resolve_auction_id(&bid.auction_id)),
         Command::Close { auction_id, .. } => Some(auction_id),
+        Command::Cancel(cancel) => Some(resolve_auction_id(&cancel.auction_id)),
         Command::Create(_) => None,
     }
 }
@@ -372,7 +380,7 @@ impl AuctionBook {
         }
         match self.remembered_write(client_id, request_id)? {
             WriteOutcome::Bid(outcome) => Some(outcome),
-            WriteOutcome::Create(_) => None,
+            WriteOutcome::Create(_) | WriteOutcome::Cancel(_) => None,
         }
     }
 
@@ -528,9 +536,27 @@ impl AuctionBook {
                 );
                 match outcome {
                     WriteOutcome::Create(outcome) => Applied::Created(outcome),
-                    WriteOutcome::Bid(_) => Applied::Created(CreateOutcome::exception(format!(
+                    _ => Applied::Created(CreateOutcome::exception(format!(
                         "request {} of this session was a different kind of request; it was not applied",
                         create.request_id
+                    ))),
+                }
+            }
+            Command::Cancel(cancel) => {
+                let like = WriteOutcome::Cancel(CancelOutcome::exception(String::new()));
+                let outcome = self.deduplicated(
+                    &cancel.client_id,
+                    cancel.request_id,
+                    cancel.fingerprint(),
+                    cancel.at_unix_ms,
+                    &like,
+                    |book| WriteOutcome::Cancel(book.cancel(cancel, revision)),
+                );
+                match outcome {
+                    WriteOutcome::Cancel(outcome) => Applied::Cancelled(outcome),
+                    _ => Applied::Cancelled(CancelOutcome::exception(format!(
+                        "request {} of this session was a different kind of request; it was not applied",
+                        cancel.request_id
                     ))),
                 }
             }
@@ -550,6 +576,7 @@ impl AuctionBook {
             created_revision: revision,
             revision,
             expires_at_unix_ms: None,
+            cancelled: false,
             minimum_amount: open.minimum_amount.max(1),
             ends_at_unix_ms: open.ends_at_unix_ms,
             closed: false,
@@ -575,7 +602,7 @@ impl AuctionBook {
             });
         match outcome {
             WriteOutcome::Bid(outcome) => outcome,
-            WriteOutcome::Create(_) => BidOutcome::exception(format!(
+            _ => BidOutcome::exception(format!(
                 "request {} of this session was a different kind of request; it was not applied",
                 bid.request_id
             )),

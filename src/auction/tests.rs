@@ -1150,3 +1150,61 @@ fn a_closed_auction_is_forgotten_after_its_retention_and_its_revisions_are_compa
     let revisions: Vec<u64> = book.events(None, 0, 7, later).iter().map(|event| event.revision).collect();
     assert_eq!(revisions, [6]);
 }
+
+#[test]
+fn a_seller_cancels_an_auction_without_bids_and_only_then() {
+    let mut book = book_with_default_auction(1);
+    created(&mut book, 3, create("sam", "vase", "", 0));
+    created(&mut book, 4, create("sam", "clock", "", 0));
+    book.apply_at(5, &Command::Bid(Bid { auction_id: "a2".into(), ..bid("bo", 10) }));
+    let cancel = |auction_id: &str, seller: &str, request_id| {
+        Command::Cancel(CancelAuction {
+            auction_id: auction_id.into(),
+            seller: seller.into(),
+            client_id: "seller-session".into(),
+            request_id,
+            at_unix_ms: DURING_MS,
+            retain_ms: RETAIN_MS,
+        })
+    };
+    let outcome = |applied| match applied {
+        Applied::Cancelled(outcome) => outcome,
+        other => panic!("{other:?}"),
+    };
+    let before = book.clone();
+    // Not its seller, the house's own auction, an unknown one: EXCEPTION, nothing changes.
+    for (auction_id, seller) in [("a1", "bo"), (DEFAULT_AUCTION, "sam"), ("a9", "sam")] {
+        let refused = outcome(book.apply_at(
+            6,
+            &Command::Cancel(CancelAuction {
+                auction_id: auction_id.into(),
+                seller: seller.into(),
+                client_id: String::new(),
+                request_id: 0,
+                at_unix_ms: DURING_MS,
+                retain_ms: RETAIN_MS,
+            }),
+        ));
+        assert_eq!(refused.verdict, Verdict::Exception, "{auction_id} by {seller}");
+    }
+    assert_eq!(book, before);
+    // With a bid: FAIL.
+    let has_bids = outcome(book.apply_at(6, &cancel("a2", "sam", 1)));
+    assert_eq!(has_bids.verdict, Verdict::Fail);
+    assert!(has_bids.reason.contains("has bids"), "{}", has_bids.reason);
+    // Without: cancelled, over, no winner; its close is an event; bids fail.
+    let done = outcome(book.apply_at(7, &cancel("a1", "sam", 2)));
+    assert_eq!(done.verdict, Verdict::Success);
+    assert_eq!(outcome(book.apply_at(8, &cancel("a1", "sam", 2))), done, "a retry gets its first answer");
+    let a1 = &book.auctions["a1"];
+    assert!(a1.cancelled && a1.closed && a1.revision == 7);
+    let late = place(&mut book, Bid { auction_id: "a1".into(), ..bid("bo", 20) });
+    assert_eq!(late.verdict, Verdict::Fail);
+    let closed: Vec<u64> = book
+        .events(Some("a1"), 3, 8, DURING_MS)
+        .iter()
+        .filter(|event| matches!(&event.kind, EventKind::Closed(info) if info.cancelled))
+        .map(|event| event.revision)
+        .collect();
+    assert_eq!(closed, [7]);
+}

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::{
-    self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, EventKind, Query,
-    QueryAnswer, QueryError, ReadError,
+    self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
+    CreateOutcome, EventKind, Query, QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
@@ -26,6 +26,7 @@ pub(super) enum LeaderInput {
     Bid { bid: Bid, reply: ReplySender },
     Read { auction_id: String, reply: ReplySender },
     Create { create: CreateAuction, reply: ReplySender },
+    Cancel { cancel: CancelAuction, reply: ReplySender },
     Query { query: Query, reply: ReplySender },
     BackupConnected { node: NodeId, last: LogPosition, stream: BackupStream },
     Ack { node: NodeId, connection: u64, index: u64 },
@@ -242,6 +243,25 @@ impl Backend for Shared {
         self.send_request(LeaderInput::Create { create, reply })?;
         match answer.await {
             Ok(Ok(Reply::Created(outcome))) => Ok(outcome),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+        }
+    }
+
+    async fn cancel_auction(&self, mut cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
+        match auction::normalize_bidder(&cancel.seller) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(normal)) => cancel.seller = normal,
+            Err(reason) => return Ok(CancelOutcome::exception(reason.replace("bidder", "seller"))),
+        }
+        if cancel.auction_id.len() > auction::MAX_AUCTION_ID_LEN || cancel.client_id.len() > auction::MAX_CLIENT_ID_LEN
+        {
+            return Ok(CancelOutcome::exception("auction or client id too long"));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send_request(LeaderInput::Cancel { cancel, reply })?;
+        match answer.await {
+            Ok(Ok(Reply::Cancelled(outcome))) => Ok(outcome),
             Ok(Err(error)) => Err(error),
             Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
         }

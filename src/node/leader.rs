@@ -245,6 +245,10 @@ impl Driver {
                 Some(token) => Event::Create { token, create },
                 None => return,
             },
+            LeaderInput::Cancel { cancel, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Cancel { token, cancel },
+                None => return,
+            },
             LeaderInput::Query { query, reply } => match self.hold(leader, reply) {
                 Some(token) => Event::Query { token, query },
                 None => return,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auction::{
-    Applied, AuctionView, Bid, BidOutcome, Command, CreateAuction, CreateOutcome, OpenAuction, Query, QueryAnswer,
-    QueryError, ReadError,
+    Applied, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, Command, CreateAuction, CreateOutcome,
+    OpenAuction, Query, QueryAnswer, QueryError, ReadError,
 };
 
 use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
@@ -52,6 +52,8 @@ pub enum Event {
     /// A seller's new auction; a duration sets its end from the time the
     /// leader stamps.
     Create { token: u64, create: CreateAuction },
+    /// A seller's cancel.
+    Cancel { token: u64, cancel: CancelAuction },
     /// A read of the catalogue.
     Query { token: u64, query: Query },
     /// Opens an auction (at bootstrap).
@@ -81,6 +83,7 @@ pub enum Reply {
     Bid(BidOutcome),
     Result(Result<AuctionView, ReadError>),
     Created(CreateOutcome),
+    Cancelled(CancelOutcome),
     Query(Result<QueryAnswer, QueryError>),
 }
 
@@ -297,6 +300,13 @@ impl Leader {
             Event::Bid { token, bid } => self.on_bid(token, bid, now),
             Event::Read { token, auction_id } => self.on_read(token, &auction_id, now),
             Event::Create { token, create } => self.on_create(token, create, now),
+            Event::Cancel { token, mut cancel } => {
+                cancel.at_unix_ms = self.stamp(now);
+                cancel.retain_ms = u64::try_from(self.settings.retain_closed.as_millis()).unwrap_or(u64::MAX);
+                let (index, applied) = self.append(Payload::Command(Command::Cancel(cancel)), now);
+                let Applied::Cancelled(outcome) = applied else { unreachable!("a cancel yields a cancel outcome") };
+                self.held.push_back(HeldReply { index, token, reply: Reply::Cancelled(outcome) });
+            }
             Event::Query { token, query } => {
                 // As a Result: answered from everything sequenced so far,
                 // released once that is committed.

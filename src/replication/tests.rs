@@ -1972,7 +1972,9 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
                         );
                     }
                     Reply::Result(Err(error)) => panic!("seed {seed}: read {token} failed: {error}"),
-                    Reply::Created(_) | Reply::Query(_) => panic!("seed {seed}: this run creates and lists nothing"),
+                    Reply::Created(_) | Reply::Cancelled(_) | Reply::Query(_) => {
+                        panic!("seed {seed}: this run creates, cancels and lists nothing")
+                    }
                 }
             }
         }

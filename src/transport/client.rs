@@ -11,8 +11,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
 use crate::auction::{
-    AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome,
-    HistoryPage,
+    AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome,
+    CreateAuction, CreateOutcome, HistoryPage,
 };
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
@@ -165,6 +165,23 @@ impl AuctionConnection {
         let verdict = crate::auction::Verdict::try_from(outcome)
             .map_err(|error| CallError::Rejected { message: error.to_string() })?;
         Ok(CreateOutcome { verdict, reason: reply.reason, auction_id: reply.auction_id })
+    }
+
+    /// A seller's cancel (exactly-once through its client and request ids).
+    pub async fn cancel_auction(&mut self, cancel: &CancelAuction) -> Result<CancelOutcome, CallError> {
+        let request = pb::CancelAuctionRequest {
+            auction_id: cancel.auction_id.clone(),
+            seller: cancel.seller.clone(),
+            client_id: cancel.client_id.clone(),
+            request_id: cancel.request_id,
+        };
+        let mut client = self.client.clone();
+        let reply = self.call(client.cancel_auction(request)).await?;
+        let outcome = pb::Outcome::try_from(reply.outcome)
+            .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
+        let verdict = crate::auction::Verdict::try_from(outcome)
+            .map_err(|error| CallError::Rejected { message: error.to_string() })?;
+        Ok(CancelOutcome { verdict, reason: reply.reason })
     }
 
     /// A page of the catalogue, in creation order.

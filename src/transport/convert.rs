@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use crate::auction::{
-    AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, ClientSession, Command,
-    CreateAuction, CreateOutcome, EventKind, OpenAuction, RememberedOutcome, Verdict, WriteOutcome,
+    AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, CancelAuction,
+    CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, OpenAuction, RememberedOutcome,
+    Verdict, WriteOutcome,
 };
 use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
@@ -114,6 +115,12 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
     Ok(create)
 }
 
+impl From<CancelOutcome> for pb::CancelAuctionReply {
+    fn from(outcome: CancelOutcome) -> Self {
+        pb::CancelAuctionReply { outcome: pb::Outcome::from(outcome.verdict) as i32, reason: outcome.reason }
+    }
+}
+
 impl From<CreateOutcome> for pb::CreateAuctionReply {
     fn from(outcome: CreateOutcome) -> Self {
         pb::CreateAuctionReply {
@@ -140,6 +147,7 @@ impl From<AuctionInfo> for pb::AuctionInfo {
             accepted_bids: info.accepted_bids,
             now_unix_ms: info.now_unix_ms,
             revision: info.revision,
+            cancelled: info.cancelled,
         }
     }
 }
@@ -160,6 +168,7 @@ impl From<pb::AuctionInfo> for AuctionInfo {
             accepted_bids: info.accepted_bids,
             now_unix_ms: info.now_unix_ms,
             revision: info.revision,
+            cancelled: info.cancelled,
         }
     }
 }
@@ -252,6 +261,14 @@ impl From<&Entry> for rpb::Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
             }),
+            Payload::Command(Command::Cancel(cancel)) => P::CancelAuction(rpb::CancelAuction {
+                auction_id: cancel.auction_id.clone(),
+                seller: cancel.seller.clone(),
+                client_id: cancel.client_id.clone(),
+                request_id: cancel.request_id,
+                at_unix_ms: cancel.at_unix_ms,
+                retain_ms: cancel.retain_ms,
+            }),
             Payload::Join { node } => P::Join(rpb::Join { node: node.clone() }),
             Payload::Remove { node } => P::Remove(rpb::Remove { node: node.clone() }),
             Payload::Takeover { leader, backups, cluster_id } => P::Takeover(rpb::Takeover {
@@ -300,6 +317,14 @@ impl TryFrom<rpb::Entry> for Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
             })),
+            P::CancelAuction(cancel) => Payload::Command(Command::Cancel(CancelAuction {
+                auction_id: cancel.auction_id,
+                seller: cancel.seller,
+                client_id: cancel.client_id,
+                request_id: cancel.request_id,
+                at_unix_ms: cancel.at_unix_ms,
+                retain_ms: cancel.retain_ms,
+            })),
             P::Join(join) => Payload::Join { node: join.node },
             P::Remove(remove) => Payload::Remove { node: remove.node },
             P::Takeover(takeover) => Payload::Takeover {
@@ -325,6 +350,11 @@ fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome 
             message.highest_amount = outcome.highest_amount;
             message.highest_bidder.clone_from(&outcome.highest_bidder);
         }
+        WriteOutcome::Cancel(outcome) => {
+            message.cancel = true;
+            message.outcome = pb::Outcome::from(outcome.verdict) as u32;
+            message.reason.clone_from(&outcome.reason);
+        }
         WriteOutcome::Create(outcome) => {
             message.create = true;
             message.outcome = pb::Outcome::from(outcome.verdict) as u32;
@@ -339,7 +369,9 @@ fn write_outcome(remembered: rpb::RememberedOutcome) -> Result<WriteOutcome, Mal
     let outcome = pb::Outcome::try_from(remembered.outcome as i32)
         .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
     let verdict = Verdict::try_from(outcome)?;
-    Ok(if remembered.create {
+    Ok(if remembered.cancel {
+        WriteOutcome::Cancel(CancelOutcome { verdict, reason: remembered.reason })
+    } else if remembered.create {
         WriteOutcome::Create(CreateOutcome { verdict, reason: remembered.reason, auction_id: remembered.auction_id })
     } else {
         WriteOutcome::Bid(BidOutcome {
@@ -436,6 +468,7 @@ fn auction_piece<'a>(auction: &Auction, bidders: impl Iterator<Item = (&'a Strin
         revision: auction.revision,
         history: Vec::new(),
         expires_at_unix_ms: auction.expires_at_unix_ms.unwrap_or(0),
+        cancelled: auction.cancelled,
     }
 }
 
@@ -567,6 +600,7 @@ impl SnapshotAssembler {
                         created_revision: piece.created_revision,
                         revision: piece.revision,
                         expires_at_unix_ms: (piece.expires_at_unix_ms != 0).then_some(piece.expires_at_unix_ms),
+                        cancelled: piece.cancelled,
                         description: piece.description,
                         minimum_amount: piece.minimum_amount,
                         ends_at_unix_ms: piece.ends_at_unix_ms,

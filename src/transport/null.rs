@@ -7,7 +7,8 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::{
-    AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer, Verdict,
+    AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, Query,
+    QueryAnswer, Verdict,
 };
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
@@ -45,6 +46,10 @@ impl Backend for NullBackend {
 
     async fn create_auction(&self, _create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
         Ok(CreateOutcome::exception("the null server keeps no auctions"))
+    }
+
+    async fn cancel_auction(&self, _cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
+        Ok(CancelOutcome::exception("the null server keeps no auctions"))
     }
 
     async fn query(&self, _query: Query) -> Result<QueryAnswer, ServiceError> {

@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auction::{AuctionEvent, AuctionView, Bid, BidOutcome, CreateAuction, CreateOutcome, Query, QueryAnswer};
+use crate::auction::{
+    AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, Query,
+    QueryAnswer,
+};
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
 
 use super::pb::replication as rpb;
@@ -101,6 +104,9 @@ pub trait Backend: Send + Sync + 'static {
     /// A seller's new auction, sequenced and answered once committed.
     fn create_auction(&self, create: CreateAuction)
     -> impl Future<Output = Result<CreateOutcome, ServiceError>> + Send;
+    /// A seller's cancel of an auction with no bid yet, answered once committed.
+    fn cancel_auction(&self, cancel: CancelAuction)
+    -> impl Future<Output = Result<CancelOutcome, ServiceError>> + Send;
     /// A linearizable read of the catalogue.
     fn query(&self, query: Query) -> impl Future<Output = Result<QueryAnswer, ServiceError>> + Send;
     /// The committed events after `after_revision` (0: from now on), of one
@@ -171,6 +177,22 @@ impl<B: Backend> Auction for AuctionService<B> {
             Err(reason) => CreateOutcome::exception(reason),
         };
         Ok(Response::new(outcome.into()))
+    }
+
+    async fn cancel_auction(
+        &self,
+        request: Request<pb::CancelAuctionRequest>,
+    ) -> Result<Response<pb::CancelAuctionReply>, Status> {
+        let request = request.into_inner();
+        let cancel = CancelAuction {
+            auction_id: request.auction_id,
+            seller: request.seller,
+            client_id: request.client_id,
+            request_id: request.request_id,
+            at_unix_ms: 0,
+            retain_ms: 0,
+        };
+        Ok(Response::new(self.backend.cancel_auction(cancel).await?.into()))
     }
 
     async fn list_auctions(
