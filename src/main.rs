@@ -435,17 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Create { seller, title, description, min, duration, json, target } => {
             let mut client = target.client()?;
-            let create = gavel::auction::CreateAuction {
-                seller,
-                title: title.clone(),
-                description,
-                minimum_amount: min,
-                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-                ends_at_unix_ms: 0,
-                client_id: String::new(),
-                request_id: 0,
-                at_unix_ms: 0,
-            };
+            let create = gavel::auction::CreateAuction::lasting(&seller, &title, &description, min, duration);
             match client.create_auction(create).await {
                 Ok(outcome) if json => {
                     let verdict = format!("{:?}", outcome.verdict).to_uppercase();

@@ -102,17 +102,7 @@ pub async fn create_line(client: &mut Client, seller: &str, arguments: &str) -> 
         Ok(duration) if !duration.is_zero() => duration,
         _ => return format!("EXCEPTION: {duration:?} is not a duration (10m, 2h)"),
     };
-    let create = crate::auction::CreateAuction {
-        seller: seller.to_string(),
-        title: title.trim().to_string(),
-        description: String::new(),
-        minimum_amount: 1,
-        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        ends_at_unix_ms: 0,
-        client_id: String::new(),
-        request_id: 0,
-        at_unix_ms: 0,
-    };
+    let create = crate::auction::CreateAuction::lasting(seller, title.trim(), "", 1, duration);
     match client.create_auction(create).await {
         Ok(outcome) => format_create(title.trim(), &outcome),
         Err(error) => format_error(&error),

@@ -3,6 +3,8 @@
 //! applied the same on every replica); listing and reading are pure queries
 //! of the book.
 
+use std::time::Duration;
+
 use super::{Auction, AuctionBook, ReadError, Verdict, fnv_fingerprint, normalize_bidder, resolve_auction_id};
 
 /// Longest title accepted, in bytes.
@@ -38,6 +40,22 @@ pub struct CreateAuction {
 }
 
 impl CreateAuction {
+    /// A seller's request for an auction that runs `duration` from when the
+    /// service sequences it; the client library fills in the session.
+    pub fn lasting(seller: &str, title: &str, description: &str, minimum_amount: u64, duration: Duration) -> Self {
+        CreateAuction {
+            seller: seller.to_string(),
+            title: title.to_string(),
+            description: description.to_string(),
+            minimum_amount,
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            ends_at_unix_ms: 0,
+            client_id: String::new(),
+            request_id: 0,
+            at_unix_ms: 0,
+        }
+    }
+
     /// What the request asks for (see [`super::Bid::fingerprint`]): the
     /// duration as asked, not the end the leader set from it, so that a
     /// retry sequenced later is the same request.

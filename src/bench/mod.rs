@@ -510,17 +510,8 @@ async fn create_auctions(address: &str, count: usize, args: &BenchArgs) -> anyho
     let mut seller = crate::client::Client::new(config)?;
     let mut auctions = Vec::with_capacity(count);
     for _ in 0..count {
-        let create = crate::auction::CreateAuction {
-            seller: "bench-house".into(),
-            title: "a bench lot".into(),
-            description: String::new(),
-            minimum_amount: 1,
-            duration_ms: 30 * 24 * 60 * 60 * 1000,
-            ends_at_unix_ms: 0,
-            client_id: String::new(),
-            request_id: 0,
-            at_unix_ms: 0,
-        };
+        let lot = Duration::from_secs(30 * 24 * 60 * 60);
+        let create = crate::auction::CreateAuction::lasting("bench-house", "a bench lot", "", 1, lot);
         let outcome = seller.create_auction(create).await?;
         if outcome.verdict != crate::auction::Verdict::Success {
             bail!("creating an auction: {}", outcome.reason);

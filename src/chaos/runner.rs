@@ -114,17 +114,7 @@ const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
 
 /// Creates an auction for the run: it lasts well beyond it.
 async fn create_auction(seller: &mut Client) -> anyhow::Result<String> {
-    let create = CreateAuction {
-        seller: "the-house".into(),
-        title: "a chaos lot".into(),
-        description: String::new(),
-        minimum_amount: 1,
-        duration_ms: 24 * 60 * 60 * 1000,
-        ends_at_unix_ms: 0,
-        client_id: String::new(),
-        request_id: 0,
-        at_unix_ms: 0,
-    };
+    let create = CreateAuction::lasting("the-house", "a chaos lot", "", 1, Duration::from_secs(24 * 60 * 60));
     let outcome = seller.create_auction(create).await?;
     if outcome.verdict != Verdict::Success {
         anyhow::bail!("create refused: {}", outcome.reason);
