@@ -113,6 +113,13 @@ impl Client {
         })
     }
 
+    /// After a write: a refusal without effect, or no answer at all, may
+    /// mean the session was never opened (the service refuses request 2 of
+    /// a session it does not know), so the next write starts a new one.
+    fn renew_after(&mut self, verdict: Option<crate::auction::Verdict>) {
+        self.renew_session = verdict.is_none_or(|verdict| verdict == crate::auction::Verdict::Exception);
+    }
+
     /// The request id for the next request, in a new session if this one
     /// was idle for long enough that the service may have forgotten it.
     fn next_request(&mut self) -> (String, u64) {
@@ -159,13 +166,7 @@ impl Client {
                 async move { connection.bid(&bid).await }
             })
             .await;
-        self.renew_session = match &answer {
-            // Refused without effect: the request may never have opened the
-            // session, and the service refuses request 2 of a session it
-            // does not know.
-            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
-            Err(_) => true,
-        };
+        self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));
         answer
     }
 
@@ -178,10 +179,7 @@ impl Client {
                 async move { connection.create_auction(&create).await }
             })
             .await;
-        self.renew_session = match &answer {
-            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
-            Err(_) => true,
-        };
+        self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));
         answer
     }
 
@@ -203,10 +201,7 @@ impl Client {
                 async move { connection.cancel_auction(&cancel).await }
             })
             .await;
-        self.renew_session = match &answer {
-            Ok(outcome) => outcome.verdict == crate::auction::Verdict::Exception,
-            Err(_) => true,
-        };
+        self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));
         answer
     }
 

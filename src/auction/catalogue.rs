@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Auction, AuctionBook, ReadError, Verdict, fnv_fingerprint, normalize_bidder, resolve_auction_id};
+use super::{Auction, AuctionBook, ReadError, Verdict, fnv_fingerprint, normalize_seller, resolve_auction_id};
 
 /// Longest title accepted, in bytes.
 pub const MAX_TITLE_LEN: usize = 128;
@@ -140,7 +140,7 @@ pub fn validate_create(create: &CreateAuction) -> Result<(), String> {
 /// but whether its absolute end is in the future. The seller's name must be
 /// in normal form, as a bidder's.
 pub fn validate_create_fields(create: &CreateAuction) -> Result<(), String> {
-    let seller = normalize_bidder(&create.seller).map_err(|reason| reason.replace("bidder", "seller"))?;
+    let seller = normalize_seller(&create.seller)?;
     if seller != create.seller {
         return Err(format!("seller name {:?} is not in its normal form {seller:?}", create.seller));
     }

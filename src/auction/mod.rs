@@ -361,6 +361,23 @@ fn command_auction(command: &Command) -> Option<&str> {
     }
 }
 
+/// A seller's name in its one spelling: the same rules as a bidder's, with
+/// reasons that say "seller".
+pub fn normalize_seller(seller: &str) -> Result<Cow<'_, str>, String> {
+    normalize_bidder(seller).map_err(|reason| reason.replace("bidder", "seller"))
+}
+
+/// Replaces `name` by its normal form, or says why it has none.
+pub fn normalize_in_place(
+    name: &mut String,
+    normalize: fn(&str) -> Result<Cow<'_, str>, String>,
+) -> Result<(), String> {
+    if let Cow::Owned(normal) = normalize(name)? {
+        *name = normal;
+    }
+    Ok(())
+}
+
 /// The whole second a session's last use is indexed under, rounded up: a
 /// session lives at least [`SESSION_EXPIRY_MS`] after its last use.
 fn expiry_bucket(unix_ms: i64) -> i64 {

@@ -1,7 +1,6 @@
 //! What the node's gRPC services see: its status, and, while it leads, the
 //! channel into the leader's event loop.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -193,10 +192,8 @@ impl Backend for Shared {
         // Malformed input is refused here, before it is sequenced: it
         // changes nothing and its answer does not depend on the state. The
         // log holds the one normal spelling of the bidder's name.
-        match auction::normalize_bidder(&bid.bidder) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(normal)) => bid.bidder = normal,
-            Err(reason) => return Ok(BidOutcome::exception(reason)),
+        if let Err(reason) = auction::normalize_in_place(&mut bid.bidder, auction::normalize_bidder) {
+            return Ok(BidOutcome::exception(reason));
         }
         if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
             return Ok(BidOutcome::exception(reason));
@@ -231,10 +228,8 @@ impl Backend for Shared {
         // As for bids: malformed input is refused before it is sequenced
         // (the end is checked once the leader has set it), and the log
         // holds the seller's name in normal form.
-        match auction::normalize_bidder(&create.seller) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(normal)) => create.seller = normal,
-            Err(reason) => return Ok(CreateOutcome::exception(reason.replace("bidder", "seller"))),
+        if let Err(reason) = auction::normalize_in_place(&mut create.seller, auction::normalize_seller) {
+            return Ok(CreateOutcome::exception(reason));
         }
         if let Err(reason) = auction::validate_create_fields(&create) {
             return Ok(CreateOutcome::exception(reason));
@@ -249,10 +244,8 @@ impl Backend for Shared {
     }
 
     async fn cancel_auction(&self, mut cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
-        match auction::normalize_bidder(&cancel.seller) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(normal)) => cancel.seller = normal,
-            Err(reason) => return Ok(CancelOutcome::exception(reason.replace("bidder", "seller"))),
+        if let Err(reason) = auction::normalize_in_place(&mut cancel.seller, auction::normalize_seller) {
+            return Ok(CancelOutcome::exception(reason));
         }
         if cancel.auction_id.len() > auction::MAX_AUCTION_ID_LEN || cancel.client_id.len() > auction::MAX_CLIENT_ID_LEN
         {
