@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use gavel::auction::{Reason, render};
 use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
@@ -439,7 +440,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match client.create_auction(create).await {
                 Ok(outcome) if json => {
                     let verdict = format!("{:?}", outcome.verdict).to_uppercase();
-                    let value = serde_json::json!({ "outcome": verdict, "reason": outcome.reason, "auction_id": outcome.auction_id });
+                    let value = serde_json::json!({
+                        "outcome": verdict,
+                        "reason": render(&outcome.reason),
+                        "reason_code": outcome.reason.as_ref().map(Reason::code),
+                        "auction_id": outcome.auction_id,
+                    });
                     println!("{value}");
                     Ok(ExitCode::SUCCESS)
                 }
@@ -459,8 +465,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(outcome) => {
                     let line = match outcome.verdict {
                         gavel::auction::Verdict::Success => format!("CANCELLED: auction {id}"),
-                        gavel::auction::Verdict::Fail => format!("FAIL: {}", outcome.reason),
-                        gavel::auction::Verdict::Exception => format!("EXCEPTION: {}", outcome.reason),
+                        gavel::auction::Verdict::Fail => format!("FAIL: {}", render(&outcome.reason)),
+                        gavel::auction::Verdict::Exception => format!("EXCEPTION: {}", render(&outcome.reason)),
                     };
                     println!("{line}");
                     Ok(ExitCode::SUCCESS)

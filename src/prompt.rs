@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::auction::{AuctionEvent, AuctionInfo, AuctionView, BidOutcome, CreateOutcome, EventKind, Verdict};
+use crate::auction::{AuctionEvent, AuctionInfo, AuctionView, BidOutcome, CreateOutcome, EventKind, Verdict, render};
 use crate::client::{Client, ClientError};
 
 /// What a line typed at the prompt asks for.
@@ -114,13 +114,13 @@ pub fn format_bid(bidder: &str, amount: u64, outcome: &BidOutcome) -> String {
     match outcome.verdict {
         Verdict::Success => {
             let mut line = format!("SUCCESS: bid {amount} by {bidder} is now the highest");
-            if !outcome.reason.is_empty() {
-                line.push_str(&format!(" ({})", outcome.reason));
+            if let Some(note) = &outcome.reason {
+                line.push_str(&format!(" ({note})"));
             }
             line
         }
-        Verdict::Fail => format!("FAIL: {}", outcome.reason),
-        Verdict::Exception => format!("EXCEPTION: {}", outcome.reason),
+        Verdict::Fail => format!("FAIL: {}", render(&outcome.reason)),
+        Verdict::Exception => format!("EXCEPTION: {}", render(&outcome.reason)),
     }
 }
 
@@ -180,7 +180,7 @@ pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool
 pub fn format_create(title: &str, outcome: &CreateOutcome) -> String {
     match outcome.verdict {
         Verdict::Success => format!("CREATED: auction {} ({title})", outcome.auction_id),
-        _ => format!("EXCEPTION: {}", outcome.reason),
+        _ => format!("EXCEPTION: {}", render(&outcome.reason)),
     }
 }
 

@@ -55,7 +55,8 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
     for (request, expected) in cases {
         let outcome = connection.bid(&request).await.expect("answered");
         assert_eq!(outcome.verdict, Verdict::Exception, "{request:?}");
-        assert!(outcome.reason.contains(expected), "{:?} does not say {expected:?}", outcome.reason);
+        let said = gavel::auction::render(&outcome.reason);
+        assert!(said.contains(expected), "{said:?} does not say {expected:?}");
     }
 
     // A message larger than any valid request is refused by the transport.

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use super::{Auction, AuctionBook, ReadError, Verdict, fnv_fingerprint, normalize_seller, resolve_auction_id};
+use super::{
+    Auction, AuctionBook, Party, ReadError, Reason, Verdict, check_normal, fnv_fingerprint, resolve_auction_id,
+    validate_ids,
+};
 
 /// Longest title accepted, in bytes.
 pub const MAX_TITLE_LEN: usize = 128;
@@ -99,12 +102,12 @@ impl CancelAuction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelOutcome {
     pub verdict: Verdict,
-    pub reason: String,
+    pub reason: Option<Reason>,
 }
 
 impl CancelOutcome {
-    pub fn exception(reason: impl Into<String>) -> Self {
-        CancelOutcome { verdict: Verdict::Exception, reason: reason.into() }
+    pub fn exception(reason: Reason) -> Self {
+        CancelOutcome { verdict: Verdict::Exception, reason: Some(reason) }
     }
 }
 
@@ -113,25 +116,25 @@ impl CancelOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateOutcome {
     pub verdict: Verdict,
-    pub reason: String,
+    pub reason: Option<Reason>,
     /// Empty unless it succeeded.
     pub auction_id: String,
 }
 
 impl CreateOutcome {
-    pub fn exception(reason: impl Into<String>) -> Self {
-        CreateOutcome { verdict: Verdict::Exception, reason: reason.into(), auction_id: String::new() }
+    pub fn exception(reason: Reason) -> Self {
+        CreateOutcome { verdict: Verdict::Exception, reason: Some(reason), auction_id: String::new() }
     }
 }
 
 /// Checks a sequenced create (its end set) without the state.
-pub fn validate_create(create: &CreateAuction) -> Result<(), String> {
+pub fn validate_create(create: &CreateAuction) -> Result<(), Reason> {
     validate_create_fields(create)?;
     if create.ends_at_unix_ms <= create.at_unix_ms {
-        return Err("the auction must end in the future".into());
+        return Err(Reason::EndNotInFuture);
     }
     if create.ends_at_unix_ms - create.at_unix_ms > MAX_AUCTION_MS {
-        return Err("an auction runs for a year at most".into());
+        return Err(Reason::TooLong);
     }
     Ok(())
 }
@@ -139,30 +142,24 @@ pub fn validate_create(create: &CreateAuction) -> Result<(), String> {
 /// Checks what a create can be judged on before the leader stamps it: all
 /// but whether its absolute end is in the future. The seller's name must be
 /// in normal form, as a bidder's.
-pub fn validate_create_fields(create: &CreateAuction) -> Result<(), String> {
-    let seller = normalize_seller(&create.seller)?;
-    if seller != create.seller {
-        return Err(format!("seller name {:?} is not in its normal form {seller:?}", create.seller));
-    }
+pub fn validate_create_fields(create: &CreateAuction) -> Result<(), Reason> {
+    check_normal(&create.seller, Party::Seller)?;
     if create.title.trim().is_empty() {
-        return Err("title must not be empty".into());
+        return Err(Reason::TitleEmpty);
     }
     if create.title.len() > MAX_TITLE_LEN {
-        return Err(format!("title is longer than {MAX_TITLE_LEN} bytes"));
+        return Err(Reason::TitleTooLong { max: MAX_TITLE_LEN });
     }
     if create.title.chars().any(char::is_control) {
-        return Err("title must not hold control characters".into());
+        return Err(Reason::TitleControl);
     }
     if create.description.len() > MAX_DESCRIPTION_LEN {
-        return Err(format!("description is longer than {MAX_DESCRIPTION_LEN} bytes"));
+        return Err(Reason::DescriptionTooLong { max: MAX_DESCRIPTION_LEN });
     }
     if create.duration_ms > MAX_AUCTION_MS as u64 {
-        return Err("an auction runs for a year at most".into());
+        return Err(Reason::TooLong);
     }
-    if create.client_id.len() > super::MAX_CLIENT_ID_LEN {
-        return Err(format!("client id is longer than {} bytes", super::MAX_CLIENT_ID_LEN));
-    }
-    Ok(())
+    validate_ids("", &create.client_id)
 }
 
 /// One auction as a reader sees it at `now_unix_ms` (the leader's clock).
@@ -289,24 +286,24 @@ impl AuctionBook {
             cancelled: false,
         };
         self.insert_auction(auction);
-        CreateOutcome { verdict: Verdict::Success, reason: String::new(), auction_id }
+        CreateOutcome { verdict: Verdict::Success, reason: None, auction_id }
     }
 
     /// Cancels an auction with no bid yet, if `cancel` comes from its seller.
     pub(super) fn cancel(&mut self, cancel: &CancelAuction, revision: u64) -> CancelOutcome {
         let auction_id = resolve_auction_id(&cancel.auction_id).to_string();
         let Some(auction) = self.auctions.get_mut(&auction_id) else {
-            return CancelOutcome::exception(format!("unknown auction {auction_id:?}"));
+            return CancelOutcome::exception(Reason::UnknownAuction { auction_id });
         };
         if auction.seller.is_empty() || auction.seller != cancel.seller {
-            return CancelOutcome::exception(format!("only its seller can cancel auction {auction_id}"));
+            return CancelOutcome::exception(Reason::NotTheSeller { auction_id });
         }
-        let fail = |reason: String| CancelOutcome { verdict: Verdict::Fail, reason };
+        let fail = |reason: Reason| CancelOutcome { verdict: Verdict::Fail, reason: Some(reason) };
         if auction.is_over(cancel.at_unix_ms) {
-            return fail(format!("auction {auction_id} is over"));
+            return fail(Reason::AuctionOver);
         }
         if auction.accepted_bids > 0 {
-            return fail(format!("auction {auction_id} has bids; it cannot be cancelled"));
+            return fail(Reason::HasBids { auction_id });
         }
         auction.closed = true;
         auction.cancelled = true;
@@ -316,7 +313,7 @@ impl AuctionBook {
         let ends_at = auction.ends_at_unix_ms;
         self.deadlines.remove(&(ends_at, auction_id.clone()));
         self.expiries.insert((expires_at, auction_id));
-        CancelOutcome { verdict: Verdict::Success, reason: String::new() }
+        CancelOutcome { verdict: Verdict::Success, reason: None }
     }
 
     /// Answers a query as of `now_unix_ms`.

@@ -17,6 +17,7 @@ use imbl::{OrdMap, OrdSet, Vector};
 
 mod catalogue;
 mod events;
+mod reason;
 
 pub use catalogue::{
     AcceptedBid, AuctionInfo, AuctionPage, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, DEFAULT_PAGE,
@@ -24,6 +25,7 @@ pub use catalogue::{
     validate_create_fields,
 };
 pub use events::{AuctionEvent, EventKind};
+pub use reason::{NameProblem, Party, Reason, render};
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -61,7 +63,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BidOutcome {
     pub verdict: Verdict,
-    pub reason: String,
+    /// Why it was refused, or a note on its success.
+    pub reason: Option<Reason>,
     /// The highest bid after this one was applied.
     pub highest_amount: u64,
     pub highest_bidder: String,
@@ -69,10 +72,10 @@ pub struct BidOutcome {
 
 impl BidOutcome {
     /// The answer to a malformed request: nothing changed.
-    pub fn exception(reason: impl Into<String>) -> Self {
+    pub fn exception(reason: Reason) -> Self {
         BidOutcome {
             verdict: Verdict::Exception,
-            reason: reason.into(),
+            reason: Some(reason),
             highest_amount: 0,
             highest_bidder: String::new(),
         }
@@ -218,7 +221,7 @@ pub enum WriteOutcome {
 
 impl WriteOutcome {
     /// The refusal of a write that was not applied, in the write's own kind.
-    fn exception(like: &Self, reason: String) -> Self {
+    fn exception(like: &Self, reason: Reason) -> Self {
         match like {
             WriteOutcome::Bid(_) => WriteOutcome::Bid(BidOutcome::exception(reason)),
             WriteOutcome::Create(_) => WriteOutcome::Create(CreateOutcome::exception(reason)),
@@ -289,54 +292,67 @@ pub struct AuctionBook {
 /// Checks what a bid request can be judged on without the state, so that a
 /// malformed request is refused before it is sequenced and changes nothing.
 /// The bidder name must already be in its normal form (see
-/// [`normalize_bidder`]): the service normalises it where it enters.
-pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str) -> Result<(), String> {
+/// [`normalize_name`]): the service normalises it where it enters.
+pub fn validate_bid(auction_id: &str, bidder: &str, amount: u64, client_id: &str) -> Result<(), Reason> {
     if amount == 0 {
-        return Err("amount must be a whole number above 0".into());
+        return Err(Reason::AmountZero);
     }
-    let normal = normalize_bidder(bidder)?;
-    if normal != bidder {
-        return Err(format!("bidder name {bidder:?} is not in its normal form {normal:?}"));
-    }
+    check_normal(bidder, Party::Bidder)?;
+    validate_ids(auction_id, client_id)
+}
+
+/// Checks the lengths of the ids a write carries.
+pub fn validate_ids(auction_id: &str, client_id: &str) -> Result<(), Reason> {
     if auction_id.len() > MAX_AUCTION_ID_LEN {
-        return Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"));
+        return Err(Reason::AuctionIdTooLong { max: MAX_AUCTION_ID_LEN });
     }
     if client_id.len() > MAX_CLIENT_ID_LEN {
-        return Err(format!("client id is longer than {MAX_CLIENT_ID_LEN} bytes"));
+        return Err(Reason::ClientIdTooLong { max: MAX_CLIENT_ID_LEN });
     }
     Ok(())
 }
 
-/// The one spelling of a bidder name: trimmed and in Unicode NFC, so that
+/// Checks that `name` is already in its normal form: the log holds only
+/// that spelling.
+pub(crate) fn check_normal(name: &str, party: Party) -> Result<(), Reason> {
+    let normal = normalize_name(name, party)?;
+    if normal != name {
+        let problem = NameProblem::NotNormal { given: name.to_string(), normal: normal.into_owned() };
+        return Err(Reason::Name { party, problem });
+    }
+    Ok(())
+}
+
+/// The one spelling of a bidder or seller name: trimmed and in Unicode NFC, so that
 /// names that look alike are one bidder. Control and format characters
 /// (bidi overrides, zero-width spaces) are refused: they make a name look
 /// like another.
-pub fn normalize_bidder(bidder: &str) -> Result<Cow<'_, str>, String> {
+pub fn normalize_name(name: &str, party: Party) -> Result<Cow<'_, str>, Reason> {
+    let refuse = |problem| Err(Reason::Name { party, problem });
     // The common case, checked without Unicode tables or a copy: printable
     // ASCII with no space at either end is already in normal form.
     let printable = |byte: &u8| (b' '..=b'~').contains(byte);
-    if bidder.len() <= MAX_BIDDER_LEN
-        && bidder.bytes().all(|byte| printable(&byte))
-        && !bidder.starts_with(' ')
-        && !bidder.ends_with(' ')
-        && !bidder.is_empty()
+    if name.len() <= MAX_BIDDER_LEN
+        && name.bytes().all(|byte| printable(&byte))
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
+        && !name.is_empty()
     {
-        return Ok(Cow::Borrowed(bidder));
+        return Ok(Cow::Borrowed(name));
     }
-    let trimmed = bidder.trim();
+    let trimmed = name.trim();
     if trimmed.is_empty() {
-        return Err("bidder name must not be empty".into());
+        return refuse(NameProblem::Empty);
     }
     let hidden = |c: &char| matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format);
-    if let Some(c) = bidder.chars().find(hidden) {
-        let kind = if c.is_control() { "control" } else { "invisible format" };
-        return Err(format!("bidder name must not hold {kind} characters"));
+    if let Some(c) = name.chars().find(hidden) {
+        return refuse(if c.is_control() { NameProblem::Control } else { NameProblem::Format });
     }
     let normal: String = trimmed.nfc().collect();
     if normal.len() > MAX_BIDDER_LEN {
-        return Err(format!("bidder name is longer than {MAX_BIDDER_LEN} bytes"));
+        return refuse(NameProblem::TooLong { max: MAX_BIDDER_LEN });
     }
-    Ok(if normal == bidder { Cow::Borrowed(bidder) } else { Cow::Owned(normal) })
+    Ok(if normal == name { Cow::Borrowed(name) } else { Cow::Owned(normal) })
 }
 
 /// The log time a command was stamped with.
@@ -361,18 +377,9 @@ fn command_auction(command: &Command) -> Option<&str> {
     }
 }
 
-/// A seller's name in its one spelling: the same rules as a bidder's, with
-/// reasons that say "seller".
-pub fn normalize_seller(seller: &str) -> Result<Cow<'_, str>, String> {
-    normalize_bidder(seller).map_err(|reason| reason.replace("bidder", "seller"))
-}
-
 /// Replaces `name` by its normal form, or says why it has none.
-pub fn normalize_in_place(
-    name: &mut String,
-    normalize: fn(&str) -> Result<Cow<'_, str>, String>,
-) -> Result<(), String> {
-    if let Cow::Owned(normal) = normalize(name)? {
+pub fn normalize_in_place(name: &mut String, party: Party) -> Result<(), Reason> {
+    if let Cow::Owned(normal) = normalize_name(name, party)? {
         *name = normal;
     }
     Ok(())
@@ -542,7 +549,7 @@ impl AuctionBook {
                 _ => Applied::Ignored,
             },
             Command::Create(create) => {
-                let write = WriteOutcome::Create(CreateOutcome::exception(String::new()));
+                let write = WriteOutcome::Create(CreateOutcome::exception(Reason::SessionUnknown));
                 let outcome = self.deduplicated(
                     &create.client_id,
                     create.request_id,
@@ -553,14 +560,13 @@ impl AuctionBook {
                 );
                 match outcome {
                     WriteOutcome::Create(outcome) => Applied::Created(outcome),
-                    _ => Applied::Created(CreateOutcome::exception(format!(
-                        "request {} of this session was a different kind of request; it was not applied",
-                        create.request_id
-                    ))),
+                    _ => Applied::Created(CreateOutcome::exception(Reason::RequestKindDiffers {
+                        request_id: create.request_id,
+                    })),
                 }
             }
             Command::Cancel(cancel) => {
-                let like = WriteOutcome::Cancel(CancelOutcome::exception(String::new()));
+                let like = WriteOutcome::Cancel(CancelOutcome::exception(Reason::SessionUnknown));
                 let outcome = self.deduplicated(
                     &cancel.client_id,
                     cancel.request_id,
@@ -571,10 +577,9 @@ impl AuctionBook {
                 );
                 match outcome {
                     WriteOutcome::Cancel(outcome) => Applied::Cancelled(outcome),
-                    _ => Applied::Cancelled(CancelOutcome::exception(format!(
-                        "request {} of this session was a different kind of request; it was not applied",
-                        cancel.request_id
-                    ))),
+                    _ => Applied::Cancelled(CancelOutcome::exception(Reason::RequestKindDiffers {
+                        request_id: cancel.request_id,
+                    })),
                 }
             }
         }
@@ -612,17 +617,14 @@ impl AuctionBook {
         if let Err(reason) = self.check_bid(bid) {
             return BidOutcome::exception(reason);
         }
-        let like = WriteOutcome::Bid(BidOutcome::exception(String::new()));
+        let like = WriteOutcome::Bid(BidOutcome::exception(Reason::SessionUnknown));
         let outcome =
             self.deduplicated(&bid.client_id, bid.request_id, bid.fingerprint(), bid.at_unix_ms, &like, |book| {
                 WriteOutcome::Bid(book.judge_bid(bid, revision))
             });
         match outcome {
             WriteOutcome::Bid(outcome) => outcome,
-            _ => BidOutcome::exception(format!(
-                "request {} of this session was a different kind of request; it was not applied",
-                bid.request_id
-            )),
+            _ => BidOutcome::exception(Reason::RequestKindDiffers { request_id: bid.request_id }),
         }
     }
 
@@ -648,9 +650,7 @@ impl AuctionBook {
             Some(session) => {
                 if let Some(remembered) = session.outcomes.iter().find(|r| r.request_id == request_id) {
                     if remembered.fingerprint != fingerprint {
-                        let reason =
-                            format!("request {request_id} of this session was a different request; it was not applied");
-                        return WriteOutcome::exception(like, reason);
+                        return WriteOutcome::exception(like, Reason::RequestIdReused { request_id });
                     }
                     // A retry changes nothing, its session's age included:
                     // a client retries only within its deadline, well
@@ -658,10 +658,7 @@ impl AuctionBook {
                     return remembered.outcome.clone();
                 }
                 if request_id <= session.highest_request_id {
-                    let reason = format!(
-                        "request {request_id} is older than the last {REMEMBERED_PER_CLIENT} of this session; \
-                         it was not applied again"
-                    );
+                    let reason = Reason::RequestTooOld { request_id, window: REMEMBERED_PER_CLIENT };
                     return WriteOutcome::exception(like, reason);
                 }
             }
@@ -669,7 +666,7 @@ impl AuctionBook {
             // nobody remembers may be the retry of a request whose outcome
             // expired with its session, so it must not run again.
             None if request_id > 1 => {
-                return WriteOutcome::exception(like, "session expired or unknown: start a new session".into());
+                return WriteOutcome::exception(like, Reason::SessionUnknown);
             }
             None => {}
         }
@@ -706,11 +703,11 @@ impl AuctionBook {
 
     /// What refuses a bid whatever its session: malformed input, or an
     /// auction that does not exist.
-    fn check_bid(&self, bid: &Bid) -> Result<(), String> {
+    fn check_bid(&self, bid: &Bid) -> Result<(), Reason> {
         validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id)?;
         let auction_id = resolve_auction_id(&bid.auction_id);
         if !self.auctions.contains_key(auction_id) {
-            return Err(format!("unknown auction {auction_id:?}"));
+            return Err(Reason::UnknownAuction { auction_id: auction_id.to_string() });
         }
         Ok(())
     }
@@ -718,38 +715,37 @@ impl AuctionBook {
     fn judge_bid(&mut self, bid: &Bid, revision: u64) -> BidOutcome {
         let auction_id = resolve_auction_id(&bid.auction_id);
         let Some(auction) = self.auctions.get_mut(auction_id) else {
-            return BidOutcome::exception(format!("unknown auction {auction_id:?}"));
+            return BidOutcome::exception(Reason::UnknownAuction { auction_id: auction_id.to_string() });
         };
-        let fail = |auction: &Auction, reason: String| BidOutcome {
+        let fail = |auction: &Auction, reason: Reason| BidOutcome {
             verdict: Verdict::Fail,
-            reason,
+            reason: Some(reason),
             highest_amount: auction.highest_amount,
             highest_bidder: auction.highest_bidder.clone(),
         };
         if auction.is_over(bid.at_unix_ms) {
-            return fail(auction, "the auction is over".into());
+            return fail(auction, Reason::AuctionOver);
         }
         if bid.amount < auction.minimum_amount {
-            let reason = format!("bid {} is below the minimum bid {}", bid.amount, auction.minimum_amount);
-            return fail(auction, reason);
+            return fail(auction, Reason::BelowMinimum { amount: bid.amount, minimum: auction.minimum_amount });
         }
         if bid.amount <= auction.highest_amount {
-            let reason = format!(
-                "bid {} is not higher than the highest bid {} by {}",
-                bid.amount, auction.highest_amount, auction.highest_bidder
-            );
+            let reason = Reason::NotHigher {
+                amount: bid.amount,
+                highest: auction.highest_amount,
+                highest_bidder: auction.highest_bidder.clone(),
+            };
             return fail(auction, reason);
         }
         if let Some(&own_best) = auction.bidders.get(&bid.bidder) {
             // Implied by the rule above today, kept so the rule stays true if
             // highest bids ever become retractable.
             if bid.amount <= own_best {
-                let reason = format!("bid {} is not higher than your previous bid {own_best}", bid.amount);
-                return fail(auction, reason);
+                return fail(auction, Reason::NotAboveOwnBest { amount: bid.amount, own_best });
             }
         }
         if !auction.seller.is_empty() && auction.seller == bid.bidder {
-            return fail(auction, "a seller cannot bid on their own auction".into());
+            return fail(auction, Reason::SellerBids);
         }
         let registered = !auction.bidders.contains_key(&bid.bidder);
         auction.bidders.insert(bid.bidder.clone(), bid.amount);
@@ -765,11 +761,7 @@ impl AuctionBook {
         });
         BidOutcome {
             verdict: Verdict::Success,
-            reason: if registered {
-                format!("{} registered and now holds the highest bid", bid.bidder)
-            } else {
-                String::new()
-            },
+            reason: registered.then(|| Reason::Registered { bidder: bid.bidder.clone() }),
             highest_amount: auction.highest_amount,
             highest_bidder: auction.highest_bidder.clone(),
         }

@@ -514,7 +514,7 @@ async fn create_auctions(address: &str, count: usize, args: &BenchArgs) -> anyho
         let create = crate::auction::CreateAuction::lasting("bench-house", "a bench lot", "", 1, lot);
         let outcome = seller.create_auction(create).await?;
         if outcome.verdict != crate::auction::Verdict::Success {
-            bail!("creating an auction: {}", outcome.reason);
+            bail!("creating an auction: {}", crate::auction::render(&outcome.reason));
         }
         auctions.push(outcome.auction_id);
     }

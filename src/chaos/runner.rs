@@ -117,7 +117,7 @@ async fn create_auction(seller: &mut Client) -> anyhow::Result<String> {
     let create = CreateAuction::lasting("the-house", "a chaos lot", "", 1, Duration::from_secs(24 * 60 * 60));
     let outcome = seller.create_auction(create).await?;
     if outcome.verdict != Verdict::Success {
-        anyhow::bail!("create refused: {}", outcome.reason);
+        anyhow::bail!("create refused: {}", crate::auction::render(&outcome.reason));
     }
     Ok(outcome.auction_id)
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auction::{
     self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
-    CreateOutcome, EventKind, Query, QueryAnswer, QueryError, ReadError,
+    CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
@@ -192,7 +192,7 @@ impl Backend for Shared {
         // Malformed input is refused here, before it is sequenced: it
         // changes nothing and its answer does not depend on the state. The
         // log holds the one normal spelling of the bidder's name.
-        if let Err(reason) = auction::normalize_in_place(&mut bid.bidder, auction::normalize_bidder) {
+        if let Err(reason) = auction::normalize_in_place(&mut bid.bidder, Party::Bidder) {
             return Ok(BidOutcome::exception(reason));
         }
         if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
@@ -228,7 +228,7 @@ impl Backend for Shared {
         // As for bids: malformed input is refused before it is sequenced
         // (the end is checked once the leader has set it), and the log
         // holds the seller's name in normal form.
-        if let Err(reason) = auction::normalize_in_place(&mut create.seller, auction::normalize_seller) {
+        if let Err(reason) = auction::normalize_in_place(&mut create.seller, Party::Seller) {
             return Ok(CreateOutcome::exception(reason));
         }
         if let Err(reason) = auction::validate_create_fields(&create) {
@@ -244,12 +244,11 @@ impl Backend for Shared {
     }
 
     async fn cancel_auction(&self, mut cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
-        if let Err(reason) = auction::normalize_in_place(&mut cancel.seller, auction::normalize_seller) {
+        if let Err(reason) = auction::normalize_in_place(&mut cancel.seller, Party::Seller) {
             return Ok(CancelOutcome::exception(reason));
         }
-        if cancel.auction_id.len() > auction::MAX_AUCTION_ID_LEN || cancel.client_id.len() > auction::MAX_CLIENT_ID_LEN
-        {
-            return Ok(CancelOutcome::exception("auction or client id too long"));
+        if let Err(reason) = auction::validate_ids(&cancel.auction_id, &cancel.client_id) {
+            return Ok(CancelOutcome::exception(reason));
         }
         let (reply, answer) = oneshot::channel();
         self.send_request(LeaderInput::Cancel { cancel, reply })?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auction::{
-    Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, ReadError, Verdict,
+    Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, ReadError, Reason, Verdict,
 };
 
 use super::*;
@@ -424,7 +424,7 @@ fn bid(bidder: &str, amount: u64, client_id: &str, request_id: u64) -> Bid {
 fn success(bidder: &str, amount: u64, registered: bool) -> BidOutcome {
     BidOutcome {
         verdict: Verdict::Success,
-        reason: if registered { format!("{bidder} registered and now holds the highest bid") } else { String::new() },
+        reason: registered.then(|| Reason::Registered { bidder: bidder.to_string() }),
         highest_amount: amount,
         highest_bidder: bidder.to_string(),
     }
@@ -433,7 +433,7 @@ fn success(bidder: &str, amount: u64, registered: bool) -> BidOutcome {
 fn auction_over(highest_bidder: &str, highest_amount: u64) -> BidOutcome {
     BidOutcome {
         verdict: Verdict::Fail,
-        reason: "the auction is over".to_string(),
+        reason: Some(Reason::AuctionOver),
         highest_amount,
         highest_bidder: highest_bidder.to_string(),
     }

@@ -164,7 +164,9 @@ impl AuctionConnection {
             .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
         let verdict = crate::auction::Verdict::try_from(outcome)
             .map_err(|error| CallError::Rejected { message: error.to_string() })?;
-        Ok(CreateOutcome { verdict, reason: reply.reason, auction_id: reply.auction_id })
+        let reason = convert::reason_from_pb(reply.typed_reason)
+            .map_err(|error| CallError::Rejected { message: error.to_string() })?;
+        Ok(CreateOutcome { verdict, reason, auction_id: reply.auction_id })
     }
 
     /// A seller's cancel (exactly-once through its client and request ids).
@@ -181,7 +183,9 @@ impl AuctionConnection {
             .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
         let verdict = crate::auction::Verdict::try_from(outcome)
             .map_err(|error| CallError::Rejected { message: error.to_string() })?;
-        Ok(CancelOutcome { verdict, reason: reply.reason })
+        let reason = convert::reason_from_pb(reply.typed_reason)
+            .map_err(|error| CallError::Rejected { message: error.to_string() })?;
+        Ok(CancelOutcome { verdict, reason })
     }
 
     /// A page of the catalogue, in creation order.

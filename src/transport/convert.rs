@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 
 use crate::auction::{
     AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, CancelAuction,
-    CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, OpenAuction, RememberedOutcome,
-    Verdict, WriteOutcome,
+    CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, NameProblem, OpenAuction, Party,
+    Reason, RememberedOutcome, Verdict, WriteOutcome, render,
 };
 use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
@@ -41,11 +41,132 @@ impl TryFrom<pb::Outcome> for Verdict {
     }
 }
 
+impl From<&Reason> for pb::Reason {
+    fn from(reason: &Reason) -> Self {
+        let mut message = pb::Reason { code: reason.code().to_string(), ..pb::Reason::default() };
+        match reason {
+            Reason::Registered { bidder } => message.name.clone_from(bidder),
+            Reason::Name { party, problem } => {
+                message.party = match party {
+                    Party::Bidder => pb::Party::Bidder,
+                    Party::Seller => pb::Party::Seller,
+                } as i32;
+                match problem {
+                    NameProblem::TooLong { max } => message.limit = *max as u64,
+                    NameProblem::NotNormal { given, normal } => {
+                        message.name.clone_from(given);
+                        message.normal.clone_from(normal);
+                    }
+                    NameProblem::Empty | NameProblem::Control | NameProblem::Format => {}
+                }
+            }
+            Reason::AuctionIdTooLong { max }
+            | Reason::ClientIdTooLong { max }
+            | Reason::TitleTooLong { max }
+            | Reason::DescriptionTooLong { max } => message.limit = *max as u64,
+            Reason::UnknownAuction { auction_id }
+            | Reason::NotTheSeller { auction_id }
+            | Reason::HasBids { auction_id } => message.name.clone_from(auction_id),
+            Reason::RequestIdReused { request_id } | Reason::RequestKindDiffers { request_id } => {
+                message.request_id = *request_id;
+            }
+            Reason::RequestTooOld { request_id, window } => {
+                message.request_id = *request_id;
+                message.limit = *window as u64;
+            }
+            Reason::BelowMinimum { amount, minimum } => {
+                message.amount = *amount;
+                message.limit = *minimum;
+            }
+            Reason::NotHigher { amount, highest, highest_bidder } => {
+                message.amount = *amount;
+                message.limit = *highest;
+                message.name.clone_from(highest_bidder);
+            }
+            Reason::NotAboveOwnBest { amount, own_best } => {
+                message.amount = *amount;
+                message.limit = *own_best;
+            }
+            Reason::AmountZero
+            | Reason::TitleEmpty
+            | Reason::TitleControl
+            | Reason::NoEnd
+            | Reason::DurationAndEnd
+            | Reason::EndNotInFuture
+            | Reason::TooLong
+            | Reason::SessionUnknown
+            | Reason::AuctionOver
+            | Reason::SellerBids => {}
+        }
+        message
+    }
+}
+
+impl TryFrom<pb::Reason> for Reason {
+    type Error = MalformedMessage;
+    fn try_from(message: pb::Reason) -> Result<Self, Self::Error> {
+        let limit = message.limit;
+        let max = usize::try_from(limit).map_err(|_| MalformedMessage("reason limit out of range"))?;
+        let name = |problem| {
+            let party = match pb::Party::try_from(message.party) {
+                Ok(pb::Party::Bidder) => Party::Bidder,
+                Ok(pb::Party::Seller) => Party::Seller,
+                _ => return Err(MalformedMessage("reason names no party")),
+            };
+            Ok(Reason::Name { party, problem })
+        };
+        Ok(match message.code.as_str() {
+            "registered" => Reason::Registered { bidder: message.name },
+            "amount_zero" => Reason::AmountZero,
+            "name_empty" => name(NameProblem::Empty)?,
+            "name_control" => name(NameProblem::Control)?,
+            "name_format" => name(NameProblem::Format)?,
+            "name_too_long" => name(NameProblem::TooLong { max })?,
+            "name_not_normal" => {
+                name(NameProblem::NotNormal { given: message.name.clone(), normal: message.normal.clone() })?
+            }
+            "auction_id_too_long" => Reason::AuctionIdTooLong { max },
+            "client_id_too_long" => Reason::ClientIdTooLong { max },
+            "title_empty" => Reason::TitleEmpty,
+            "title_too_long" => Reason::TitleTooLong { max },
+            "title_control" => Reason::TitleControl,
+            "description_too_long" => Reason::DescriptionTooLong { max },
+            "no_end" => Reason::NoEnd,
+            "duration_and_end" => Reason::DurationAndEnd,
+            "end_not_in_future" => Reason::EndNotInFuture,
+            "too_long" => Reason::TooLong,
+            "unknown_auction" => Reason::UnknownAuction { auction_id: message.name },
+            "request_id_reused" => Reason::RequestIdReused { request_id: message.request_id },
+            "request_kind_differs" => Reason::RequestKindDiffers { request_id: message.request_id },
+            "request_too_old" => Reason::RequestTooOld { request_id: message.request_id, window: max },
+            "session_unknown" => Reason::SessionUnknown,
+            "auction_over" => Reason::AuctionOver,
+            "below_minimum" => Reason::BelowMinimum { amount: message.amount, minimum: limit },
+            "not_higher" => Reason::NotHigher { amount: message.amount, highest: limit, highest_bidder: message.name },
+            "not_above_own_best" => Reason::NotAboveOwnBest { amount: message.amount, own_best: limit },
+            "seller_bids" => Reason::SellerBids,
+            "not_the_seller" => Reason::NotTheSeller { auction_id: message.name },
+            "has_bids" => Reason::HasBids { auction_id: message.name },
+            _ => return Err(MalformedMessage("unknown reason code")),
+        })
+    }
+}
+
+/// An optional reason on the wire: absent when there is none.
+fn reason_to_pb(reason: &Option<Reason>) -> Option<pb::Reason> {
+    reason.as_ref().map(pb::Reason::from)
+}
+
+pub fn reason_from_pb(reason: Option<pb::Reason>) -> Result<Option<Reason>, MalformedMessage> {
+    reason.map(Reason::try_from).transpose()
+}
+
 impl From<BidOutcome> for pb::BidReply {
     fn from(outcome: BidOutcome) -> Self {
         pb::BidReply {
             outcome: pb::Outcome::from(outcome.verdict) as i32,
-            reason: outcome.reason,
+            reason: render(&outcome.reason),
+            typed_reason: reason_to_pb(&outcome.reason),
             highest_amount: outcome.highest_amount,
             highest_bidder: outcome.highest_bidder,
         }
@@ -58,7 +179,7 @@ impl TryFrom<pb::BidReply> for BidOutcome {
         let outcome = pb::Outcome::try_from(reply.outcome).map_err(|_| MalformedMessage("unknown outcome"))?;
         Ok(BidOutcome {
             verdict: Verdict::try_from(outcome)?,
-            reason: reply.reason,
+            reason: reason_from_pb(reply.typed_reason)?,
             highest_amount: reply.highest_amount,
             highest_bidder: reply.highest_bidder,
         })
@@ -95,11 +216,11 @@ impl From<pb::ResultReply> for AuctionView {
 
 /// A seller's request as the service takes it: the end is absolute, or
 /// a duration the leader turns into one when it sequences the create.
-pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAuction, String> {
+pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAuction, Reason> {
     match (request.duration_ms, request.ends_at_unix_ms) {
-        (0, 0) => return Err("give the auction a duration or an end".into()),
+        (0, 0) => return Err(Reason::NoEnd),
         (0, _) | (_, 0) => {}
-        _ => return Err("give a duration or an end, not both".into()),
+        _ => return Err(Reason::DurationAndEnd),
     }
     let create = CreateAuction {
         duration_ms: request.duration_ms,
@@ -117,7 +238,11 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
 
 impl From<CancelOutcome> for pb::CancelAuctionReply {
     fn from(outcome: CancelOutcome) -> Self {
-        pb::CancelAuctionReply { outcome: pb::Outcome::from(outcome.verdict) as i32, reason: outcome.reason }
+        pb::CancelAuctionReply {
+            outcome: pb::Outcome::from(outcome.verdict) as i32,
+            reason: render(&outcome.reason),
+            typed_reason: reason_to_pb(&outcome.reason),
+        }
     }
 }
 
@@ -125,7 +250,8 @@ impl From<CreateOutcome> for pb::CreateAuctionReply {
     fn from(outcome: CreateOutcome) -> Self {
         pb::CreateAuctionReply {
             outcome: pb::Outcome::from(outcome.verdict) as i32,
-            reason: outcome.reason,
+            reason: render(&outcome.reason),
+            typed_reason: reason_to_pb(&outcome.reason),
             auction_id: outcome.auction_id,
         }
     }
@@ -346,19 +472,19 @@ fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome 
     match &remembered.outcome {
         WriteOutcome::Bid(outcome) => {
             message.outcome = pb::Outcome::from(outcome.verdict) as u32;
-            message.reason.clone_from(&outcome.reason);
+            message.reason = reason_to_pb(&outcome.reason);
             message.highest_amount = outcome.highest_amount;
             message.highest_bidder.clone_from(&outcome.highest_bidder);
         }
         WriteOutcome::Cancel(outcome) => {
             message.cancel = true;
             message.outcome = pb::Outcome::from(outcome.verdict) as u32;
-            message.reason.clone_from(&outcome.reason);
+            message.reason = reason_to_pb(&outcome.reason);
         }
         WriteOutcome::Create(outcome) => {
             message.create = true;
             message.outcome = pb::Outcome::from(outcome.verdict) as u32;
-            message.reason.clone_from(&outcome.reason);
+            message.reason = reason_to_pb(&outcome.reason);
             message.auction_id.clone_from(&outcome.auction_id);
         }
     }
@@ -369,14 +495,15 @@ fn write_outcome(remembered: rpb::RememberedOutcome) -> Result<WriteOutcome, Mal
     let outcome = pb::Outcome::try_from(remembered.outcome as i32)
         .map_err(|_| MalformedMessage("unknown outcome in snapshot"))?;
     let verdict = Verdict::try_from(outcome)?;
+    let reason = reason_from_pb(remembered.reason)?;
     Ok(if remembered.cancel {
-        WriteOutcome::Cancel(CancelOutcome { verdict, reason: remembered.reason })
+        WriteOutcome::Cancel(CancelOutcome { verdict, reason })
     } else if remembered.create {
-        WriteOutcome::Create(CreateOutcome { verdict, reason: remembered.reason, auction_id: remembered.auction_id })
+        WriteOutcome::Create(CreateOutcome { verdict, reason, auction_id: remembered.auction_id })
     } else {
         WriteOutcome::Bid(BidOutcome {
             verdict,
-            reason: remembered.reason,
+            reason,
             highest_amount: remembered.highest_amount,
             highest_bidder: remembered.highest_bidder,
         })
@@ -850,5 +977,84 @@ mod tests {
         let mut stranger = chunks.next().expect("a second chunk");
         stranger.last_index += 1;
         assert!(assembler.add(stranger).is_err());
+    }
+
+    /// One of each reason, with values in every field it carries.
+    fn every_reason() -> Vec<Reason> {
+        let name = |party, problem| Reason::Name { party, problem };
+        vec![
+            Reason::Registered { bidder: "alice".into() },
+            Reason::AmountZero,
+            name(Party::Bidder, NameProblem::Empty),
+            name(Party::Seller, NameProblem::Control),
+            name(Party::Bidder, NameProblem::Format),
+            name(Party::Seller, NameProblem::TooLong { max: 64 }),
+            name(Party::Bidder, NameProblem::NotNormal { given: " al".into(), normal: "al".into() }),
+            Reason::AuctionIdTooLong { max: 64 },
+            Reason::ClientIdTooLong { max: 65 },
+            Reason::TitleEmpty,
+            Reason::TitleTooLong { max: 128 },
+            Reason::TitleControl,
+            Reason::DescriptionTooLong { max: 2048 },
+            Reason::NoEnd,
+            Reason::DurationAndEnd,
+            Reason::EndNotInFuture,
+            Reason::TooLong,
+            Reason::UnknownAuction { auction_id: "vase".into() },
+            Reason::RequestIdReused { request_id: 7 },
+            Reason::RequestKindDiffers { request_id: 8 },
+            Reason::RequestTooOld { request_id: 9, window: 8 },
+            Reason::SessionUnknown,
+            Reason::AuctionOver,
+            Reason::BelowMinimum { amount: 5, minimum: 10 },
+            Reason::NotHigher { amount: 5, highest: 6, highest_bidder: "bob".into() },
+            Reason::NotAboveOwnBest { amount: 5, own_best: 5 },
+            Reason::SellerBids,
+            Reason::NotTheSeller { auction_id: "a1".into() },
+            Reason::HasBids { auction_id: "a2".into() },
+        ]
+    }
+
+    #[test]
+    fn every_reason_crosses_the_wire_as_the_same_value_under_its_own_code() {
+        let reasons = every_reason();
+        let codes: std::collections::HashSet<_> = reasons.iter().map(Reason::code).collect();
+        assert_eq!(codes.len(), reasons.len(), "one code per kind of reason");
+        for reason in reasons {
+            let bytes = pb::Reason::from(&reason).encode_to_vec();
+            let decoded = pb::Reason::decode(bytes.as_slice()).expect("decodes");
+            assert_eq!(Reason::try_from(decoded).ok(), Some(reason.clone()), "{reason:?}");
+        }
+        let unknown = pb::Reason { code: "made_up".into(), ..pb::Reason::default() };
+        assert!(Reason::try_from(unknown).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_a_refusal_as_a_value_and_a_retry_after_it_gets_the_same_one() {
+        let mut state = large_state(2, 1);
+        let low = Bid {
+            auction_id: "auction-0".into(),
+            bidder: "carol".into(),
+            amount: 0,
+            client_id: "session-low".into(),
+            request_id: 1,
+            at_unix_ms: 20,
+        };
+        // A refusal that reaches the dedup table: below the highest bid.
+        state.book.apply(&Command::Bid(Bid { amount: 5, ..low.clone() }));
+        state.book.apply(&Command::Bid(Bid { amount: 1, client_id: "session-fail".into(), ..low.clone() }));
+        let snapshot = Snapshot { epoch: 1 << 32, state };
+        let mut assembler = SnapshotAssembler::default();
+        let mut rebuilt = None;
+        for chunk in SnapshotChunks::new(snapshot.clone()) {
+            rebuilt = assembler.add(chunk).expect("well-formed");
+        }
+        let rebuilt = rebuilt.expect("complete");
+        assert_eq!(rebuilt, snapshot);
+        let remembered = rebuilt.state.book.remembered("session-fail", 1).expect("remembered");
+        assert_eq!(
+            remembered.reason,
+            Some(Reason::NotHigher { amount: 1, highest: 5, highest_bidder: "carol".into() })
+        );
     }
 }

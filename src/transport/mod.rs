@@ -25,14 +25,24 @@ pub use null::serve_null;
 pub use rogue::RogueStream;
 pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
 
-/// The generated protobuf code.
-pub mod pb {
-    tonic::include_proto!("gavel.v1");
+/// The generated protobuf code, in modules nested as its packages are
+/// (the replication package names client types, such as `Reason`, by that
+/// path); `pb` is the client API and `pb::replication` the peers'.
+pub mod gavel {
+    pub mod v1 {
+        tonic::include_proto!("gavel.v1");
+
+        pub use super::replication::v1 as replication;
+    }
 
     pub mod replication {
-        tonic::include_proto!("gavel.replication.v1");
+        pub mod v1 {
+            tonic::include_proto!("gavel.replication.v1");
+        }
     }
 }
+
+pub use gavel::v1 as pb;
 
 /// The metadata key a backup uses to tell a client where the leader is.
 pub const LEADER_METADATA: &str = "x-gavel-leader";

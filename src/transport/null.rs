@@ -25,7 +25,7 @@ impl Backend for NullBackend {
         // A node's SUCCESS names the new highest bid: the same bytes on the wire.
         Ok(BidOutcome {
             verdict: Verdict::Success,
-            reason: String::new(),
+            reason: None,
             highest_amount: bid.amount,
             highest_bidder: bid.bidder,
         })
@@ -45,11 +45,11 @@ impl Backend for NullBackend {
     }
 
     async fn create_auction(&self, _create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
-        Ok(CreateOutcome::exception("the null server keeps no auctions"))
+        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
     }
 
     async fn cancel_auction(&self, _cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
-        Ok(CancelOutcome::exception("the null server keeps no auctions"))
+        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
     }
 
     async fn query(&self, _query: Query) -> Result<QueryAnswer, ServiceError> {
