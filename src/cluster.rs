@@ -28,6 +28,9 @@ pub struct ClusterSpec {
     pub log_dir: Option<PathBuf>,
     /// The `RUST_LOG` filter given to the servers.
     pub log_filter: String,
+    /// Where the nodes keep their state (`node-PORT` each), so that it
+    /// survives a restart of every node; none keeps it in memory only.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -40,6 +43,7 @@ impl ClusterSpec {
             server_args: Vec::new(),
             log_dir: None,
             log_filter: "info".into(),
+            data_dir: None,
         }
     }
 }
@@ -117,8 +121,18 @@ impl LocalCluster {
         self.spec.log_dir.as_ref().map(|dir| dir.join(format!("node-{port}.log")))
     }
 
+    /// Where node `i` keeps its state, if the spec gives the nodes a disk.
+    pub fn data_dir(&self, i: usize) -> Option<PathBuf> {
+        let port = self.nodes[i].port;
+        self.spec.data_dir.as_ref().map(|dir| dir.join(format!("node-{port}")))
+    }
+
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let port = self.nodes[i].port;
+        let data_dir: Vec<String> = match self.data_dir(i) {
+            Some(dir) => vec!["--data-dir".into(), dir.display().to_string()],
+            None => Vec::new(),
+        };
         let stderr = match self.log_file(i) {
             Some(path) => {
                 let file = File::options().create(true).append(true).open(&path)?;
@@ -135,6 +149,7 @@ impl LocalCluster {
             .arg("--peers")
             .arg(self.peer_list(i))
             .args(&self.spec.server_args)
+            .args(&data_dir)
             .env("RUST_LOG", &self.spec.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -204,7 +219,8 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Starts a killed node again (with an empty state: it rejoins as a backup).
+    /// Starts a killed node again: with its data directory, from what its
+    /// disk holds; without, with an empty state (it rejoins as a backup).
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         if self.nodes[i].child.is_some() {
             bail!("node {} is still running", self.node_address(i));

@@ -4,6 +4,8 @@ use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -13,7 +15,8 @@ use gavel::auction::{Reason, render};
 use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
-use gavel::node::{self, NodeConfig};
+use gavel::node::{self, NodeConfig, StorageConfig};
+use gavel::storage::{FsyncPolicy, OsDisk};
 use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
 use gavel::tour::{self, TourConfig};
@@ -103,6 +106,9 @@ enum Commands {
         #[command(flatten)]
         target: Target,
     },
+    /// The membership: remove a member whose disk is gone for good.
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// The cluster: the leader, the leaderQueue, and each member's role,
     /// epoch and log position.
     Status {
@@ -189,6 +195,10 @@ struct ChaosArgs {
     /// Keep the servers' logs here.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
+    /// Give the nodes data directories under this one; the faults then
+    /// include killing every node at once (kill-all) and restarting them.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
     /// Hostile clients beside the honest ones: they join under members' names,
     /// ack out of turn and replay request ids (0 for none).
     #[arg(long, default_value_t = 1)]
@@ -241,6 +251,25 @@ struct ServerArgs {
     /// faster choice when nodes share a host's cores; 0 is one per core.
     #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
     worker_threads: usize,
+    /// Where this node keeps its log and snapshots, so that its state
+    /// survives the loss of every node. Without it, state lives in memory
+    /// only and replication is all that keeps it.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: `always` syncs every batch of entries to the disk
+    /// before it is acknowledged (an acknowledged bid survives the power
+    /// loss of every node); `never` leaves it to the operating system (it
+    /// survives the crash of every process, not of the machines).
+    #[arg(long, default_value = "always", value_parser = parse_fsync, requires = "data_dir")]
+    fsync: FsyncPolicy,
+}
+
+fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
+    match value {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err(format!("expected `always` or `never`, got {value:?}")),
+    }
 }
 
 /// A `--peers` entry: a port on this node's host, or a full address.
@@ -285,6 +314,25 @@ impl Target {
         Ok(Client::new(config)?)
     }
 }
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Removes a member for good. The leader commits its removal; after a
+    /// full restart, the nodes waiting for every member before anyone may
+    /// lead stop waiting for it (unclean if it held entries the others
+    /// lack: use it only for a node whose disk is gone).
+    Remove {
+        /// The member's node address (IP:PORT), as `gavel status` shows it.
+        member: String,
+        /// The nodes to tell: ports on 127.0.0.1 or IP:PORT addresses.
+        #[arg(long, value_delimiter = ',', value_parser = parse_peer, default_value = DEFAULT_NODE_PORTS)]
+        nodes: Vec<Peer>,
+    },
+}
+
+/// The nodes `gavel member remove` tells by default: the sequential ports
+/// the demo and the README use.
+const DEFAULT_NODE_PORTS: &str = "5400,5401,5402,5403,5404,5405,5406,5407,5408,5409";
 
 #[derive(Args)]
 struct DemoArgs {
@@ -502,6 +550,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Commands::Status { json, target } => cluster_status(&target, json).await,
+        Commands::Member(MemberCommand::Remove { member, nodes }) => remove_member(&member, &nodes).await,
         Commands::Watch { id, after, json, target } => {
             let mut client = target.client()?;
             let printed = client
@@ -569,6 +618,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `gavel status`: asks the given servers who leads, then each member.
+/// Tells every node that answers to remove `member`: one line per answer.
+async fn remove_member(member: &str, nodes: &[Peer]) -> anyhow::Result<ExitCode> {
+    if member.parse::<SocketAddr>().is_err() {
+        println!("ERROR: {member:?} is not a node address (IP:PORT)");
+        return Ok(ExitCode::from(2));
+    }
+    let timeout = Duration::from_secs(3);
+    let mut done = false;
+    for node in nodes {
+        let address = match node {
+            Peer::Port(port) => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *port),
+            Peer::Address(address) => *address,
+        };
+        if address.to_string() == member {
+            continue;
+        }
+        match gavel::transport::remove_member(&Network::tcp(), &address.to_string(), member, timeout).await {
+            Ok(answer) => {
+                println!("{address}: {answer}");
+                done = true;
+            }
+            Err(gavel::transport::CallError::Unavailable { .. }) => {}
+            Err(error) => println!("{address}: {error}"),
+        }
+    }
+    if !done {
+        println!("ERROR: no node took the removal of {member}");
+    }
+    Ok(if done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(1);
     let mut leader = None;
@@ -662,6 +742,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.takeover_timeout = args.takeover_timeout;
     config.auction_duration = args.duration;
     config.retain_closed = args.retain_closed;
+    config.storage = args.data_dir.map(|dir| StorageConfig { dir, fsync: args.fsync, disk: Arc::new(OsDisk) });
 
     // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
     // over to the first of its leaderQueue, a backup leaves. A second one
@@ -800,8 +881,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
     spec.server_args = vec!["--duration".into(), humantime::format_duration(duration).to_string()];
     spec.log_dir = Some(log_dir.clone());
+    // Each node keeps its state on disk, so that even the crash of every
+    // node loses no acknowledged bid.
+    spec.data_dir = Some(log_dir.join("data"));
     println!(
-        "starting {} nodes on ports {}..{}; logs in {}",
+        "starting {} nodes on ports {}..{}; logs and data in {}",
         args.nodes,
         args.base_port,
         args.base_port as usize + args.nodes - 1,
@@ -810,7 +894,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // The prompt's commands and the final drop share the cluster.
     let cluster = tokio::sync::Mutex::new(LocalCluster::start(spec).await?);
     println!("{}", status_report(&*cluster.lock().await).await);
-    println!("demo commands: `status`, `crash` (SIGKILL the leader), `restart` (bring crashed nodes back)");
+    println!("demo commands: {DEMO_COMMANDS}");
 
     let target = Target {
         servers: vec![format!("127.0.0.1:{}", args.client_port)],
@@ -819,13 +903,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut client = target.client()?;
     let mut stdin = std::io::stdin().lock();
-    let demo_help = "; and the demo's own: `status`, `crash` (SIGKILL the leader), `restart` (crashed nodes)";
-    bidding_prompt(&mut client, &target, &args.id, &mut stdin, demo_help, |word| {
+    let demo_help = format!("; and the demo's own: {DEMO_COMMANDS}");
+    bidding_prompt(&mut client, &target, &args.id, &mut stdin, &demo_help, |word| {
         let cluster = &cluster;
         async move {
-            match word.as_str() {
+            let command = word.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase();
+            match command.as_str() {
                 "status" => Some(status_report(&*cluster.lock().await).await),
                 "crash" => Some(crash_leader(&mut *cluster.lock().await).await),
+                "crash all" => Some(crash_all(&mut *cluster.lock().await)),
                 "restart" => Some(restart_crashed(&mut *cluster.lock().await).await),
                 _ => None,
             }
@@ -878,24 +964,67 @@ async fn crash_leader(cluster: &mut LocalCluster) -> String {
     }
 }
 
+/// The demo's own commands, as its help lists them.
+const DEMO_COMMANDS: &str = "`status`, `crash` (SIGKILL the leader), `crash all` (SIGKILL every node), \
+                             `restart` (bring crashed nodes back, from their data directories)";
+
+fn crash_all(cluster: &mut LocalCluster) -> String {
+    let mut crashed = Vec::new();
+    for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+        match cluster.kill(i) {
+            Ok(()) => crashed.push(cluster.node_address(i)),
+            Err(error) => return format!("could not crash {}: {error:#}", cluster.node_address(i)),
+        }
+    }
+    format!("=== CRASH every node (SIGKILL): {} === `restart` brings them back from disk", crashed.join(", "))
+}
+
 async fn restart_crashed(cluster: &mut LocalCluster) -> String {
     let crashed: Vec<usize> = (0..cluster.len()).filter(|&i| !cluster.is_running(i)).collect();
     if crashed.is_empty() {
         return "every node is running".into();
     }
+    let everyone = crashed.len() == cluster.len();
     let mut lines = Vec::new();
-    for i in crashed {
+    // All of them first: after a full crash, none leads until every
+    // member is back.
+    for &i in &crashed {
+        if let Err(error) = cluster.restart(i) {
+            lines.push(format!("could not restart {}: {error:#}", cluster.node_address(i)));
+        }
+    }
+    for &i in crashed.iter().filter(|&&i| cluster.is_running(i)) {
         let address = cluster.node_address(i);
-        let line = match cluster.restart(i) {
-            Ok(()) => match cluster.wait_until_settled(i, Duration::from_secs(10)).await {
-                Ok(status) => format!("restarted {address}: {:?}", status.role).to_lowercase(),
-                Err(error) => format!("restarted {address}, but {error:#}"),
+        lines.push(match cluster.wait_until_settled(i, Duration::from_secs(15)).await {
+            Ok(status) => format!("restarted {address}: {:?}", status.role).to_lowercase(),
+            Err(error) => format!("restarted {address}, but {error:#}"),
+        });
+    }
+    if everyone {
+        let config = ClientConfig { servers: vec![cluster.client_address()], ..ClientConfig::default() };
+        let line = match Client::new(config) {
+            Ok(mut client) => match client.result("").await {
+                Ok((view, _)) if view.highest_amount > 0 => format!(
+                    "every node came back from its data directory: the auction is back, highest bid {} by {} \
+                     ({} accepted bids)",
+                    view.highest_amount, view.highest_bidder, view.accepted_bids
+                ),
+                Ok(_) => "every node came back from its data directory: the auction is back, no bid yet".into(),
+                Err(error) => format!("every node restarted, but reading the auction failed: {error}"),
             },
-            Err(error) => format!("could not restart {address}: {error:#}"),
+            Err(error) => format!("every node restarted, but no client: {error}"),
         };
         lines.push(line);
     }
     lines.join("\n")
+}
+
+/// With a data directory, a chaos run kills every node at once too.
+fn with_kill_all(mut faults: Vec<FaultKind>, durable: bool) -> Vec<FaultKind> {
+    if durable && !faults.is_empty() && !faults.contains(&FaultKind::KillAll) {
+        faults.push(FaultKind::KillAll);
+    }
+    faults
 }
 
 async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
@@ -905,12 +1034,13 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         nodes: args.nodes,
         clients: args.clients,
         duration: args.duration,
-        faults: args.faults,
         seed,
         history: args.history,
         base_port: args.base_port,
         client_port: args.client_port,
         log_dir: args.log_dir,
+        faults: with_kill_all(args.faults, args.data_dir.is_some()),
+        data_dir: args.data_dir,
         max_pause: args.max_pause,
         hostile: args.hostile,
         auctions: args.auctions,

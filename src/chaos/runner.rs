@@ -29,6 +29,10 @@ pub enum FaultKind {
     Stop,
     /// Start killed nodes again.
     Restart,
+    /// SIGKILL every node at once, then start them again in a random order
+    /// and at a random pace (needs a data directory: without one, a full
+    /// crash loses everything by design).
+    KillAll,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +48,9 @@ pub struct ChaosConfig {
     pub client_port: u16,
     /// Where the nodes' logs go.
     pub log_dir: Option<PathBuf>,
+    /// Where the nodes keep their state; with it, the run also kills every
+    /// node at once and restarts them ([`FaultKind::KillAll`]).
+    pub data_dir: Option<PathBuf>,
     /// Extra flags for the servers (timeouts).
     pub server_args: Vec<String>,
     /// Hostile clients beside the honest ones (see `chaos::hostile`).
@@ -192,6 +199,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut spec = ClusterSpec::new(&config.binary, config.nodes, config.base_port, config.client_port);
     spec.server_args = config.server_args.clone();
     spec.log_dir = config.log_dir.clone();
+    spec.data_dir = config.data_dir.clone();
+    if config.faults.contains(&FaultKind::KillAll) && config.data_dir.is_none() {
+        anyhow::bail!("kill-all needs --data-dir: without one, the crash of every node loses every bid by design");
+    }
     let cluster = LocalCluster::start(spec).await.context("starting the cluster")?;
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let client_address = cluster.lock().await.client_address();
@@ -527,6 +538,28 @@ impl Injector {
                     cluster.wait_until_settled(i, Duration::from_secs(10)).await?;
                     self.count("restart");
                 }
+            }
+            FaultKind::KillAll => {
+                let killed_at = Instant::now();
+                for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+                    if cluster.is_frozen(i) {
+                        cluster.thaw(i)?;
+                    }
+                    cluster.kill(i)?;
+                }
+                self.count("kill all");
+                // Back in a random order, at a random pace.
+                let mut order: Vec<usize> = (0..cluster.len()).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, self.rng.random_range(0..=i));
+                }
+                for i in order {
+                    tokio::time::sleep(Duration::from_millis(self.rng.random_range(0..400))).await;
+                    cluster.restart(i)?;
+                }
+                cluster.wait_for_leader(Duration::from_secs(15)).await?;
+                self.failovers += 1;
+                self.longest_takeover = self.longest_takeover.max(killed_at.elapsed());
             }
             FaultKind::Kill | FaultKind::Stop => {
                 let target = if self.rng.random_bool(0.5) { leader } else { self.rng.random_range(0..cluster.len()) };

@@ -13,7 +13,7 @@ use crate::auction::{
     CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
-use crate::transport::{Backend, BackupSession, Hello, Network, ServiceError};
+use crate::transport::{Backend, BackupSession, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
 
@@ -30,6 +30,7 @@ pub(super) enum LeaderInput {
     BackupConnected { node: NodeId, last: LogPosition, stream: BackupStream },
     Ack { node: NodeId, connection: u64, index: u64 },
     BackupLost { node: NodeId, connection: u64 },
+    RemoveMember { node: NodeId, reply: ReplySender },
 }
 
 /// The leader's end of one backup's stream. Dropping it (the backup was
@@ -78,6 +79,9 @@ pub(super) struct Shared {
     /// What watchers may see: the state up to the published commit index,
     /// while this node leads; `None` otherwise.
     committed: watch::Sender<Option<CommittedView>>,
+    /// Members an operator released from this node's wait after a restart
+    /// from its disk (see `replication::takeover`).
+    released: Mutex<Vec<NodeId>>,
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
@@ -113,7 +117,13 @@ impl Shared {
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
             committed: watch::channel(None).0,
+            released: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The members an operator released from this node's wait.
+    pub fn released(&self) -> Vec<NodeId> {
+        self.released.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Publishes the committed state to watchers; `None` when this node
@@ -393,5 +403,35 @@ impl Backend for Shared {
 
     async fn backup_lost(&self, node: &str, connection: u64) {
         self.send_peer_event(LeaderInput::BackupLost { node: node.to_string(), connection }).await;
+    }
+
+    async fn remove_member(&self, node: NodeId) -> Result<MemberRemoval, ServiceError> {
+        let status = self.status();
+        match status.role {
+            Role::Leader => {
+                let (reply, answer) = oneshot::channel();
+                let handle = self.leader_handle()?;
+                handle.inputs.send(LeaderInput::RemoveMember { node, reply }).await.map_err(|_| ServiceError::Stopped)?;
+                match answer.await {
+                    Ok(Ok(Reply::MemberRemoved(Some(at)))) => Ok(MemberRemoval::Removed { at }),
+                    Ok(Ok(Reply::MemberRemoved(None))) => Ok(MemberRemoval::NotAMember),
+                    Ok(Err(error)) => Err(error),
+                    Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+                }
+            }
+            // No leader to ask: a node waiting after a restart from its
+            // disk stops waiting for it.
+            Role::Joining => {
+                if !status.membership.contains(&node) || node == self.id {
+                    return Ok(MemberRemoval::NotAMember);
+                }
+                let mut released = self.released.lock().unwrap_or_else(PoisonError::into_inner);
+                if !released.contains(&node) {
+                    released.push(node);
+                }
+                Ok(MemberRemoval::Released)
+            }
+            Role::Backup => Err(ServiceError::NotLeader { leader: status.leader }),
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::replication::{Action, Event, Leader, LeaderSettings, NodeId, Now, Rep
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
+use super::durable::{NodeDisk, persisted_changed};
 use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 
 /// Inputs handled before the actions are performed: batching them lets
@@ -39,6 +40,9 @@ pub(super) struct Start {
     pub lost_leader: Option<NodeId>,
     /// The members that answered the takeover probe: the backups to expect.
     pub live_backups: Vec<NodeId>,
+    /// This node's disk, if it keeps one: the leader counts an entry only
+    /// once it holds it.
+    pub disk: Option<NodeDisk>,
 }
 
 /// Leads until shutdown. The client port is already bound: holding it is
@@ -51,9 +55,11 @@ pub(super) async fn lead(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let now = shared.network().now();
+    let mut disk = start.disk;
     let settings = LeaderSettings {
         ack_timeout: config.ack_timeout,
         retain_closed: config.retain_closed,
+        durable: disk.is_some(),
         ..LeaderSettings::default()
     };
     let mut leader = if start.state.last.index == 0 {
@@ -116,7 +122,20 @@ pub(super) async fn lead(
         client_port_open.clone(),
     ));
 
-    let mut driver = Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0, overflowed: Vec::new() };
+    let mut persisted = disk.as_ref().map(NodeDisk::persisted);
+    if let Some(persisted) = &persisted {
+        // What the disk held when it stopped following: its own log so far.
+        let index = persisted.borrow().index;
+        leader.handle(Event::Persisted { index }, shared.network().now());
+    }
+    let mut driver = Driver {
+        replies: HashMap::new(),
+        streams: HashMap::new(),
+        next_token: 0,
+        overflowed: Vec::new(),
+        disk: disk.take(),
+        disk_failure: None,
+    };
     driver.perform(&mut leader, shared.network().now());
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,6 +153,13 @@ pub(super) async fn lead(
                 serving_clients.store(false, Ordering::Relaxed);
                 client_port_open.cancel();
                 drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
+            }
+            held = persisted_changed(&mut persisted) => {
+                if let Some(failure) = held.failure {
+                    driver.disk_failure.get_or_insert_with(|| format!("the disk failed: {failure}"));
+                } else {
+                    leader.handle(Event::Persisted { index: held.index }, shared.network().now());
+                }
             }
             _ = ticker.tick() => {
                 let now = shared.network().now();
@@ -160,6 +186,13 @@ pub(super) async fn lead(
         // a status read must never show the leader behind its backups.
         shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
         driver.perform(&mut leader, shared.network().now());
+        if let Some(failure) = driver.disk_failure.take() {
+            // Nothing more may be acknowledged: the node stops, and the
+            // first of the leaderQueue takes over.
+            shared.set_leader(None);
+            shared.publish(None);
+            return Err(anyhow::anyhow!("{failure}; this node stops leading and exits"));
+        }
         publisher.publish(shared, &leader);
         if let Some(deadline) = drain_until
             && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
@@ -228,6 +261,10 @@ struct Driver {
     next_token: u64,
     /// Backups whose queue was full: they cannot keep up, and are removed.
     overflowed: Vec<(NodeId, u64)>,
+    /// This node's disk, if it keeps one.
+    disk: Option<NodeDisk>,
+    /// Why the disk can take no more: the leader must stop.
+    disk_failure: Option<String>,
 }
 
 impl Driver {
@@ -261,6 +298,13 @@ impl Driver {
             }
             LeaderInput::Ack { node, connection, index } => Event::Ack { node, connection, index },
             LeaderInput::BackupLost { node, connection } => Event::BackupLost { node, connection },
+            LeaderInput::RemoveMember { node, reply } => match self.hold(leader, reply) {
+                Some(token) => {
+                    info!(member = %node, "an operator removes a member");
+                    Event::RemoveMember { token, node }
+                }
+                None => return,
+            },
         };
         leader.handle(event, now);
     }
@@ -283,6 +327,11 @@ impl Driver {
         loop {
             for action in leader.take_actions() {
                 self.perform_one(action);
+            }
+            if let Some(disk) = &mut self.disk
+                && let Err(error) = disk.maybe_snapshot(leader.epoch(), leader.state())
+            {
+                self.disk_failure.get_or_insert_with(|| format!("writing a snapshot failed: {error}"));
             }
             if self.overflowed.is_empty() {
                 return;
@@ -320,6 +369,13 @@ impl Driver {
                     info!(backup = %node, "backup removed");
                 }
             }
+            Action::Persist { entries } => {
+                if let Some(disk) = &mut self.disk
+                    && let Err(error) = disk.append(&entries)
+                {
+                    self.disk_failure.get_or_insert_with(|| format!("writing the log failed: {error}"));
+                }
+            }
         }
     }
 }
@@ -335,8 +391,14 @@ mod tests {
     fn a_backup_whose_queue_is_full_is_removed() {
         let now = Now::read();
         let mut leader = Leader::bootstrap("127.0.0.1:1".into(), "c".into(), LeaderSettings::default(), now, 0);
-        let mut driver =
-            Driver { replies: HashMap::new(), streams: HashMap::new(), next_token: 0, overflowed: Vec::new() };
+        let mut driver = Driver {
+            replies: HashMap::new(),
+            streams: HashMap::new(),
+            next_token: 0,
+            overflowed: Vec::new(),
+            disk: None,
+            disk_failure: None,
+        };
         let node = "127.0.0.1:2".to_string();
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);

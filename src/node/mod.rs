@@ -9,6 +9,7 @@
 //! protocol decisions live in [`crate::replication`].
 
 mod backend;
+mod durable;
 mod leader;
 mod leadership;
 
@@ -27,6 +28,8 @@ use crate::replication::{
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
 use backend::Shared;
+pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
+use durable::persisted_changed;
 use leadership::{Leadership, PortLock};
 
 /// Everything a node needs to know at start.
@@ -50,6 +53,9 @@ pub struct NodeConfig {
     pub auction_duration: Duration,
     /// How long a closed auction and its history are kept.
     pub retain_closed: Duration,
+    /// Where the node keeps its log and snapshots; `None` keeps state in
+    /// memory only (replication is then all that keeps it).
+    pub storage: Option<StorageConfig>,
 }
 
 impl NodeConfig {
@@ -65,6 +71,7 @@ impl NodeConfig {
             takeover_timeout: Duration::from_millis(1000),
             auction_duration: Duration::from_secs(120),
             retain_closed: crate::replication::DEFAULT_RETAIN_CLOSED,
+            storage: None,
         }
     }
 
@@ -130,6 +137,8 @@ enum FollowEnd {
     /// The leader sent something this backup could not accept: join again.
     Rejoin,
     Shutdown,
+    /// The disk failed: the node must not acknowledge anything more.
+    DiskFailed(anyhow::Error),
 }
 
 async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -140,7 +149,21 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         find_timeout: JOIN_TIMEOUT,
     };
     let transport = config.transport();
-    let mut backup = Backup::default();
+    let (mut disk, mut backup) = match &config.storage {
+        Some(storage) => {
+            let (disk, recovered) = NodeDisk::open(storage)?;
+            (Some(disk), Backup::new(recovered.epoch, recovered.state))
+        }
+        None => {
+            info!("no data directory: state lives in memory only, and is lost if every node stops");
+            (None, Backup::default())
+        }
+    };
+    // State from the disk, and no leader followed since: after a full
+    // restart this node leads only once every member it knows answered.
+    let mut recovered = backup.last().index > 0;
+    // The members last waited for, so the wait is logged when it changes.
+    let mut awaited: Vec<NodeId> = Vec::new();
     let mut lost_leader: Option<NodeId> = None;
     // When each successor candidate was first waited for.
     let mut waiting_for: HashMap<NodeId, Instant> = HashMap::new();
@@ -158,7 +181,8 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                 waiting_for.clear();
                 passed_over.clear();
                 retry_pause = FIRST_RETRY_PAUSE;
-                match follow(shared, config, &mut backup, link, shutdown).await {
+                recovered = false;
+                match follow(shared, config, &mut backup, disk.as_mut(), link, shutdown).await {
                     FollowEnd::LeaderLost(leader) => {
                         info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
                         lost_leader = leader;
@@ -168,6 +192,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                     }
                     FollowEnd::Rejoin => {}
                     FollowEnd::Shutdown => break,
+                    FollowEnd::DiskFailed(error) => return Err(error),
                 }
                 continue;
             }
@@ -181,14 +206,30 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         }
 
         let answers = lock.survey(survey_targets(&id, config, &backup)).await;
+        let released = shared.released();
         let me = SelfView {
             id: &id,
             epoch: backup.epoch(),
             last: backup.last(),
             membership: &backup.state().membership,
             cluster_id: &backup.state().cluster_id,
+            recovered,
+            released: &released,
         };
-        match choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over) {
+        let decision = choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over);
+        if let Succession::AwaitMembers { missing } = &decision {
+            if *missing != awaited {
+                warn!(
+                    ?missing,
+                    "restarted from disk: waiting for these members before anyone may lead (a member whose disk is \
+                     gone must be removed with `gavel member remove`)"
+                );
+                awaited.clone_from(missing);
+            }
+        } else {
+            awaited.clear();
+        }
+        match decision {
             Succession::TakeOver { live_backups } => {
                 match lock.claim().await {
                     Ok(client_listener) => {
@@ -198,7 +239,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                         return leader::lead(
                             shared,
                             config,
-                            leader::Start { epoch, state, lost_leader, live_backups },
+                            leader::Start { epoch, state, lost_leader, live_backups, disk: disk.take() },
                             client_listener,
                             shutdown,
                         )
@@ -216,7 +257,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                     passed_over.insert(candidate);
                 }
             }
-            Succession::Wait { for_node: None } => {}
+            Succession::Wait { for_node: None } | Succession::AwaitMembers { .. } => {}
         }
         tokio::select! {
             biased;
@@ -254,18 +295,35 @@ fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup) -> Vec<NodeId>
 }
 
 /// Applies the leader's stream until it ends, goes silent or misbehaves.
+/// With a disk, an entry is acked only once the disk holds it.
 async fn follow(
     shared: &Shared,
     config: &NodeConfig,
     backup: &mut Backup,
+    mut disk: Option<&mut NodeDisk>,
     mut link: transport::LeaderLink,
     shutdown: &CancellationToken,
 ) -> FollowEnd {
     let mut announced = false;
+    let mut persisted = disk.as_ref().map(|disk| disk.persisted());
+    let mut held = persisted.as_ref().map_or(u64::MAX, |persisted| persisted.borrow().index);
+    let mut applied = backup.last().index;
+    let mut acked = 0;
     loop {
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => return FollowEnd::Shutdown,
+            now_held = persisted_changed(&mut persisted) => {
+                if let Some(failure) = now_held.failure {
+                    return FollowEnd::DiskFailed(anyhow::anyhow!("the disk failed: {failure}; this node stops"));
+                }
+                held = now_held.index;
+                if applied.min(held) > acked {
+                    acked = applied.min(held);
+                    link.ack(acked);
+                }
+                continue;
+            }
             next = tokio::time::timeout(config.leader_timeout, link.next()) => next,
         };
         let leader = backup.state().membership.first().cloned();
@@ -281,15 +339,49 @@ async fn follow(
             Ok(Ok(None)) => return FollowEnd::LeaderLost(leader),
             Ok(Ok(Some(message))) => message,
         };
-        let applied = match message {
-            LeaderMessage::Snapshot(snapshot) => backup.install(*snapshot).map(Some),
-            LeaderMessage::Entries(entries) => backup.apply(&entries).map(Some),
+        let outcome = match message {
+            LeaderMessage::Snapshot(snapshot) => {
+                let to_disk = disk.is_some().then(|| (*snapshot).clone());
+                let installed = backup.install(*snapshot);
+                if let (Ok(_), Some(snapshot), Some(disk)) = (&installed, to_disk, disk.as_deref_mut())
+                    && let Err(error) = disk.install(&snapshot)
+                {
+                    return FollowEnd::DiskFailed(anyhow::anyhow!("writing a snapshot failed: {error}"));
+                }
+                if disk.is_some() {
+                    // What the disk held was another log: nothing counts
+                    // until the writer says the snapshot is down.
+                    held = 0;
+                }
+                installed.map(Some)
+            }
+            LeaderMessage::Entries(entries) => {
+                let from = backup.last().index;
+                let result = backup.apply(&entries).map(Some);
+                if let Some(disk) = disk.as_deref_mut() {
+                    // Only what was applied: entries it already held are skipped.
+                    let new: Vec<_> = entries.iter().filter(|entry| entry.index > from).cloned().collect();
+                    let fresh = new.iter().take_while(|entry| entry.index <= backup.last().index);
+                    let fresh: Vec<_> = fresh.cloned().collect();
+                    if let Err(error) = disk.append(&fresh) {
+                        return FollowEnd::DiskFailed(anyhow::anyhow!("writing the log failed: {error}"));
+                    }
+                    if let Err(error) = disk.maybe_snapshot(backup.epoch(), backup.state()) {
+                        return FollowEnd::DiskFailed(anyhow::anyhow!("writing a snapshot failed: {error}"));
+                    }
+                }
+                result
+            }
             LeaderMessage::Heartbeat { epoch } => backup.observe_epoch(epoch).map(|()| None),
             LeaderMessage::SnapshotPart => Ok(None),
         };
-        match applied {
+        match outcome {
             Ok(Some(index)) => {
-                link.ack(index);
+                applied = index;
+                if applied.min(held) > acked {
+                    acked = applied.min(held);
+                    link.ack(acked);
+                }
                 let leader = backup.state().membership.first().map(String::as_str);
                 if !announced {
                     info!(leader = leader.unwrap_or("?"), epoch = epoch_number(backup.epoch()), "joined as backup");

@@ -29,6 +29,11 @@ pub struct LeaderSettings {
     pub learner_timeout: Duration,
     /// How long a closed auction and its history are kept.
     pub retain_closed: Duration,
+    /// Whether entries go to a disk of its own: the leader then emits
+    /// [`Action::Persist`] and counts an entry only once
+    /// [`Event::Persisted`] says its disk holds it, as a backup acks only
+    /// what its disk holds.
+    pub durable: bool,
 }
 
 impl Default for LeaderSettings {
@@ -38,6 +43,7 @@ impl Default for LeaderSettings {
             tail_capacity: 4096,
             learner_timeout: Duration::from_secs(30),
             retain_closed: DEFAULT_RETAIN_CLOSED,
+            durable: false,
         }
     }
 }
@@ -67,6 +73,10 @@ pub enum Event {
     BackupLost { node: NodeId, connection: u64 },
     /// Time passed: check ack timeouts and deadlines.
     Tick,
+    /// This node's own disk holds every entry up to `index` (durable only).
+    Persisted { index: u64 },
+    /// An operator removes a member for good.
+    RemoveMember { token: u64, node: NodeId },
 }
 
 /// A message for one backup.
@@ -85,6 +95,9 @@ pub enum Reply {
     Created(CreateOutcome),
     Cancelled(CancelOutcome),
     Query(Result<QueryAnswer, QueryError>),
+    /// The index of the member's committed removal; `None` if it was not a
+    /// member (or is this leader, which cannot remove itself).
+    MemberRemoved(Option<u64>),
 }
 
 /// What the node layer must do.
@@ -103,6 +116,11 @@ pub enum Action {
     Disconnect {
         node: NodeId,
         connection: u64,
+    },
+    /// Write these entries to this node's own disk (durable only), in
+    /// parallel with sending them: the same batch the backups get.
+    Persist {
+        entries: Arc<Vec<Entry>>,
     },
 }
 
@@ -175,8 +193,12 @@ pub struct Leader {
     /// the tail, not a snapshot.
     tail_base: LogPosition,
     backups: BTreeMap<NodeId, BackupProgress>,
-    /// Every entry up to here is applied by every backup in the membership.
+    /// Every entry up to here is applied by every backup in the membership
+    /// (and, when durable, held by every member's disk, this one's too).
     commit_index: u64,
+    /// The highest index this node's own disk holds: a commit never goes
+    /// beyond it. Without a disk, every entry counts as held.
+    persisted_index: u64,
     /// The index of this leadership's first entry (its takeover): entries
     /// it inherited count as committed for watchers only once this one is,
     /// since a successor may lack them until then.
@@ -243,6 +265,7 @@ impl Leader {
             id,
             epoch,
             commit_index: state.last.index,
+            persisted_index: if settings.durable { 0 } else { u64::MAX },
             first_index: state.last.index + 1,
             tail_base: state.last,
             state,
@@ -324,6 +347,18 @@ impl Leader {
                 }
             }
             Event::Tick => self.on_tick(now),
+            Event::RemoveMember { token, node } => {
+                let removed_at = if node == self.id { None } else { self.remove_backup(&node, now) };
+                // Released once the removal (or, if there was none, every
+                // entry so far) is committed.
+                let index = removed_at.unwrap_or(self.state.last.index);
+                self.held.push_back(HeldReply { index, token, reply: Reply::MemberRemoved(removed_at) });
+            }
+            Event::Persisted { index } => {
+                if self.settings.durable {
+                    self.persisted_index = self.persisted_index.max(index);
+                }
+            }
         }
         self.advance_commit();
         self.admit_caught_up_learners(now);
@@ -531,16 +566,23 @@ impl Leader {
         }
     }
 
-    fn remove_backup(&mut self, node: &str, now: Now) {
-        let Some(progress) = self.backups.remove(node) else { return };
-        if let Some(connection) = progress.connection {
+    /// Drops a backup's stream and, if it is a member, appends its removal;
+    /// returns the removal's index.
+    fn remove_backup(&mut self, node: &str, now: Now) -> Option<u64> {
+        let progress = self.backups.remove(node);
+        if let Some(connection) = progress.as_ref().and_then(|progress| progress.connection) {
             self.actions.push(Action::Disconnect { node: node.to_string(), connection });
         }
-        if self.state.membership.iter().any(|member| member == node) {
-            // The removal is a new entry, so the backup cannot have acked it.
-            let (removed_at, _) = self.append(Payload::Remove { node: node.to_string() }, now);
-            self.departing.push(Departure { removed_at, acked: progress.acked });
+        if !self.state.membership.iter().any(|member| member == node) {
+            return None;
         }
+        // The removal is a new entry, so the backup cannot have acked it.
+        // A member this leader never heard from holds no more than what
+        // is committed already.
+        let acked = progress.map_or(self.commit_index, |progress| progress.acked);
+        let (removed_at, _) = self.append(Payload::Remove { node: node.to_string() }, now);
+        self.departing.push(Departure { removed_at, acked });
+        Some(removed_at)
     }
 
     /// Commits what every backup has acked and releases the replies that
@@ -555,7 +597,7 @@ impl Leader {
             .map(|progress| progress.acked)
             .min()
             .unwrap_or(u64::MAX);
-        let mut committable = acked_by_all.min(self.state.last.index);
+        let mut committable = acked_by_all.min(self.state.last.index).min(self.persisted_index);
         self.departing.retain(|departure| committable < departure.removed_at);
         for departure in &self.departing {
             committable = committable.min(departure.acked);
@@ -597,6 +639,9 @@ impl Leader {
             return;
         }
         let entries = Arc::new(std::mem::take(&mut self.outbox));
+        if self.settings.durable {
+            self.actions.push(Action::Persist { entries: Arc::clone(&entries) });
+        }
         let last_sent = self.state.last.index;
         for (node, progress) in &mut self.backups {
             if let Some(connection) = progress.connection

@@ -7,6 +7,16 @@
 //! the peers that acked it applied the removal: so a candidate is stale
 //! when a peer with a more advanced log no longer counts it as a member.
 //!
+//! After a full-cluster restart nobody remembers who was alive: a node whose
+//! state came from its own disk, and that has followed no leader since,
+//! leads only once every other member of its membership has answered with
+//! a log. A member holds every committed entry; a node removed before the
+//! others died does not, but thinks itself a member. Hearing from every
+//! member it knows lets the staleness rule below catch it: the member that
+//! took over from it, or applied its removal, answers with a more advanced
+//! log that no longer counts it. A member whose disk is gone answers with
+//! an empty log and is waited for too, until an operator removes it.
+//!
 //! Answers with an epoch far beyond any this node has seen (which no peer
 //! could have been shown) are ignored. Only members are trusted to lead or
 //! to be waited for; any other answer can only show this node stale, which
@@ -27,6 +37,11 @@ pub struct SelfView<'a> {
     pub membership: &'a [NodeId],
     /// The cluster its state belongs to: answers from another are ignored.
     pub cluster_id: &'a str,
+    /// Its state came from its disk and it has followed no leader since.
+    pub recovered: bool,
+    /// Members an operator released from the wait of a recovered node
+    /// (`gavel member remove` while no leader exists).
+    pub released: &'a [NodeId],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +50,9 @@ pub enum Succession {
     TakeOver { live_backups: Vec<NodeId> },
     /// Someone else should take over (or already leads): try to join again.
     Wait { for_node: Option<NodeId> },
+    /// A recovered node cannot tell yet whether it may lead: these members
+    /// have not answered with a log.
+    AwaitMembers { missing: Vec<NodeId> },
 }
 
 /// How far beyond this node's own epoch number a member's may be: each
@@ -90,6 +108,18 @@ pub fn choose_successor(
     let answers: Vec<&NodeStatus> = answers.iter().filter(|answer| is_credible(me, answer)).collect();
     if let Some(leader) = answers.iter().find(|answer| answer.role == Role::Leader) {
         return Succession::Wait { for_node: Some(leader.node.clone()) };
+    }
+    if me.recovered {
+        let missing: Vec<NodeId> = me
+            .membership
+            .iter()
+            .filter(|member| member.as_str() != me.id && !me.released.contains(member))
+            .filter(|member| !answers.iter().any(|answer| &answer.node == *member && answer.last.index > 0))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Succession::AwaitMembers { missing };
+        }
     }
     let is_stale = |candidate: &str, candidate_last: LogPosition| {
         plausible.iter().any(|peer| {

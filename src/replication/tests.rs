@@ -39,6 +39,7 @@ fn settings() -> LeaderSettings {
         tail_capacity: 64,
         learner_timeout: Duration::from_millis(LEARNER_TIMEOUT_MS),
         retain_closed: DEFAULT_RETAIN_CLOSED,
+        durable: false,
     }
 }
 
@@ -151,6 +152,8 @@ impl Cluster {
                     }
                 }
                 Action::Reply { token, reply } => self.released.push((*token, reply.clone())),
+                // Tests say what the disk holds with `Event::Persisted`.
+                Action::Persist { .. } => {}
                 Action::Disconnect { node, connection } => {
                     if self.streams.get(node).is_some_and(|stream| stream.connection == *connection) {
                         self.streams.remove(node);
@@ -516,6 +519,58 @@ fn bid_reply_waits_for_every_backup_to_ack() {
     let actions = cluster.deliver_acks(NODE_3);
     assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
     assert_eq!(cluster.leader.commit_index(), bid_index);
+}
+
+// ---------------------------------------------------------------------------
+// Durability: the leader's own disk gates its commits
+// ---------------------------------------------------------------------------
+
+/// The entries of the `Persist` actions among `actions`.
+fn persisted_entries(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Persist { entries } => Some(entries.iter().map(|entry| entry.index).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn a_durable_leader_persists_each_batch_and_commits_only_what_its_disk_holds() {
+    let durable = LeaderSettings { durable: true, ..settings() };
+    let mut cluster = Cluster::start(durable, AUCTION_MS, &[NODE_2]);
+    let settled = cluster.leader.state().last.index;
+    // Its disk holds everything so far; the backup acked it too.
+    cluster.step(Event::Persisted { index: settled });
+    assert_eq!(cluster.leader.commit_index(), settled);
+
+    let (alice, event) = cluster.bid_event(bid("alice", 10, "client-a", 1));
+    let actions = cluster.step(event);
+    let bid_index = cluster.leader.state().last.index;
+    // The batch goes to the disk and to the backup at once.
+    assert_eq!(persisted_entries(&actions), vec![bid_index]);
+    assert_eq!(sends(&actions).len(), 1);
+
+    // The backup acks it, but the leader's own disk does not hold it yet.
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    assert_eq!(cluster.deliver_acks(NODE_2), vec![]);
+    assert_eq!(cluster.leader.commit_index(), settled);
+    assert!(!cluster.is_released(alice));
+
+    let actions = cluster.step(Event::Persisted { index: bid_index });
+    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(cluster.leader.commit_index(), bid_index);
+}
+
+#[test]
+fn a_leader_without_a_disk_emits_no_persist_and_counts_every_entry_held() {
+    let mut cluster = Cluster::bootstrap(settings(), AUCTION_MS);
+    let (_, event) = cluster.bid_event(bid("alice", 10, "client-a", 1));
+    let actions = cluster.step(event);
+    assert_eq!(persisted_entries(&actions), Vec::<u64>::new());
+    assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
 }
 
 #[test]
@@ -1549,7 +1604,15 @@ fn decide_passing_over(
     let membership = members(membership);
     let passed_over: HashSet<NodeId> = passed_over.iter().map(|node| node.to_string()).collect();
     choose_successor(
-        &SelfView { id: me, epoch: last.epoch, last, membership: &membership, cluster_id: CLUSTER_ID },
+        &SelfView {
+            id: me,
+            epoch: last.epoch,
+            last,
+            membership: &membership,
+            cluster_id: CLUSTER_ID,
+            recovered: false,
+            released: &[],
+        },
         Some(LEADER),
         answers,
         &passed_over,
@@ -1595,6 +1658,89 @@ fn dead_member_that_does_not_answer_is_skipped() {
     let decision = decide(NODE_3, last, &QUEUE, &[node_4]);
 
     assert_eq!(decision, take_over(&[NODE_4]));
+}
+
+/// The decision of `me`, restarted from its disk after every node died
+/// (no leader was lost that it knows of).
+fn decide_recovered(
+    me: &str,
+    last: LogPosition,
+    membership: &[&str],
+    answers: &[NodeStatus],
+    released: &[&str],
+) -> Succession {
+    let membership = members(membership);
+    let released = members(released);
+    let view = SelfView {
+        id: me,
+        epoch: last.epoch,
+        last,
+        membership: &membership,
+        cluster_id: CLUSTER_ID,
+        recovered: true,
+        released: &released,
+    };
+    choose_successor(&view, None, answers, &HashSet::new())
+}
+
+fn await_members(missing: &[&str]) -> Succession {
+    Succession::AwaitMembers { missing: members(missing) }
+}
+
+#[test]
+fn after_a_full_restart_a_node_leads_only_once_every_member_it_knows_has_answered() {
+    let last = position(1, 10);
+    let trio = [LEADER, NODE_2, NODE_3];
+    // The old leader restarts first, alone: it waits, and says for whom.
+    assert_eq!(decide_recovered(LEADER, last, &trio, &[], &[]), await_members(&[NODE_2, NODE_3]));
+    let node_2 = answer(NODE_2, last, &trio);
+    assert_eq!(decide_recovered(LEADER, last, &trio, &[node_2.clone()], &[]), await_members(&[NODE_3]));
+    // Everyone answered: the first of the membership leads, as ever.
+    let node_3 = answer(NODE_3, last, &trio);
+    assert_eq!(
+        decide_recovered(LEADER, last, &trio, &[node_2.clone(), node_3.clone()], &[]),
+        take_over(&[NODE_2, NODE_3])
+    );
+    assert_eq!(decide_recovered(NODE_3, last, &trio, &[answer(LEADER, last, &trio), node_2], &[]), wait_for(LEADER));
+}
+
+#[test]
+fn a_node_removed_before_the_others_died_and_restarted_first_never_leads() {
+    // The leader removed node-2 at index 10 and committed more with node-3;
+    // then every node died. node-2's log ends at 9 and still counts itself.
+    let before_removal = [LEADER, NODE_2, NODE_3];
+    let after_removal = [LEADER, NODE_3];
+    let stale = position(1, 9);
+    // Alone, with a log that says it is a member: it does not lead.
+    assert_eq!(decide_recovered(NODE_2, stale, &before_removal, &[], &[]), await_members(&[LEADER, NODE_3]));
+    // Even the one member that does not lead is not enough to decide.
+    let node_3 = answer(NODE_3, position(1, 14), &after_removal);
+    assert_eq!(
+        decide_recovered(NODE_2, stale, &before_removal, &[node_3.clone()], &[]),
+        await_members(&[LEADER])
+    );
+    // Once the others answer, their logs show it stale: it waits, for good.
+    let leader = answer(LEADER, position(1, 14), &after_removal);
+    assert_eq!(
+        decide_recovered(NODE_2, stale, &before_removal, &[node_3.clone(), leader.clone()], &[]),
+        Succession::Wait { for_node: None }
+    );
+    // The real members decide among themselves, without it.
+    assert_eq!(decide_recovered(LEADER, position(1, 14), &after_removal, &[node_3], &[]), take_over(&[NODE_3]));
+}
+
+#[test]
+fn a_member_whose_disk_is_gone_is_waited_for_until_an_operator_releases_it() {
+    let last = position(1, 10);
+    let trio = [LEADER, NODE_2, NODE_3];
+    // node-3 came back with nothing: it answers, but with an empty log.
+    let node_2 = answer(NODE_2, last, &trio);
+    let wiped = answer(NODE_3, LogPosition::default(), &[]);
+    assert_eq!(
+        decide_recovered(LEADER, last, &trio, &[node_2.clone(), wiped.clone()], &[]),
+        await_members(&[NODE_3])
+    );
+    assert_eq!(decide_recovered(LEADER, last, &trio, &[node_2, wiped], &[NODE_3]), take_over(&[NODE_2]));
 }
 
 #[test]
@@ -1699,6 +1845,8 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
             last: backup.last(),
             membership: &backup.state().membership,
             cluster_id: &backup.state().cluster_id,
+            recovered: false,
+            released: &[],
         };
         let answers: Vec<NodeStatus> =
             survivors.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
@@ -1751,6 +1899,8 @@ fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
             last: backup.last(),
             membership: &backup.state().membership,
             cluster_id: &backup.state().cluster_id,
+            recovered: false,
+            released: &[],
         };
         choose_successor(&view, Some(LEADER), &[cluster.status(peer)], &HashSet::new())
     };
@@ -1788,6 +1938,8 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
             last: node_3_last,
             membership: &node_3_members,
             cluster_id: CLUSTER_ID,
+            recovered: false,
+            released: &[],
         },
         Some(LEADER),
         std::slice::from_ref(&node_4),
@@ -1800,6 +1952,8 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
             last: node_4_last,
             membership: &node_4_members,
             cluster_id: CLUSTER_ID,
+            recovered: false,
+            released: &[],
         },
         Some(NODE_2),
         std::slice::from_ref(&node_3),
@@ -1995,6 +2149,8 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
                 last: backup.last(),
                 membership: &backup.state().membership,
                 cluster_id: &backup.state().cluster_id,
+                recovered: false,
+                released: &[],
             };
             let answers: Vec<NodeStatus> =
                 BACKUPS.iter().filter(|peer| **peer != me).map(|peer| cluster.status(peer)).collect();
@@ -2141,7 +2297,15 @@ fn epochs_never_wrap_and_an_impossible_one_is_refused() {
 fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
     let membership = members(&[LEADER, NODE_2, NODE_3]);
     let last = LogPosition { epoch: epoch_of(1), index: 10 };
-    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership, cluster_id: CLUSTER_ID };
+    let me = SelfView {
+        id: NODE_2,
+        epoch: epoch_of(1),
+        last,
+        membership: &membership,
+        cluster_id: CLUSTER_ID,
+        recovered: false,
+        released: &[],
+    };
     let rogue_leader = NodeStatus {
         node: ROGUE.to_string(),
         role: Role::Leader,
@@ -2187,7 +2351,15 @@ fn a_node_never_installs_another_clusters_snapshot() {
 fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member_stale() {
     let membership = members(&[LEADER, NODE_2, NODE_3]);
     let last = LogPosition { epoch: epoch_of(1), index: 10 };
-    let me = SelfView { id: NODE_2, epoch: epoch_of(1), last, membership: &membership, cluster_id: CLUSTER_ID };
+    let me = SelfView {
+        id: NODE_2,
+        epoch: epoch_of(1),
+        last,
+        membership: &membership,
+        cluster_id: CLUSTER_ID,
+        recovered: false,
+        released: &[],
+    };
     let ahead_without_me = |cluster_id: &str, last_epoch: u64| NodeStatus {
         node: ROGUE.to_string(),
         role: Role::Joining,

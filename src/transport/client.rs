@@ -269,6 +269,25 @@ pub async fn probe_peer(network: &Network, address: &str, timeout: Duration) -> 
     Ok(convert::status_from_probe(reply.into_inner()))
 }
 
+/// Asks the node at `address` (its own port) to remove `member` for good:
+/// the leader commits the removal, a node waiting after a restart from its
+/// disk stops waiting for it. Returns the node's answer in words.
+pub async fn remove_member(
+    network: &Network,
+    address: &str,
+    member: &str,
+    timeout: Duration,
+) -> Result<String, CallError> {
+    let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
+    let channel = endpoint(address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
+    let mut client = ReplicationClient::new(channel);
+    let request = rpb::RemoveMemberRequest { node: member.to_string() };
+    let reply = tokio::time::timeout(timeout, client.remove_member(request))
+        .await
+        .map_err(|_| CallError::unavailable(format!("no answer from {address} in time")))??;
+    Ok(reply.into_inner().answer)
+}
+
 /// The node address of whoever leads on `client_address`.
 pub async fn find_leader(network: &Network, client_address: &str, timeout: Duration) -> Result<String, CallError> {
     let status = probe_status(network, client_address, timeout).await?;

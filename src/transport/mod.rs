@@ -8,6 +8,7 @@
 
 mod client;
 mod convert;
+pub mod disk_format;
 mod network;
 mod null;
 mod rogue;
@@ -17,13 +18,13 @@ use std::time::Duration;
 
 pub use client::{
     AuctionConnection, CallError, LeaderLink, LeaderMessage, check_address, find_leader, open_replication, probe_peer,
-    probe_status,
+    probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use null::serve_null;
 pub use rogue::RogueStream;
-pub use server::{Backend, BackupSession, Hello, ServiceError, Services, serve};
+pub use server::{Backend, BackupSession, Hello, MemberRemoval, ServiceError, Services, serve};
 
 /// The generated protobuf code, in modules nested as its packages are
 /// (the replication package names client types, such as `Reason`, by that

@@ -84,6 +84,10 @@ impl Backend for NullBackend {
     async fn backup_acked(&self, _node: &str, _connection: u64, _index: u64) {}
 
     async fn backup_lost(&self, _node: &str, _connection: u64) {}
+
+    async fn remove_member(&self, _node: NodeId) -> Result<super::MemberRemoval, ServiceError> {
+        Err(ServiceError::InvalidArgument("the null server has no members".into()))
+    }
 }
 
 /// Serves the null client API as `node` on the connections of `incoming`

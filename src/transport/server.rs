@@ -122,6 +122,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Waits while the leader is busy: a flood of acks slows its sender only.
     fn backup_acked(&self, node: &str, connection: u64, index: u64) -> impl Future<Output = ()> + Send;
     fn backup_lost(&self, node: &str, connection: u64) -> impl Future<Output = ()> + Send;
+    /// An operator's removal of a member for good: what happened, and the
+    /// index of the committed removal if this node leads.
+    fn remove_member(&self, node: NodeId) -> impl Future<Output = Result<MemberRemoval, ServiceError>> + Send;
+}
+
+/// What a node did with an operator's removal of a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberRemoval {
+    /// The leader committed its removal at this index.
+    Removed { at: u64 },
+    /// It was not a member: nothing to do.
+    NotAMember,
+    /// A node restarted from its disk no longer waits for it.
+    Released,
 }
 
 /// How long a peer has to say Hello once its stream is open.
@@ -294,6 +308,25 @@ impl<B: Backend> Replication for ReplicationService<B> {
 
     async fn probe(&self, _request: Request<rpb::ProbeRequest>) -> Result<Response<rpb::ProbeReply>, Status> {
         Ok(Response::new(convert::probe_reply(self.backend.status())))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<rpb::RemoveMemberRequest>,
+    ) -> Result<Response<rpb::RemoveMemberReply>, Status> {
+        let node = request.into_inner().node;
+        if node.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!("{node:?} is not a node address (IP:PORT)")));
+        }
+        let removal = self.backend.remove_member(node.clone()).await?;
+        let (answer, removed_at) = match removal {
+            MemberRemoval::Removed { at } => (format!("{node} removed from the membership at index {at}"), at),
+            MemberRemoval::NotAMember => (format!("{node} is not a member"), 0),
+            MemberRemoval::Released => {
+                (format!("this node no longer waits for {node} before anyone may lead (unclean: see the README)"), 0)
+            }
+        };
+        Ok(Response::new(rpb::RemoveMemberReply { answer, removed_at }))
     }
 }
 

@@ -1,0 +1,193 @@
+//! A node's own disk, when it has a data directory: the state it recovers
+//! at start, and the log and snapshots it keeps while it runs.
+//!
+//! Every entry the node applies goes to the storage writer, which syncs in
+//! groups on a thread of its own; the node counts an entry (a leader) or
+//! acks it (a backup) only once the writer says the disk holds it. A
+//! snapshot of the state is taken every [`SNAPSHOT_EVERY`] entries, so that
+//! recovery replays a bounded log and the disk holds a bounded one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::replication::{Entry, ReplicatedState, Snapshot};
+use crate::storage::{
+    Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterStats,
+    latest_snapshot,
+};
+use crate::transport::disk_format;
+
+/// Entries between two snapshots of a node's state: recovery replays at most
+/// this many records on top of the latest snapshot.
+pub const SNAPSHOT_EVERY: u64 = 100_000;
+
+/// Where and how a node keeps its state.
+#[derive(Clone)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    /// The real file system, or a simulated one in tests.
+    pub disk: Arc<dyn Disk>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig").field("dir", &self.dir).field("fsync", &self.fsync).finish_non_exhaustive()
+    }
+}
+
+/// What a node found on its disk.
+pub struct Recovered {
+    pub state: ReplicatedState,
+    /// The highest epoch in its snapshot and log.
+    pub epoch: u64,
+    /// Log records replayed on top of the snapshot.
+    pub replayed: u64,
+}
+
+/// The node's side of its storage writer.
+pub struct NodeDisk {
+    writer: Option<StorageWriter>,
+    handle: StorageHandle,
+    persisted: watch::Receiver<Persisted>,
+    /// The last index handed to the writer: what a truncation is measured from.
+    written: u64,
+    /// Entries handed over since the last snapshot.
+    since_snapshot: u64,
+}
+
+impl NodeDisk {
+    /// Recovers the state in `config.dir` (an empty state if there is none)
+    /// and starts the writer. Damage other than a torn tail is an error that
+    /// names the file and the offset: the node must not start on it.
+    pub fn open(config: &StorageConfig) -> anyhow::Result<(NodeDisk, Recovered)> {
+        let dir = &config.dir;
+        let snapshot = latest_snapshot(&*config.disk, dir)
+            .with_context(|| format!("reading the latest snapshot in {}", dir.display()))?;
+        let (mut state, mut epoch) = match snapshot {
+            Some((index, body)) => {
+                let snapshot = disk_format::decode_snapshot(&body)
+                    .with_context(|| format!("decoding the snapshot at index {index} in {}", dir.display()))?;
+                anyhow::ensure!(
+                    snapshot.state.last.index == index,
+                    "the snapshot file at index {index} holds the state at index {}",
+                    snapshot.state.last.index
+                );
+                (snapshot.state, snapshot.epoch)
+            }
+            None => (ReplicatedState::default(), 0),
+        };
+        let mut replayed = 0;
+        let wal = Wal::open::<anyhow::Error>(config.disk.clone(), dir.clone(), WalOptions::default(), |index, record| {
+            if index <= state.last.index {
+                return Ok(());
+            }
+            let entry = disk_format::decode_entry(record)
+                .with_context(|| format!("decoding log record {index} in {}", dir.display()))?;
+            anyhow::ensure!(
+                entry.index == index && index == state.last.index + 1,
+                "log record {index} in {} holds entry {} after entry {}",
+                dir.display(),
+                entry.index,
+                state.last.index
+            );
+            epoch = epoch.max(entry.epoch);
+            state.apply(&entry);
+            replayed += 1;
+            Ok(())
+        })?;
+        // A log that restarted after the snapshot must go on from it.
+        anyhow::ensure!(
+            wal.first_index() <= state.last.index + 1,
+            "the log in {} starts at index {} but the snapshot ends at {}: records are missing",
+            dir.display(),
+            wal.first_index(),
+            state.last.index
+        );
+        let written = state.last.index;
+        let writer = StorageWriter::spawn(wal, config.fsync)?;
+        let handle = writer.handle();
+        let persisted = handle.persisted();
+        let disk = NodeDisk { writer: Some(writer), handle, persisted, written, since_snapshot: replayed };
+        info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
+        Ok((disk, Recovered { state, epoch, replayed }))
+    }
+
+    /// Hands entries to the writer, in index order; an entry at or below the
+    /// last one written replaces the log from there.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let Some(last) = entries.last() else { return Ok(()) };
+        let records = entries.iter().map(|entry| (entry.index, disk_format::encode_entry(entry))).collect();
+        self.handle.append(records)?;
+        self.written = last.index;
+        self.since_snapshot += entries.len() as u64;
+        Ok(())
+    }
+
+    /// Replaces the state on disk with a leader's snapshot: the log beyond
+    /// it goes first (entries there were never committed: the leader holds
+    /// every committed one, and its log ends at the snapshot), then the
+    /// snapshot replaces the rest.
+    pub fn install(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let index = snapshot.state.last.index;
+        if self.written > index {
+            self.handle.truncate_from(index + 1)?;
+        }
+        self.write_snapshot(snapshot.clone())
+    }
+
+    /// Takes a snapshot of `state` (this node's, at its last entry) once
+    /// enough entries went by since the last one.
+    pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState) -> Result<(), StorageError> {
+        if self.since_snapshot < SNAPSHOT_EVERY || state.last.index != self.written {
+            return Ok(());
+        }
+        self.write_snapshot(Snapshot { epoch, state: state.clone() })
+    }
+
+    fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let index = snapshot.state.last.index;
+        self.handle.snapshot(index, disk_format::encode_snapshot(snapshot))?;
+        self.written = index;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// What the disk holds, as it changes.
+    pub fn persisted(&self) -> watch::Receiver<Persisted> {
+        self.persisted.clone()
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.handle.stats()
+    }
+}
+
+impl Drop for NodeDisk {
+    /// Lets the writer finish what it was handed (the node stops, or hands
+    /// its role over): a crash needs none of this, a clean stop loses nothing
+    /// it wrote.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = std::thread::spawn(move || writer.shutdown());
+        }
+    }
+}
+
+/// Waits until the disk holds more, or fails; `None` forever without a disk.
+pub async fn persisted_changed(persisted: &mut Option<watch::Receiver<Persisted>>) -> Persisted {
+    match persisted {
+        Some(receiver) => match receiver.changed().await {
+            Ok(()) => receiver.borrow_and_update().clone(),
+            Err(_) => {
+                let failure = Arc::new(StorageError::WriterStopped);
+                Persisted { index: receiver.borrow().index, failure: Some(failure) }
+            }
+        },
+        None => std::future::pending().await,
+    }
+}

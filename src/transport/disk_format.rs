@@ -1,0 +1,90 @@
+//! The bytes a node keeps on its disk: the replication wire's own protobuf
+//! messages. A log record is an entry as a backup receives it; a snapshot is
+//! the chunks a joiner receives, each length-delimited, so a state of any
+//! size is written and read one chunk's protobuf at a time, and one format
+//! serves the wire and the disk.
+
+use prost::Message as _;
+
+use crate::replication::{Entry, Snapshot};
+
+use super::convert::{MalformedMessage, SnapshotAssembler, SnapshotChunks};
+use super::pb::replication as rpb;
+
+/// The record of one log entry.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    rpb::Entry::from(entry).encode_to_vec()
+}
+
+/// An entry back from its record.
+pub fn decode_entry(record: &[u8]) -> Result<Entry, MalformedMessage> {
+    let message = rpb::Entry::decode(record).map_err(|_| MalformedMessage("a log record that is not an entry"))?;
+    Entry::try_from(message)
+}
+
+/// A snapshot as one blob: its chunks, each length-delimited.
+pub fn encode_snapshot(snapshot: Snapshot) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for chunk in SnapshotChunks::new(snapshot) {
+        chunk.encode_length_delimited(&mut bytes).expect("a Vec grows as needed");
+    }
+    bytes
+}
+
+/// A snapshot back from its blob.
+pub fn decode_snapshot(mut bytes: &[u8]) -> Result<Snapshot, MalformedMessage> {
+    let mut assembler = SnapshotAssembler::default();
+    while !bytes.is_empty() {
+        let chunk = rpb::Snapshot::decode_length_delimited(&mut bytes)
+            .map_err(|_| MalformedMessage("a snapshot file whose chunks do not decode"))?;
+        if let Some(snapshot) = assembler.add(chunk)? {
+            return if bytes.is_empty() {
+                Ok(snapshot)
+            } else {
+                Err(MalformedMessage("bytes after a snapshot's last chunk"))
+            };
+        }
+    }
+    Err(MalformedMessage("a snapshot file that ends before its last chunk"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auction::{Bid, Command, OpenAuction};
+    use crate::replication::{LogPosition, Payload, ReplicatedState};
+
+    #[test]
+    fn entries_and_snapshots_read_back_as_written_and_a_cut_snapshot_is_refused() {
+        let open = Command::Open(OpenAuction {
+            auction_id: "vase".into(),
+            description: "a vase".into(),
+            minimum_amount: 1,
+            ends_at_unix_ms: 1_000_000,
+            at_unix_ms: 0,
+        });
+        let entry = Entry { epoch: 1 << 32, index: 2, payload: Payload::Command(open.clone()) };
+        assert_eq!(decode_entry(&encode_entry(&entry)).ok(), Some(entry));
+        assert!(decode_entry(&[0xff, 0xff, 0xff]).is_err());
+
+        let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
+        state.book.apply(&open);
+        for n in 1..=10_000 {
+            let bid = Bid {
+                auction_id: "vase".into(),
+                bidder: format!("b{n}"),
+                amount: n,
+                client_id: format!("s{n}"),
+                request_id: 1,
+                at_unix_ms: 5,
+            };
+            state.book.apply(&Command::Bid(bid));
+        }
+        state.last = LogPosition { epoch: 1 << 32, index: 10_002 };
+        let snapshot = Snapshot { epoch: 1 << 32, state };
+        let bytes = encode_snapshot(snapshot.clone());
+        assert_eq!(decode_snapshot(&bytes).ok(), Some(snapshot));
+        assert!(decode_snapshot(&bytes[..bytes.len() / 2]).is_err());
+        assert!(decode_snapshot(&[]).is_err());
+    }
+}

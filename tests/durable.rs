@@ -1,0 +1,246 @@
+//! Durability: nodes with a data directory keep every acknowledged bid
+//! through the SIGKILL of every node, restarted in any order; a node that
+//! may lack committed entries never leads; a torn log tail is recovered and
+//! a damaged record in the middle of the log stops the node with a clear
+//! message.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use gavel::auction::Verdict;
+use gavel::client::{Client, ClientConfig, node_status};
+use gavel::cluster::LocalCluster;
+use gavel::replication::Role;
+
+use common::{client, eventually, spec};
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A data directory of the test's own, removed when the test ends.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(slot: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("gavel-durable-{}-slot{slot}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn start_durable(slot: u16, nodes: usize, data: &DataDir) -> LocalCluster {
+    let mut spec = spec(slot, nodes, &["--ack-timeout", "500ms", "--leader-timeout", "500ms"]);
+    spec.data_dir = Some(data.0.clone());
+    LocalCluster::start(spec).await.expect("cluster starts")
+}
+
+/// Bids increasing amounts from several clients until `stop`; returns the
+/// amounts the service acknowledged as SUCCESS.
+fn spawn_bidders(server: String, bidders: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
+    let next_amount = Arc::new(AtomicU64::new(1));
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for bidder in 0..bidders {
+            let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
+            tasks.push(tokio::spawn(async move {
+                let config =
+                    ClientConfig { servers: vec![server], deadline: Duration::from_secs(60), ..Default::default() };
+                let mut client = Client::new(config).expect("client");
+                let name = format!("bidder{bidder}");
+                let mut acknowledged = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let amount = next_amount.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(outcome) = client.bid("", &name, amount).await
+                        && outcome.verdict == Verdict::Success
+                    {
+                        acknowledged.push(amount);
+                    }
+                }
+                acknowledged
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("bidder"));
+        }
+        all
+    })
+}
+
+/// Every accepted bid of the default auction, by amount.
+async fn accepted_amounts(cluster: &LocalCluster) -> BTreeSet<u64> {
+    let mut reader = client(cluster);
+    let mut amounts = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = reader.history("", 1000, &token).await.expect("history");
+        amounts.extend(page.bids.iter().map(|bid| bid.amount));
+        if page.next_page_token.is_empty() {
+            return amounts;
+        }
+        token = page.next_page_token;
+    }
+}
+
+fn kill_all(cluster: &mut LocalCluster) {
+    for i in 0..cluster.len() {
+        if cluster.is_running(i) {
+            cluster.kill(i).expect("kill");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any_order() {
+    let data = DataDir::new(43);
+    let mut cluster = start_durable(43, 3, &data).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
+
+    for order in [[2, 0, 1], [1, 2, 0], [0, 1, 2]] {
+        // Bids flow, then every node dies at once, mid-stream.
+        eventually("bids to be accepted", SETTLE, || {
+            let mut reader = client(&cluster);
+            async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids > 0) }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kill_all(&mut cluster);
+        for i in order {
+            cluster.restart(i).expect("restart");
+        }
+        cluster.wait_for_leader(SETTLE).await.expect("a leader after the restart");
+    }
+    // The bidders carry on through every restart, then stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = bidders.await.expect("bidders");
+    assert!(!acknowledged.is_empty(), "some bids were acknowledged");
+
+    let accepted = accepted_amounts(&cluster).await;
+    let lost: Vec<u64> = acknowledged.iter().copied().filter(|amount| !accepted.contains(amount)).collect();
+    assert!(lost.is_empty(), "acknowledged bids lost: {lost:?} of {}", acknowledged.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_before_the_others_died_and_restarted_first_does_not_lead() {
+    let data = DataDir::new(44);
+    let mut cluster = start_durable(44, 3, &data).await;
+    let mut bidder = client(&cluster);
+    bidder.bid("", "ann", 10).await.expect("bid");
+    // Node 2 dies and is removed; bids go on without it.
+    cluster.kill(2).expect("kill node 2");
+    let survivors = [cluster.node_address(0), cluster.node_address(1)];
+    eventually("node 2 to be removed", SETTLE, || {
+        let leader = cluster.node_address(0);
+        async move {
+            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            (status.membership.len() == 2).then_some(())
+        }
+    })
+    .await;
+    let late = bidder.bid("", "bea", 20).await.expect("bid");
+    assert_eq!(late.verdict, Verdict::Success);
+    kill_all(&mut cluster);
+
+    // Node 2 comes back first, alone: its log says it is a member, but it
+    // may lack committed entries (bea's bid), so it must not lead. It says
+    // whom it waits for.
+    cluster.restart(2).expect("restart node 2");
+    let log = cluster.log_file(2).expect("log file");
+    eventually("node 2 to say whom it waits for", SETTLE, || {
+        let log = log.clone();
+        async move { log_says(&log, "waiting for these members").then_some(()) }
+    })
+    .await;
+    let status = node_status(&cluster.node_address(2), Duration::from_secs(1)).await.expect("node 2 answers");
+    assert_ne!(status.role, Role::Leader);
+
+    // The members return: one of them leads, and bea's bid is there.
+    cluster.restart(1).expect("restart node 1");
+    cluster.restart(0).expect("restart node 0");
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("a leader");
+    assert!(survivors.contains(&cluster.node_address(leader)), "a survivor leads, not node 2");
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (20, "bea"));
+}
+
+/// The segments of a node's log, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "wal"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+fn log_says(log: &Path, words: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|text| text.contains(words))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_log_tail_is_cut_away_and_the_node_rejoins() {
+    let data = DataDir::new(45);
+    let mut cluster = start_durable(45, 2, &data).await;
+    let mut bidder = client(&cluster);
+    for amount in 1..=20 {
+        bidder.bid("", "ann", amount).await.expect("bid");
+    }
+    cluster.kill(1).expect("kill the backup");
+    // A write cut short by the crash: half a record's header at the end.
+    let dir = cluster.data_dir(1).expect("data dir");
+    let last = segments(&dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("segment");
+    bytes.extend_from_slice(&[0x2a, 0, 0, 0, 0x99, 0x88]);
+    std::fs::write(&last, bytes).expect("tear the tail");
+
+    cluster.restart(1).expect("restart");
+    cluster.wait_until_settled(1, SETTLE).await.expect("the node rejoins");
+    let log = cluster.log_file(1).expect("log");
+    assert!(log_says(&log, "torn"), "the node says it cut a torn tail");
+    assert_eq!(bidder.bid("", "ann", 21).await.expect("bid").verdict, Verdict::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_message() {
+    let data = DataDir::new(46);
+    let mut cluster = start_durable(46, 2, &data).await;
+    let mut bidder = client(&cluster);
+    for amount in 1..=20 {
+        bidder.bid("", "ann", amount).await.expect("bid");
+    }
+    cluster.kill(1).expect("kill the backup");
+    // Flip a byte in the middle of the log: records follow it, so this is
+    // damage, not a torn write.
+    let dir = cluster.data_dir(1).expect("data dir");
+    let last = segments(&dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&last).expect("segment");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&last, bytes).expect("damage the log");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["server", "--port", &(common::ports(46).base + 1).to_string()])
+        .args(["--client-port", &common::ports(46).client.to_string()])
+        .args(["--peers", &cluster.node_address(0)])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("the server runs");
+    assert!(!output.status.success(), "it refuses to start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = last.file_name().expect("name").to_string_lossy().to_string();
+    assert!(stderr.contains(&file) && stderr.contains("corrupt at byte"), "{stderr}");
+}
