@@ -5,12 +5,12 @@
 //! serialises, and small metadata files, and it says exactly when each is
 //! durable. The node encodes its entries and decides what to replay.
 //!
-//! - [`disk`]: the file-system seam: [`OsDisk`] for the real disk, [`SimDisk`]
+//! - `disk`: the file-system seam: [`OsDisk`] for the real disk, [`SimDisk`]
 //!   in memory with a crash model, for tests and simulations.
-//! - [`wal`]: the segmented log: append, sync, recovery, truncation, compaction.
-//! - [`snapshot`]: atomic snapshot and metadata files.
-//! - [`writer`]: the group-commit thread that owns the log, so that fsyncs
-//!   never block the async runtime.
+//! - `wal`: the segmented [`Wal`]: append, sync, recovery, truncation, compaction.
+//! - `snapshot`: atomic snapshot and metadata files ([`write_snapshot`], [`write_meta`]).
+//! - `writer`: the group-commit thread ([`StorageWriter`]) that owns the log,
+//!   so that fsyncs never block the async runtime.
 //!
 //! Everything lives in one data directory:
 //!

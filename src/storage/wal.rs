@@ -104,61 +104,22 @@ impl Wal {
             .map(|first_index| Segment { first_index, path: segment_path(&dir, first_index) })
             .collect();
         segments.sort_by_key(|segment| segment.first_index);
-        let Some(last_position) = segments.len().checked_sub(1) else {
-            let mut wal = Wal::without_segments(disk, dir, options)?;
-            wal.restart_at(1)?;
-            return Ok(wal);
-        };
+        if segments.is_empty() {
+            let segment = Segment { first_index: 1, path: segment_path(&dir, 1) };
+            write_segment_file(&*disk, &dir, &segment)?;
+            segments.push(segment);
+        }
 
         let mut next_index = segments[0].first_index;
         let mut active_len = 0;
+        let last_position = segments.len() - 1;
         for (position, segment) in segments.iter().enumerate() {
-            let is_last = position == last_position;
             if segment.first_index != next_index {
                 let damage = Damage::IndexOutOfOrder { expected: next_index, found: segment.first_index };
                 return Err(StorageError::corrupt(&segment.path, 0, damage).into());
             }
-            let data = disk.read(&segment.path).map_err(io_error("read", &segment.path))?;
-            if !has_segment_header(&data, segment)? {
-                if !is_last {
-                    return Err(StorageError::corrupt(&segment.path, 0, Damage::ShortHeader).into());
-                }
-                tracing::warn!(file = %segment.path.display(), bytes = data.len(), "torn segment header rewritten");
-                write_segment_file(&*disk, &dir, segment)?;
-                active_len = SEGMENT_HEADER_LEN;
-                continue;
-            }
-            let mut at = SEGMENT_HEADER_LEN;
-            loop {
-                match read_record(&data, at) {
-                    Scan::End => break,
-                    Scan::Record { index, payload_at, next_at } => {
-                        if index != next_index {
-                            let damage = Damage::IndexOutOfOrder { expected: next_index, found: index };
-                            return Err(StorageError::corrupt(&segment.path, at, damage).into());
-                        }
-                        on_record(index, &data[payload_at..next_at])?;
-                        next_index += 1;
-                        at = next_at;
-                    }
-                    Scan::Bad(damage) => {
-                        if !is_last {
-                            return Err(StorageError::corrupt(&segment.path, at, damage).into());
-                        }
-                        if let Some(valid_at) = find_valid_record(&data, at, next_index) {
-                            let damage = Damage::ValidRecordFollows { damage: Box::new(damage), valid_at };
-                            return Err(StorageError::corrupt(&segment.path, at, damage).into());
-                        }
-                        tracing::warn!(
-                            file = %segment.path.display(), offset = at, bytes = data.len() - at, %damage,
-                            "torn log tail truncated"
-                        );
-                        disk.truncate(&segment.path, at as u64).map_err(io_error("truncate", &segment.path))?;
-                        break;
-                    }
-                }
-            }
-            active_len = at;
+            let is_last = position == last_position;
+            active_len = recover_segment(&*disk, &dir, segment, is_last, &mut next_index, &mut on_record)?;
         }
 
         let active_path = &segments[last_position].path;
@@ -167,32 +128,16 @@ impl Wal {
         // crash under FsyncPolicy::Never): make it durable before the node
         // acknowledges anything on the strength of it.
         active.sync_data().map_err(io_error("sync", active_path))?;
+        disk.sync_dir(&dir).map_err(io_error("sync directory", &dir))?;
         Ok(Wal {
             disk,
             dir,
             options,
             segments,
             active,
-            active_len: active_len as u64,
+            active_len,
             pending: Vec::with_capacity(FLUSH_BYTES),
             next_index,
-            unsynced: false,
-            dir_unsynced: false,
-            poisoned: false,
-        })
-    }
-
-    /// A log with no segment yet, for `restart_at` to start.
-    fn without_segments(disk: Arc<dyn Disk>, dir: PathBuf, options: WalOptions) -> Result<Wal, StorageError> {
-        Ok(Wal {
-            disk,
-            dir,
-            options,
-            segments: Vec::new(),
-            active: Box::new(NoFile),
-            active_len: 0,
-            pending: Vec::with_capacity(FLUSH_BYTES),
-            next_index: 1,
             unsynced: false,
             dir_unsynced: false,
             poisoned: false,
@@ -273,9 +218,10 @@ impl Wal {
         self.writing(|wal| {
             wal.write_pending()?;
             let holder = wal.segments.partition_point(|segment| segment.first_index <= index) - 1;
-            // Newest first, each removal durable before the next, so that a
-            // crash leaves the log contiguous.
             let removes_active = holder + 1 < wal.segments.len();
+            // Later segments go newest first, each removal durable before the
+            // next, and before the cut: a crash at any point leaves the log
+            // contiguous.
             while wal.segments.len() > holder + 1 {
                 if let Some(segment) = wal.segments.pop() {
                     wal.remove_segment(&segment)?;
@@ -394,17 +340,55 @@ impl Wal {
     }
 }
 
-/// The active file of a log that has no segment yet: never written to, since
-/// `restart_at` creates one first.
-struct NoFile;
-
-impl AppendFile for NoFile {
-    fn append(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
-        Err(std::io::Error::other("the log has no segment"))
+/// Replays one segment, whose first index is `next_index`, advancing it;
+/// returns the segment's length once a torn tail (of the last segment only)
+/// is cut away.
+fn recover_segment<E: From<StorageError>>(
+    disk: &dyn Disk,
+    dir: &Path,
+    segment: &Segment,
+    is_last: bool,
+    next_index: &mut u64,
+    on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let data = disk.read(&segment.path).map_err(io_error("read", &segment.path))?;
+    if !has_segment_header(&data, segment)? {
+        if !is_last {
+            return Err(StorageError::corrupt(&segment.path, 0, Damage::ShortHeader).into());
+        }
+        tracing::warn!(file = %segment.path.display(), bytes = data.len(), "torn segment header rewritten");
+        write_segment_file(disk, dir, segment)?;
+        return Ok(SEGMENT_HEADER_LEN as u64);
     }
-
-    fn sync_data(&mut self) -> std::io::Result<()> {
-        Ok(())
+    let mut at = SEGMENT_HEADER_LEN;
+    loop {
+        match read_record(&data, at) {
+            Scan::End => return Ok(at as u64),
+            Scan::Record { index, payload_at, next_at } => {
+                if index != *next_index {
+                    let damage = Damage::IndexOutOfOrder { expected: *next_index, found: index };
+                    return Err(StorageError::corrupt(&segment.path, at, damage).into());
+                }
+                on_record(index, &data[payload_at..next_at])?;
+                *next_index += 1;
+                at = next_at;
+            }
+            Scan::Bad(damage) => {
+                if !is_last {
+                    return Err(StorageError::corrupt(&segment.path, at, damage).into());
+                }
+                if let Some(valid_at) = find_valid_record(&data, at, *next_index) {
+                    let damage = Damage::ValidRecordFollows { damage: Box::new(damage), valid_at };
+                    return Err(StorageError::corrupt(&segment.path, at, damage).into());
+                }
+                tracing::warn!(
+                    file = %segment.path.display(), offset = at, bytes = data.len() - at, %damage,
+                    "torn log tail truncated"
+                );
+                disk.truncate(&segment.path, at as u64).map_err(io_error("truncate", &segment.path))?;
+                return Ok(at as u64);
+            }
+        }
     }
 }
 
@@ -428,7 +412,8 @@ fn segment_header(first_index: u64) -> [u8; SEGMENT_HEADER_LEN] {
     header
 }
 
-/// Writes a fresh, empty segment in place of one whose header was torn.
+/// Writes a fresh, empty segment, durably: the first of a new log, or in
+/// place of one whose header was torn.
 fn write_segment_file(disk: &dyn Disk, dir: &Path, segment: &Segment) -> Result<(), StorageError> {
     let mut file = disk.create(&segment.path).map_err(io_error("create", &segment.path))?;
     file.append(&segment_header(segment.first_index)).map_err(io_error("write", &segment.path))?;
