@@ -5,6 +5,8 @@
 //!
 //! - [`auction`]: the auction rules, pure and deterministic.
 //! - [`replication`]: the primary-backup core, sans I/O: events in, actions out.
+//! - [`storage`]: the write-ahead log and snapshots on disk, and the
+//!   group-commit thread that syncs them.
 //! - [`transport`]: tonic services and channels, protobuf conversions.
 //! - [`node`]: the async driver of one server process: roles, timers,
 //!   takeover, and the leadership seam (today the client port as the lock).
@@ -23,5 +25,6 @@ pub mod cluster;
 pub mod node;
 pub mod prompt;
 pub mod replication;
+pub mod storage;
 pub mod tour;
 pub mod transport;
