@@ -2,10 +2,10 @@
 
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::process::ExitCode;
-use std::time::Duration;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -16,9 +16,9 @@ use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig, StorageConfig};
-use gavel::storage::{FsyncPolicy, OsDisk};
 use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
+use gavel::storage::{FsyncPolicy, OsDisk};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
@@ -970,7 +970,8 @@ const DEMO_COMMANDS: &str = "`status`, `crash` (SIGKILL the leader), `crash all`
 
 fn crash_all(cluster: &mut LocalCluster) -> String {
     let mut crashed = Vec::new();
-    for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+    let running: Vec<usize> = (0..cluster.len()).filter(|&i| cluster.is_running(i)).collect();
+    for i in running {
         match cluster.kill(i) {
             Ok(()) => crashed.push(cluster.node_address(i)),
             Err(error) => return format!("could not crash {}: {error:#}", cluster.node_address(i)),

@@ -107,14 +107,16 @@ async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any
     let stop = Arc::new(AtomicBool::new(false));
     let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
 
+    let mut accepted_before = 0;
     for order in [[2, 0, 1], [1, 2, 0], [0, 1, 2]] {
-        // Bids flow, then every node dies at once, mid-stream.
-        eventually("bids to be accepted", SETTLE, || {
+        // Bids flow (more since the last restart), then every node dies at
+        // once, mid-stream.
+        let (view, _) = eventually("bids to be accepted", SETTLE, || {
             let mut reader = client(&cluster);
-            async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids > 0) }
+            async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids > accepted_before + 20) }
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        accepted_before = view.accepted_bids;
         kill_all(&mut cluster);
         for i in order {
             cluster.restart(i).expect("restart");
@@ -127,6 +129,7 @@ async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any
     let acknowledged = bidders.await.expect("bidders");
     assert!(!acknowledged.is_empty(), "some bids were acknowledged");
 
+    assert!(acknowledged.len() > 60, "bids were acknowledged in every round: {}", acknowledged.len());
     let accepted = accepted_amounts(&cluster).await;
     let lost: Vec<u64> = acknowledged.iter().copied().filter(|amount| !accepted.contains(amount)).collect();
     assert!(lost.is_empty(), "acknowledged bids lost: {lost:?} of {}", acknowledged.len());

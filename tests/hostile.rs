@@ -17,7 +17,8 @@ use gavel::replication::{Role, epoch_number};
 use gavel::transport::pb::replication::replication_client::ReplicationClient;
 use gavel::transport::pb::replication::replication_server::{Replication, ReplicationServer};
 use gavel::transport::pb::replication::{
-    Ack, FromBackup, FromLeader, Hello, PeerRole, ProbeReply, ProbeRequest, from_backup,
+    Ack, FromBackup, FromLeader, Hello, PeerRole, ProbeReply, ProbeRequest, RemoveMemberReply, RemoveMemberRequest,
+    from_backup,
 };
 use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings};
 use tokio_stream::Stream;
@@ -127,6 +128,10 @@ impl Replication for RoguePeer {
             last_index: u64::MAX,
             cluster_id: String::new(),
         }))
+    }
+
+    async fn remove_member(&self, _: Request<RemoveMemberRequest>) -> Result<Response<RemoveMemberReply>, Status> {
+        Err(Status::unimplemented("rogue"))
     }
 }
 

@@ -541,7 +541,8 @@ impl Injector {
             }
             FaultKind::KillAll => {
                 let killed_at = Instant::now();
-                for i in (0..cluster.len()).filter(|&i| cluster.is_running(i)) {
+                let running: Vec<usize> = (0..cluster.len()).filter(|&i| cluster.is_running(i)).collect();
+                for i in running {
                     if cluster.is_frozen(i) {
                         cluster.thaw(i)?;
                     }

@@ -411,7 +411,11 @@ impl Backend for Shared {
             Role::Leader => {
                 let (reply, answer) = oneshot::channel();
                 let handle = self.leader_handle()?;
-                handle.inputs.send(LeaderInput::RemoveMember { node, reply }).await.map_err(|_| ServiceError::Stopped)?;
+                handle
+                    .inputs
+                    .send(LeaderInput::RemoveMember { node, reply })
+                    .await
+                    .map_err(|_| ServiceError::Stopped)?;
                 match answer.await {
                     Ok(Ok(Reply::MemberRemoved(Some(at)))) => Ok(MemberRemoval::Removed { at }),
                     Ok(Ok(Reply::MemberRemoved(None))) => Ok(MemberRemoval::NotAMember),

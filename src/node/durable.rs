@@ -82,25 +82,32 @@ impl NodeDisk {
             None => (ReplicatedState::default(), 0),
         };
         let mut replayed = 0;
-        let wal = Wal::open::<anyhow::Error>(config.disk.clone(), dir.clone(), WalOptions::default(), |index, record| {
-            if index <= state.last.index {
-                return Ok(());
-            }
-            let entry = disk_format::decode_entry(record)
-                .with_context(|| format!("decoding log record {index} in {}", dir.display()))?;
-            anyhow::ensure!(
-                entry.index == index && index == state.last.index + 1,
-                "log record {index} in {} holds entry {} after entry {}",
-                dir.display(),
-                entry.index,
-                state.last.index
-            );
-            epoch = epoch.max(entry.epoch);
-            state.apply(&entry);
-            replayed += 1;
-            Ok(())
-        })?;
-        // A log that restarted after the snapshot must go on from it.
+        let wal =
+            Wal::open::<anyhow::Error>(config.disk.clone(), dir.clone(), WalOptions::default(), |index, record| {
+                if index <= state.last.index {
+                    return Ok(());
+                }
+                let entry = disk_format::decode_entry(record)
+                    .with_context(|| format!("decoding log record {index} in {}", dir.display()))?;
+                anyhow::ensure!(
+                    entry.index == index && index == state.last.index + 1,
+                    "log record {index} in {} holds entry {} after entry {}",
+                    dir.display(),
+                    entry.index,
+                    state.last.index
+                );
+                epoch = epoch.max(entry.epoch);
+                state.apply(&entry);
+                replayed += 1;
+                Ok(())
+            })?;
+        // A crash while the log restarted after a snapshot leaves it behind
+        // the snapshot (the old log, or an empty one): it goes on from the
+        // snapshot.
+        let mut wal = wal;
+        if wal.last_index() < state.last.index {
+            wal.restart_at(state.last.index + 1)?;
+        }
         anyhow::ensure!(
             wal.first_index() <= state.last.index + 1,
             "the log in {} starts at index {} but the snapshot ends at {}: records are missing",

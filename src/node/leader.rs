@@ -15,8 +15,8 @@ use crate::replication::{Action, Event, Leader, LeaderSettings, NodeId, Now, Rep
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::durable::{NodeDisk, persisted_changed};
 use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
+use super::durable::{NodeDisk, persisted_changed};
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.

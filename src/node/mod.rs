@@ -28,8 +28,8 @@ use crate::replication::{
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
 use backend::Shared;
-pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
 use durable::persisted_changed;
+pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
 use leadership::{Leadership, PortLock};
 
 /// Everything a node needs to know at start.

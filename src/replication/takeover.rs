@@ -133,6 +133,8 @@ pub fn choose_successor(
         .membership
         .iter()
         .filter(|member| member.as_str() != me.id && Some(member.as_str()) != lost_leader)
+        // One an operator removed for good comes back, if at all, as a new node.
+        .filter(|member| !me.released.contains(member))
         .filter(|member| answers.iter().any(|answer| &answer.node == *member))
         .cloned()
         .collect();

@@ -28,7 +28,7 @@ const META_HEADER_LEN: usize = 24;
 const META_SUFFIX: &str = ".meta";
 
 /// Writes the snapshot of the state through `index`, durably and atomically,
-/// then removes older snapshots and leftover temporary files.
+/// then removes every other snapshot and leftover temporary files.
 pub fn write_snapshot(disk: &dyn Disk, dir: &Path, index: u64, body: &[u8]) -> Result<(), StorageError> {
     let mut file = Vec::with_capacity(SNAPSHOT_HEADER_LEN + body.len());
     file.extend_from_slice(SNAPSHOT_MAGIC);
@@ -40,9 +40,22 @@ pub fn write_snapshot(disk: &dyn Disk, dir: &Path, index: u64, body: &[u8]) -> R
     let name = snapshot_name(index);
     write_atomically(disk, dir, &name, &format!("{SNAPSHOT_PREFIX}{index:020}{TEMPORARY_SUFFIX}"), &file)?;
 
+    let names = disk.list(dir).map_err(io_error("list", dir))?;
+    // A snapshot numbered above this one is of a log the node replaced (it
+    // installed a leader's snapshot behind its own divergent tail): it must
+    // go, durably, before the log restarts after this one, or a recovery
+    // would read the log on top of the wrong state.
+    let newer: Vec<&String> =
+        names.iter().filter(|name| parse_snapshot_name(name).is_some_and(|other| other > index)).collect();
+    for name in &newer {
+        let path = dir.join(name);
+        disk.remove(&path).map_err(io_error("remove the replaced snapshot", &path))?;
+    }
+    if !newer.is_empty() {
+        disk.sync_dir(dir).map_err(io_error("sync directory", dir))?;
+    }
     // The new snapshot is durable: what is left is only clutter, so a failure
     // here is worth a warning, not a failed snapshot.
-    let names = disk.list(dir).map_err(io_error("list", dir))?;
     for stale in names.iter().filter(|stale| {
         let older = parse_snapshot_name(stale).is_some_and(|other| other < index);
         older || (stale.starts_with(SNAPSHOT_PREFIX) && stale.ends_with(TEMPORARY_SUFFIX))

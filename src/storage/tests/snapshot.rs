@@ -27,6 +27,18 @@ fn the_newest_snapshot_is_read_back_and_older_ones_removed() {
     assert_eq!(snapshot_names(&disk), [format!("snapshot-{:020}.snap", 9)]);
 }
 
+/// A node that installs a leader's snapshot behind its own (divergent)
+/// state writes a snapshot numbered below the one it had: that one must go,
+/// or it would be read back as the newest.
+#[test]
+fn a_snapshot_below_the_newest_replaces_it() {
+    let (_, disk) = sim_disk();
+    write_snapshot(&*disk, &data_dir(), 9, b"a divergent state through 9").unwrap();
+    write_snapshot(&*disk, &data_dir(), 7, b"the leader's state through 7").unwrap();
+    assert_eq!(latest_snapshot(&*disk, &data_dir()).unwrap(), Some((7, b"the leader's state through 7".to_vec())));
+    assert_eq!(snapshot_names(&disk), [format!("snapshot-{:020}.snap", 7)]);
+}
+
 /// The disk fails after every possible number of writes during a snapshot,
 /// then the machine crashes: the old snapshot or the new one is there, never
 /// a torn one, and the new one whenever the write had returned Ok.
