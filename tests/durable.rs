@@ -247,3 +247,61 @@ async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_m
     let file = last.file_name().expect("name").to_string_lossy().to_string();
     assert!(stderr.contains(&file) && stderr.contains("corrupt at byte"), "{stderr}");
 }
+
+/// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
+fn member_remove(member: &str, nodes: &[String]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["member", "remove", member, "--nodes", &nodes.join(",")])
+        .output()
+        .expect("gavel member remove runs");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an_operator_removes_it() {
+    let data = DataDir::new(47);
+    let mut cluster = start_durable(47, 3, &data).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    kill_all(&mut cluster);
+    // Node 2's disk is gone for good.
+    std::fs::remove_dir_all(cluster.data_dir(2).expect("data dir")).expect("wipe node 2");
+    cluster.restart(0).expect("restart node 0");
+    cluster.restart(1).expect("restart node 1");
+    let log = cluster.log_file(0).expect("log");
+    let gone = cluster.node_address(2);
+    eventually("node 0 to say it waits for node 2", SETTLE, || {
+        let (log, gone) = (log.clone(), gone.clone());
+        async move { std::fs::read_to_string(&log).ok()?.lines().any(|line| line.contains(&gone)).then_some(()) }
+    })
+    .await;
+    assert_eq!(cluster.leader().await, None, "nobody leads while a member may hold what the others lack");
+
+    let survivors = [cluster.node_address(0), cluster.node_address(1)];
+    let (removed, said) = member_remove(&gone, &survivors);
+    assert!(removed, "{said}");
+    assert!(said.contains("no longer waits"), "{said}");
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("a leader once released");
+    assert!(leader < 2);
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
+
+    // The new leader does not count the released node as a member.
+    let status = node_status(&cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
+    assert!(!status.membership.contains(&gone), "{:?}", status.membership);
+    // With a leader, a removal is an entry of the log, answered once
+    // committed; a node that is no member is said to be none.
+    let other = cluster.node_address(1 - leader);
+    eventually("the other survivor to be a member", SETTLE, || {
+        let (leader, other) = (cluster.node_address(leader), other.clone());
+        async move {
+            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            status.membership.contains(&other).then_some(())
+        }
+    })
+    .await;
+    let (removed, said) = member_remove(&other, &[cluster.node_address(leader)]);
+    assert!(removed && said.contains("removed from the membership at index"), "{said}");
+    let (_, said) = member_remove(&gone, &[cluster.node_address(leader)]);
+    assert!(said.contains("is not a member"), "{said}");
+}

@@ -574,6 +574,30 @@ fn a_leader_without_a_disk_emits_no_persist_and_counts_every_entry_held() {
 }
 
 #[test]
+fn an_operator_removes_a_member_with_a_committed_entry_and_nobody_else() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let token = cluster.next_token();
+    let actions = cluster.step(Event::RemoveMember { token, node: NODE_3.to_string() });
+    let removed_at = cluster.leader.state().last.index;
+    assert_eq!(cluster.leader.state().membership, members(&[LEADER, NODE_2]));
+    assert!(actions.iter().any(|action| matches!(action, Action::Disconnect { node, .. } if node == NODE_3)));
+    // Answered once node-2 holds the removal.
+    assert!(!cluster.is_released(token));
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    let actions = cluster.deliver_acks(NODE_2);
+    assert_eq!(actions, vec![Action::Reply { token, reply: Reply::MemberRemoved(Some(removed_at)) }]);
+
+    // Neither the leader itself nor a stranger is removed.
+    let last = cluster.leader.state().last.index;
+    for node in [LEADER, NODE_4, NODE_3] {
+        let token = cluster.next_token();
+        let actions = cluster.step(Event::RemoveMember { token, node: node.to_string() });
+        assert_eq!(actions, vec![Action::Reply { token, reply: Reply::MemberRemoved(None) }], "{node}");
+    }
+    assert_eq!(cluster.leader.state().last.index, last);
+}
+
+#[test]
 fn replies_are_released_in_index_order() {
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
     let alice = cluster.bid("alice", 10);
