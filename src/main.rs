@@ -262,6 +262,10 @@ struct ServerArgs {
     /// survives the crash of every process, not of the machines).
     #[arg(long, default_value = "always", value_parser = parse_fsync, requires = "data_dir")]
     fsync: FsyncPolicy,
+    /// With --data-dir: entries between two snapshots of the state (recovery
+    /// replays at most this many); 0 never snapshots.
+    #[arg(long, default_value_t = node::SNAPSHOT_EVERY, requires = "data_dir")]
+    snapshot_every: u64,
 }
 
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
@@ -742,7 +746,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.takeover_timeout = args.takeover_timeout;
     config.auction_duration = args.duration;
     config.retain_closed = args.retain_closed;
-    config.storage = args.data_dir.map(|dir| StorageConfig { dir, fsync: args.fsync, disk: Arc::new(OsDisk) });
+    config.storage = args.data_dir.map(|dir| StorageConfig {
+        dir,
+        fsync: args.fsync,
+        disk: Arc::new(OsDisk),
+        snapshot_every: args.snapshot_every,
+    });
 
     // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
     // over to the first of its leaderQueue, a backup leaves. A second one

@@ -157,3 +157,57 @@ pub(crate) async fn rejoin_trial(
     }
     Ok(line)
 }
+
+/// Once `preload` bids were answered: stops the load, SIGKILLs every node,
+/// restarts them all, and times the recovery from disk until a leader
+/// answers a read that shows every bid answered before the kill.
+pub(crate) async fn recovery_trial(
+    cluster: &mut LocalCluster,
+    load: &Load,
+    preload: u64,
+    verbose: bool,
+) -> anyhow::Result<String> {
+    poll_until("the preload", Duration::from_secs(3600), Duration::from_millis(50), || async {
+        (load.answered() >= preload).then_some(())
+    })
+    .await?;
+    load.stop_now();
+    let leader = cluster.wait_for_leader(RECOVERY_LIMIT).await?;
+    let status = crate::client::node_status(&cluster.node_address(leader), Duration::from_secs(1)).await?;
+    let (view_before, _) = read_default(cluster).await?;
+    for i in 0..cluster.len() {
+        cluster.kill(i)?;
+    }
+    let started = Instant::now();
+    for i in 0..cluster.len() {
+        cluster.restart(i)?;
+    }
+    let leader = cluster.wait_for_leader(LARGE_REJOIN_LIMIT).await?;
+    let leads_after = started.elapsed();
+    let (view_after, _) = read_default(cluster).await?;
+    let reads_after = started.elapsed();
+    anyhow::ensure!(
+        view_after.accepted_bids >= view_before.accepted_bids,
+        "recovery lost bids: {} accepted before the kill, {} after",
+        view_before.accepted_bids,
+        view_after.accepted_bids
+    );
+    let line = format!(
+        "recovery: every node SIGKILLed with {} entries in the log; restarted, {} led after {:.2} s and answered a \
+         read with all {} accepted bids after {:.2} s",
+        status.last.index,
+        cluster.node_address(leader),
+        leads_after.as_secs_f64(),
+        view_after.accepted_bids,
+        reads_after.as_secs_f64()
+    );
+    if verbose {
+        eprintln!("bench: {line}");
+    }
+    Ok(line)
+}
+
+async fn read_default(cluster: &LocalCluster) -> anyhow::Result<(crate::auction::AuctionView, String)> {
+    let config = crate::client::ClientConfig { servers: vec![cluster.client_address()], ..Default::default() };
+    Ok(crate::client::Client::new(config)?.result("").await?)
+}

@@ -19,11 +19,18 @@
 //!   transport and the load generator allow; gavel's figures read as a share
 //!   of it, measured in the same session.
 //!
+//! - `--data-dir DIR` gives the nodes data directories (`--fsync always` or
+//!   `never`): the report adds the entries one sync of the leader's log
+//!   carried and the disk's own fsync latency, measured in the same run;
+//!   `--recovery-after N` kills every node once N bids were answered and
+//!   times the recovery from disk.
+//!
 //! Layout: [`load`] is the workload (bidders and the closed loop), [`report`]
 //! the figures and how they print, [`memory`] reads `/proc`, [`failover`] the
 //! kill-and-restart trials, `etcd` the etcd cluster and its bidder, [`null`]
-//! the null server process.
+//! the null server process, [`disk`] the disk's fsync latency.
 
+mod disk;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod failover;
@@ -142,6 +149,22 @@ pub struct BenchArgs {
     /// etcd: where the members' data directories go; tmpfs, so the disk is out of the comparison.
     #[arg(long, default_value = "/dev/shm")]
     pub etcd_data_root: PathBuf,
+    /// gavel: give each node a data directory under this one (durable);
+    /// the report then gives the disk's own fsync latency and the entries
+    /// one fsync carried.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// gavel with --data-dir: `always` or `never` (`gavel server --fsync`).
+    #[arg(long, default_value = "always", value_parser = ["always", "never"], requires = "data_dir")]
+    pub fsync: String,
+    /// gavel with --data-dir: once this many bids were answered, stop the
+    /// load, SIGKILL every node and time the cluster's recovery from disk
+    /// (to a leader that answers reads with every bid).
+    #[arg(long, requires = "data_dir", conflicts_with_all = ["failover", "bids", "rejoin_after"])]
+    pub recovery_after: Option<u64>,
+    /// gavel with --data-dir: `gavel server --snapshot-every`.
+    #[arg(long, requires = "data_dir")]
+    pub snapshot_every: Option<u64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +304,14 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             spec.server_args =
                 vec!["--duration".into(), "30days".into(), "--worker-threads".into(), args.server_threads.to_string()];
             spec.log_dir = args.log_dir.clone();
+            if let Some(dir) = &args.data_dir {
+                let dir = dir.join(format!("gavel-bench-{}", std::process::id()));
+                spec.data_dir = Some(dir);
+                spec.server_args.extend(["--fsync".into(), args.fsync.clone()]);
+                if let Some(every) = args.snapshot_every {
+                    spec.server_args.extend(["--snapshot-every".into(), every.to_string()]);
+                }
+            }
             progress(args, format_args!("starting {} nodes on ports {}..", args.nodes, args.base_port));
             let cluster = LocalCluster::start(spec).await?;
             cluster.wait_for_leader(Duration::from_secs(15)).await?;
@@ -375,6 +406,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         })
         .collect();
     let (leader_address, leader_pid) = subject.leader().await;
+    let syncs_at_start = disk_counts(&leader_address).await;
     let leader_rss_at_start = leader_pid.and_then(memory::ProcessMemory::of_pid);
     // Beside hostile peers, the leader's RSS every 10 s: it must stay flat.
     let rss_samples = (!hostiles.is_empty()).then(|| {
@@ -408,6 +440,9 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         let signal = if args.graceful { failover::Stop::Graceful } else { failover::Stop::Kill };
         failover_report = Some(failover::trials(cluster, &load, args.failover, signal, !args.quiet).await);
         load.stop_now();
+    } else if let Some(preload) = args.recovery_after {
+        let Subject::Local(cluster) = &mut subject else { bail!("--recovery-after needs a local cluster") };
+        rejoin_note = Some(failover::recovery_trial(cluster, &load, preload, !args.quiet).await?);
     } else if let Some(preload) = args.rejoin_after {
         let Subject::Local(cluster) = &mut subject else { bail!("--rejoin-after needs a local cluster") };
         rejoin_note = Some(failover::rejoin_trial(cluster, &load, preload, !args.quiet).await?);
@@ -420,6 +455,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         load.stop_now();
     }
     let leader_rss_at_end = leader_pid.and_then(memory::ProcessMemory::of_pid);
+    let syncs_at_end = disk_counts(&leader_address).await;
     for watcher in &watchers {
         watcher.abort();
     }
@@ -474,6 +510,26 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         }
     }
     report.notes.extend(rejoin_note);
+    if let Some(dir) = &args.data_dir {
+        if let (Some(start), Some(end)) = (syncs_at_start, syncs_at_end) {
+            let syncs = end.fsyncs.saturating_sub(start.fsyncs);
+            let entries = end.fsynced_entries.saturating_sub(start.fsynced_entries);
+            report.notes.push(format!(
+                "--fsync {}: the leader's log took {syncs} syncs for {entries} entries ({:.1} entries per sync)",
+                args.fsync,
+                entries as f64 / syncs.max(1) as f64
+            ));
+        }
+        match disk::fsync_latency(dir, 1000) {
+            Ok((p50, p99)) => report.notes.push(format!(
+                "the disk under {} (measured after the run): fdatasync of a 100-byte append p50 {:.0} us, p99 {:.0} us",
+                dir.display(),
+                p50,
+                p99
+            )),
+            Err(error) => report.notes.push(format!("the disk's fsync latency could not be measured: {error}")),
+        }
+    }
     if args.watchers > 0 {
         let deliveries = deliveries.lock().unwrap_or_else(|p| p.into_inner());
         let ms = |quantile| deliveries.value_at_quantile(quantile) as f64 / 1e6;
@@ -501,6 +557,11 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     ));
     drop(subject);
     Ok(report)
+}
+
+/// The syncs of the leader's log so far, if it keeps one.
+async fn disk_counts(leader: &str) -> Option<crate::replication::DiskCounts> {
+    crate::client::node_status(leader, ATTEMPT_TIMEOUT).await.ok()?.disk
 }
 
 /// Creates `count` auctions for the run, one after the other.

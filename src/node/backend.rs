@@ -12,7 +12,8 @@ use crate::auction::{
     self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
     CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
 };
-use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
+use crate::replication::{DiskCounts, LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
+use crate::storage::StorageHandle;
 use crate::transport::{Backend, BackupSession, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
@@ -82,6 +83,8 @@ pub(super) struct Shared {
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
+    /// This node's storage writer, if it keeps a disk: status reports its syncs.
+    storage: Mutex<Option<StorageHandle>>,
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
@@ -111,6 +114,7 @@ impl Shared {
                 last: LogPosition::default(),
                 pid: std::process::id(),
                 cluster_id: String::new(),
+                disk: None,
             }),
             id,
             network,
@@ -118,7 +122,13 @@ impl Shared {
             next_connection: AtomicU64::new(1),
             committed: watch::channel(None).0,
             released: Mutex::new(Vec::new()),
+            storage: Mutex::new(None),
         }
+    }
+
+    /// Reports this storage writer's syncs in status answers.
+    pub fn set_storage(&self, storage: StorageHandle) {
+        *self.storage.lock().unwrap_or_else(PoisonError::into_inner) = Some(storage);
     }
 
     /// The members an operator released from this node's wait.
@@ -376,7 +386,12 @@ impl Backend for Shared {
     }
 
     fn status(&self) -> NodeStatus {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(storage) = self.storage.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let (fsyncs, fsynced_entries) = storage.sync_counts();
+            status.disk = Some(DiskCounts { fsyncs, fsynced_entries });
+        }
+        status
     }
 
     async fn backup_connected(&self, hello: Hello) -> Result<BackupSession, ServiceError> {

@@ -21,8 +21,8 @@ use crate::storage::{
 };
 use crate::transport::disk_format;
 
-/// Entries between two snapshots of a node's state: recovery replays at most
-/// this many records on top of the latest snapshot.
+/// Entries between two snapshots of a node's state, by default: recovery
+/// replays at most this many records on top of the latest snapshot.
 pub const SNAPSHOT_EVERY: u64 = 100_000;
 
 /// Where and how a node keeps its state.
@@ -32,11 +32,18 @@ pub struct StorageConfig {
     pub fsync: FsyncPolicy,
     /// The real file system, or a simulated one in tests.
     pub disk: Arc<dyn Disk>,
+    /// Entries between two snapshots; 0 never takes one (the log grows
+    /// without bound: for measuring recovery from a long log).
+    pub snapshot_every: u64,
 }
 
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageConfig").field("dir", &self.dir).field("fsync", &self.fsync).finish_non_exhaustive()
+        f.debug_struct("StorageConfig")
+            .field("dir", &self.dir)
+            .field("fsync", &self.fsync)
+            .field("snapshot_every", &self.snapshot_every)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,6 +65,7 @@ pub struct NodeDisk {
     written: u64,
     /// Entries handed over since the last snapshot.
     since_snapshot: u64,
+    snapshot_every: u64,
 }
 
 impl NodeDisk {
@@ -119,7 +127,14 @@ impl NodeDisk {
         let writer = StorageWriter::spawn(wal, config.fsync)?;
         let handle = writer.handle();
         let persisted = handle.persisted();
-        let disk = NodeDisk { writer: Some(writer), handle, persisted, written, since_snapshot: replayed };
+        let disk = NodeDisk {
+            writer: Some(writer),
+            handle,
+            persisted,
+            written,
+            since_snapshot: replayed,
+            snapshot_every: config.snapshot_every,
+        };
         info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
         Ok((disk, Recovered { state, epoch, replayed }))
     }
@@ -150,7 +165,8 @@ impl NodeDisk {
     /// Takes a snapshot of `state` (this node's, at its last entry) once
     /// enough entries went by since the last one.
     pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState) -> Result<(), StorageError> {
-        if self.since_snapshot < SNAPSHOT_EVERY || state.last.index != self.written {
+        let due = self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every;
+        if !due || state.last.index != self.written {
             return Ok(());
         }
         self.write_snapshot(Snapshot { epoch, state: state.clone() })
@@ -171,6 +187,11 @@ impl NodeDisk {
 
     pub fn stats(&self) -> WriterStats {
         self.handle.stats()
+    }
+
+    /// The writer's handle, for status answers.
+    pub fn handle(&self) -> StorageHandle {
+        self.handle.clone()
     }
 }
 

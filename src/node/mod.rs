@@ -152,6 +152,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     let (mut disk, mut backup) = match &config.storage {
         Some(storage) => {
             let (disk, recovered) = NodeDisk::open(storage)?;
+            shared.set_storage(disk.handle());
             (Some(disk), Backup::new(recovered.epoch, recovered.state))
         }
         None => {

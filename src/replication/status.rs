@@ -25,4 +25,13 @@ pub struct NodeStatus {
     pub pid: u32,
     /// The cluster its state belongs to; empty for a node without state.
     pub cluster_id: String,
+    /// What its disk did, if it keeps one.
+    pub disk: Option<DiskCounts>,
+}
+
+/// A node's log syncs so far: how many, and how many entries they carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskCounts {
+    pub fsyncs: u64,
+    pub fsynced_entries: u64,
 }

@@ -368,6 +368,7 @@ impl Cluster {
             last: backup.last(),
             pid: 0,
             cluster_id: backup.state().cluster_id.clone(),
+            disk: None,
         }
     }
 
@@ -1610,6 +1611,7 @@ fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
         last,
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
+        disk: None,
     }
 }
 
@@ -2336,6 +2338,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         last,
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
+        disk: None,
     };
     let poisoned_member = NodeStatus {
         node: NODE_3.to_string(),
@@ -2346,6 +2349,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         last,
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
+        disk: None,
     };
     let answers = [rogue_leader, poisoned_member];
     assert_eq!(
@@ -2390,6 +2394,7 @@ fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member
         last: LogPosition { epoch: last_epoch, index: 1_000 },
         pid: 0,
         cluster_id: cluster_id.to_string(),
+        disk: None,
     };
     let not_credible = [
         ahead_without_me("another-cluster", epoch_of(1)),

@@ -8,7 +8,7 @@ use crate::auction::{
     CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, NameProblem, OpenAuction, Party,
     Reason, RememberedOutcome, Verdict, WriteOutcome, render,
 };
-use crate::replication::{Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
+use crate::replication::{DiskCounts, Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
 
 use super::Hello;
 use super::pb;
@@ -777,6 +777,9 @@ pub fn status_reply(status: NodeStatus) -> pb::StatusReply {
         last_index: status.last.index,
         last_epoch: status.last.epoch,
         pid: status.pid,
+        durable: status.disk.is_some(),
+        fsyncs: status.disk.map_or(0, |disk| disk.fsyncs),
+        fsynced_entries: status.disk.map_or(0, |disk| disk.fsynced_entries),
     }
 }
 
@@ -794,6 +797,7 @@ pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
         last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
         pid: reply.pid,
         cluster_id: String::new(),
+        disk: reply.durable.then_some(DiskCounts { fsyncs: reply.fsyncs, fsynced_entries: reply.fsynced_entries }),
     }
 }
 
@@ -829,6 +833,7 @@ pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
         last: LogPosition { epoch: reply.last_epoch, index: reply.last_index },
         pid: 0,
         cluster_id: reply.cluster_id,
+        disk: None,
     }
 }
 

@@ -74,6 +74,7 @@ impl Backend for NullBackend {
             last: LogPosition::default(),
             pid: std::process::id(),
             cluster_id: String::new(),
+            disk: None,
         }
     }
 
