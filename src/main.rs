@@ -928,6 +928,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("stopping the cluster");
+    // The nodes first, then their data: the logs stay for reading.
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(log_dir.join("data"));
     Ok(())
 }
 
