@@ -192,10 +192,11 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         })
         .collect();
     report.notes.push(format!(
-        "etcd {MEMBERS} members on loopback, data on {} (tmpfs: the disk is out of the comparison); \
+        "etcd {MEMBERS} members on loopback, data on {}{}; \
          every client has its own connection to the etcd leader; each bid is one txn: \
          compare value(auction/highest) < amount, then put",
-        args.etcd_data_root.display()
+        args.etcd_data_root.display(),
+        if args.etcd_data_root.starts_with("/dev/shm") { " (tmpfs: the disk is out of the comparison)" } else { "" }
     ));
     report.notes.push(format!(
         "{} client tasks and the servers share this host ({} cores)",

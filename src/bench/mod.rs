@@ -295,6 +295,7 @@ impl Subject {
 }
 
 async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
+    let data_dir = args.data_dir.as_ref().map(|dir| dir.join(format!("gavel-bench-{}", std::process::id())));
     let subject = match &args.target {
         Some(target) => Subject::Remote(target.clone()),
         None => {
@@ -304,9 +305,8 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             spec.server_args =
                 vec!["--duration".into(), "30days".into(), "--worker-threads".into(), args.server_threads.to_string()];
             spec.log_dir = args.log_dir.clone();
-            if let Some(dir) = &args.data_dir {
-                let dir = dir.join(format!("gavel-bench-{}", std::process::id()));
-                spec.data_dir = Some(dir);
+            if let Some(dir) = &data_dir {
+                spec.data_dir = Some(dir.clone());
                 spec.server_args.extend(["--fsync".into(), args.fsync.clone()]);
                 if let Some(every) = args.snapshot_every {
                     spec.server_args.extend(["--snapshot-every".into(), every.to_string()]);
@@ -318,7 +318,12 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             Subject::Local(cluster)
         }
     };
-    measure(args, subject).await
+    let report = measure(args, subject).await;
+    // The nodes are stopped by now: their data goes too.
+    if let Some(dir) = data_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    report
 }
 
 async fn run_null(args: &BenchArgs) -> anyhow::Result<Report> {
