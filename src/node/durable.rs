@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -66,6 +67,11 @@ pub struct NodeDisk {
     /// Entries handed over since the last snapshot.
     since_snapshot: u64,
     snapshot_every: u64,
+    /// Times the log was replaced by a leader's snapshot: a snapshot of this
+    /// node's own state taken before the last one is stale.
+    replacements: u64,
+    /// A snapshot is being encoded on a thread of its own: one at a time.
+    encoding: Arc<AtomicBool>,
 }
 
 impl NodeDisk {
@@ -134,6 +140,8 @@ impl NodeDisk {
             written,
             since_snapshot: replayed,
             snapshot_every: config.snapshot_every,
+            replacements: 0,
+            encoding: Arc::new(AtomicBool::new(false)),
         };
         info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
         Ok((disk, Recovered { state, epoch, replayed }))
@@ -154,30 +162,46 @@ impl NodeDisk {
     /// it goes first (entries there were never committed: the leader holds
     /// every committed one, and its log ends at the snapshot), then the
     /// snapshot replaces the rest.
-    pub fn install(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+    /// The snapshot is encoded on the writer's thread, in order with the
+    /// entries that follow it: a large state never stalls the node's loop
+    /// (which must keep reading the leader's stream), and the node acks
+    /// nothing of it until the writer says it is down.
+    pub fn install(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
         let index = snapshot.state.last.index;
-        if self.written > index {
-            self.handle.truncate_from(index + 1)?;
-        }
-        self.write_snapshot(snapshot.clone())
-    }
-
-    /// Takes a snapshot of `state` (this node's, at its last entry) once
-    /// enough entries went by since the last one.
-    pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState) -> Result<(), StorageError> {
-        let due = self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every;
-        if !due || state.last.index != self.written {
-            return Ok(());
-        }
-        self.write_snapshot(Snapshot { epoch, state: state.clone() })
-    }
-
-    fn write_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let index = snapshot.state.last.index;
-        self.handle.snapshot(index, disk_format::encode_snapshot(snapshot))?;
+        self.handle.replace(index, Box::new(move || disk_format::encode_snapshot(snapshot)))?;
+        self.replacements += 1;
         self.written = index;
         self.since_snapshot = 0;
         Ok(())
+    }
+
+    /// Takes a snapshot of `state` (this node's, at its last entry) once
+    /// enough entries went by since the last one. It is encoded on a thread
+    /// of its own (a large state takes seconds; the persistent maps make
+    /// the copy free) and handed to the writer, which skips it if the log
+    /// was replaced meanwhile; the entries since go on being written.
+    pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState) -> Result<(), StorageError> {
+        let due = self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every;
+        if !due || state.last.index != self.written || self.encoding.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.since_snapshot = 0;
+        let (handle, encoding, replacements) = (self.handle.clone(), Arc::clone(&self.encoding), self.replacements);
+        let snapshot = Snapshot { epoch, state: state.clone() };
+        let index = snapshot.state.last.index;
+        std::thread::spawn(move || {
+            let body = disk_format::encode_snapshot(snapshot);
+            // A failure shows on the writer's watch, where the node sees it.
+            let _ = handle.snapshot(index, body, replacements);
+            encoding.store(false, Ordering::Release);
+        });
+        Ok(())
+    }
+
+    /// What the disk holds by the writer's word `persisted`: nothing yet
+    /// if the writer still speaks of a log this node has since replaced.
+    pub fn holds(&self, persisted: &Persisted) -> Option<u64> {
+        (persisted.replacements >= self.replacements).then_some(persisted.index)
     }
 
     /// What the disk holds, as it changes.
@@ -213,7 +237,7 @@ pub async fn persisted_changed(persisted: &mut Option<watch::Receiver<Persisted>
             Ok(()) => receiver.borrow_and_update().clone(),
             Err(_) => {
                 let failure = Arc::new(StorageError::WriterStopped);
-                Persisted { index: receiver.borrow().index, failure: Some(failure) }
+                Persisted { failure: Some(failure), ..receiver.borrow().clone() }
             }
         },
         None => std::future::pending().await,

@@ -123,9 +123,10 @@ pub(super) async fn lead(
     ));
 
     let mut persisted = disk.as_ref().map(NodeDisk::persisted);
-    if let Some(persisted) = &persisted {
+    if let (Some(disk), Some(persisted)) = (&disk, &persisted)
+        && let Some(index) = disk.holds(&persisted.borrow())
+    {
         // What the disk held when it stopped following: its own log so far.
-        let index = persisted.borrow().index;
         leader.handle(Event::Persisted { index }, shared.network().now());
     }
     let mut driver = Driver {
@@ -155,10 +156,10 @@ pub(super) async fn lead(
                 drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
             }
             held = persisted_changed(&mut persisted) => {
-                if let Some(failure) = held.failure {
+                if let Some(failure) = &held.failure {
                     driver.disk_failure.get_or_insert_with(|| format!("the disk failed: {failure}"));
-                } else {
-                    leader.handle(Event::Persisted { index: held.index }, shared.network().now());
+                } else if let Some(index) = driver.disk.as_ref().and_then(|disk| disk.holds(&held)) {
+                    leader.handle(Event::Persisted { index }, shared.network().now());
                 }
             }
             _ = ticker.tick() => {

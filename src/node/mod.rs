@@ -307,7 +307,10 @@ async fn follow(
 ) -> FollowEnd {
     let mut announced = false;
     let mut persisted = disk.as_ref().map(|disk| disk.persisted());
-    let mut held = persisted.as_ref().map_or(u64::MAX, |persisted| persisted.borrow().index);
+    let mut held = match (&disk, &persisted) {
+        (Some(disk), Some(persisted)) => disk.holds(&persisted.borrow()).unwrap_or(0),
+        _ => u64::MAX,
+    };
     let mut applied = backup.last().index;
     let mut acked = 0;
     loop {
@@ -318,7 +321,10 @@ async fn follow(
                 if let Some(failure) = now_held.failure {
                     return FollowEnd::DiskFailed(anyhow::anyhow!("the disk failed: {failure}; this node stops"));
                 }
-                held = now_held.index;
+                // What it says of a log this node has since replaced does
+                // not count.
+                let Some(index) = disk.as_ref().and_then(|disk| disk.holds(&now_held)) else { continue };
+                held = index;
                 if applied.min(held) > acked {
                     acked = applied.min(held);
                     link.ack(acked);
@@ -345,7 +351,7 @@ async fn follow(
                 let to_disk = disk.is_some().then(|| (*snapshot).clone());
                 let installed = backup.install(*snapshot);
                 if let (Ok(_), Some(snapshot), Some(disk)) = (&installed, to_disk, disk.as_deref_mut())
-                    && let Err(error) = disk.install(&snapshot)
+                    && let Err(error) = disk.install(snapshot)
                 {
                     return FollowEnd::DiskFailed(anyhow::anyhow!("writing a snapshot failed: {error}"));
                 }

@@ -39,6 +39,9 @@ pub struct Persisted {
     pub index: u64,
     /// Why the writer stopped, once it has: `index` will not move again.
     pub failure: Option<Arc<StorageError>>,
+    /// `replace` requests done: `index` speaks of the replaced log only
+    /// once this counts the caller's latest replacement.
+    pub replacements: u64,
 }
 
 /// Counters for the node to export; `records_per_sync` shows group commit.
@@ -68,9 +71,19 @@ enum Request {
     TruncateFrom(u64),
     /// Writes a snapshot of the state through `index`, then drops the log
     /// it covers (all of it, when `index` is at or past the log's end).
+    /// Skipped if the log was replaced since the caller took the state
+    /// (`replacements` is how many replacements it had seen then).
     Snapshot {
         index: u64,
         body: Vec<u8>,
+        replacements: u64,
+    },
+    /// Replaces the log with a snapshot through `index` (a leader's state,
+    /// installed behind a log that diverged): the log beyond `index` goes,
+    /// the snapshot is encoded here, off the caller's loop, and written.
+    Replace {
+        index: u64,
+        encode: Box<dyn FnOnce() -> Vec<u8> + Send>,
     },
     Shutdown,
 }
@@ -96,9 +109,20 @@ impl StorageHandle {
 
     /// Queues a snapshot of the state through `index`; once it is durable the
     /// log it covers is removed (all of it if `index` is at or past the end,
-    /// and the log continues at `index + 1`).
-    pub fn snapshot(&self, index: u64, body: Vec<u8>) -> Result<(), StorageError> {
-        self.send(Request::Snapshot { index, body })
+    /// and the log continues at `index + 1`). `replacements` is how many
+    /// [`StorageHandle::replace`] calls the caller had made when it took the
+    /// state: a snapshot encoded while the log was replaced is stale, and
+    /// skipped.
+    pub fn snapshot(&self, index: u64, body: Vec<u8>, replacements: u64) -> Result<(), StorageError> {
+        self.send(Request::Snapshot { index, body, replacements })
+    }
+
+    /// Replaces the log with the snapshot `encode` makes, through `index`:
+    /// the records beyond `index` are truncated first, then the snapshot is
+    /// encoded on the writer's thread (in order with the other requests, so
+    /// that the caller's loop never waits for a large encode) and written.
+    pub fn replace(&self, index: u64, encode: Box<dyn FnOnce() -> Vec<u8> + Send>) -> Result<(), StorageError> {
+        self.send(Request::Replace { index, encode })
     }
 
     /// The durable index and any failure, as they change.
@@ -137,11 +161,19 @@ impl StorageWriter {
     pub fn spawn(wal: Wal, policy: FsyncPolicy) -> Result<StorageWriter, StorageError> {
         let (requests, receiver) = mpsc::channel();
         let durable = wal.last_index();
-        let (publisher, persisted) = watch::channel(Persisted { index: durable, failure: None });
+        let (publisher, persisted) = watch::channel(Persisted { index: durable, failure: None, replacements: 0 });
         let stats = Arc::new(Mutex::new(WriterStats::new()));
         let dir = wal.dir().to_path_buf();
-        let writer =
-            WriterLoop { wal, policy, requests: receiver, publisher, stats: stats.clone(), durable, failure: None };
+        let writer = WriterLoop {
+            wal,
+            policy,
+            requests: receiver,
+            publisher,
+            stats: stats.clone(),
+            durable,
+            failure: None,
+            replacements: 0,
+        };
         let thread = std::thread::Builder::new()
             .name("gavel-storage".to_owned())
             .spawn(move || writer.run())
@@ -172,6 +204,8 @@ struct WriterLoop {
     /// `FsyncPolicy::Never`, written).
     durable: u64,
     failure: Option<Arc<StorageError>>,
+    /// `Replace` requests applied: a snapshot taken before the last one is stale.
+    replacements: u64,
 }
 
 impl WriterLoop {
@@ -225,18 +259,33 @@ impl WriterLoop {
                 self.wal.truncate_from(index)?;
                 self.durable = self.durable.min(self.wal.last_index());
             }
-            Request::Snapshot { index, body } => {
-                write_snapshot(&**self.wal.disk(), self.wal.dir(), index, &body)?;
-                if index >= self.wal.last_index() {
-                    self.wal.restart_at(index + 1)?;
-                } else {
-                    self.wal.compact_through(index)?;
-                }
-                // The snapshot holds every record through `index`, synced or not.
-                self.durable = self.durable.max(index);
+            Request::Snapshot { replacements, .. } if replacements != self.replacements => {
+                tracing::debug!("a snapshot of a log since replaced skipped");
             }
+            Request::Replace { index, encode } => {
+                self.replacements += 1;
+                if self.wal.last_index() > index {
+                    self.wal.truncate_from(index + 1)?;
+                    self.durable = self.durable.min(self.wal.last_index());
+                }
+                self.write_snapshot(index, &encode())?;
+            }
+            Request::Snapshot { index, body, .. } => self.write_snapshot(index, &body)?,
             Request::Shutdown => {}
         }
+        Ok(())
+    }
+
+    /// Writes the snapshot through `index`, then drops the log it covers.
+    fn write_snapshot(&mut self, index: u64, body: &[u8]) -> Result<(), StorageError> {
+        write_snapshot(&**self.wal.disk(), self.wal.dir(), index, body)?;
+        if index >= self.wal.last_index() {
+            self.wal.restart_at(index + 1)?;
+        } else {
+            self.wal.compact_through(index)?;
+        }
+        // The snapshot holds every record through `index`, synced or not.
+        self.durable = self.durable.max(index);
         Ok(())
     }
 
@@ -271,9 +320,12 @@ impl WriterLoop {
 
     fn publish(&self) {
         self.publisher.send_if_modified(|persisted| {
-            let changed = persisted.index != self.durable || persisted.failure.is_some() != self.failure.is_some();
+            let changed = persisted.index != self.durable
+                || persisted.failure.is_some() != self.failure.is_some()
+                || persisted.replacements != self.replacements;
             persisted.index = self.durable;
             persisted.failure = self.failure.clone();
+            persisted.replacements = self.replacements;
             changed
         });
     }

@@ -118,7 +118,7 @@ async fn truncations_and_snapshots_apply_in_order_with_appends() {
     let replacement = records(31..=35, &mut rng);
     handle.append(replacement.clone()).unwrap();
     expected.extend(replacement);
-    handle.snapshot(25, b"state through 25".to_vec()).unwrap();
+    handle.snapshot(25, b"state through 25".to_vec(), 0).unwrap();
     let more = records(36..=50, &mut rng);
     handle.append(more.clone()).unwrap();
     expected.extend(more);
@@ -139,7 +139,7 @@ async fn a_snapshot_past_the_end_of_the_log_starts_it_over() {
     let handle = writer.handle();
     let mut persisted = handle.persisted();
     handle.append(vec![(1, b"one".to_vec()), (2, b"two".to_vec())]).unwrap();
-    handle.snapshot(100, b"installed from the leader".to_vec()).unwrap();
+    handle.snapshot(100, b"installed from the leader".to_vec(), 0).unwrap();
     handle.append(vec![(101, b"after".to_vec())]).unwrap();
     wait_for(&mut persisted, |persisted| persisted.index == 101).await;
     drop(writer.shutdown().unwrap());
@@ -147,6 +147,33 @@ async fn a_snapshot_past_the_end_of_the_log_starts_it_over() {
     let (wal, recovered) = open_collecting(&disk, &data_dir(), WalOptions::default()).unwrap();
     assert_eq!(recovered, [(101, b"after".to_vec())]);
     assert_eq!(wal.first_index(), 101);
+}
+
+/// A node whose log diverged installs a leader's snapshot below its own
+/// last index: the log beyond it goes, the snapshot (encoded on the
+/// writer's thread) replaces the rest, and the entries after it follow.
+/// A snapshot of the node's own old state, encoded meanwhile and handed in
+/// late, is skipped rather than written over the leader's.
+#[tokio::test]
+async fn a_replacement_truncates_the_diverged_tail_and_a_stale_snapshot_is_skipped() {
+    let (_, disk) = sim_disk();
+    let writer = StorageWriter::spawn(open_wal(&disk, WalOptions::default()), FsyncPolicy::Always).unwrap();
+    let handle = writer.handle();
+    let mut persisted = handle.persisted();
+    let old: Vec<_> = (1..=9).map(|index| (index, format!("old {index}").into_bytes())).collect();
+    handle.append(old).unwrap();
+    handle.replace(6, Box::new(|| b"the leader's state through 6".to_vec())).unwrap();
+    // The node's own snapshot of its old log at 9, taken before the
+    // replacement (0 replacements seen), arrives after it.
+    handle.snapshot(9, b"a stale state through 9".to_vec(), 0).unwrap();
+    handle.append(vec![(7, b"new 7".to_vec())]).unwrap();
+    let done = wait_for(&mut persisted, |persisted| persisted.index == 7).await;
+    assert_eq!(done.replacements, 1);
+    drop(writer.shutdown().unwrap());
+
+    assert_eq!(latest_snapshot(&*disk, &data_dir()).unwrap(), Some((6, b"the leader's state through 6".to_vec())));
+    let (_, recovered) = open_collecting(&disk, &data_dir(), WalOptions::default()).unwrap();
+    assert_eq!(recovered, [(7, b"new 7".to_vec())]);
 }
 
 #[tokio::test]
