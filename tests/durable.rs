@@ -305,3 +305,46 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     let (_, said) = member_remove(&gone, &[cluster.node_address(leader)]);
     assert!(said.contains("is not a member"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_snapshot_often_recover_from_snapshot_and_log_and_rejoin() {
+    let data = DataDir::new(15);
+    let mut spec = spec(15, 3, &["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--snapshot-every", "40"]);
+    spec.data_dir = Some(data.0.clone());
+    let mut cluster = LocalCluster::start(spec).await.expect("cluster starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
+    let accepted_at_least = |cluster: &LocalCluster, count: u64| {
+        let mut reader = client(cluster);
+        async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids >= count) }
+    };
+    eventually("bids past a few snapshots", SETTLE, || accepted_at_least(&cluster, 200)).await;
+    // A backup away for a while comes back from its snapshot and log, and
+    // rejoins by the suffix it lacks.
+    cluster.kill(2).expect("kill a backup");
+    eventually("more bids without it", SETTLE, || accepted_at_least(&cluster, 400)).await;
+    cluster.restart(2).expect("restart it");
+    cluster.wait_until_settled(2, SETTLE).await.expect("it rejoins");
+    eventually("more bids with it", SETTLE, || accepted_at_least(&cluster, 600)).await;
+    // Then every node dies and comes back from snapshot and log.
+    kill_all(&mut cluster);
+    for i in [1, 2, 0] {
+        cluster.restart(i).expect("restart");
+    }
+    cluster.wait_for_leader(SETTLE).await.expect("a leader");
+    eventually("bids after the restart", SETTLE, || accepted_at_least(&cluster, 700)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = bidders.await.expect("bidders");
+
+    for i in 0..3 {
+        let dir = cluster.data_dir(i).expect("data dir");
+        let snapshots = std::fs::read_dir(&dir).expect("data dir").filter_map(Result::ok);
+        let snapshots = snapshots.filter(|entry| entry.file_name().to_string_lossy().ends_with(".snap")).count();
+        assert_eq!(snapshots, 1, "node {i} keeps its latest snapshot");
+        let log = cluster.log_file(i).expect("log");
+        assert!(log_says(&log, "recovered state from disk"), "node {i}");
+    }
+    let accepted = accepted_amounts(&cluster).await;
+    let lost: Vec<u64> = acknowledged.iter().copied().filter(|amount| !accepted.contains(amount)).collect();
+    assert!(lost.is_empty(), "acknowledged bids lost: {lost:?} of {}", acknowledged.len());
+}
