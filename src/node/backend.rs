@@ -13,7 +13,7 @@ use crate::auction::{
     CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
-use crate::transport::{Backend, BackupSession, Hello, MemberRemoval, Network, ServiceError};
+use crate::transport::{Backend, BackupSession, Health, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
 
@@ -82,6 +82,9 @@ pub(super) struct Shared {
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
+    /// What `grpc.health.v1` reports: the client API serves while this
+    /// node leads.
+    health: Health,
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
@@ -118,6 +121,7 @@ impl Shared {
             next_connection: AtomicU64::new(1),
             committed: watch::channel(None).0,
             released: Mutex::new(Vec::new()),
+            health: Health::default(),
         }
     }
 
@@ -164,8 +168,12 @@ impl Shared {
         }
     }
 
-    pub fn set_leader(&self, handle: Option<LeaderHandle>) {
+    /// Opens or closes the way into the leader's loop, and reports the
+    /// client API's health to match.
+    pub async fn set_leader(&self, handle: Option<LeaderHandle>) {
+        let leading = handle.is_some();
         *self.leader.write().unwrap_or_else(PoisonError::into_inner) = handle;
+        self.health.set_leading(leading).await;
     }
 
     fn leader_handle(&self) -> Result<LeaderHandle, ServiceError> {
@@ -403,6 +411,10 @@ impl Backend for Shared {
 
     async fn backup_lost(&self, node: &str, connection: u64) {
         self.send_peer_event(LeaderInput::BackupLost { node: node.to_string(), connection }).await;
+    }
+
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
     }
 
     async fn remove_member(&self, node: NodeId) -> Result<MemberRemoval, ServiceError> {
