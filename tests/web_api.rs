@@ -226,6 +226,10 @@ async fn every_route_answers_on_every_node_with_its_codes() {
     assert_error(&post(&cluster, 0, "/auctions", past).await, StatusCode::BAD_REQUEST, "end_not_in_future");
     let unnamed = json!({"name": " ", "expiry_time": rfc3339(now_ms() + 60_000)});
     assert_error(&post(&cluster, 1, "/auctions", unnamed).await, StatusCode::BAD_REQUEST, "title_empty");
+    let long = json!({"name": "n".repeat(30_000), "expiry_time": rfc3339(now_ms() + 60_000)});
+    assert_error(&post(&cluster, 0, "/auctions", long).await, StatusCode::BAD_REQUEST, "title_too_long");
+    let long_bidder = json!({"participant_id": "p".repeat(30_000), "bid_price": 500});
+    assert_error(&post(&cluster, 1, &bids, long_bidder).await, StatusCode::BAD_REQUEST, "name_too_long");
     let no_time = json!({"name": "x", "expiry_time": "tomorrow"});
     assert_error(&post(&cluster, 2, "/auctions", no_time).await, StatusCode::BAD_REQUEST, "invalid_field");
 

@@ -10,7 +10,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::auction::{AcceptedBid, AuctionInfo, MAX_AUCTION_ID_LEN, MAX_PAGE, Reason, Verdict};
+use crate::auction::{self, AcceptedBid, AuctionInfo, MAX_AUCTION_ID_LEN, MAX_PAGE, Party, Reason, Verdict};
 use crate::client::{Client, ClientError};
 
 use super::Web;
@@ -108,11 +108,17 @@ pub(super) async fn create_auction(
 ) -> Result<Response, ApiError> {
     let key = session_key(&headers)?;
     let request = CreateRequest::parse(&body)?;
+    let mut create = request.to_create();
+    // The service's own checks, here too: what would fail them must not
+    // reach it as an oversized message (its limit is 16 KiB, the body's 64).
+    auction::normalize_in_place(&mut create.seller, Party::Seller)
+        .and_then(|()| auction::validate_create_fields(&create))
+        .map_err(|reason| ApiError::refusal(Verdict::Exception, &reason))?;
     let mut client = web.cluster.lease()?;
     if let Some(key) = &key {
         client.use_key(key);
     }
-    let outcome = client.create_auction(request.to_create()).await?;
+    let outcome = client.create_auction(create).await?;
     if outcome.verdict != Verdict::Success {
         let reason = outcome.reason.unwrap_or(Reason::NoEnd);
         return Err(ApiError::refusal(outcome.verdict, &reason));
@@ -145,7 +151,13 @@ pub(super) async fn place_bid(
 ) -> Result<Response, ApiError> {
     let auction_id = auction_id(path)?;
     let key = session_key(&headers)?;
-    let request = BidRequest::parse(&body).inspect_err(|_| web.metrics.count_bid(BidCount::Invalid))?;
+    let mut request = BidRequest::parse(&body).inspect_err(|_| web.metrics.count_bid(BidCount::Invalid))?;
+    auction::normalize_in_place(&mut request.participant_id, Party::Bidder)
+        .and_then(|()| auction::validate_bid(&auction_id, &request.participant_id, request.bid_price, ""))
+        .map_err(|reason| {
+            web.metrics.count_bid(BidCount::Invalid);
+            ApiError::refusal(Verdict::Exception, &reason)
+        })?;
     let mut client = web.cluster.lease()?;
     if let Some(key) = &key {
         client.use_key(key);
