@@ -139,6 +139,23 @@ impl Client {
         &self.client_id
     }
 
+    /// Sends the next write as request `request_id` of session `client_id`:
+    /// for a caller whose requests carry an identity of their own (an HTTP
+    /// `Idempotency-Key`), so that its retry is the same replicated request
+    /// and gets the first one's outcome. Call [`Client::start_new_session`]
+    /// before this client's next write of its own.
+    pub fn resume_session(&mut self, client_id: &str, request_id: u64) {
+        self.client_id = client_id.to_string();
+        self.next_request_id = request_id;
+        self.renew_session = false;
+        self.last_request_at = None;
+    }
+
+    /// Starts a new session of the client's own before the next write.
+    pub fn start_new_session(&mut self) {
+        self.renew_session = true;
+    }
+
     /// Attempts that failed before the last request got its answer.
     pub fn last_retries(&self) -> u32 {
         self.last_retries

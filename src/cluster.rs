@@ -31,6 +31,9 @@ pub struct ClusterSpec {
     /// Where the nodes keep their state (`node-PORT` each), so that it
     /// survives a restart of every node; none keeps it in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Node `i` serves the HTTP/JSON API on `http_base_port + i`; none
+    /// serves no HTTP.
+    pub http_base_port: Option<u16>,
 }
 
 impl ClusterSpec {
@@ -44,6 +47,7 @@ impl ClusterSpec {
             log_dir: None,
             log_filter: "info".into(),
             data_dir: None,
+            http_base_port: None,
         }
     }
 }
@@ -94,6 +98,11 @@ impl LocalCluster {
         format!("127.0.0.1:{}", self.nodes[i].port)
     }
 
+    /// Where node `i` serves the HTTP/JSON API, if the spec gives it a port.
+    pub fn http_address(&self, i: usize) -> Option<String> {
+        self.spec.http_base_port.map(|base| format!("127.0.0.1:{}", base + i as u16))
+    }
+
     pub fn client_address(&self) -> String {
         format!("127.0.0.1:{}", self.spec.client_port)
     }
@@ -133,6 +142,10 @@ impl LocalCluster {
             Some(dir) => vec!["--data-dir".into(), dir.display().to_string()],
             None => Vec::new(),
         };
+        let http_port: Vec<String> = match self.spec.http_base_port {
+            Some(base) => vec!["--http-port".into(), (base + i as u16).to_string()],
+            None => Vec::new(),
+        };
         let stderr = match self.log_file(i) {
             Some(path) => {
                 let file = File::options().create(true).append(true).open(&path)?;
@@ -150,6 +163,7 @@ impl LocalCluster {
             .arg(self.peer_list(i))
             .args(&self.spec.server_args)
             .args(&data_dir)
+            .args(&http_port)
             .env("RUST_LOG", &self.spec.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -7,10 +7,13 @@
 //! - [`replication`]: the primary-backup core, sans I/O: events in, actions out.
 //! - [`storage`]: the write-ahead log and snapshots on disk, and the
 //!   group-commit thread that syncs them.
-//! - [`transport`]: tonic services and channels, protobuf conversions.
+//! - [`transport`]: tonic services and channels, protobuf conversions,
+//!   gRPC health and reflection.
 //! - [`node`]: the async driver of one server process: roles, timers,
 //!   takeover, and the leadership seam (today the client port as the lock).
 //! - [`client`]: the client library: failover and retries with the same request id.
+//! - [`web`]: the HTTP/JSON API, server-sent events and metrics each node
+//!   serves, on top of the client library.
 //! - [`prompt`]: the bidding prompt and the one-line answers it prints.
 //! - [`cluster`]: local clusters of server processes, for the demo and the tools.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
@@ -28,3 +31,4 @@ pub mod replication;
 pub mod storage;
 pub mod tour;
 pub mod transport;
+pub mod web;

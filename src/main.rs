@@ -266,6 +266,10 @@ struct ServerArgs {
     /// replays at most this many); 0 never snapshots.
     #[arg(long, default_value_t = node::SNAPSHOT_EVERY, requires = "data_dir")]
     snapshot_every: u64,
+    /// Serve the HTTP/JSON API on this port (on --host): any node answers
+    /// any request, forwarding it to the leader.
+    #[arg(long)]
+    http_port: Option<u16>,
 }
 
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
@@ -356,6 +360,9 @@ struct DemoArgs {
     /// Instead of the prompt, run a script and print its log.
     #[arg(long, value_enum)]
     script: Option<Script>,
+    /// The first node's HTTP/JSON API port; the others follow.
+    #[arg(long, default_value_t = 8080)]
+    http_base_port: u16,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -752,6 +759,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         disk: Arc::new(OsDisk),
         snapshot_every: args.snapshot_every,
     });
+    // Bound before the node starts, so that a port in use fails the start.
+    let http_listener = match args.http_port {
+        Some(port) => {
+            let address = SocketAddr::new(args.host, port);
+            Some(tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?)
+        }
+        None => None,
+    };
 
     // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
     // over to the first of its leaderQueue, a backup leaves. A second one
@@ -767,7 +782,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         std::process::exit(i32::from(code));
     });
     tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
-    node::run(config, network, listener, shutdown).await
+    // The HTTP API beside the node, sharing its stop; it reaches the
+    // cluster as any client does: the client port, then every node.
+    let web = http_listener.map(|listener| {
+        let mut servers = vec![config.client_address.to_string(), node_address.to_string()];
+        servers.extend(config.peers.iter().cloned());
+        let web_config = gavel::web::WebConfig { node_address: node_address.to_string(), servers };
+        tracing::info!(address = ?listener.local_addr().ok(), "serving the HTTP API");
+        tokio::spawn(gavel::web::serve(listener, web_config, shutdown.clone()))
+    });
+    let result = node::run(config, network, listener, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(web) = web {
+        match tokio::time::timeout(Duration::from_secs(2), web).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP API failed"),
+            Ok(_) => {}
+            Err(_) => tracing::debug!("HTTP connections still open; closing them"),
+        }
+    }
+    result
 }
 
 /// Serves the null client API on 127.0.0.1 until SIGINT, as `serve` does a node.
@@ -893,6 +926,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Each node keeps its state on disk, so that even the crash of every
     // node loses no acknowledged bid.
     spec.data_dir = Some(log_dir.join("data"));
+    spec.http_base_port = Some(args.http_base_port);
     println!(
         "starting {} nodes on ports {}..{}; logs and data in {}",
         args.nodes,
@@ -903,6 +937,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // The prompt's commands and the final drop share the cluster.
     let cluster = tokio::sync::Mutex::new(LocalCluster::start(spec).await?);
     println!("{}", status_report(&*cluster.lock().await).await);
+    let http: Vec<String> = {
+        let cluster = cluster.lock().await;
+        (0..cluster.len()).filter_map(|i| cluster.http_address(i)).map(|address| format!("http://{address}")).collect()
+    };
+    println!("HTTP/JSON API on any node: {} (GET /auctions, /openapi.json, /metrics)", http.join(", "));
     println!("demo commands: {DEMO_COMMANDS}");
 
     let target = Target {

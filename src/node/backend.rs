@@ -14,7 +14,7 @@ use crate::auction::{
 };
 use crate::replication::{DiskCounts, LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
 use crate::storage::StorageHandle;
-use crate::transport::{Backend, BackupSession, Hello, MemberRemoval, Network, ServiceError};
+use crate::transport::{Backend, BackupSession, Health, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
 
@@ -85,6 +85,9 @@ pub(super) struct Shared {
     released: Mutex<Vec<NodeId>>,
     /// This node's storage writer, if it keeps a disk: status reports its syncs.
     storage: Mutex<Option<StorageHandle>>,
+    /// What `grpc.health.v1` reports: the client API serves while this
+    /// node leads.
+    health: Health,
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
@@ -123,6 +126,7 @@ impl Shared {
             committed: watch::channel(None).0,
             released: Mutex::new(Vec::new()),
             storage: Mutex::new(None),
+            health: Health::default(),
         }
     }
 
@@ -174,8 +178,12 @@ impl Shared {
         }
     }
 
-    pub fn set_leader(&self, handle: Option<LeaderHandle>) {
+    /// Opens or closes the way into the leader's loop, and reports the
+    /// client API's health to match.
+    pub async fn set_leader(&self, handle: Option<LeaderHandle>) {
+        let leading = handle.is_some();
         *self.leader.write().unwrap_or_else(PoisonError::into_inner) = handle;
+        self.health.set_leading(leading).await;
     }
 
     fn leader_handle(&self) -> Result<LeaderHandle, ServiceError> {
@@ -418,6 +426,10 @@ impl Backend for Shared {
 
     async fn backup_lost(&self, node: &str, connection: u64) {
         self.send_peer_event(LeaderInput::BackupLost { node: node.to_string(), connection }).await;
+    }
+
+    fn health(&self) -> Option<Health> {
+        Some(self.health.clone())
     }
 
     async fn remove_member(&self, node: NodeId) -> Result<MemberRemoval, ServiceError> {

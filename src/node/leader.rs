@@ -109,7 +109,7 @@ pub(super) async fn lead(
     let serving_clients = Arc::new(AtomicBool::new(true));
     let handle =
         LeaderHandle { inputs, epoch: leader.epoch(), cluster_id, serving_clients: Arc::clone(&serving_clients) };
-    shared.set_leader(Some(handle));
+    shared.set_leader(Some(handle)).await;
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
     // Its own token: a graceful stop closes the client port first, while
     // the loop still releases the replies of requests in flight.
@@ -190,7 +190,7 @@ pub(super) async fn lead(
         if let Some(failure) = driver.disk_failure.take() {
             // Nothing more may be acknowledged: the node stops, and the
             // first of the leaderQueue takes over.
-            shared.set_leader(None);
+            shared.set_leader(None).await;
             shared.publish(None);
             return Err(anyhow::anyhow!("{failure}; this node stops leading and exits"));
         }
@@ -201,7 +201,7 @@ pub(super) async fn lead(
             break;
         }
     }
-    shared.set_leader(None);
+    shared.set_leader(None).await;
     shared.publish(None);
     // Ends every backup's stream: they take the leader for lost at once.
     drop(driver);

@@ -111,6 +111,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config.clone(), network));
+    // Not serving the client API until it leads.
+    shared.set_leader(None).await;
     let server = tokio::spawn(transport::serve(
         Arc::clone(&shared),
         transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),

@@ -4,11 +4,13 @@
 //! a [`Backend`] (the node) with domain types; the client-side helpers return
 //! domain types and a [`CallError`] that says whether a retry can help.
 //! [`serve_null`] serves the same services with no node behind them: the
-//! bench's ceiling.
+//! bench's ceiling. Every port also serves `grpc.health.v1` and server
+//! reflection ([`Health`]).
 
 mod client;
 mod convert;
 pub mod disk_format;
+mod health;
 mod network;
 mod null;
 mod rogue;
@@ -21,6 +23,7 @@ pub use client::{
     probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
+pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use null::serve_null;
 pub use rogue::RogueStream;

@@ -20,6 +20,7 @@ use crate::auction::{
 };
 use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
 
+use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
@@ -28,7 +29,9 @@ use super::{Incoming, LEADER_METADATA, MAX_CLIENT_MESSAGE, MAX_REPLICATION_MESSA
 /// Why a node could not serve a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("this node is not the leader")]
+    /// Names the leader when this node knows it, in the message as well as
+    /// in the `x-gavel-leader` metadata, for tools that show only the text.
+    #[error("this node is not the leader{}", leader.as_ref().map(|leader| format!("; the leader is {leader}")).unwrap_or_default())]
     NotLeader { leader: Option<NodeId> },
     #[error("unknown auction {0:?}")]
     UnknownAuction(String),
@@ -125,6 +128,11 @@ pub trait Backend: Send + Sync + 'static {
     /// An operator's removal of a member for good: what happened, and the
     /// index of the committed removal if this node leads.
     fn remove_member(&self, node: NodeId) -> impl Future<Output = Result<MemberRemoval, ServiceError>> + Send;
+    /// What the health service reports; `None` for a backend that always
+    /// serves (the null server).
+    fn health(&self) -> Option<Health> {
+        None
+    }
 }
 
 /// What a node did with an operator's removal of a member.
@@ -415,7 +423,7 @@ pub enum Services {
 }
 
 /// Serves `services` on the connections of `incoming` until `shutdown` is
-/// cancelled.
+/// cancelled, with the health and reflection services beside them.
 pub async fn serve<B: Backend>(
     backend: Arc<B>,
     incoming: Incoming,
@@ -423,6 +431,24 @@ pub async fn serve<B: Backend>(
     settings: TransportSettings,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let health = match backend.health() {
+        Some(health) => health,
+        None => {
+            let health = Health::default();
+            health.set_leading(true).await;
+            health
+        }
+    };
+    let advertised = advertised(services == Services::Node);
+    // Built from descriptors compiled into the binary: a failure is a bug
+    // of the build, and the API is served without reflection rather than not at all.
+    let (reflection_v1, reflection_v1alpha) = match reflection(&advertised) {
+        Ok((v1, v1alpha)) => (Some(v1), Some(v1alpha)),
+        Err(error) => {
+            tracing::error!(%error, "server reflection unavailable");
+            (None, None)
+        }
+    };
     let auction = AuctionServer::new(AuctionService { backend: Arc::clone(&backend) })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE);
     let peers = (services == Services::Node).then(|| {
@@ -433,6 +459,9 @@ pub async fn serve<B: Backend>(
     server_builder(&settings)
         .add_service(auction)
         .add_optional_service(peers)
+        .add_service(health.service())
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }

@@ -1,0 +1,129 @@
+//! `GET /events`: committed auction events as server-sent events, built on
+//! the client library's watch, which resumes across a failover by itself.
+//! Each event's id is its revision, so a browser's `EventSource` resumes
+//! after a dropped connection with `Last-Event-ID` and misses nothing.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::auction::{AuctionEvent, EventKind, MAX_AUCTION_ID_LEN, Reason, Verdict};
+use crate::client::{Client, ClientError};
+
+use super::Web;
+use super::error::ApiError;
+use super::json::{BidJson, ClosedAuction, ErrorBody, Item};
+use super::routes::read_auction;
+
+/// Event streams one node serves at once; past it, 503.
+pub const MAX_EVENT_STREAMS: usize = 2048;
+/// Events queued for one reader. A reader this far behind is cut off (the
+/// stream ends) rather than buffered; its `EventSource` reconnects with
+/// `Last-Event-ID` and resumes where it stopped.
+const MAX_QUEUED_EVENTS: usize = 1024;
+/// A comment this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a browser waits before it reconnects.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    /// One auction's events; every auction's without it.
+    auction: Option<String>,
+    /// Events after this revision; 0 (the default) from now on.
+    after: Option<u64>,
+}
+
+pub(super) async fn events(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let after = match headers.get("last-event-id").map(|value| value.to_str().map(str::trim)) {
+        Some(Ok(id)) if !id.is_empty() => id.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a revision: a whole number")
+        })?,
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be a revision: a whole number",
+            ));
+        }
+        _ => query.after.unwrap_or(0),
+    };
+    let auction = query.auction.filter(|auction| !auction.is_empty());
+    if let Some(auction) = &auction {
+        if auction.len() > MAX_AUCTION_ID_LEN {
+            let reason = Reason::AuctionIdTooLong { max: MAX_AUCTION_ID_LEN };
+            return Err(ApiError::refusal(Verdict::Exception, &reason));
+        }
+        read_auction(&mut *web.cluster.lease()?, auction).await?;
+    }
+    let slot = Arc::clone(&web.streams).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!("this node serves {MAX_EVENT_STREAMS} event streams already; try another node or later"),
+        )
+    })?;
+    // A client of its own: a watch holds its connection for as long as it runs.
+    let mut client = Client::new(web.cluster.config().clone()).map_err(ApiError::from)?;
+    let (sender, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
+    let _ = sender.try_send(Event::default().retry(RECONNECT_AFTER));
+    let reader_gone = sender.clone();
+    let shutdown = web.shutdown.clone();
+    web.tasks.spawn(async move {
+        let watch = client.watch(auction.as_deref(), after, |event| sender.try_send(sse_event(event)).is_ok());
+        let ended = tokio::select! {
+            ended = watch => ended,
+            () = reader_gone.closed() => Ok(()),
+            () = shutdown.cancelled() => Ok(()),
+        };
+        if let Err(error) = ended {
+            let _ = reader_gone.try_send(error_event(&error));
+        }
+    });
+    // The slot is held for as long as the response streams.
+    let stream = ReceiverStream::new(receiver).map(move |event| {
+        let _held = &slot;
+        Ok::<_, Infallible>(event)
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+}
+
+/// One auction event as a server-sent event: `opened` (the item), `bid`
+/// (the accepted bid), `closed` (the final state and winner), or `progress`
+/// (no change: where a watch from now on starts).
+fn sse_event(event: &AuctionEvent) -> Event {
+    let sse = Event::default().id(event.revision.to_string());
+    let data = match &event.kind {
+        EventKind::Opened(info) => sse.event("opened").json_data(Item::from(info)),
+        EventKind::BidAccepted(bid) => sse.event("bid").json_data(BidJson::of(&event.auction_id, bid)),
+        EventKind::Closed(info) => sse.event("closed").json_data(ClosedAuction::from(info)),
+        EventKind::Progress => sse.event("progress").json_data(serde_json::json!({ "revision": event.revision })),
+    };
+    // Serialising these plain structs cannot fail.
+    data.unwrap_or_else(|_| Event::default().comment("an event could not be written"))
+}
+
+/// The last event of a watch that cannot go on: no leader answered, or
+/// its revision was compacted (the reader reads afresh and watches after).
+fn error_event(error: &ClientError) -> Event {
+    let code = match error {
+        ClientError::Unreachable { .. } => "unavailable",
+        ClientError::Rejected(_) => "watch_refused",
+    };
+    let body = ErrorBody { error: code.to_string(), message: error.to_string() };
+    Event::default().event("error").json_data(body).unwrap_or_else(|_| Event::default().comment("the watch ended"))
+}

@@ -1,0 +1,282 @@
+//! The REST routes over auctions and bids: each reads or writes through the
+//! client library, so any node answers any request.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auction::{self, AcceptedBid, AuctionInfo, MAX_AUCTION_ID_LEN, MAX_PAGE, Party, Reason, Verdict};
+use crate::client::{Client, ClientError};
+
+use super::Web;
+use super::error::ApiError;
+use super::json::{AuctionStatus, BidJson, BidRequest, CreateRequest, Item, PlacedBid};
+use super::metrics::BidCount;
+use super::pool::session_key;
+
+/// The most items `GET /auctions` and bids `GET /auctions/{id}/history`
+/// return: the oldest first (a larger answer is better paged over gRPC).
+pub const MAX_LISTED: usize = 10_000;
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How many of the newest bids a lookup of an accepted bid reads at once.
+const LOOKUP_WINDOW: usize = 32;
+
+/// A request body of at most [`MAX_BODY`] bytes; anything else is an
+/// error in the API's JSON shape rather than axum's plain text.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body must be at most {MAX_BODY} bytes"),
+            )),
+            Err(rejection) => Err(ApiError::bad_request("unreadable_body", rejection.body_text())),
+        }
+    }
+}
+
+/// The auction id of a path, checked as the service checks it.
+fn auction_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(auction_id) = path.map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+    if auction_id.len() > MAX_AUCTION_ID_LEN {
+        let reason = Reason::AuctionIdTooLong { max: MAX_AUCTION_ID_LEN };
+        return Err(ApiError::refusal(Verdict::Exception, &reason));
+    }
+    Ok(auction_id)
+}
+
+/// Reads one auction. The id was checked first, so a refusal of the read
+/// can only mean that no such auction exists (the client library reports
+/// it as text; its gRPC code is NOT_FOUND).
+pub(super) async fn read_auction(client: &mut Client, auction_id: &str) -> Result<AuctionInfo, ApiError> {
+    client.get_auction(auction_id).await.map_err(|error| match error {
+        ClientError::Rejected(_) => ApiError::unknown_auction(auction_id),
+        unreachable => ApiError::from(unreachable),
+    })
+}
+
+/// Up to `limit` bids of an auction from the `from`-th accepted one (a
+/// history page token is how many bids earlier pages held).
+async fn bids_from(
+    client: &mut Client,
+    auction_id: &str,
+    from: usize,
+    limit: usize,
+) -> Result<Vec<AcceptedBid>, ApiError> {
+    let token = if from == 0 { String::new() } else { from.to_string() };
+    match client.history(auction_id, limit as u32, &token).await {
+        Ok(page) => Ok(page.bids),
+        Err(ClientError::Rejected(_)) => Err(ApiError::unknown_auction(auction_id)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `GET /auctions`: every auction the cluster holds, in creation order.
+pub(super) async fn list_auctions(State(web): State<Arc<Web>>) -> Result<Json<Vec<Item>>, ApiError> {
+    let mut client = web.cluster.lease()?;
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client.list_auctions(false, MAX_PAGE as u32, &page_token).await?;
+        items.extend(page.auctions.iter().map(Item::from));
+        if page.next_page_token.is_empty() || items.len() >= MAX_LISTED {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    items.truncate(MAX_LISTED);
+    Ok(Json(items))
+}
+
+/// `POST /auctions`: 201 and the created item.
+pub(super) async fn create_auction(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let key = session_key(&headers)?;
+    let request = CreateRequest::parse(&body)?;
+    let mut create = request.to_create();
+    // The service's own checks, here too: what would fail them must not
+    // reach it as an oversized message (its limit is 16 KiB, the body's 64).
+    auction::normalize_in_place(&mut create.seller, Party::Seller)
+        .and_then(|()| auction::validate_create_fields(&create))
+        .map_err(|reason| ApiError::refusal(Verdict::Exception, &reason))?;
+    let mut client = web.cluster.lease()?;
+    if let Some(key) = &key {
+        client.use_key(key);
+    }
+    let outcome = client.create_auction(create).await?;
+    if outcome.verdict != Verdict::Success {
+        let reason = outcome.reason.unwrap_or(Reason::NoEnd);
+        return Err(ApiError::refusal(outcome.verdict, &reason));
+    }
+    let info = read_auction(&mut client, &outcome.auction_id).await?;
+    let location = HeaderValue::from_str(&format!("/auctions/{}", info.auction_id)).ok();
+    let mut response = (StatusCode::CREATED, Json(Item::from(&info))).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /auctions/{id}`.
+pub(super) async fn get_auction(
+    State(web): State<Arc<Web>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Item>, ApiError> {
+    let auction_id = auction_id(path)?;
+    let mut client = web.cluster.lease()?;
+    Ok(Json(Item::from(&read_auction(&mut client, &auction_id).await?)))
+}
+
+/// `POST /auctions/{id}/bids`: 201 and the accepted bid, or the refusal.
+pub(super) async fn place_bid(
+    State(web): State<Arc<Web>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let auction_id = auction_id(path)?;
+    let key = session_key(&headers)?;
+    let mut request = BidRequest::parse(&body).inspect_err(|_| web.metrics.count_bid(BidCount::Invalid))?;
+    auction::normalize_in_place(&mut request.participant_id, Party::Bidder)
+        .and_then(|()| auction::validate_bid(&auction_id, &request.participant_id, request.bid_price, ""))
+        .map_err(|reason| {
+            web.metrics.count_bid(BidCount::Invalid);
+            ApiError::refusal(Verdict::Exception, &reason)
+        })?;
+    let mut client = web.cluster.lease()?;
+    if let Some(key) = &key {
+        client.use_key(key);
+    }
+    let outcome = match client.bid(&auction_id, &request.participant_id, request.bid_price).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            web.metrics.count_bid(BidCount::Unanswered);
+            return Err(error.into());
+        }
+    };
+    if outcome.verdict != Verdict::Success {
+        web.metrics.count_bid(if outcome.verdict == Verdict::Fail { BidCount::Refused } else { BidCount::Invalid });
+        let reason = outcome.reason.unwrap_or(Reason::AmountZero);
+        return Err(ApiError::refusal(outcome.verdict, &reason));
+    }
+    web.metrics.count_bid(BidCount::Accepted);
+    let message = match &outcome.reason {
+        Some(reason) => reason.to_string(),
+        None => format!("{} now holds the highest bid", outcome.highest_bidder),
+    };
+    let bid = match find_accepted_bid(&mut client, &auction_id, outcome.highest_amount).await? {
+        Some(bid) => BidJson::of(&auction_id, &bid),
+        // Accepted, but its auction was forgotten since (a retry long
+        // after its close): the revision and the stamp went with it.
+        None => BidJson {
+            id: String::new(),
+            participant_id: outcome.highest_bidder.clone(),
+            auction_item_id: auction_id.clone(),
+            bid_price: outcome.highest_amount,
+            timestamp: super::json::rfc3339(0),
+        },
+    };
+    Ok((StatusCode::CREATED, Json(PlacedBid { bid, message })).into_response())
+}
+
+/// An accepted bid's revision and the leader's stamp, which the bid's
+/// outcome does not carry: read from the history, where the amounts rise
+/// strictly, so the amount finds it. A bid just accepted is among the
+/// newest: one window from the end usually holds it.
+async fn find_accepted_bid(
+    client: &mut Client,
+    auction_id: &str,
+    amount: u64,
+) -> Result<Option<AcceptedBid>, ApiError> {
+    let info = match read_auction(client, auction_id).await {
+        Ok(info) => info,
+        Err(error) if error.status == StatusCode::NOT_FOUND => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut end = usize::try_from(info.accepted_bids).unwrap_or(usize::MAX);
+    loop {
+        let from = end.saturating_sub(LOOKUP_WINDOW);
+        let bids = bids_from(client, auction_id, from, LOOKUP_WINDOW).await?;
+        if let Some(bid) = bids.iter().find(|bid| bid.amount == amount) {
+            return Ok(Some(bid.clone()));
+        }
+        match bids.first() {
+            Some(first) if first.amount > amount && from > 0 => end = from,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// `GET /auctions/{id}/status`: the item, its highest bid, whether it
+/// still runs and for how long (by the leader's clock).
+pub(super) async fn auction_status(
+    State(web): State<Arc<Web>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AuctionStatus>, ApiError> {
+    let auction_id = auction_id(path)?;
+    let mut client = web.cluster.lease()?;
+    let info = read_auction(&mut client, &auction_id).await?;
+    // The history only grows: its bid at the count this read saw is the
+    // highest bid as of this read.
+    let highest = match usize::try_from(info.accepted_bids).unwrap_or(usize::MAX) {
+        0 => None,
+        count => {
+            bids_from(&mut client, &auction_id, count - 1, 1).await?.first().map(|bid| BidJson::of(&auction_id, bid))
+        }
+    };
+    Ok(Json(AuctionStatus::of(&info, highest)))
+}
+
+/// `GET /auctions/{id}/history`: the accepted bids, oldest first.
+pub(super) async fn auction_history(
+    State(web): State<Arc<Web>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<BidJson>>, ApiError> {
+    let auction_id = auction_id(path)?;
+    let mut client = web.cluster.lease()?;
+    let mut bids = Vec::new();
+    loop {
+        let page = bids_from(&mut client, &auction_id, bids.len(), MAX_PAGE).await?;
+        let full = page.len() == MAX_PAGE;
+        bids.extend(page.iter().map(|bid| BidJson::of(&auction_id, bid)));
+        if !full || bids.len() >= MAX_LISTED {
+            break;
+        }
+    }
+    bids.truncate(MAX_LISTED);
+    Ok(Json(bids))
+}
+
+/// `GET /openapi.json`: the API described for tools and generated clients.
+pub(super) async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI)
+}
+
+/// Any path the API does not have.
+pub(super) async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// A path the API has, with a method it does not.
+pub(super) async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not answer {method}", uri.path()),
+    )
+}

@@ -1,0 +1,128 @@
+//! Bids per second through the HTTP/JSON API against gRPC, in the same run
+//! on the same cluster: what BENCHMARKS.md reports. Ignored by default (it
+//! measures, it does not check); run it in release:
+//!
+//! ```sh
+//! cargo test --release --test web_bench -- --ignored --nocapture
+//! ```
+//!
+//! `GAVEL_BENCH_CLIENTS` (default 64), `GAVEL_BENCH_SECONDS` (default 5)
+//! and `GAVEL_BENCH_REPS` (default 3) shape it. Each client bids rising
+//! amounts on an auction of its own, so every bid is accepted: the REST
+//! side pays for an accepted bid's lookup of its revision and stamp.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gavel::auction::{CreateAuction, Verdict};
+use gavel::client::{Client, ClientConfig};
+use gavel::cluster::LocalCluster;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// Runs `clients` loops of `bid` for `seconds`; the bids answered per second.
+async fn measure<F, Fut>(clients: usize, seconds: u64, bid: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let bid = Arc::new(bid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (bid, stop, answered) = (Arc::clone(&bid), Arc::clone(&stop), Arc::clone(&answered));
+        tasks.push(tokio::spawn(async move {
+            // Amounts rise from the clock, so that every run outbids the last.
+            let mut amount = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_micros() as u64;
+            while !stop.load(Ordering::Relaxed) {
+                amount += 1;
+                assert!(bid(client, amount).await, "a bid was refused");
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let counted = answered.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a client ran");
+    }
+    counted as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+async fn rest_against_grpc_bids_per_second() {
+    let (clients, seconds, reps) = (
+        setting("GAVEL_BENCH_CLIENTS", 64) as usize,
+        setting("GAVEL_BENCH_SECONDS", 5),
+        setting("GAVEL_BENCH_REPS", 3),
+    );
+    let mut spec = common::spec(54, 3, &["--duration", "1h"]);
+    spec.http_base_port = Some(common::ports(54).base + 10);
+    spec.log_filter = "warn".into();
+    let cluster = LocalCluster::start(spec).await.expect("cluster starts");
+
+    // One auction per client, so that every bid is accepted.
+    let mut setup =
+        Client::new(ClientConfig { servers: vec![cluster.client_address()], ..Default::default() }).expect("client");
+    let mut auctions = Vec::new();
+    for client in 0..clients {
+        let create = CreateAuction::lasting("bench", &format!("lot {client}"), "", 1, Duration::from_secs(3600));
+        let outcome = setup.create_auction(create).await.expect("created");
+        assert_eq!(outcome.verdict, Verdict::Success);
+        auctions.push(outcome.auction_id);
+    }
+    let auctions = Arc::new(auctions);
+    let http_addresses: Arc<Vec<String>> =
+        Arc::new((0..cluster.len()).map(|i| cluster.http_address(i).expect("an HTTP port")).collect());
+
+    println!("clients {clients}, {seconds} s per run, gRPC then REST (requests spread over the 3 nodes)");
+    let mut ratios = Vec::new();
+    for rep in 1..=reps {
+        let grpc_clients: Vec<_> = (0..clients)
+            .map(|_| {
+                let config = ClientConfig { servers: vec![cluster.client_address()], ..Default::default() };
+                Arc::new(tokio::sync::Mutex::new(Client::new(config).expect("client")))
+            })
+            .collect();
+        let (grpc_clients, grpc_auctions) = (Arc::new(grpc_clients), Arc::clone(&auctions));
+        let grpc = measure(clients, seconds, move |client, amount| {
+            let (grpc_clients, grpc_auctions) = (Arc::clone(&grpc_clients), Arc::clone(&grpc_auctions));
+            async move {
+                let mut bidder = grpc_clients[client].lock().await;
+                let outcome = bidder.bid(&grpc_auctions[client], &format!("b{client}"), amount).await;
+                outcome.is_ok_and(|outcome| outcome.verdict == Verdict::Success)
+            }
+        })
+        .await;
+
+        let http_clients: Arc<Vec<reqwest::Client>> = Arc::new((0..clients).map(|_| reqwest::Client::new()).collect());
+        let (rest_auctions, addresses) = (Arc::clone(&auctions), Arc::clone(&http_addresses));
+        let rest = measure(clients, seconds, move |client, amount| {
+            let (http_clients, rest_auctions, addresses) =
+                (Arc::clone(&http_clients), Arc::clone(&rest_auctions), Arc::clone(&addresses));
+            async move {
+                let url =
+                    format!("http://{}/auctions/{}/bids", addresses[client % addresses.len()], rest_auctions[client]);
+                let body = serde_json::json!({"participant_id": format!("b{client}"), "bid_price": amount});
+                let response = http_clients[client].post(url).json(&body).send().await;
+                response.is_ok_and(|response| response.status() == reqwest::StatusCode::CREATED)
+            }
+        })
+        .await;
+        let ratio = rest / grpc;
+        ratios.push(ratio);
+        println!("run {rep}: gRPC {grpc:.0} bids/s, REST {rest:.0} bids/s, REST/gRPC {ratio:.2}");
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("median REST/gRPC {:.2}", ratios[ratios.len() / 2]);
+}
