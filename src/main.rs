@@ -759,6 +759,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         disk: Arc::new(OsDisk),
         snapshot_every: args.snapshot_every,
     });
+    config.http_address = args.http_port.map(|port| SocketAddr::new(args.host, port).to_string());
     // Bound before the node starts, so that a port in use fails the start.
     let http_listener = match args.http_port {
         Some(port) => {

@@ -46,7 +46,14 @@ async fn browser(driver_port: u16) -> Client {
     let url = format!("http://127.0.0.1:{driver_port}");
     eventually("chromedriver to take a session", DEADLINE, || {
         let (url, capabilities) = (url.clone(), capabilities.clone());
-        async move { ClientBuilder::native().capabilities(capabilities).connect(&url).await.ok() }
+        async move {
+            ClientBuilder::rustls()
+                .expect("a TLS setup for the webdriver client")
+                .capabilities(capabilities)
+                .connect(&url)
+                .await
+                .ok()
+        }
     })
     .await
 }

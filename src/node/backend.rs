@@ -118,6 +118,7 @@ impl Shared {
                 pid: std::process::id(),
                 cluster_id: String::new(),
                 disk: None,
+                http: config.http_address.clone(),
             }),
             id,
             network,

@@ -56,6 +56,9 @@ pub struct NodeConfig {
     /// Where the node keeps its log and snapshots; `None` keeps state in
     /// memory only (replication is then all that keeps it).
     pub storage: Option<StorageConfig>,
+    /// Where this node serves the HTTP API, if it does: its status says so,
+    /// so that the web page finds every node.
+    pub http_address: Option<String>,
 }
 
 impl NodeConfig {
@@ -72,6 +75,7 @@ impl NodeConfig {
             auction_duration: Duration::from_secs(120),
             retain_closed: crate::replication::DEFAULT_RETAIN_CLOSED,
             storage: None,
+            http_address: None,
         }
     }
 

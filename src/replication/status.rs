@@ -27,6 +27,9 @@ pub struct NodeStatus {
     pub cluster_id: String,
     /// What its disk did, if it keeps one.
     pub disk: Option<DiskCounts>,
+    /// Where it serves the HTTP API (`--http-port`), if it does: the web
+    /// page learns every node's address from it.
+    pub http: Option<String>,
 }
 
 /// A node's log syncs so far: how many, and how many entries they carried.

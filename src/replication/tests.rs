@@ -369,6 +369,7 @@ impl Cluster {
             pid: 0,
             cluster_id: backup.state().cluster_id.clone(),
             disk: None,
+            http: None,
         }
     }
 
@@ -1612,6 +1613,7 @@ fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
+        http: None,
     }
 }
 
@@ -2339,6 +2341,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
+        http: None,
     };
     let poisoned_member = NodeStatus {
         node: NODE_3.to_string(),
@@ -2350,6 +2353,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         pid: 0,
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
+        http: None,
     };
     let answers = [rogue_leader, poisoned_member];
     assert_eq!(
@@ -2395,6 +2399,7 @@ fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member
         pid: 0,
         cluster_id: cluster_id.to_string(),
         disk: None,
+        http: None,
     };
     let not_credible = [
         ahead_without_me("another-cluster", epoch_of(1)),

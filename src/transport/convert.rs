@@ -780,6 +780,7 @@ pub fn status_reply(status: NodeStatus) -> pb::StatusReply {
         durable: status.disk.is_some(),
         fsyncs: status.disk.map_or(0, |disk| disk.fsyncs),
         fsynced_entries: status.disk.map_or(0, |disk| disk.fsynced_entries),
+        http_address: status.http.unwrap_or_default(),
     }
 }
 
@@ -798,6 +799,7 @@ pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
         pid: reply.pid,
         cluster_id: String::new(),
         disk: reply.durable.then_some(DiskCounts { fsyncs: reply.fsyncs, fsynced_entries: reply.fsynced_entries }),
+        http: (!reply.http_address.is_empty()).then_some(reply.http_address),
     }
 }
 
@@ -834,6 +836,7 @@ pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
         pid: 0,
         cluster_id: reply.cluster_id,
         disk: None,
+        http: None,
     }
 }
 

@@ -75,6 +75,7 @@ impl Backend for NullBackend {
             pid: std::process::id(),
             cluster_id: String::new(),
             disk: None,
+            http: None,
         }
     }
 

@@ -16,12 +16,14 @@
 //! - `pool`: the clients lent to requests, and `Idempotency-Key` sessions.
 //! - `events`: `GET /events`, server-sent events.
 //! - `metrics`: `GET /metrics`, Prometheus' text format.
+//! - `page`: the web page at `/` (`index.html`) and `GET /cluster`.
 //! - `openapi.json`: the API's description, served at `/openapi.json`.
 
 mod error;
 mod events;
 pub mod json;
 mod metrics;
+mod page;
 mod pool;
 mod routes;
 
@@ -117,6 +119,8 @@ fn build(web: Arc<Web>) -> Router {
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(routes::openapi))
+        .route("/", get(page::page))
+        .route("/cluster", get(page::cluster))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&web), metrics::count_requests))
