@@ -942,6 +942,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let cluster = cluster.lock().await;
         (0..cluster.len()).filter_map(|i| cluster.http_address(i)).map(|address| format!("http://{address}")).collect()
     };
+    if let Some(first) = http.first() {
+        println!("the web page: {first}/ (every node serves it)");
+    }
     println!("HTTP/JSON API on any node: {} (GET /auctions, /openapi.json, /metrics)", http.join(", "));
     println!("demo commands: {DEMO_COMMANDS}");
 

@@ -36,7 +36,7 @@ fn after_crash_all_the_demo_restarts_every_node_from_disk_and_the_auction_is_bac
     let ports = common::ports(48);
     let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["demo", "--id", "dee", "--base-port", &ports.base.to_string()])
-        .args(["--client-port", &ports.client.to_string()])
+        .args(["--client-port", &ports.client.to_string(), "--http-base-port", &(ports.base + 10).to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -55,6 +55,7 @@ fn after_crash_all_the_demo_restarts_every_node_from_disk_and_the_auction_is_bac
     let mut output = String::new();
     demo.child.stdout.take().expect("stdout").read_to_string(&mut output).expect("read the demo's output");
     let expected = [
+        &format!("the web page: http://127.0.0.1:{}/", ports.base + 10),
         "SUCCESS: bid 75 by dee",
         "=== CRASH every node (SIGKILL)",
         "every node came back from its data directory: the auction is back, highest bid 75 by dee",
