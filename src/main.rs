@@ -18,7 +18,7 @@ use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig, StorageConfig};
 use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
-use gavel::storage::{FsyncPolicy, OsDisk};
+use gavel::storage::{FsyncPolicy, OsDisk, WriterMode};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
@@ -742,7 +742,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.takeover_timeout = args.takeover_timeout;
     config.auction_duration = args.duration;
     config.retain_closed = args.retain_closed;
-    config.storage = args.data_dir.map(|dir| StorageConfig { dir, fsync: args.fsync, disk: Arc::new(OsDisk) });
+    config.storage = args.data_dir.map(|dir| StorageConfig {
+        dir,
+        fsync: args.fsync,
+        disk: Arc::new(OsDisk),
+        writer: WriterMode::Thread,
+    });
 
     // The first SIGINT or SIGTERM stops the node gracefully: a leader hands
     // over to the first of its leaderQueue, a backup leaves. A second one

@@ -2,10 +2,11 @@
 //! at start, and the log and snapshots it keeps while it runs.
 //!
 //! Every entry the node applies goes to the storage writer, which syncs in
-//! groups on a thread of its own; the node counts an entry (a leader) or
-//! acks it (a backup) only once the writer says the disk holds it. A
-//! snapshot of the state is taken every [`SNAPSHOT_EVERY`] entries, so that
-//! recovery replays a bounded log and the disk holds a bounded one.
+//! groups on a thread of its own (in a simulation, on the node's thread: see
+//! [`WriterMode`]); the node counts an entry (a leader) or acks it (a
+//! backup) only once the writer says the disk holds it. A snapshot of the
+//! state is taken every [`SNAPSHOT_EVERY`] entries, so that recovery replays
+//! a bounded log and the disk holds a bounded one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tracing::info;
 
 use crate::replication::{Entry, ReplicatedState, Snapshot};
 use crate::storage::{
-    Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterStats,
+    Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterMode, WriterStats,
     latest_snapshot,
 };
 use crate::transport::disk_format;
@@ -32,11 +33,19 @@ pub struct StorageConfig {
     pub fsync: FsyncPolicy,
     /// The real file system, or a simulated one in tests.
     pub disk: Arc<dyn Disk>,
+    /// `Thread` for a real server, always; `Inline` in a simulation, where
+    /// a writer thread would run outside simulated time and break
+    /// determinism.
+    pub writer: WriterMode,
 }
 
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageConfig").field("dir", &self.dir).field("fsync", &self.fsync).finish_non_exhaustive()
+        f.debug_struct("StorageConfig")
+            .field("dir", &self.dir)
+            .field("fsync", &self.fsync)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,6 +67,9 @@ pub struct NodeDisk {
     written: u64,
     /// Entries handed over since the last snapshot.
     since_snapshot: u64,
+    /// Whether the writer works on the node's thread: then everything handed
+    /// over is written already.
+    inline: bool,
 }
 
 impl NodeDisk {
@@ -116,10 +128,14 @@ impl NodeDisk {
             state.last.index
         );
         let written = state.last.index;
-        let writer = StorageWriter::spawn(wal, config.fsync)?;
+        let writer = match config.writer {
+            WriterMode::Thread => StorageWriter::spawn(wal, config.fsync)?,
+            WriterMode::Inline { sync_latency } => StorageWriter::inline(wal, config.fsync, sync_latency),
+        };
         let handle = writer.handle();
         let persisted = handle.persisted();
-        let disk = NodeDisk { writer: Some(writer), handle, persisted, written, since_snapshot: replayed };
+        let inline = matches!(config.writer, WriterMode::Inline { .. });
+        let disk = NodeDisk { writer: Some(writer), handle, persisted, written, since_snapshot: replayed, inline };
         info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
         Ok((disk, Recovered { state, epoch, replayed }))
     }
@@ -179,8 +195,15 @@ impl Drop for NodeDisk {
     /// its role over): a crash needs none of this, a clean stop loses nothing
     /// it wrote.
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            let _ = std::thread::spawn(move || writer.shutdown());
+        match self.writer.take() {
+            // Written, and synced once its sync task runs, if the runtime
+            // outlives the node; a simulated crash drops the task with the
+            // node, and must find the write as a real crash would: unsynced.
+            Some(writer) if self.inline => drop(writer),
+            Some(writer) => {
+                let _ = std::thread::spawn(move || writer.shutdown());
+            }
+            None => {}
         }
     }
 }
