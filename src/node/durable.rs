@@ -114,10 +114,12 @@ impl NodeDisk {
                 Ok(())
             })?;
         // A crash while the log restarted after a snapshot leaves it behind
-        // the snapshot (the old log, or an empty one): it goes on from the
-        // snapshot.
+        // the snapshot (the old log, or an empty one), or empty and past it
+        // (the snapshot was older than the one it replaced): it goes on from
+        // the snapshot.
         let mut wal = wal;
-        if wal.last_index() < state.last.index {
+        let log_is_empty = wal.first_index() > wal.last_index();
+        if wal.last_index() < state.last.index || (log_is_empty && wal.first_index() != state.last.index + 1) {
             wal.restart_at(state.last.index + 1)?;
         }
         anyhow::ensure!(
@@ -154,7 +156,9 @@ impl NodeDisk {
     /// Replaces the state on disk with a leader's snapshot: the log beyond
     /// it goes first (entries there were never committed: the leader holds
     /// every committed one, and its log ends at the snapshot), then the
-    /// snapshot replaces the rest.
+    /// snapshot replaces the rest. That includes a snapshot of this node's
+    /// own that is newer than the leader's: caught up by a leader that then
+    /// died, it can hold entries the next leader never had.
     pub fn install(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let index = snapshot.state.last.index;
         if self.written > index {
@@ -219,5 +223,81 @@ pub async fn persisted_changed(persisted: &mut Option<watch::Receiver<Persisted>
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::replication::{LogPosition, Payload};
+    use crate::storage::{SimDisk, write_snapshot};
+
+    fn config(disk: &SimDisk) -> StorageConfig {
+        StorageConfig {
+            dir: PathBuf::from("data"),
+            fsync: FsyncPolicy::Always,
+            disk: Arc::new(disk.clone()),
+            writer: WriterMode::Inline { sync_latency: std::time::Duration::ZERO },
+        }
+    }
+
+    /// A leader's snapshot: a state whose last entry is at `epoch`, `index`.
+    fn snapshot(epoch: u64, index: u64) -> Snapshot {
+        let state = ReplicatedState {
+            cluster_id: "cluster".into(),
+            last: LogPosition { epoch, index },
+            ..ReplicatedState::default()
+        };
+        Snapshot { epoch, state }
+    }
+
+    fn entries(epoch: u64, indices: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indices.map(|index| Entry { epoch, index, payload: Payload::Join { node: format!("node-{index}") } }).collect()
+    }
+
+    /// A backup caught up by a snapshot that holds entries its leader never
+    /// committed; the leader dies, and the next one, which never had them,
+    /// sends a snapshot of its own, older than the first. It replaces the
+    /// log and the older-numbered state alike.
+    #[test]
+    fn a_snapshot_older_than_the_nodes_own_replaces_it() {
+        let disk = SimDisk::new();
+        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        node_disk.install(&snapshot(1, 60)).unwrap();
+        node_disk.append(&entries(1, 61..=65)).unwrap();
+
+        node_disk.install(&snapshot(2, 56)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 56);
+        node_disk.append(&entries(2, 57..=58)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 58);
+        drop(node_disk);
+
+        disk.crash_losing_unsynced();
+        let (_, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 58 });
+        assert_eq!(recovered.replayed, 2);
+    }
+
+    /// A crash in the middle of that install, once the older snapshot is
+    /// down and before the log starts over after it, leaves an empty log
+    /// that starts past the snapshot: nothing is missing, and the node
+    /// starts from the snapshot.
+    #[test]
+    fn an_empty_log_past_the_snapshot_starts_over_after_it() {
+        let disk = SimDisk::new();
+        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        node_disk.install(&snapshot(1, 60)).unwrap();
+        drop(node_disk);
+        // The log is empty and starts at 61; the state at 60 is replaced.
+        let body = disk_format::encode_snapshot(snapshot(2, 56));
+        write_snapshot(&disk, Path::new("data"), 56, &body).unwrap();
+
+        disk.crash_losing_unsynced();
+        let (mut node_disk, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 56 });
+        node_disk.append(&entries(2, 57..=57)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 57);
     }
 }

@@ -95,7 +95,8 @@ enum Request {
     Append(Vec<(u64, Vec<u8>)>),
     TruncateFrom(u64),
     /// Writes a snapshot of the state through `index`, then drops the log
-    /// it covers (all of it, when `index` is at or past the log's end).
+    /// it covers (all of it, when `index` is at or past the log's end, or
+    /// the log is empty).
     Snapshot {
         index: u64,
         body: Vec<u8>,
@@ -128,6 +129,11 @@ impl StorageHandle {
         self.send(Request::Append(records))
     }
 
+    /// Queues the removal of every record from `index` on. Records below
+    /// the log's first are in the snapshot it goes on from: then the whole
+    /// log goes, and the durable index drops to `index - 1` all the same,
+    /// for the snapshot that replaces the old one next (a node installing a
+    /// leader's snapshot older than its own).
     pub fn truncate_from(&self, index: u64) -> Result<(), StorageError> {
         self.send(Request::TruncateFrom(index))
     }
@@ -368,12 +374,16 @@ impl Committer {
                 }
             }
             Request::TruncateFrom(index) => {
-                self.wal.truncate_from(index)?;
-                self.durable = self.durable.min(self.wal.last_index());
+                // Below the log's first record is the snapshot the log goes
+                // on from: the whole log goes, and the snapshot stays until
+                // the next one replaces it.
+                self.wal.truncate_from(index.max(self.wal.first_index()))?;
+                self.durable = self.durable.min(index.saturating_sub(1));
             }
             Request::Snapshot { index, body } => {
                 write_snapshot(&**self.wal.disk(), self.wal.dir(), index, &body)?;
-                if index >= self.wal.last_index() {
+                let log_is_empty = self.wal.first_index() > self.wal.last_index();
+                if index >= self.wal.last_index() || log_is_empty {
                     self.wal.restart_at(index + 1)?;
                 } else {
                     self.wal.compact_through(index)?;
