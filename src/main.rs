@@ -18,7 +18,7 @@ use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, NodeConfig, StorageConfig};
 use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
-use gavel::storage::{FsyncPolicy, OsDisk};
+use gavel::storage::{FsyncPolicy, OsDisk, WriterMode};
 use gavel::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
@@ -758,6 +758,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         fsync: args.fsync,
         disk: Arc::new(OsDisk),
         snapshot_every: args.snapshot_every,
+        writer: WriterMode::Thread,
     });
     config.http_address = args.http_port.map(|port| SocketAddr::new(args.host, port).to_string());
     // Bound before the node starts, so that a port in use fails the start.

@@ -2,10 +2,11 @@
 //! at start, and the log and snapshots it keeps while it runs.
 //!
 //! Every entry the node applies goes to the storage writer, which syncs in
-//! groups on a thread of its own; the node counts an entry (a leader) or
-//! acks it (a backup) only once the writer says the disk holds it. A
-//! snapshot of the state is taken every [`SNAPSHOT_EVERY`] entries, so that
-//! recovery replays a bounded log and the disk holds a bounded one.
+//! groups on a thread of its own (in a simulation, on the node's thread: see
+//! [`WriterMode`]); the node counts an entry (a leader) or acks it (a
+//! backup) only once the writer says the disk holds it. A snapshot of the
+//! state is taken every [`SNAPSHOT_EVERY`] entries, so that recovery replays
+//! a bounded log and the disk holds a bounded one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tracing::info;
 
 use crate::replication::{Entry, ReplicatedState, Snapshot};
 use crate::storage::{
-    Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterStats,
+    Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterMode, WriterStats,
     latest_snapshot,
 };
 use crate::transport::disk_format;
@@ -36,6 +37,10 @@ pub struct StorageConfig {
     /// Entries between two snapshots; 0 never takes one (the log grows
     /// without bound: for measuring recovery from a long log).
     pub snapshot_every: u64,
+    /// `Thread` for a real server, always; `Inline` in a simulation, where
+    /// a writer thread would run outside simulated time and break
+    /// determinism.
+    pub writer: WriterMode,
 }
 
 impl std::fmt::Debug for StorageConfig {
@@ -44,6 +49,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("dir", &self.dir)
             .field("fsync", &self.fsync)
             .field("snapshot_every", &self.snapshot_every)
+            .field("writer", &self.writer)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +78,9 @@ pub struct NodeDisk {
     replacements: u64,
     /// A snapshot is being encoded on a thread of its own: one at a time.
     encoding: Arc<AtomicBool>,
+    /// Whether the writer works on the node's thread: then everything handed
+    /// over is written already.
+    inline: bool,
 }
 
 impl NodeDisk {
@@ -116,10 +125,12 @@ impl NodeDisk {
                 Ok(())
             })?;
         // A crash while the log restarted after a snapshot leaves it behind
-        // the snapshot (the old log, or an empty one): it goes on from the
-        // snapshot.
+        // the snapshot (the old log, or an empty one), or empty and past it
+        // (the snapshot was older than the one it replaced): it goes on from
+        // the snapshot.
         let mut wal = wal;
-        if wal.last_index() < state.last.index {
+        let log_is_empty = wal.first_index() > wal.last_index();
+        if wal.last_index() < state.last.index || (log_is_empty && wal.first_index() != state.last.index + 1) {
             wal.restart_at(state.last.index + 1)?;
         }
         anyhow::ensure!(
@@ -130,7 +141,10 @@ impl NodeDisk {
             state.last.index
         );
         let written = state.last.index;
-        let writer = StorageWriter::spawn(wal, config.fsync)?;
+        let writer = match config.writer {
+            WriterMode::Thread => StorageWriter::spawn(wal, config.fsync)?,
+            WriterMode::Inline { sync_latency } => StorageWriter::inline(wal, config.fsync, sync_latency),
+        };
         let handle = writer.handle();
         let persisted = handle.persisted();
         let disk = NodeDisk {
@@ -142,6 +156,7 @@ impl NodeDisk {
             snapshot_every: config.snapshot_every,
             replacements: 0,
             encoding: Arc::new(AtomicBool::new(false)),
+            inline: matches!(config.writer, WriterMode::Inline { .. }),
         };
         info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
         Ok((disk, Recovered { state, epoch, replayed }))
@@ -189,6 +204,11 @@ impl NodeDisk {
         let (handle, encoding, replacements) = (self.handle.clone(), Arc::clone(&self.encoding), self.replacements);
         let snapshot = Snapshot { epoch, state: state.clone() };
         let index = snapshot.state.last.index;
+        if self.inline {
+            // A simulation: no thread outside simulated time.
+            self.encoding.store(false, Ordering::Release);
+            return self.handle.snapshot(index, disk_format::encode_snapshot(snapshot), replacements);
+        }
         std::thread::spawn(move || {
             let body = disk_format::encode_snapshot(snapshot);
             // A failure shows on the writer's watch, where the node sees it.
@@ -224,8 +244,15 @@ impl Drop for NodeDisk {
     /// its role over): a crash needs none of this, a clean stop loses nothing
     /// it wrote.
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            let _ = std::thread::spawn(move || writer.shutdown());
+        match self.writer.take() {
+            // Written, and synced once its sync task runs, if the runtime
+            // outlives the node; a simulated crash drops the task with the
+            // node, and must find the write as a real crash would: unsynced.
+            Some(writer) if self.inline => drop(writer),
+            Some(writer) => {
+                let _ = std::thread::spawn(move || writer.shutdown());
+            }
+            None => {}
         }
     }
 }
@@ -241,5 +268,82 @@ pub async fn persisted_changed(persisted: &mut Option<watch::Receiver<Persisted>
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::replication::{LogPosition, Payload};
+    use crate::storage::{SimDisk, write_snapshot};
+
+    fn config(disk: &SimDisk) -> StorageConfig {
+        StorageConfig {
+            dir: PathBuf::from("data"),
+            fsync: FsyncPolicy::Always,
+            disk: Arc::new(disk.clone()),
+            snapshot_every: SNAPSHOT_EVERY,
+            writer: WriterMode::Inline { sync_latency: std::time::Duration::ZERO },
+        }
+    }
+
+    /// A leader's snapshot: a state whose last entry is at `epoch`, `index`.
+    fn snapshot(epoch: u64, index: u64) -> Snapshot {
+        let state = ReplicatedState {
+            cluster_id: "cluster".into(),
+            last: LogPosition { epoch, index },
+            ..ReplicatedState::default()
+        };
+        Snapshot { epoch, state }
+    }
+
+    fn entries(epoch: u64, indices: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indices.map(|index| Entry { epoch, index, payload: Payload::Join { node: format!("node-{index}") } }).collect()
+    }
+
+    /// A backup caught up by a snapshot that holds entries its leader never
+    /// committed; the leader dies, and the next one, which never had them,
+    /// sends a snapshot of its own, older than the first. It replaces the
+    /// log and the older-numbered state alike.
+    #[test]
+    fn a_snapshot_older_than_the_nodes_own_replaces_it() {
+        let disk = SimDisk::new();
+        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        node_disk.install(snapshot(1, 60)).unwrap();
+        node_disk.append(&entries(1, 61..=65)).unwrap();
+
+        node_disk.install(snapshot(2, 56)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 56);
+        node_disk.append(&entries(2, 57..=58)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 58);
+        drop(node_disk);
+
+        disk.crash_losing_unsynced();
+        let (_, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 58 });
+        assert_eq!(recovered.replayed, 2);
+    }
+
+    /// A crash in the middle of that install, once the older snapshot is
+    /// down and before the log starts over after it, leaves an empty log
+    /// that starts past the snapshot: nothing is missing, and the node
+    /// starts from the snapshot.
+    #[test]
+    fn an_empty_log_past_the_snapshot_starts_over_after_it() {
+        let disk = SimDisk::new();
+        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        node_disk.install(snapshot(1, 60)).unwrap();
+        drop(node_disk);
+        // The log is empty and starts at 61; the state at 60 is replaced.
+        let body = disk_format::encode_snapshot(snapshot(2, 56));
+        write_snapshot(&disk, Path::new("data"), 56, &body).unwrap();
+
+        disk.crash_losing_unsynced();
+        let (mut node_disk, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 56 });
+        node_disk.append(&entries(2, 57..=57)).unwrap();
+        assert_eq!(node_disk.persisted().borrow().index, 57);
     }
 }

@@ -10,7 +10,8 @@
 //! - `wal`: the segmented [`Wal`]: append, sync, recovery, truncation, compaction.
 //! - `snapshot`: atomic snapshot and metadata files ([`write_snapshot`], [`write_meta`]).
 //! - `writer`: the group-commit thread ([`StorageWriter`]) that owns the log,
-//!   so that fsyncs never block the async runtime.
+//!   so that fsyncs never block the async runtime; or, in a simulation, no
+//!   thread at all ([`WriterMode::Inline`]).
 //!
 //! Everything lives in one data directory:
 //!
@@ -42,7 +43,7 @@ pub use snapshot::{
     META_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION, latest_snapshot, read_meta, write_meta, write_snapshot,
 };
 pub use wal::{DEFAULT_SEGMENT_BYTES, WAL_FORMAT_VERSION, Wal, WalOptions};
-pub use writer::{FsyncPolicy, Persisted, StorageHandle, StorageWriter, WriterStats};
+pub use writer::{FsyncPolicy, Persisted, StorageHandle, StorageWriter, WriterMode, WriterStats};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The fault driver: between two steps of the simulation it injects faults
 //! at seeded random times, within the failure model, and heals them; after
-//! the bidding it heals everything and waits for the cluster to settle.
+//! the bidding it heals everything and waits for the cluster to settle. A
+//! node's disk crashes with the node.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -24,14 +25,26 @@ const RECOVERY_GAP: Duration = Duration::from_millis(1500);
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 /// At most this many faults that impair server hosts at once.
 const MAX_ACTIVE_FAULTS: usize = 2;
+/// At an injection, the chance of a full-cluster crash instead of the fault
+/// drawn, when the run has one left and no other fault touches a server:
+/// about three runs in five get one.
+const FULL_CRASH_CHANCE: f64 = 0.2;
+/// The first restart after a full-cluster crash comes this soon at the
+/// earliest: time for the crash to be a crash of every node at once.
+const FIRST_RESTART_AFTER: Duration = Duration::from_millis(50);
 
 /// A fault the driver injects, and undoes later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// The node's host crashes: every task dropped, every socket gone, what
-    /// was in flight to or from it lost (see [`Driver::crash`]); healing
-    /// restarts it, empty.
+    /// was in flight to or from it lost, its disk keeping what it synced
+    /// (see [`Driver::crash`]); healing restarts it on that disk.
     Crash(usize),
+    /// Every node crashes at once, as [`Fault::Crash`]; they restart one by
+    /// one in a random order, at random times within the fault's duration.
+    /// Only disks carry the auction over: it is within the failure model
+    /// when they sync what they acknowledge.
+    CrashAll,
     /// Messages between the two groups of servers are dropped; a TCP
     /// connection that lost a segment never recovers, as if it timed out.
     Partition(Vec<usize>, Vec<usize>),
@@ -48,9 +61,10 @@ impl Fault {
     /// the side without the leader (the leader drops the backups it cannot
     /// reach, and no one else can take the client port while it holds it),
     /// or both sides when the leader is on neither.
-    fn impairs(&self, leader: Option<usize>) -> Vec<usize> {
+    fn impairs(&self, leader: Option<usize>, nodes: usize) -> Vec<usize> {
         match self {
             Fault::Crash(node) => vec![*node],
+            Fault::CrashAll => (0..nodes).collect(),
             Fault::Partition(a, b) | Fault::Hold(a, b) => match leader {
                 Some(leader) if a.contains(&leader) => b.clone(),
                 Some(leader) if b.contains(&leader) => a.clone(),
@@ -60,10 +74,11 @@ impl Fault {
         }
     }
 
-    /// Every server host the fault touches.
-    fn touches(&self) -> Vec<usize> {
+    /// Every server host the fault touches, of `nodes`.
+    fn touches(&self, nodes: usize) -> Vec<usize> {
         match self {
             Fault::Crash(node) => vec![*node],
+            Fault::CrashAll => (0..nodes).collect(),
             Fault::Partition(a, b) | Fault::Hold(a, b) => a.iter().chain(b).copied().collect(),
             Fault::ClientPartition { .. } => Vec::new(),
         }
@@ -106,6 +121,8 @@ pub struct Driver {
     next_scripted: usize,
     /// When a partition or held link between servers was last healed.
     last_cut_healed: Option<Duration>,
+    /// Full-cluster crashes injected so far.
+    full_crashes: usize,
 }
 
 impl Driver {
@@ -139,6 +156,7 @@ impl Driver {
             violations: Vec::new(),
             next_scripted: 0,
             last_cut_healed: None,
+            full_crashes: 0,
         }
     }
 
@@ -195,7 +213,7 @@ impl Driver {
 
     fn impaired(&self) -> BTreeSet<usize> {
         let leader = self.leader();
-        self.active.iter().flat_map(|active| active.fault.impairs(leader)).collect()
+        self.active.iter().flat_map(|active| active.fault.impairs(leader, self.scenario.nodes)).collect()
     }
 
     /// A node the cluster can count on: not impaired now nor for the last
@@ -229,8 +247,14 @@ impl Driver {
     /// Whether the failure model still holds once `fault` is added: some
     /// healthy member is left outside everything impaired.
     fn allowed(&self, fault: &Fault, now: Duration) -> bool {
-        if fault.touches().is_empty() {
+        if fault.touches(self.scenario.nodes).is_empty() {
             return true;
+        }
+        if *fault == Fault::CrashAll {
+            // Beyond "every node but one", and within the model only with
+            // disks that sync (the negative control runs it without them).
+            // Alone, so that no held message meets the crash.
+            return self.active_server_faults() == 0;
         }
         if self.active_server_faults() >= MAX_ACTIVE_FAULTS {
             return false;
@@ -242,7 +266,7 @@ impl Driver {
             return false;
         }
         let mut impaired = self.impaired();
-        impaired.extend(fault.impairs(self.leader()));
+        impaired.extend(fault.impairs(self.leader(), self.scenario.nodes));
         (0..self.scenario.nodes).any(|node| self.healthy(node, now, &impaired))
     }
 
@@ -252,7 +276,7 @@ impl Driver {
     }
 
     fn active_server_faults(&self) -> usize {
-        self.active.iter().filter(|active| !active.fault.touches().is_empty()).count()
+        self.active.iter().filter(|active| !active.fault.touches(self.scenario.nodes).is_empty()).count()
     }
 
     fn inject(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
@@ -263,32 +287,38 @@ impl Driver {
             // The leader half the time: its loss is the interesting one.
             if rng.random_bool(0.5) { leader } else { live[rng.random_range(0..live.len())] }
         };
-        let fault = match self.rng.random_range(0..100) {
-            0..35 => Fault::Crash(pick_node(&mut self.rng)),
-            35..60 => {
-                let a = pick_node(&mut self.rng);
-                let others: Vec<usize> = (0..nodes).filter(|node| *node != a).collect();
-                if self.rng.random_bool(0.3) {
-                    Fault::Partition(vec![a], others)
-                } else {
-                    Fault::Partition(vec![a], vec![others[self.rng.random_range(0..others.len())]])
+        let full_crash_allowed = self.full_crashes < self.scenario.full_crashes && self.active_server_faults() == 0;
+        let fault = if full_crash_allowed && self.rng.random_bool(FULL_CRASH_CHANCE) {
+            Fault::CrashAll
+        } else {
+            match self.rng.random_range(0..100) {
+                0..35 => Fault::Crash(pick_node(&mut self.rng)),
+                35..60 => {
+                    let a = pick_node(&mut self.rng);
+                    let others: Vec<usize> = (0..nodes).filter(|node| *node != a).collect();
+                    if self.rng.random_bool(0.3) {
+                        Fault::Partition(vec![a], others)
+                    } else {
+                        Fault::Partition(vec![a], vec![others[self.rng.random_range(0..others.len())]])
+                    }
                 }
-            }
-            60..85 => {
-                let a = pick_node(&mut self.rng);
-                let others: Vec<usize> = (0..nodes).filter(|node| *node != a).collect();
-                if self.rng.random_bool(0.5) {
-                    Fault::Hold(vec![a], others)
-                } else {
-                    Fault::Hold(vec![a], vec![others[self.rng.random_range(0..others.len())]])
+                60..85 => {
+                    let a = pick_node(&mut self.rng);
+                    let others: Vec<usize> = (0..nodes).filter(|node| *node != a).collect();
+                    if self.rng.random_bool(0.5) {
+                        Fault::Hold(vec![a], others)
+                    } else {
+                        Fault::Hold(vec![a], vec![others[self.rng.random_range(0..others.len())]])
+                    }
                 }
-            }
-            _ => {
-                Fault::ClientPartition { client_host: self.rng.random_range(0..self.client_names.len()), node: leader }
+                _ => Fault::ClientPartition {
+                    client_host: self.rng.random_range(0..self.client_names.len()),
+                    node: leader,
+                },
             }
         };
         let lasting = Duration::from_millis(match fault {
-            Fault::Crash(_) => self.rng.random_range(100..1500),
+            Fault::Crash(_) | Fault::CrashAll => self.rng.random_range(100..1500),
             Fault::Partition(..) => self.rng.random_range(100..2000),
             Fault::Hold(..) => self.rng.random_range(50..1200),
             Fault::ClientPartition { .. } => self.rng.random_range(100..1500),
@@ -321,6 +351,11 @@ impl Driver {
                 self.crash(sim, *node);
                 what
             }
+            Fault::CrashAll => {
+                let what = format!("crash all: {}", describe(&(0..self.scenario.nodes).collect::<Vec<_>>()));
+                self.crash_all(sim, lasting, now);
+                what
+            }
             Fault::Partition(a, b) => {
                 self.for_pairs(a, b, |sim, x, y| sim.partition(x, y), sim);
                 format!("partition {} | {}", describe(a), describe(b))
@@ -336,6 +371,7 @@ impl Driver {
         };
         let kind = match &fault {
             Fault::Crash(node) => format!("crash {}", role(*node)),
+            Fault::CrashAll => "crash all".to_string(),
             Fault::Partition(a, b) | Fault::Hold(a, b) => {
                 let verb = if matches!(fault, Fault::Partition(..)) { "partition" } else { "hold" };
                 if b.len() > 1 {
@@ -349,13 +385,35 @@ impl Driver {
             Fault::ClientPartition { .. } => "partition client|leader".to_string(),
         };
         self.fault_kinds.push(kind);
+        if fault == Fault::CrashAll {
+            // Healed node by node: see `crash_all`.
+            self.log(now, format!("{what}, restarting within {lasting:?}"));
+            return;
+        }
         self.log(now, format!("{what} for {lasting:?}"));
         self.active.push(ActiveFault { fault, heal_at: now + lasting });
+    }
+
+    /// Crashes every node at once, then restarts each at its own random
+    /// time within `lasting`: one crash fault per node, healed as any other.
+    fn crash_all(&mut self, sim: &mut turmoil::Sim<'_>, lasting: Duration, now: Duration) {
+        self.full_crashes += 1;
+        let first_restart = FIRST_RESTART_AFTER.min(lasting);
+        for node in 0..self.scenario.nodes {
+            if self.crashed.contains(&node) {
+                continue;
+            }
+            self.crash(sim, node);
+            let restart_after = self.rng.random_range(first_restart..=lasting);
+            self.active.push(ActiveFault { fault: Fault::Crash(node), heal_at: now + restart_after });
+        }
     }
 
     /// Crashes `node` with its links cut, so what its sockets send as they
     /// close is lost, and the peers find out by their timeouts or by a
     /// reset when they next send to it: a crashed host, seen from outside.
+    /// Its disk crashes with it: what it did not sync is lost, and its last
+    /// write may be torn. The node restarts on what is left.
     ///
     /// Why not let the closing sockets send their FIN and RST: tokio drops a
     /// crashed runtime's tasks in an order that depends on their task ids,
@@ -374,6 +432,7 @@ impl Driver {
             sim.partition(name.as_str(), other.as_str());
         }
         sim.crash(name.as_str());
+        self.shared.disks[node].crash(&mut self.rng);
         for other in &cut {
             sim.repair(name.as_str(), other.as_str());
         }
@@ -388,7 +447,7 @@ impl Driver {
 
     fn links(&self, fault: &Fault) -> Vec<(String, String)> {
         match fault {
-            Fault::Crash(_) => Vec::new(),
+            Fault::Crash(_) | Fault::CrashAll => Vec::new(),
             Fault::Partition(a, b) | Fault::Hold(a, b) => {
                 let mut links = Vec::new();
                 for x in a {
@@ -411,6 +470,10 @@ impl Driver {
     /// A crash must not meet held messages either: released at once, they
     /// would be delivered in the order the crash closed the sockets.
     fn overlaps(&self, fault: &Fault) -> bool {
+        if *fault == Fault::CrashAll {
+            // `allowed` lets it in only when nothing else touches a server.
+            return false;
+        }
         if let Fault::Crash(node) = fault {
             return self.active.iter().any(|active| match &active.fault {
                 Fault::Hold(a, b) => a.contains(node) || b.contains(node),
@@ -442,6 +505,7 @@ impl Driver {
                 self.crashed.remove(node);
                 format!("heal: restart {}", self.node_names[*node])
             }
+            Fault::CrashAll => unreachable!("a full-cluster crash is healed node by node"),
             Fault::Partition(a, b) => {
                 self.for_pairs(a, b, |sim, x, y| sim.repair(x, y), sim);
                 format!("heal: repair {:?} | {:?}", self.names(a), self.names(b))
@@ -458,7 +522,7 @@ impl Driver {
         if matches!(fault, Fault::Partition(..) | Fault::Hold(..)) {
             self.last_cut_healed = Some(now);
         }
-        for node in fault.touches() {
+        for node in fault.touches(self.scenario.nodes) {
             self.impaired_until[node] = now;
         }
         self.log(now, what);

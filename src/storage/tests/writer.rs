@@ -201,3 +201,67 @@ fn requests_after_shutdown_are_refused() {
     drop(writer.shutdown().unwrap());
     assert!(matches!(handle.append(vec![(1, b"late".to_vec())]), Err(StorageError::WriterStopped)));
 }
+
+/// Inline with no latency: each request is synced and published before the
+/// call returns, one sync per call, with no runtime at all.
+#[test]
+fn inline_without_latency_syncs_before_the_call_returns() {
+    let (sim, disk) = sim_disk();
+    let writer = StorageWriter::inline(open_wal(&disk, WalOptions::default()), FsyncPolicy::Always, Duration::ZERO);
+    let handle = writer.handle();
+    let persisted = handle.persisted();
+    handle.append(vec![(1, b"one".to_vec()), (2, b"two".to_vec())]).unwrap();
+    assert_eq!(persisted.borrow().index, 2);
+    handle.append(vec![(3, b"three".to_vec())]).unwrap();
+    assert_eq!(persisted.borrow().index, 3);
+    assert_eq!((handle.stats().syncs, handle.stats().records_synced), (2, 3));
+
+    // Nothing is left unsynced for a crash to lose.
+    sim.crash(&mut StdRng::seed_from_u64(5));
+    let (_, recovered) = open_collecting(&disk, &data_dir(), WalOptions::default()).unwrap();
+    assert_eq!(recovered.len(), 3);
+    drop(writer);
+}
+
+/// Inline with a latency: the write is on the disk at once, unsynced and
+/// unpublished until the sync task runs; a crash before then loses it.
+#[tokio::test]
+async fn inline_with_latency_leaves_the_write_unsynced_until_the_sync() {
+    let (sim, disk) = sim_disk();
+    let writer = StorageWriter::inline(open_wal(&disk, WalOptions::default()), FsyncPolicy::Always, DEADLINE * 100);
+    let handle = writer.handle();
+    let persisted = handle.persisted();
+    handle.append(vec![(1, b"one".to_vec())]).unwrap();
+    // The runtime has not run the sync task: this test holds its only thread.
+    assert_eq!(persisted.borrow().index, 0);
+    // Read directly: opening the log would sync what it replays.
+    let segment = disk.read(&data_dir().join("00000000000000000001.wal")).unwrap();
+    assert!(segment.ends_with(b"one"), "written, as in the operating system's cache");
+
+    sim.crash_losing_unsynced();
+    let (_, recovered) = open_collecting(&disk, &data_dir(), WalOptions::default()).unwrap();
+    assert!(recovered.is_empty(), "a crash before the sync loses the write");
+    drop(writer);
+}
+
+/// Writes made before the sync task runs share its sync: group commit, in
+/// the simulation's time.
+#[tokio::test]
+async fn inline_writes_before_the_sync_share_it() {
+    let (_, disk) = sim_disk();
+    let writer =
+        StorageWriter::inline(open_wal(&disk, WalOptions::default()), FsyncPolicy::Always, Duration::from_millis(1));
+    let handle = writer.handle();
+    let mut persisted = handle.persisted();
+    for index in 1..=5 {
+        handle.append(vec![(index, format!("record {index}").into_bytes())]).unwrap();
+    }
+    wait_for(&mut persisted, |persisted| persisted.index == 5).await;
+    assert_eq!((handle.stats().syncs, handle.stats().records_synced), (1, 5));
+
+    // A stop syncs what was written since.
+    handle.append(vec![(6, b"six".to_vec())]).unwrap();
+    drop(writer.shutdown().unwrap());
+    assert_eq!(persisted.borrow().index, 6);
+    assert!(matches!(handle.append(vec![(7, b"late".to_vec())]), Err(StorageError::WriterStopped)));
+}
