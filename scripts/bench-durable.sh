@@ -8,7 +8,8 @@
 # alternate the systems, so a slow spell of the host touches all of them.
 # Writes JSON lines under bench/results/durable/.
 #
-# Needs etcd (`apt-get install -y etcd-server`) and the etcd feature.
+# Needs etcd and protoc for the etcd feature (`apt-get install -y
+# etcd-server protobuf-compiler`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --features etcd

@@ -193,18 +193,26 @@ fn log_says(log: &Path, words: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|text| text.contains(words))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_log_tail_is_cut_away_and_the_node_rejoins() {
-    let data = DataDir::new(45);
-    let mut cluster = start_durable(45, 2, &data).await;
+/// A two-node cluster with 20 bids, whose backup is then killed: returns
+/// the cluster, a bidder, and the backup's last log segment, as it was
+/// when it died.
+async fn twenty_bids_then_the_backup_dies(slot: u16, data: &DataDir) -> (LocalCluster, Client, PathBuf) {
+    let mut cluster = start_durable(slot, 2, data).await;
     let mut bidder = client(&cluster);
     for amount in 1..=20 {
         bidder.bid("", "ann", amount).await.expect("bid");
     }
     cluster.kill(1).expect("kill the backup");
-    // A write cut short by the crash: half a record's header at the end.
     let dir = cluster.data_dir(1).expect("data dir");
     let last = segments(&dir).pop().expect("a segment");
+    (cluster, bidder, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_log_tail_is_cut_away_and_the_node_rejoins() {
+    let data = DataDir::new(45);
+    let (mut cluster, mut bidder, last) = twenty_bids_then_the_backup_dies(45, &data).await;
+    // A write cut short by the crash: half a record's header at the end.
     let mut bytes = std::fs::read(&last).expect("segment");
     bytes.extend_from_slice(&[0x2a, 0, 0, 0, 0x99, 0x88]);
     std::fs::write(&last, bytes).expect("tear the tail");
@@ -219,16 +227,10 @@ async fn a_torn_log_tail_is_cut_away_and_the_node_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_message() {
     let data = DataDir::new(46);
-    let mut cluster = start_durable(46, 2, &data).await;
-    let mut bidder = client(&cluster);
-    for amount in 1..=20 {
-        bidder.bid("", "ann", amount).await.expect("bid");
-    }
-    cluster.kill(1).expect("kill the backup");
+    let (cluster, _bidder, last) = twenty_bids_then_the_backup_dies(46, &data).await;
     // Flip a byte in the middle of the log: records follow it, so this is
     // damage, not a torn write.
-    let dir = cluster.data_dir(1).expect("data dir");
-    let last = segments(&dir).pop().expect("a segment");
+    let dir = last.parent().expect("data dir").to_path_buf();
     let mut bytes = std::fs::read(&last).expect("segment");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

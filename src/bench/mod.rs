@@ -516,7 +516,9 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     }
     report.notes.extend(rejoin_note);
     if let Some(dir) = &args.data_dir {
-        if let (Some(start), Some(end)) = (syncs_at_start, syncs_at_end) {
+        // After a recovery trial the leader is a new process: its counts
+        // started again.
+        if let (Some(start), Some(end), None) = (syncs_at_start, syncs_at_end, args.recovery_after) {
             let syncs = end.fsyncs.saturating_sub(start.fsyncs);
             let entries = end.fsynced_entries.saturating_sub(start.fsynced_entries);
             report.notes.push(format!(
