@@ -87,6 +87,8 @@ async fn rest_against_grpc_bids_per_second() {
 
     println!("clients {clients}, {seconds} s per run, gRPC then REST (requests spread over the 3 nodes)");
     let mut ratios = Vec::new();
+    // `GAVEL_BENCH_ONLY=rest` or `=grpc` runs one side (for profiling it).
+    let only = std::env::var("GAVEL_BENCH_ONLY").unwrap_or_default();
     for rep in 1..=reps {
         let grpc_clients: Vec<_> = (0..clients)
             .map(|_| {
@@ -95,7 +97,8 @@ async fn rest_against_grpc_bids_per_second() {
             })
             .collect();
         let (grpc_clients, grpc_auctions) = (Arc::new(grpc_clients), Arc::clone(&auctions));
-        let grpc = measure(clients, seconds, move |client, amount| {
+        let grpc_seconds = if only == "rest" { 0 } else { seconds };
+        let grpc = measure(clients, grpc_seconds, move |client, amount| {
             let (grpc_clients, grpc_auctions) = (Arc::clone(&grpc_clients), Arc::clone(&grpc_auctions));
             async move {
                 let mut bidder = grpc_clients[client].lock().await;
@@ -107,7 +110,8 @@ async fn rest_against_grpc_bids_per_second() {
 
         let http_clients: Arc<Vec<reqwest::Client>> = Arc::new((0..clients).map(|_| reqwest::Client::new()).collect());
         let (rest_auctions, addresses) = (Arc::clone(&auctions), Arc::clone(&http_addresses));
-        let rest = measure(clients, seconds, move |client, amount| {
+        let rest_seconds = if only == "grpc" { 0 } else { seconds };
+        let rest = measure(clients, rest_seconds, move |client, amount| {
             let (http_clients, rest_auctions, addresses) =
                 (Arc::clone(&http_clients), Arc::clone(&rest_auctions), Arc::clone(&addresses));
             async move {

@@ -14,6 +14,7 @@
 //! - `json`: the JSON shapes and their conversions, whole-number amounts.
 //! - `error`: refusals and failures as status codes and JSON errors.
 //! - `pool`: the clients lent to requests, and `Idempotency-Key` sessions.
+//! - `lookup`: an accepted bid's revision and stamp, found in its history.
 //! - `events`: `GET /events`, server-sent events.
 //! - `metrics`: `GET /metrics`, Prometheus' text format.
 //! - `page`: the web page at `/` (`index.html`) and `GET /cluster`.
@@ -22,6 +23,7 @@
 mod error;
 mod events;
 pub mod json;
+mod lookup;
 mod metrics;
 mod page;
 mod pool;
@@ -34,6 +36,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +70,8 @@ pub struct WebConfig {
 pub(crate) struct Web {
     cluster: pool::ClientPool,
     metrics: Arc<metrics::Metrics>,
+    /// Where this node last found accepted bids in each auction's history.
+    history_hints: lookup::HistoryHints,
     /// One permit per open event stream.
     streams: Arc<Semaphore>,
     /// The event streams' watch tasks.
@@ -92,6 +97,7 @@ fn state(config: &WebConfig, shutdown: CancellationToken) -> Result<Arc<Web>, Cl
     Ok(Arc::new(Web {
         cluster: pool::ClientPool::new(client_config)?,
         metrics: Arc::default(),
+        history_hints: lookup::HistoryHints::default(),
         streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
         tasks: TaskTracker::new(),
         shutdown,
@@ -133,8 +139,12 @@ fn build(web: Arc<Web>) -> Router {
 pub async fn serve(listener: TcpListener, config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let web = state(&config, shutdown.clone())?;
     web.tasks.spawn(Arc::clone(&web.metrics).watch_epochs(config.node_address.clone(), shutdown.clone()));
+    // Small answers go out at once, as gRPC's do.
+    let nodelay = listener.tap_io(|connection| {
+        let _ = connection.set_nodelay(true);
+    });
     let served =
-        axum::serve(listener, build(Arc::clone(&web))).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        axum::serve(nodelay, build(Arc::clone(&web))).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     // The event streams' tasks and the epoch watcher end with `shutdown`.
     web.tasks.close();
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, web.tasks.wait()).await;

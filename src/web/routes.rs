@@ -24,8 +24,6 @@ use super::pool::session_key;
 pub const MAX_LISTED: usize = 10_000;
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-/// How many of the newest bids a lookup of an accepted bid reads at once.
-const LOOKUP_WINDOW: usize = 32;
 
 /// A request body of at most [`MAX_BODY`] bytes; anything else is an
 /// error in the API's JSON shape rather than axum's plain text.
@@ -69,7 +67,7 @@ pub(super) async fn read_auction(client: &mut Client, auction_id: &str) -> Resul
 
 /// Up to `limit` bids of an auction from the `from`-th accepted one (a
 /// history page token is how many bids earlier pages held).
-async fn bids_from(
+pub(super) async fn bids_from(
     client: &mut Client,
     auction_id: &str,
     from: usize,
@@ -179,7 +177,7 @@ pub(super) async fn place_bid(
         Some(reason) => reason.to_string(),
         None => format!("{} now holds the highest bid", outcome.highest_bidder),
     };
-    let bid = match find_accepted_bid(&mut client, &auction_id, outcome.highest_amount).await? {
+    let bid = match web.history_hints.find_accepted_bid(&mut client, &auction_id, outcome.highest_amount).await? {
         Some(bid) => BidJson::of(&auction_id, &bid),
         // Accepted, but its auction was forgotten since (a retry long
         // after its close): the revision and the stamp went with it.
@@ -192,34 +190,6 @@ pub(super) async fn place_bid(
         },
     };
     Ok((StatusCode::CREATED, Json(PlacedBid { bid, message })).into_response())
-}
-
-/// An accepted bid's revision and the leader's stamp, which the bid's
-/// outcome does not carry: read from the history, where the amounts rise
-/// strictly, so the amount finds it. A bid just accepted is among the
-/// newest: one window from the end usually holds it.
-async fn find_accepted_bid(
-    client: &mut Client,
-    auction_id: &str,
-    amount: u64,
-) -> Result<Option<AcceptedBid>, ApiError> {
-    let info = match read_auction(client, auction_id).await {
-        Ok(info) => info,
-        Err(error) if error.status == StatusCode::NOT_FOUND => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let mut end = usize::try_from(info.accepted_bids).unwrap_or(usize::MAX);
-    loop {
-        let from = end.saturating_sub(LOOKUP_WINDOW);
-        let bids = bids_from(client, auction_id, from, LOOKUP_WINDOW).await?;
-        if let Some(bid) = bids.iter().find(|bid| bid.amount == amount) {
-            return Ok(Some(bid.clone()));
-        }
-        match bids.first() {
-            Some(first) if first.amount > amount && from > 0 => end = from,
-            _ => return Ok(None),
-        }
-    }
 }
 
 /// `GET /auctions/{id}/status`: the item, its highest bid, whether it
