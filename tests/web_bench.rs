@@ -130,3 +130,100 @@ async fn rest_against_grpc_bids_per_second() {
     ratios.sort_by(f64::total_cmp);
     println!("median REST/gRPC {:.2}", ratios[ratios.len() / 2]);
 }
+
+/// Server-sent events: `GAVEL_BENCH_STREAMS` (default 1,000) open event
+/// streams of one auction, spread over the three nodes, while one client
+/// bids `GAVEL_BENCH_RATE` times a second (default 20) for
+/// `GAVEL_BENCH_SECONDS`; each bid's delivery to each stream is timed from
+/// the bid's invocation (an upper bound on the delay after its commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+async fn event_delivery_latency_with_many_open_streams() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio_stream::StreamExt as _;
+
+    let (streams, rate, seconds) = (
+        setting("GAVEL_BENCH_STREAMS", 1000) as usize,
+        setting("GAVEL_BENCH_RATE", 20),
+        setting("GAVEL_BENCH_SECONDS", 10),
+    );
+    let mut spec = common::spec(55, 3, &["--duration", "1h"]);
+    spec.http_base_port = Some(common::ports(55).base + 10);
+    spec.log_filter = "warn".into();
+    let cluster = LocalCluster::start(spec).await.expect("cluster starts");
+    let mut bidder =
+        Client::new(ClientConfig { servers: vec![cluster.client_address()], ..Default::default() }).expect("client");
+    let create = CreateAuction::lasting("bench", "a watched lot", "", 1, Duration::from_secs(3600));
+    let auction = bidder.create_auction(create).await.expect("created").auction_id;
+
+    let invoked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let delays: Arc<Mutex<hdrhistogram::Histogram<u64>>> =
+        Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")));
+    let connected = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::new();
+    let mut readers = Vec::new();
+    for stream in 0..streams {
+        let url = format!("http://{}/events?auction={auction}", cluster.http_address(stream % 3).expect("HTTP port"));
+        let (http, invoked, delays, connected) =
+            (http.clone(), Arc::clone(&invoked), Arc::clone(&delays), Arc::clone(&connected));
+        readers.push(tokio::spawn(async move {
+            let response = http.get(url).send().await.expect("an event stream");
+            let mut body = response.bytes_stream();
+            let mut pending = String::new();
+            let mut event = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = pending.find('\n') {
+                    let line: String = pending.drain(..=end).collect();
+                    let line = line.trim_end();
+                    if let Some(name) = line.strip_prefix("event: ") {
+                        event = name.to_string();
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        if event == "progress" {
+                            connected.fetch_add(1, Ordering::Relaxed);
+                        } else if event == "bid" {
+                            let bid: serde_json::Value = serde_json::from_str(data).expect("a bid");
+                            let amount = bid["bid_price"].as_u64().expect("an amount");
+                            let at = invoked.lock().expect("invoked").get(&amount).copied();
+                            if let Some(at) = at {
+                                let micros = at.elapsed().as_micros() as u64;
+                                delays.lock().expect("delays").saturating_record(micros.max(1));
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connected.load(Ordering::Relaxed) < streams as u64 {
+        assert!(Instant::now() < deadline, "only {} streams connected", connected.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let mut bids = 0_u64;
+    let pace = Duration::from_secs_f64(1.0 / rate as f64);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        bids += 1;
+        invoked.lock().expect("invoked").insert(bids, Instant::now());
+        let outcome = bidder.bid(&auction, "bidder", bids).await.expect("a bid");
+        assert_eq!(outcome.verdict, Verdict::Success);
+        tokio::time::sleep_until((started + pace * bids as u32).into()).await;
+    }
+    // The last bids' events arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for reader in readers {
+        reader.abort();
+    }
+    let delays = delays.lock().expect("delays");
+    println!(
+        "{streams} event streams over 3 nodes, {bids} bids in {seconds} s: {} deliveries of {} expected; from a \
+         bid's invocation to its event at a reader p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        delays.len(),
+        bids * streams as u64,
+        delays.value_at_quantile(0.5) as f64 / 1000.0,
+        delays.value_at_quantile(0.99) as f64 / 1000.0,
+        delays.max() as f64 / 1000.0
+    );
+}

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::replication::{
     Backup, NodeId, ReplicationError, Role, SelfView, Succession, choose_successor, epoch_number,
-    highest_credible_epoch,
+    highest_credible_epoch, successor_epoch_floor,
 };
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
@@ -241,7 +241,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                 match lock.claim().await {
                     Ok(client_listener) => {
                         // Above every epoch a live member reports, too.
-                        let epoch = highest_credible_epoch(&me, &answers);
+                        // Above every candidate ahead of it, too.
+                        let epoch =
+                            successor_epoch_floor(&me, lost_leader.as_deref(), highest_credible_epoch(&me, &answers));
                         let (_, state) = std::mem::take(&mut backup).into_parts();
                         return leader::lead(
                             shared,

@@ -18,7 +18,9 @@ pub use backup::{Backup, ReplicationError};
 pub use leader::{Action, DEFAULT_RETAIN_CLOSED, Event, Leader, LeaderSettings, Message, Reply};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 pub use status::{DiskCounts, NodeStatus, Role};
-pub use takeover::{MAX_EPOCH_LEAD, SelfView, Succession, choose_successor, highest_credible_epoch};
+pub use takeover::{
+    MAX_EPOCH_LEAD, SelfView, Succession, choose_successor, highest_credible_epoch, successor_epoch_floor,
+};
 
 /// A node's identity: the address of its own port, e.g. `127.0.0.1:5400`.
 pub type NodeId = String;

@@ -84,6 +84,30 @@ pub fn highest_credible_epoch(me: &SelfView<'_>, answers: &[NodeStatus]) -> u64 
     answers.iter().filter(|answer| is_credible(me, answer)).map(|answer| answer.epoch).fold(me.epoch, u64::max)
 }
 
+/// The epoch a successor's own must go above: the highest it knows of,
+/// raised by one epoch number for each member ahead of it in the
+/// leaderQueue (the lost leader left out).
+///
+/// A member ahead of it was given its chance first, and may have taken
+/// over and crashed before anyone saw its epoch. Had both drawn the next
+/// number, the two leaderships would share it, and the nonces, not what
+/// was committed, would rank them: a takeover entry that only its crashed
+/// writer holds, restarted from its disk, could outrank a leadership that
+/// committed bids, refuse to rejoin it, and lead without them. Counting
+/// the members ahead gives every candidate of one succession a number of
+/// its own, and a later candidate, which leads only when those ahead did
+/// not, a higher one.
+pub fn successor_epoch_floor(me: &SelfView<'_>, lost_leader: Option<&str>, highest: u64) -> u64 {
+    let ahead = me
+        .membership
+        .iter()
+        .filter(|member| Some(member.as_str()) != lost_leader)
+        .take_while(|member| member.as_str() != me.id)
+        .count() as u64;
+    let number = epoch_number(highest).saturating_add(ahead).min(super::MAX_EPOCH_NUMBER - 2);
+    (number << 32) | (highest & u64::from(u32::MAX))
+}
+
 /// Decides whether this node should take over.
 ///
 /// `answers` are the statuses of the peers that answered a probe;

@@ -1769,6 +1769,98 @@ fn a_member_whose_disk_is_gone_is_waited_for_until_an_operator_releases_it() {
 }
 
 #[test]
+fn every_candidate_of_one_succession_draws_an_epoch_number_of_its_own() {
+    let membership = members(&QUEUE);
+    let highest = epoch_of(7) | 0x1234;
+    let view = |id| SelfView {
+        id,
+        epoch: highest,
+        last: position(highest, 10),
+        membership: &membership,
+        cluster_id: CLUSTER_ID,
+        recovered: false,
+        released: &[],
+    };
+    // After the leader's loss, node-2 is first in line, then node-3, node-4.
+    let numbers: Vec<u64> = [NODE_2, NODE_3, NODE_4]
+        .iter()
+        .map(|node| epoch_number(next_epoch(successor_epoch_floor(&view(node), Some(LEADER), highest), 0)))
+        .collect();
+    assert_eq!(numbers, vec![8, 9, 10]);
+    // After a full restart nobody was lost: the old leader is first in line.
+    let after_restart = epoch_number(next_epoch(successor_epoch_floor(&view(LEADER), None, highest), 0));
+    assert_eq!(after_restart, 8);
+}
+
+/// node-2, first in line, takes over and crashes before anyone joined it:
+/// its takeover entry is on its disk only. node-3 takes over next and
+/// commits bids. node-2 restarted from its disk must rank below node-3's
+/// leadership: take its snapshot, and never lead without its bids.
+#[test]
+fn a_takeover_only_its_crashed_node_saw_ranks_below_the_next_leadership() {
+    let queue = [LEADER, NODE_2, NODE_3];
+    let membership = members(&queue);
+    let base = epoch_of(1) | 7;
+    let before = position(base, 20);
+    let view = |id| SelfView {
+        id,
+        epoch: base,
+        last: before,
+        membership: &membership,
+        cluster_id: CLUSTER_ID,
+        recovered: false,
+        released: &[],
+    };
+    // The nonces favour node-2: they do not decide any more.
+    let node_2_epoch = next_epoch(successor_epoch_floor(&view(NODE_2), Some(LEADER), base), u32::MAX);
+    let node_3_epoch = next_epoch(successor_epoch_floor(&view(NODE_3), Some(LEADER), base), 1);
+    assert!(epoch_number(node_3_epoch) > epoch_number(node_2_epoch));
+
+    // node-2's disk: its lone takeover entry at 21, expecting node-3 back.
+    let node_2_last = position(node_2_epoch, 21);
+    let node_2_state = ReplicatedState {
+        cluster_id: CLUSTER_ID.into(),
+        membership: members(&[NODE_2, NODE_3]),
+        last: node_2_last,
+        ..ReplicatedState::default()
+    };
+    // node-3's leadership: without node-2, and bids committed up to 40.
+    let node_3_state = ReplicatedState {
+        cluster_id: CLUSTER_ID.into(),
+        membership: members(&[NODE_3]),
+        last: position(node_3_epoch, 40),
+        ..ReplicatedState::default()
+    };
+
+    // Rejoining node-3, node-2 takes its snapshot (a lower epoch would be
+    // refused, and node-2 could never rejoin).
+    let mut restarted = Backup::new(node_2_epoch, node_2_state.clone());
+    let snapshot = Snapshot { epoch: node_3_epoch, state: node_3_state.clone() };
+    assert_eq!(restarted.install(snapshot), Ok(40));
+
+    // Or, every node having died, node-2 restarted from its disk hears
+    // node-3 and knows itself stale.
+    let node_3_answer = NodeStatus {
+        epoch: node_3_epoch,
+        membership: node_3_state.membership.clone(),
+        ..answer(NODE_3, node_3_state.last, &[NODE_3])
+    };
+    let node_2_view = SelfView {
+        id: NODE_2,
+        epoch: node_2_epoch,
+        last: node_2_last,
+        membership: &node_2_state.membership,
+        cluster_id: CLUSTER_ID,
+        recovered: true,
+        released: &[],
+    };
+    assert_eq!(
+        choose_successor(&node_2_view, None, &[node_3_answer], &HashSet::new()),
+        Succession::Wait { for_node: None }
+    );
+}
+
+#[test]
 fn stale_candidate_never_takes_over_and_the_others_skip_it() {
     // The lost leader removed node-2 at index 10; node-3 applied the removal,
     // node-2 and node-4 did not.

@@ -148,6 +148,16 @@ fn render(
              acked it).",
         );
         out.line(&format!("gavel_last_index{{node=\"{node}\"}} {}", own.last.index));
+        if let Some(disk) = own.disk {
+            out.family("gavel_fsyncs_total", "counter", "Syncs of this node's log (--data-dir, --fsync always).");
+            out.line(&format!("gavel_fsyncs_total{{node=\"{node}\"}} {}", disk.fsyncs));
+            out.family(
+                "gavel_fsynced_entries_total",
+                "counter",
+                "Log entries those syncs made durable: divided by gavel_fsyncs_total, the entries one sync carried.",
+            );
+            out.line(&format!("gavel_fsynced_entries_total{{node=\"{node}\"}} {}", disk.fsynced_entries));
+        }
     }
     if let Some(leader) = leader {
         out.family(
