@@ -374,10 +374,14 @@ async fn follow(
                 let from = backup.last().index;
                 let result = backup.apply(&entries).map(Some);
                 if let Some(disk) = disk.as_deref_mut() {
-                    // Only what was applied: entries it already held are skipped.
-                    let new: Vec<_> = entries.iter().filter(|entry| entry.index > from).cloned().collect();
-                    let fresh = new.iter().take_while(|entry| entry.index <= backup.last().index);
-                    let fresh: Vec<_> = fresh.cloned().collect();
+                    // Only what was applied: entries it already held are
+                    // skipped, and a gap stops the rest.
+                    let applied_to = backup.last().index;
+                    let fresh: Vec<_> = entries
+                        .iter()
+                        .filter(|entry| entry.index > from && entry.index <= applied_to)
+                        .cloned()
+                        .collect();
                     if let Err(error) = disk.append(&fresh) {
                         return FollowEnd::DiskFailed(anyhow::anyhow!("writing the log failed: {error}"));
                     }
