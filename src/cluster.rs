@@ -200,6 +200,16 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// SIGKILLs every running node (a frozen one too): the crash of the
+    /// whole cluster. Returns the nodes it killed.
+    pub fn kill_all(&mut self) -> anyhow::Result<Vec<usize>> {
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_running(i)).collect();
+        for &i in &running {
+            self.kill(i)?;
+        }
+        Ok(running)
+    }
+
     /// SIGTERM: the graceful stop (a leader hands over, a backup leaves).
     /// Waits up to `deadline` for the process to exit, then kills it; says
     /// whether it exited by itself.

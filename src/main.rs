@@ -1025,15 +1025,13 @@ const DEMO_COMMANDS: &str = "`status`, `crash` (SIGKILL the leader), `crash all`
                              `restart` (bring crashed nodes back, from their data directories)";
 
 fn crash_all(cluster: &mut LocalCluster) -> String {
-    let mut crashed = Vec::new();
-    let running: Vec<usize> = (0..cluster.len()).filter(|&i| cluster.is_running(i)).collect();
-    for i in running {
-        match cluster.kill(i) {
-            Ok(()) => crashed.push(cluster.node_address(i)),
-            Err(error) => return format!("could not crash {}: {error:#}", cluster.node_address(i)),
+    match cluster.kill_all() {
+        Ok(killed) => {
+            let crashed: Vec<String> = killed.into_iter().map(|i| cluster.node_address(i)).collect();
+            format!("=== CRASH every node (SIGKILL): {} === `restart` brings them back from disk", crashed.join(", "))
         }
+        Err(error) => format!("could not crash every node: {error:#}"),
     }
-    format!("=== CRASH every node (SIGKILL): {} === `restart` brings them back from disk", crashed.join(", "))
 }
 
 async fn restart_crashed(cluster: &mut LocalCluster) -> String {

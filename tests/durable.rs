@@ -93,11 +93,7 @@ async fn accepted_amounts(cluster: &LocalCluster) -> BTreeSet<u64> {
 }
 
 fn kill_all(cluster: &mut LocalCluster) {
-    for i in 0..cluster.len() {
-        if cluster.is_running(i) {
-            cluster.kill(i).expect("kill");
-        }
-    }
+    cluster.kill_all().expect("kill every node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,15 @@ pub(crate) async fn trials(
 /// How long a restarted backup may take to rejoin a large state.
 const LARGE_REJOIN_LIMIT: Duration = Duration::from_secs(300);
 
+/// Waits until the load has had `preload` bids answered.
+async fn wait_for_preload(load: &Load, preload: u64) -> anyhow::Result<()> {
+    poll_until("the preload", Duration::from_secs(3600), Duration::from_millis(50), || async {
+        (load.answered() >= preload).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
 /// Once `preload` bids are answered, kills the last node (a backup),
 /// restarts it empty, and times its rejoin (a member again, at the leader's
 /// position) while the load goes on. Returns a line for the report.
@@ -121,10 +130,7 @@ pub(crate) async fn rejoin_trial(
     preload: u64,
     verbose: bool,
 ) -> anyhow::Result<String> {
-    poll_until("the preload", Duration::from_secs(3600), Duration::from_millis(50), || async {
-        (load.answered() >= preload).then_some(())
-    })
-    .await?;
+    wait_for_preload(load, preload).await?;
     let backup = cluster.len() - 1;
     if cluster.leader().await == Some(backup) {
         anyhow::bail!("the last node leads; the rejoin trial restarts a backup");
@@ -167,17 +173,12 @@ pub(crate) async fn recovery_trial(
     preload: u64,
     verbose: bool,
 ) -> anyhow::Result<String> {
-    poll_until("the preload", Duration::from_secs(3600), Duration::from_millis(50), || async {
-        (load.answered() >= preload).then_some(())
-    })
-    .await?;
+    wait_for_preload(load, preload).await?;
     load.stop_now();
     let leader = cluster.wait_for_leader(RECOVERY_LIMIT).await?;
     let status = crate::client::node_status(&cluster.node_address(leader), Duration::from_secs(1)).await?;
     let (view_before, _) = read_default(cluster).await?;
-    for i in 0..cluster.len() {
-        cluster.kill(i)?;
-    }
+    cluster.kill_all()?;
     let started = Instant::now();
     for i in 0..cluster.len() {
         cluster.restart(i)?;

@@ -541,13 +541,7 @@ impl Injector {
             }
             FaultKind::KillAll => {
                 let killed_at = Instant::now();
-                let running: Vec<usize> = (0..cluster.len()).filter(|&i| cluster.is_running(i)).collect();
-                for i in running {
-                    if cluster.is_frozen(i) {
-                        cluster.thaw(i)?;
-                    }
-                    cluster.kill(i)?;
-                }
+                cluster.kill_all()?;
                 self.count("kill all");
                 // Back in a random order, at a random pace.
                 let mut order: Vec<usize> = (0..cluster.len()).collect();

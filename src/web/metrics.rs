@@ -100,9 +100,17 @@ pub(super) async fn count_requests(State(web): State<Arc<Web>>, request: Request
     response
 }
 
-/// `GET /metrics`.
-pub(super) async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    let own = node_status(&web.node_address, PROBE_TIMEOUT).await.ok();
+/// The cluster as one node's HTTP layer reads it from status probes: its
+/// own status, the leader's it names, and each member's in the leader's
+/// membership (`None` where none came). `/metrics` and `/cluster` show it.
+pub(super) struct ClusterRead {
+    pub own: Option<NodeStatus>,
+    pub leader: Option<NodeStatus>,
+    pub members: Vec<(String, Option<NodeStatus>)>,
+}
+
+pub(super) async fn read_cluster(node_address: &str) -> ClusterRead {
+    let own = node_status(node_address, PROBE_TIMEOUT).await.ok();
     let leader = match &own {
         Some(status) if status.role == Role::Leader => Some(status.clone()),
         Some(NodeStatus { leader: Some(leader), .. }) => node_status(leader, PROBE_TIMEOUT).await.ok(),
@@ -111,14 +119,21 @@ pub(super) async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
     let mut members = Vec::new();
     if let Some(leader) = &leader {
         for member in &leader.membership {
-            let status = if *member == web.node_address { own.clone() } else { None };
-            let status = match status {
-                Some(status) => Some(status),
+            // The two statuses read already are not read again.
+            let known = own.as_ref().filter(|own| own.node == *member).or((leader.node == *member).then_some(leader));
+            let status = match known {
+                Some(status) => Some(status.clone()),
                 None => node_status(member, PROBE_TIMEOUT).await.ok(),
             };
             members.push((member.clone(), status));
         }
     }
+    ClusterRead { own, leader, members }
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
+    let ClusterRead { own, leader, members } = read_cluster(&web.node_address).await;
     let text = render(&web, own.as_ref(), leader.as_ref(), &members);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -6,7 +6,6 @@
 //! binary: nothing to build, nothing to install.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -14,14 +13,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use crate::client::node_status;
 use crate::replication::Role;
 
 use super::Web;
+use super::metrics::{ClusterRead, read_cluster};
 
 const PAGE: &str = include_str!("index.html");
-/// How long `/cluster` waits for each node's status.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 pub(super) async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
@@ -49,25 +46,12 @@ pub(super) struct ClusterNode {
 /// `GET /cluster`: the leader, the leaderQueue and every member with its
 /// role and HTTP address, read from the nodes' status.
 pub(super) async fn cluster(State(web): State<Arc<Web>>) -> Json<Cluster> {
-    let own = node_status(&web.node_address, PROBE_TIMEOUT).await.ok();
-    let leader = match &own {
-        Some(status) if status.role == Role::Leader => Some(status.clone()),
-        Some(status) => match &status.leader {
-            Some(leader) => node_status(leader, PROBE_TIMEOUT).await.ok(),
-            None => None,
-        },
-        None => None,
-    };
+    let ClusterRead { own, leader, members } = read_cluster(&web.node_address).await;
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         let nodes = own.into_iter().map(|status| node_of(&status.node, Some(&status))).collect();
         return Json(Cluster { leader: None, leader_queue: Vec::new(), nodes });
     };
-    let mut nodes = Vec::with_capacity(leader.membership.len());
-    for member in &leader.membership {
-        let status =
-            if *member == leader.node { Some(leader.clone()) } else { node_status(member, PROBE_TIMEOUT).await.ok() };
-        nodes.push(node_of(member, status.as_ref()));
-    }
+    let nodes = members.iter().map(|(member, status)| node_of(member, status.as_ref())).collect();
     Json(Cluster { leader: Some(leader.node.clone()), leader_queue: leader.membership[1..].to_vec(), nodes })
 }
 
