@@ -12,7 +12,9 @@ use crate::auction::{
     self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
     CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
 };
-use crate::replication::{DiskCounts, LogPosition, Message, NodeId, NodeStatus, ReplicatedState, Reply, Role};
+use crate::replication::{
+    DiskCounts, LogPosition, MembershipRecord, Message, NodeId, NodeStatus, RecordView, ReplicatedState, Reply, Role,
+};
 use crate::storage::StorageHandle;
 use crate::transport::{Backend, BackupSession, Health, Hello, MemberRemoval, Network, ServiceError};
 
@@ -28,7 +30,7 @@ pub(super) enum LeaderInput {
     Create { create: CreateAuction, reply: ReplySender },
     Cancel { cancel: CancelAuction, reply: ReplySender },
     Query { query: Query, reply: ReplySender },
-    BackupConnected { node: NodeId, last: LogPosition, stream: BackupStream },
+    BackupConnected { node: NodeId, incarnation: u64, last: LogPosition, stream: BackupStream },
     Ack { node: NodeId, connection: u64, index: u64 },
     BackupLost { node: NodeId, connection: u64 },
     RemoveMember { node: NodeId, reply: ReplySender },
@@ -119,6 +121,7 @@ impl Shared {
                 cluster_id: String::new(),
                 disk: None,
                 http: config.http_address.clone(),
+                record: None,
             }),
             id,
             network,
@@ -176,6 +179,15 @@ impl Shared {
         }
         if status.cluster_id != state.cluster_id {
             status.cluster_id = state.cluster_id.clone();
+        }
+    }
+
+    /// Publishes the membership record this node last read or stored.
+    pub fn set_record(&self, record: Option<&MembershipRecord>) {
+        let view = record.map(|record| RecordView { version: record.version, members: record.nodes() });
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        if status.record != view {
+            status.record = view;
         }
     }
 
@@ -416,7 +428,8 @@ impl Backend for Shared {
         let (messages_to_backup, messages) = mpsc::channel(MAX_QUEUED_PER_BACKUP);
         let closed = CancellationToken::new();
         let stream = BackupStream { connection, messages: messages_to_backup, closed: closed.clone() };
-        let connected = LeaderInput::BackupConnected { node: hello.node, last: hello.last, stream };
+        let connected =
+            LeaderInput::BackupConnected { node: hello.node, incarnation: hello.incarnation, last: hello.last, stream };
         handle.inputs.send(connected).await.map_err(|_| ServiceError::Stopped)?;
         Ok(BackupSession { connection, epoch: handle.epoch, messages, closed })
     }

@@ -54,6 +54,72 @@ impl std::fmt::Debug for StorageConfig {
     }
 }
 
+/// The metadata file that names a data directory's owner.
+const IDENTITY: &str = "identity";
+/// Held by the process that runs on a data directory, for its life.
+const DATA_DIR_LOCK: &str = "lock";
+
+/// Whose a data directory is: the node that writes it, and the incarnation
+/// of the state in it (drawn once, when the directory is created).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    node: String,
+    incarnation: u64,
+}
+
+/// A data directory this process holds: nobody else runs on it while the
+/// lock lasts.
+pub struct ClaimedDataDir {
+    pub incarnation: u64,
+    _lock: crate::storage::FileLock,
+}
+
+/// Takes `config.dir` for node `node`: refuses a directory another process
+/// runs on, or one another node wrote; draws the incarnation of a new one.
+pub fn claim_data_dir(config: &StorageConfig, node: &str, draw: impl FnOnce() -> u64) -> anyhow::Result<ClaimedDataDir> {
+    let disk = &*config.disk;
+    let dir = &config.dir;
+    disk.create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let lock = disk
+        .try_lock(&dir.join(DATA_DIR_LOCK))
+        .with_context(|| format!("locking the data directory {}", dir.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the data directory {} is in use by another process: each node needs a data directory of its own",
+                dir.display()
+            )
+        })?;
+    let incarnation = match crate::storage::read_meta(disk, dir, IDENTITY)? {
+        Some(body) => {
+            let identity: Identity = serde_json::from_slice(&body)
+                .with_context(|| format!("reading the identity of the data directory {}", dir.display()))?;
+            anyhow::ensure!(
+                identity.node == node,
+                "the data directory {} was written by node {}; this is node {node} (give each node its own)",
+                dir.display(),
+                identity.node
+            );
+            identity.incarnation
+        }
+        None => {
+            // A new directory, or one from before identities: its state,
+            // if any, becomes this incarnation's.
+            let incarnation = draw().max(1);
+            let identity = Identity { node: node.to_string(), incarnation };
+            crate::storage::write_meta(disk, dir, IDENTITY, &serde_json::to_vec(&identity)?)?;
+            incarnation
+        }
+    };
+    Ok(ClaimedDataDir { incarnation, _lock: lock })
+}
+
+/// The incarnation of the state in the data directory `dir` on this host's
+/// disk, if it has one: what tells whether a stopped member keeps its state.
+pub fn incarnation_in(dir: &std::path::Path) -> Option<u64> {
+    let body = crate::storage::read_meta(&crate::storage::OsDisk, dir, IDENTITY).ok()??;
+    serde_json::from_slice::<Identity>(&body).ok().map(|identity| identity.incarnation)
+}
+
 /// What a node found on its disk.
 pub struct Recovered {
     pub state: ReplicatedState,

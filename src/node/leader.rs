@@ -11,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{Action, Event, Leader, LeaderSettings, NodeId, Now, ReplicatedState, Role, epoch_number};
+use crate::replication::{
+    Action, Event, Leader, LeaderSettings, MembershipRecord, NodeId, Now, ReplicatedState, Role, epoch_number,
+};
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
+use super::coordinator::RecordStore;
 use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 use super::durable::{NodeDisk, persisted_changed};
 
@@ -33,13 +36,14 @@ pub(super) const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the node brings to its leadership.
 pub(super) struct Start {
-    /// The highest epoch seen.
+    /// This leadership's epoch, from the takeover record's version.
     pub epoch: u64,
+    /// The takeover record, stored: this node first, then the backups to
+    /// expect (the members that answered the takeover probe).
+    pub record: MembershipRecord,
     /// Empty when the node bootstraps a new cluster.
     pub state: ReplicatedState,
     pub lost_leader: Option<NodeId>,
-    /// The members that answered the takeover probe: the backups to expect.
-    pub live_backups: Vec<NodeId>,
     /// This node's disk, if it keeps one: the leader counts an entry only
     /// once it holds it.
     pub disk: Option<NodeDisk>,
@@ -50,6 +54,7 @@ pub(super) struct Start {
 pub(super) async fn lead(
     shared: &Arc<Shared>,
     config: &NodeConfig,
+    coordinator: &dyn RecordStore,
     start: Start,
     client_listener: Incoming,
     shutdown: &CancellationToken,
@@ -63,9 +68,7 @@ pub(super) async fn lead(
         ..LeaderSettings::default()
     };
     let mut leader = if start.state.last.index == 0 {
-        let nonce = shared.network().random() as u32;
-        let cluster_id = format!("{:016x}", shared.network().random());
-        let mut leader = Leader::bootstrap(shared.id().to_string(), cluster_id, settings, now, nonce);
+        let mut leader = Leader::bootstrap(start.record, start.epoch, settings, now);
         let ends_at_unix_ms = now.unix_ms + config.auction_duration.as_millis() as i64;
         leader.handle(
             Event::Open(OpenAuction {
@@ -85,20 +88,16 @@ pub(super) async fn lead(
         );
         leader
     } else {
-        let mut state = start.state;
-        // Only the members that answered are waited for; the others rejoin
-        // later, as new backups, if they are alive after all.
-        let lost = start.lost_leader.clone().unwrap_or_default();
-        state
-            .membership
-            .retain(|member| member == shared.id() || (member != &lost && start.live_backups.contains(member)));
-        let nonce = shared.network().random() as u32;
-        let leader = Leader::take_over(shared.id().to_string(), start.epoch, state, &lost, settings, now, nonce);
+        // Only the members that answered are waited for (the takeover
+        // record lists them); the others rejoin later, as new backups, if
+        // they are alive after all.
+        let expecting: Vec<NodeId> = start.record.nodes().into_iter().skip(1).collect();
+        let leader = Leader::take_over(start.state, start.record, start.epoch, settings, now);
         info!(
             epoch = epoch_number(leader.epoch()),
             client_port = %config.client_address,
-            lost_leader = %lost,
-            expecting = ?start.live_backups,
+            lost_leader = start.lost_leader.as_deref().unwrap_or("?"),
+            ?expecting,
             "took over; became leader"
         );
         leader
@@ -136,8 +135,10 @@ pub(super) async fn lead(
         overflowed: Vec::new(),
         disk: disk.take(),
         disk_failure: None,
+        records_stored: Vec::new(),
+        draining: false,
     };
-    driver.perform(&mut leader, shared.network().now());
+    driver.perform(&mut leader, coordinator, shared, shared.network().now());
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_until = None;
@@ -153,6 +154,7 @@ pub(super) async fn lead(
                 info!(pending = leader.pending_replies(), "stopping: handing leadership over");
                 serving_clients.store(false, Ordering::Relaxed);
                 client_port_open.cancel();
+                driver.draining = true;
                 drain_until = Some(shared.network().now().instant + 2 * config.ack_timeout);
             }
             held = persisted_changed(&mut persisted) => {
@@ -186,7 +188,7 @@ pub(super) async fn lead(
         // After every round, not only on ticks, and before any entry leaves:
         // a status read must never show the leader behind its backups.
         shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
-        driver.perform(&mut leader, shared.network().now());
+        driver.perform(&mut leader, coordinator, shared, shared.network().now());
         if let Some(failure) = driver.disk_failure.take() {
             // Nothing more may be acknowledged: the node stops, and the
             // first of the leaderQueue takes over.
@@ -264,8 +266,13 @@ struct Driver {
     overflowed: Vec<(NodeId, u64)>,
     /// This node's disk, if it keeps one.
     disk: Option<NodeDisk>,
-    /// Why the disk can take no more: the leader must stop.
+    /// Why the disk (or the record's store) can take no more: the leader
+    /// must stop.
     disk_failure: Option<String>,
+    /// Records stored since the leader last heard of it: their versions.
+    records_stored: Vec<u64>,
+    /// A graceful stop is under way: a draining leader writes no record.
+    draining: bool,
 }
 
 impl Driver {
@@ -291,11 +298,11 @@ impl Driver {
                 Some(token) => Event::Query { token, query },
                 None => return,
             },
-            LeaderInput::BackupConnected { node, last, stream } => {
+            LeaderInput::BackupConnected { node, incarnation, last, stream } => {
                 info!(backup = %node, last_index = last.index, "backup connected");
                 let connection = stream.connection;
                 self.streams.insert(node.clone(), stream);
-                Event::BackupConnected { node, connection, last }
+                Event::BackupConnected { node, incarnation, connection, last }
             }
             LeaderInput::Ack { node, connection, index } => Event::Ack { node, connection, index },
             LeaderInput::BackupLost { node, connection } => Event::BackupLost { node, connection },
@@ -323,23 +330,50 @@ impl Driver {
     }
 
     /// Performs the leader's actions; a backup whose queue overflowed is
-    /// reported lost, and the actions that causes performed in turn.
-    fn perform(&mut self, leader: &mut Leader, now: Now) {
+    /// reported lost, a stored record reported stored, and the actions
+    /// that causes performed in turn.
+    fn perform(&mut self, leader: &mut Leader, coordinator: &dyn RecordStore, shared: &Shared, now: Now) {
         loop {
             for action in leader.take_actions() {
-                self.perform_one(action);
+                match action {
+                    Action::StoreRecord { record } => self.store_record(coordinator, shared, record),
+                    action => self.perform_one(action),
+                }
+            }
+            for version in std::mem::take(&mut self.records_stored) {
+                leader.handle(Event::RecordStored { version }, now);
             }
             if let Some(disk) = &mut self.disk
                 && let Err(error) = disk.maybe_snapshot(leader.epoch(), leader.state())
             {
                 self.disk_failure.get_or_insert_with(|| format!("writing a snapshot failed: {error}"));
             }
-            if self.overflowed.is_empty() {
+            if self.overflowed.is_empty() && self.records_stored.is_empty() {
                 return;
             }
             for (node, connection) in std::mem::take(&mut self.overflowed) {
                 warn!(backup = %node, "backup cannot keep up; removing it");
                 leader.handle(Event::BackupLost { node, connection }, now);
+            }
+        }
+    }
+
+    /// Stores the membership record: a synced write, on the loop itself,
+    /// at membership changes only (never per bid). A failure ends this
+    /// leadership: the record is what a successor trusts.
+    fn store_record(&mut self, coordinator: &dyn RecordStore, shared: &Shared, record: MembershipRecord) {
+        if self.draining {
+            debug!(version = record.version, "draining: the record is left to the next leader");
+            return;
+        }
+        match coordinator.store_record(record.version.checked_sub(1), &record) {
+            Ok(()) => {
+                info!(version = record.version, members = ?record.nodes(), "membership record stored");
+                shared.set_record(Some(&record));
+                self.records_stored.push(record.version);
+            }
+            Err(error) => {
+                self.disk_failure.get_or_insert_with(|| format!("storing the membership record failed: {error}"));
             }
         }
     }
@@ -370,6 +404,7 @@ impl Driver {
                     info!(backup = %node, "backup removed");
                 }
             }
+            Action::StoreRecord { .. } => unreachable!("performed by Driver::perform"),
             Action::Persist { entries } => {
                 if let Some(disk) = &mut self.disk
                     && let Err(error) = disk.append(&entries)
@@ -383,15 +418,42 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
-    use crate::replication::LogPosition;
+    use crate::node::coordinator::{Presence, RecordError};
+    use crate::replication::{LogPosition, Member};
+
+    /// A record kept in memory, stored as asked.
+    #[derive(Default)]
+    struct MemoryRecord(Mutex<Option<MembershipRecord>>);
+
+    impl RecordStore for MemoryRecord {
+        fn load_record(&self) -> Result<Option<MembershipRecord>, RecordError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn store_record(&self, _expected: Option<u64>, record: &MembershipRecord) -> Result<(), RecordError> {
+            *self.0.lock().unwrap() = Some(record.clone());
+            Ok(())
+        }
+        fn presence(&self, _member: &Member) -> Presence {
+            Presence::Running
+        }
+    }
 
     /// A backup whose queue is full cannot keep up: it is removed, not
     /// buffered, and the leader's memory for it stays bounded.
     #[test]
     fn a_backup_whose_queue_is_full_is_removed() {
         let now = Now::read();
-        let mut leader = Leader::bootstrap("127.0.0.1:1".into(), "c".into(), LeaderSettings::default(), now, 0);
+        let me = Member { node: "127.0.0.1:1".into(), incarnation: 1 };
+        let record = MembershipRecord { cluster_id: "c".into(), version: 1, members: vec![me] };
+        let mut leader = Leader::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
+        let records = MemoryRecord::default();
+        let shared = Shared::new(
+            crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
+            crate::transport::Network::tcp(),
+        );
         let mut driver = Driver {
             replies: HashMap::new(),
             streams: HashMap::new(),
@@ -399,21 +461,24 @@ mod tests {
             overflowed: Vec::new(),
             disk: None,
             disk_failure: None,
+            records_stored: Vec::new(),
+            draining: false,
         };
         let node = "127.0.0.1:2".to_string();
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);
         let closed = CancellationToken::new();
         let stream = BackupStream { connection: 1, messages, closed: closed.clone() };
-        let connected = LeaderInput::BackupConnected { node: node.clone(), last: LogPosition::default(), stream };
+        let connected =
+            LeaderInput::BackupConnected { node: node.clone(), incarnation: 2, last: LogPosition::default(), stream };
         driver.handle(&mut leader, connected, now);
-        driver.perform(&mut leader, now);
+        driver.perform(&mut leader, &records, &shared, now);
         assert!(driver.streams.contains_key(&node));
         // It acks its catch-up, so entries are streamed to it: the next
         // message finds its queue full.
         let acked = LeaderInput::Ack { node: node.clone(), connection: 1, index: leader.state().last.index };
         driver.handle(&mut leader, acked, now);
-        driver.perform(&mut leader, now);
+        driver.perform(&mut leader, &records, &shared, now);
 
         assert!(!driver.streams.contains_key(&node), "removed once its queue overflowed");
         assert!(closed.is_cancelled(), "its stream's tasks are told to end");

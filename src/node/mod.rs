@@ -9,9 +9,9 @@
 //! protocol decisions live in [`crate::replication`].
 
 mod backend;
+mod coordinator;
 mod durable;
 mod leader;
-mod leadership;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -22,15 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::replication::{
-    Backup, NodeId, ReplicationError, Role, SelfView, Succession, choose_successor, epoch_number,
-    highest_credible_epoch, successor_epoch_floor,
+    Backup, Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
+    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor, takeover_version,
 };
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
 use backend::Shared;
+use coordinator::{Coordinator, LocalCoordinator, Presence, RecordStore};
+pub use coordinator::{CoordinatorConfig, RecordError};
 use durable::persisted_changed;
 pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
-use leadership::{Leadership, PortLock};
 
 /// Everything a node needs to know at start.
 #[derive(Clone, Debug)]
@@ -59,6 +60,12 @@ pub struct NodeConfig {
     /// Where this node serves the HTTP API, if it does: its status says so,
     /// so that the web page finds every node.
     pub http_address: Option<String>,
+    /// Where the cluster's membership record is kept (see
+    /// [`CoordinatorConfig`]).
+    pub coordinator: CoordinatorConfig,
+    /// Start a new cluster even where the record lists members that may
+    /// still hold state (their state is then lost): an operator's choice.
+    pub new_cluster: bool,
 }
 
 impl NodeConfig {
@@ -76,6 +83,8 @@ impl NodeConfig {
             retain_closed: crate::replication::DEFAULT_RETAIN_CLOSED,
             storage: None,
             http_address: None,
+            coordinator: CoordinatorConfig::for_client_port(client_address),
+            new_cluster: false,
         }
     }
 
@@ -149,28 +158,37 @@ enum FollowEnd {
 
 async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let id = shared.id().to_string();
-    let lock = PortLock {
-        network: shared.network().clone(),
-        client_address: config.client_address,
-        find_timeout: JOIN_TIMEOUT,
-    };
     let transport = config.transport();
-    let (mut disk, mut backup) = match &config.storage {
+    let (mut disk, mut backup, incarnation, _data_dir) = match &config.storage {
         Some(storage) => {
+            // Refused before anything is read: another process on this
+            // directory, or another node's directory.
+            let claimed = durable::claim_data_dir(storage, &id, || shared.network().random())?;
             let (disk, recovered) = NodeDisk::open(storage)?;
             shared.set_storage(disk.handle());
-            (Some(disk), Backup::new(recovered.epoch, recovered.state))
+            (Some(disk), Backup::new(recovered.epoch, recovered.state), claimed.incarnation, Some(claimed))
         }
         None => {
             info!("no data directory: state lives in memory only, and is lost if every node stops");
-            (None, Backup::default())
+            (None, Backup::default(), shared.network().random().max(1), None)
         }
     };
-    // State from the disk, and no leader followed since: after a full
-    // restart this node leads only once every member it knows answered.
+    let me = Member { node: id.clone(), incarnation };
+    let coordinator = LocalCoordinator::open(
+        shared.network().clone(),
+        config.client_address,
+        JOIN_TIMEOUT,
+        config.coordinator.clone(),
+        &me,
+        config.storage.as_ref().map(|storage| storage.dir.as_path()),
+    )?;
+    refuse_another_clusters_record(&coordinator, &backup)?;
+    // State from the disk, and no leader followed since: where no record
+    // can say who holds every committed entry, this node leads after a
+    // full restart only once every member it knows answered.
     let mut recovered = backup.last().index > 0;
-    // The members last waited for, so the wait is logged when it changes.
-    let mut awaited: Vec<NodeId> = Vec::new();
+    // What the node last said of its standing, so that it says it once.
+    let mut said: Option<String> = None;
     let mut lost_leader: Option<NodeId> = None;
     // When each successor candidate was first waited for.
     let mut waiting_for: HashMap<NodeId, Instant> = HashMap::new();
@@ -182,13 +200,19 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
-        let hello = Hello { node: id.clone(), last: backup.last(), cluster_id: backup.state().cluster_id.clone() };
-        match join(&lock, shared.network(), &hello, &transport).await {
+        let hello = Hello {
+            node: id.clone(),
+            incarnation,
+            last: backup.last(),
+            cluster_id: backup.state().cluster_id.clone(),
+        };
+        match join(&coordinator, shared.network(), &hello, &transport).await {
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
                 retry_pause = FIRST_RETRY_PAUSE;
                 recovered = false;
+                said = None;
                 match follow(shared, config, &mut backup, disk.as_mut(), link, shutdown).await {
                     FollowEnd::LeaderLost(leader) => {
                         info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
@@ -212,47 +236,100 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             Err(error) => debug!(%error, "no leader to join"),
         }
 
-        let answers = lock.survey(survey_targets(&id, config, &backup)).await;
+        let standing = match coordinator.load_record() {
+            Ok(record) => standing(&coordinator, record, &me, &backup, config.new_cluster),
+            Err(error) => Standing::Aside(format!("{error}: no node may lead until it can be read")),
+        };
+        shared.set_record(standing.record());
+        if let Standing::Aside(why) = &standing {
+            if said.as_ref() != Some(why) {
+                warn!(reason = %why, "standing aside: this node may not lead");
+                said = Some(why.clone());
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(retry_pause) => {}
+            }
+            retry_pause = (retry_pause * 2).min(MAX_RETRY_PAUSE);
+            continue;
+        }
+
+        // The members in leaderQueue order: the record's where there is
+        // one, since a removal may be stored there and not yet in any log.
+        let membership = match &standing {
+            Standing::Listed(record) => record.nodes(),
+            _ => backup.state().membership.clone(),
+        };
+        let answers = coordinator.survey(survey_targets(&id, config, &backup, &membership)).await;
         let released = shared.released();
-        let me = SelfView {
+        let me_view = SelfView {
             id: &id,
             epoch: backup.epoch(),
             last: backup.last(),
-            membership: &backup.state().membership,
+            membership: &membership,
             cluster_id: &backup.state().cluster_id,
-            recovered,
+            // A listed member holds every committed entry: it needs nobody's
+            // word to lead.
+            recovered: recovered && matches!(standing, Standing::Unrecorded),
             released: &released,
         };
-        let decision = choose_successor(&me, lost_leader.as_deref(), &answers, &passed_over);
+        let decision = choose_successor(&me_view, lost_leader.as_deref(), &answers, &passed_over);
         if let Succession::AwaitMembers { missing } = &decision {
-            if *missing != awaited {
-                warn!(
-                    ?missing,
-                    "restarted from disk: waiting for these members before anyone may lead (a member whose disk is \
-                     gone must be removed with `gavel member remove`)"
-                );
-                awaited.clone_from(missing);
+            let why = format!(
+                "restarted from disk with no membership record: waiting for these members before anyone may lead \
+                 (a member whose disk is gone must be removed with `gavel member remove`): {missing:?}"
+            );
+            if said.as_ref() != Some(&why) {
+                warn!(?missing, "{why}");
+                said = Some(why);
             }
-        } else {
-            awaited.clear();
         }
         match decision {
             Succession::TakeOver { live_backups } => {
-                match lock.claim().await {
+                match coordinator.claim().await {
                     Ok(client_listener) => {
-                        // Above every epoch a live member reports, too.
-                        // Above every candidate ahead of it, too.
-                        let epoch =
-                            successor_epoch_floor(&me, lost_leader.as_deref(), highest_credible_epoch(&me, &answers));
-                        let (_, state) = std::mem::take(&mut backup).into_parts();
-                        return leader::lead(
-                            shared,
-                            config,
-                            leader::Start { epoch, state, lost_leader, live_backups, disk: disk.take() },
-                            client_listener,
-                            shutdown,
-                        )
-                        .await;
+                        // Above every epoch a live member reports, and every
+                        // candidate ahead of it.
+                        let floor = successor_epoch_floor(
+                            &me_view,
+                            lost_leader.as_deref(),
+                            highest_credible_epoch(&me_view, &answers),
+                        );
+                        let nonce = shared.network().random() as u32;
+                        let takeover = Takeover {
+                            me: &me,
+                            live_backups: &live_backups,
+                            highest_epoch: floor,
+                            lost_leader: lost_leader.as_deref(),
+                            new_cluster_id: format!("{:016x}", shared.network().random()),
+                        };
+                        match write_takeover_record(&coordinator, &standing, &backup, takeover) {
+                            Ok(record) => {
+                                if let Standing::Abandoned(old) = &standing {
+                                    warn!(
+                                        old_cluster = %old.cluster_id,
+                                        old_members = ?old.nodes(),
+                                        "no member of the last cluster on this client port runs or keeps its state: \
+                                         starting a new cluster; the old state is lost"
+                                    );
+                                }
+                                let epoch = epoch_of_record(record.version, nonce);
+                                shared.set_record(Some(&record));
+                                let (_, state) = std::mem::take(&mut backup).into_parts();
+                                return leader::lead(
+                                    shared,
+                                    config,
+                                    &coordinator,
+                                    leader::Start { epoch, record, state, lost_leader, disk: disk.take() },
+                                    client_listener,
+                                    shutdown,
+                                )
+                                .await;
+                            }
+                            // The port goes back with the listener.
+                            Err(error) => warn!(%error, "could not store the takeover record; not leading"),
+                        }
                     }
                     Err(error) => debug!(%error, "client port taken; someone else leads"),
                 }
@@ -278,10 +355,157 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
     Ok(())
 }
 
+/// What the membership record lets this node do while nobody leads.
+enum Standing {
+    /// No record was ever stored (a cluster from before it, or a host whose
+    /// temporary directory was cleared): the log's membership decides, and
+    /// a node restarted from its disk waits for every member it knows.
+    Unrecorded,
+    /// The record lists this node, this incarnation: it holds every
+    /// committed entry, and may lead.
+    Listed(MembershipRecord),
+    /// A node without state, where no listed member runs or keeps its state
+    /// (or an operator said `--new-cluster`): it may start a new cluster,
+    /// and the old state is lost.
+    Abandoned(MembershipRecord),
+    /// It may not lead, for this reason.
+    Aside(String),
+}
+
+impl Standing {
+    fn record(&self) -> Option<&MembershipRecord> {
+        match self {
+            Standing::Listed(record) | Standing::Abandoned(record) => Some(record),
+            Standing::Unrecorded | Standing::Aside(_) => None,
+        }
+    }
+}
+
+/// Where `record` leaves this node.
+fn standing(
+    coordinator: &impl Coordinator,
+    record: Option<MembershipRecord>,
+    me: &Member,
+    backup: &Backup,
+    new_cluster: bool,
+) -> Standing {
+    let Some(record) = record else { return Standing::Unrecorded };
+    if record.lists(me) {
+        return Standing::Listed(record);
+    }
+    let has_state = backup.last().index > 0;
+    if has_state {
+        let why = match record.incarnation_of(&me.node) {
+            Some(_) => "not in the membership record: it lists this node's name for another copy of its state \
+                        (a process that froze and resumed after its place was taken, or one that lost its disk)"
+                .to_string(),
+            None => format!(
+                "not in the membership record (version {}, members {:?}): this node was removed and may lack \
+                 committed entries; it rejoins when a member leads",
+                record.version,
+                record.nodes()
+            ),
+        };
+        return Standing::Aside(why);
+    }
+    if new_cluster {
+        return Standing::Abandoned(record);
+    }
+    let holding: Vec<NodeId> = record
+        .members
+        .iter()
+        .filter(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false })
+        .map(|member| member.node.clone())
+        .collect();
+    if holding.is_empty() {
+        return Standing::Abandoned(record);
+    }
+    Standing::Aside(format!(
+        "this node has no state, and members of the record may still hold the cluster's ({holding:?}): it joins \
+         when one of them leads (`--new-cluster` starts a new cluster, losing theirs)"
+    ))
+}
+
+/// A node whose data directory holds another cluster's state than the
+/// record's live cluster on this client port is started in the wrong place.
+fn refuse_another_clusters_record(coordinator: &impl Coordinator, backup: &Backup) -> anyhow::Result<()> {
+    let ours = &backup.state().cluster_id;
+    let Ok(Some(record)) = coordinator.load_record() else { return Ok(()) };
+    if ours.is_empty() || record.cluster_id == *ours {
+        return Ok(());
+    }
+    let alive = record.members.iter().any(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false });
+    anyhow::ensure!(
+        !alive,
+        "this node's data directory holds the state of cluster {ours:?}, but the cluster on this client port is \
+         {:?} (its members still run or keep their state): start it with its own cluster's client port, or \
+         with another data directory",
+        record.cluster_id
+    );
+    Ok(())
+}
+
+/// What a successor brings to its takeover write.
+struct Takeover<'a> {
+    me: &'a Member,
+    /// The members that answered its probe: the backups it will wait for.
+    live_backups: &'a [NodeId],
+    /// Its epoch goes above this one.
+    highest_epoch: u64,
+    lost_leader: Option<&'a str>,
+    /// The name of the cluster it starts, if it has no state.
+    new_cluster_id: String,
+}
+
+/// The node's first act as leader, once it holds the lock: it reads the
+/// record again (it may have changed before the lock was taken), and
+/// stores the takeover record: itself first, then the live backups it will
+/// wait for, under a version above the record's and every epoch it has
+/// seen. The returned record's version is the new leadership's epoch
+/// number.
+fn write_takeover_record(
+    coordinator: &impl Coordinator,
+    standing: &Standing,
+    backup: &Backup,
+    takeover: Takeover<'_>,
+) -> Result<MembershipRecord, RecordError> {
+    let Takeover { me, live_backups, highest_epoch, lost_leader, new_cluster_id } = takeover;
+    let stored = coordinator.load_record()?;
+    let expected = stored.as_ref().map(|record| record.version);
+    let changed = || RecordError::Conflict { expected: standing.record().map(|record| record.version), found: expected };
+    let mut members = vec![me.clone()];
+    let cluster_id = match (standing, &stored) {
+        (Standing::Listed(_), Some(stored)) if stored.lists(me) => {
+            let expected = stored.members.iter().filter(|member| {
+                member.node != me.node
+                    && Some(member.node.as_str()) != lost_leader
+                    && live_backups.contains(&member.node)
+            });
+            members.extend(expected.cloned());
+            stored.cluster_id.clone()
+        }
+        (Standing::Unrecorded, None) => {
+            // Nobody said their incarnations: each tells it on connecting,
+            // and the record is written again.
+            let expected = live_backups.iter().filter(|node| Some(node.as_str()) != lost_leader);
+            members.extend(expected.map(|node| Member { node: node.clone(), incarnation: UNKNOWN_INCARNATION }));
+            backup.state().cluster_id.clone()
+        }
+        (Standing::Abandoned(abandoned), Some(stored)) if stored == abandoned => String::new(),
+        _ => return Err(changed()),
+    };
+    // A node without state starts a new cluster.
+    let cluster_id = if backup.last().index == 0 { new_cluster_id } else { cluster_id };
+    let version = takeover_version(stored.as_ref(), highest_epoch.max(backup.last().epoch));
+    let record = MembershipRecord { cluster_id, version, members };
+    coordinator.store_record(expected, &record)?;
+    Ok(record)
+}
+
 /// Finds the leader through the client port and opens the replication
 /// stream on its node port.
 async fn join(
-    lock: &impl Leadership,
+    lock: &impl Coordinator,
     network: &Network,
     hello: &Hello,
     transport: &TransportSettings,
@@ -293,9 +517,11 @@ async fn join(
     transport::open_replication(network, &leader, hello, transport, JOIN_TIMEOUT).await
 }
 
-/// The members and configured peers to probe when the leader is gone.
-fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup) -> Vec<NodeId> {
+/// The members (of the record and of the log) and configured peers to
+/// probe when the leader is gone.
+fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup, membership: &[NodeId]) -> Vec<NodeId> {
     let mut targets: Vec<String> = backup.state().membership.clone();
+    targets.extend(membership.iter().cloned());
     targets.extend(config.peers.iter().cloned());
     targets.sort();
     targets.dedup();

@@ -9,6 +9,7 @@ use crate::auction::{
     OpenAuction, Query, QueryAnswer, QueryError, ReadError,
 };
 
+use super::record::{Member, MembershipRecord, UNKNOWN_INCARNATION};
 use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 use super::{NodeId, Now};
 
@@ -65,8 +66,9 @@ pub enum Event {
     /// Opens an auction (at bootstrap).
     Open(OpenAuction),
     /// A backup opened a stream (`connection` tells this stream from the
-    /// node's earlier ones) and holds a log ending at `last`.
-    BackupConnected { node: NodeId, connection: u64, last: LogPosition },
+    /// node's earlier ones) and holds a log ending at `last`; `incarnation`
+    /// names the copy of the node's state it speaks for.
+    BackupConnected { node: NodeId, incarnation: u64, connection: u64, last: LogPosition },
     /// A backup applied everything up to `index`.
     Ack { node: NodeId, connection: u64, index: u64 },
     /// A backup's stream ended or failed.
@@ -77,6 +79,9 @@ pub enum Event {
     Persisted { index: u64 },
     /// An operator removes a member for good.
     RemoveMember { token: u64, node: NodeId },
+    /// The coordinator stored the membership record of this version, the
+    /// one [`Action::StoreRecord`] asked for.
+    RecordStored { version: u64 },
 }
 
 /// A message for one backup.
@@ -122,11 +127,20 @@ pub enum Action {
     Persist {
         entries: Arc<Vec<Entry>>,
     },
+    /// Store this membership record with the coordinator, by compare-and-set
+    /// of the version before it; answer with [`Event::RecordStored`]. One
+    /// write at a time: the next waits for that event.
+    StoreRecord {
+        record: MembershipRecord,
+    },
 }
 
 /// What the leader knows of one backup: a member, or a learner catching up.
 #[derive(Clone, Debug)]
 struct BackupProgress {
+    /// The copy of its state it speaks for: a stream under its name with
+    /// another incarnation is another member.
+    incarnation: u64,
     /// The stream it is on; `None` for a backup a new leader expects back.
     connection: Option<u64>,
     /// The highest index sent on that stream. An ack counts only up to
@@ -155,15 +169,18 @@ impl BackupProgress {
     }
 }
 
-/// A removed backup, until the remaining backups hold its removal.
+/// A removed backup, until the stored membership record no longer lists
+/// it and the remaining backups hold its removal.
 ///
-/// Entries it never acked may be committed only once the remaining backups
-/// hold its removal: a successor that lacks such an entry is then known to be
-/// stale by every peer that has it (see `takeover`). Committing them on the
-/// remaining acks alone would let the removed node, still alive and still a
-/// member in the others' eyes, take over without an acknowledged bid.
-#[derive(Clone, Copy, Debug)]
+/// Entries it never acked may be committed only once the record without it
+/// is stored: until then it may lead after this leader dies, and it lacks
+/// them. Waiting for the remaining backups to hold its removal as well lets
+/// their logs agree with the record, so that the staleness rule of
+/// `takeover` still holds where no record can be read.
+#[derive(Clone, Debug)]
 struct Departure {
+    /// The member it was, as the record lists it (if known).
+    member: Option<Member>,
     /// The index of its Remove entry.
     removed_at: u64,
     /// The highest index it acked.
@@ -182,7 +199,14 @@ struct HeldReply {
 #[derive(Debug)]
 pub struct Leader {
     id: NodeId,
+    /// The copy of this node's state that leads, as the record lists it.
+    incarnation: u64,
     epoch: u64,
+    /// The membership record as the coordinator holds it: every member it
+    /// lists gates every commit, removed or not.
+    record: MembershipRecord,
+    /// The record being written, if a write is in flight (one at a time).
+    record_in_flight: Option<MembershipRecord>,
     state: ReplicatedState,
     settings: LeaderSettings,
     /// Recent entries, oldest first, for catch-up by suffix, each with when
@@ -213,40 +237,38 @@ pub struct Leader {
 }
 
 impl Leader {
-    /// Bootstraps a new cluster named `cluster_id`: the first leader, of
-    /// epoch number 1, alone. `epoch_nonce` makes the epoch unique (see
-    /// [`super::next_epoch`]).
-    pub fn bootstrap(id: NodeId, cluster_id: String, settings: LeaderSettings, now: Now, epoch_nonce: u32) -> Self {
-        let epoch = super::next_epoch(0, epoch_nonce);
-        let mut leader = Leader::new(id.clone(), epoch, ReplicatedState::default(), settings);
+    /// Bootstraps a new cluster: the first leader, alone. `record` is the
+    /// stored record that names the cluster and lists this node, and
+    /// `epoch` the one its version gives (see [`super::epoch_of_record`]).
+    pub fn bootstrap(record: MembershipRecord, epoch: u64, settings: LeaderSettings, now: Now) -> Self {
+        let id = record.members.first().map(|member| member.node.clone()).unwrap_or_default();
+        let cluster_id = record.cluster_id.clone();
+        let mut leader = Leader::new(id.clone(), epoch, record, ReplicatedState::default(), settings);
         leader.append(Payload::Takeover { leader: id, backups: Vec::new(), cluster_id }, now);
         leader
     }
 
-    /// Takes over from a lost leader with the state this node holds, in a
-    /// new epoch. It expects every other member back and waits for each, up
-    /// to the ack timeout, before it commits anything: a backup that missed
-    /// entries must get them before a bid is acknowledged without it.
+    /// Takes over from a lost leader with the state this node holds, in
+    /// `epoch`. `record` is the takeover record already stored: this node
+    /// first, then the backups it expects back, which the record lists, not
+    /// its log (a removal stored but not yet spread is in the record only).
+    /// It waits for each, up to the ack timeout, before it commits anything:
+    /// a backup that missed entries must get them before a bid is
+    /// acknowledged without it.
     pub fn take_over(
-        id: NodeId,
-        highest_epoch_seen: u64,
         state: ReplicatedState,
-        lost_leader: &str,
+        record: MembershipRecord,
+        epoch: u64,
         settings: LeaderSettings,
         now: Now,
-        epoch_nonce: u32,
     ) -> Self {
-        let backups: Vec<NodeId> = state
-            .membership
-            .iter()
-            .filter(|member| **member != id && member.as_str() != lost_leader)
-            .cloned()
-            .collect();
-        let epoch = super::next_epoch(highest_epoch_seen.max(state.last.epoch), epoch_nonce);
+        let id = record.members.first().map(|member| member.node.clone()).unwrap_or_default();
+        let expected: Vec<Member> = record.members.iter().skip(1).cloned().collect();
         let cluster_id = state.cluster_id.clone();
-        let mut leader = Leader::new(id.clone(), epoch, state, settings);
-        for backup in &backups {
-            let expected = BackupProgress {
+        let mut leader = Leader::new(id.clone(), epoch, record, state, settings);
+        for member in &expected {
+            let progress = BackupProgress {
+                incarnation: member.incarnation,
                 connection: None,
                 sent: 0,
                 acked: 0,
@@ -254,16 +276,26 @@ impl Leader {
                 join_once_acked: None,
                 streaming: true,
             };
-            leader.backups.insert(backup.clone(), expected);
+            leader.backups.insert(member.node.clone(), progress);
         }
+        let backups = expected.into_iter().map(|member| member.node).collect();
         leader.append(Payload::Takeover { leader: id, backups, cluster_id }, now);
         leader
     }
 
-    fn new(id: NodeId, epoch: u64, state: ReplicatedState, settings: LeaderSettings) -> Self {
+    fn new(
+        id: NodeId,
+        epoch: u64,
+        record: MembershipRecord,
+        state: ReplicatedState,
+        settings: LeaderSettings,
+    ) -> Self {
         Leader {
             id,
+            incarnation: record.members.first().map_or(0, |member| member.incarnation),
             epoch,
+            record,
+            record_in_flight: None,
             commit_index: state.last.index,
             persisted_index: if settings.durable { 0 } else { u64::MAX },
             first_index: state.last.index + 1,
@@ -293,6 +325,11 @@ impl Leader {
 
     pub fn commit_index(&self) -> u64 {
         self.commit_index
+    }
+
+    /// The membership record as stored.
+    pub fn record(&self) -> &MembershipRecord {
+        &self.record
     }
 
     /// The commit index watchers may be shown: once this leadership's first
@@ -339,7 +376,9 @@ impl Leader {
             Event::Open(open) => {
                 self.append(Payload::Command(Command::Open(open)), now);
             }
-            Event::BackupConnected { node, connection, last } => self.on_backup_connected(node, connection, last, now),
+            Event::BackupConnected { node, incarnation, connection, last } => {
+                self.on_backup_connected(Member { node, incarnation }, connection, last, now);
+            }
             Event::Ack { node, connection, index } => self.on_ack(&node, connection, index, now),
             Event::BackupLost { node, connection } => {
                 if self.backups.get(&node).is_some_and(|progress| progress.connection == Some(connection)) {
@@ -359,9 +398,42 @@ impl Leader {
                     self.persisted_index = self.persisted_index.max(index);
                 }
             }
+            Event::RecordStored { version } => {
+                if self.record_in_flight.as_ref().is_some_and(|record| record.version == version) {
+                    self.record = self.record_in_flight.take().unwrap_or_default();
+                }
+            }
         }
         self.advance_commit();
         self.admit_caught_up_learners(now);
+        self.store_record_if_changed();
+    }
+
+    /// Starts the write of the record when the members that gate commits
+    /// (this node, then the member backups in leaderQueue order) are no
+    /// longer the ones the record lists, and no write is in flight.
+    fn store_record_if_changed(&mut self) {
+        if self.record_in_flight.is_some() {
+            return;
+        }
+        let mut members = vec![Member { node: self.id.clone(), incarnation: self.incarnation }];
+        for node in self.state.leader_queue() {
+            if let Some(progress) = self.backups.get(node)
+                && !progress.is_learner()
+            {
+                members.push(Member { node: node.clone(), incarnation: progress.incarnation });
+            }
+        }
+        if members == self.record.members {
+            return;
+        }
+        let record = MembershipRecord {
+            cluster_id: self.state.cluster_id.clone(),
+            version: self.record.version + 1,
+            members,
+        };
+        self.actions.push(Action::StoreRecord { record: record.clone() });
+        self.record_in_flight = Some(record);
     }
 
     /// The actions to perform, in order, with new entries flushed to every
@@ -400,16 +472,27 @@ impl Leader {
         self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Result(view) });
     }
 
-    fn on_backup_connected(&mut self, node: NodeId, connection: u64, last: LogPosition, now: Now) {
+    fn on_backup_connected(&mut self, member: Member, connection: u64, last: LogPosition, now: Now) {
+        let Member { node, incarnation } = member;
         if node == self.id {
             return;
         }
         // A second stream under a name that already has one is either the
-        // node itself after a glitch or someone claiming its name: either
-        // way the old stream's membership ends here (a removal entry), and
-        // the newcomer starts over as a learner. A frozen original is then
-        // stale, never kept in by an impostor's acks.
-        if self.backups.get(&node).is_some_and(|progress| progress.connection.is_some()) {
+        // node itself after a glitch or someone claiming its name; a stream
+        // under a member's name with another incarnation is another copy of
+        // its state (a restart without its disk, or an impostor). Either way
+        // the old membership ends here (a removal entry, and a record that no
+        // longer lists it), and the newcomer starts over as a learner. A
+        // frozen original is then stale, never kept in by an impostor's acks.
+        if self
+            .backups
+            .get(&node)
+            .is_some_and(|progress| {
+                let other_copy =
+                    progress.incarnation != UNKNOWN_INCARNATION && progress.incarnation != incarnation;
+                progress.connection.is_some() || other_copy
+            })
+        {
             self.remove_backup(&node, now);
         }
         // Entries sequenced before the catch-up go out first, to the backups
@@ -432,6 +515,7 @@ impl Leader {
         // count, and only up to what was sent on it.
         let join_once_acked = (!self.state.membership.contains(&node)).then_some(self.state.last.index);
         let progress = BackupProgress {
+            incarnation,
             connection: Some(connection),
             sent: self.state.last.index,
             acked: 0,
@@ -579,9 +663,14 @@ impl Leader {
         // The removal is a new entry, so the backup cannot have acked it.
         // A member this leader never heard from holds no more than what
         // is committed already.
-        let acked = progress.map_or(self.commit_index, |progress| progress.acked);
+        let acked = progress.as_ref().map_or(self.commit_index, |progress| progress.acked);
+        let incarnation = match &progress {
+            Some(progress) => Some(progress.incarnation),
+            None => self.record.incarnation_of(node),
+        };
+        let member = incarnation.map(|incarnation| Member { node: node.to_string(), incarnation });
         let (removed_at, _) = self.append(Payload::Remove { node: node.to_string() }, now);
-        self.departing.push(Departure { removed_at, acked });
+        self.departing.push(Departure { member, removed_at, acked });
         Some(removed_at)
     }
 
@@ -598,7 +687,18 @@ impl Leader {
             .min()
             .unwrap_or(u64::MAX);
         let mut committable = acked_by_all.min(self.state.last.index).min(self.persisted_index);
-        self.departing.retain(|departure| committable < departure.removed_at);
+        // A departed member the record still lists gates commits as if
+        // present, unless it is back as a member (its own acks gate them).
+        let (record, backups) = (&self.record, &self.backups);
+        let still_listed = |member: &Member| {
+            let rejoined = backups
+                .get(&member.node)
+                .is_some_and(|progress| !progress.is_learner() && progress.incarnation == member.incarnation);
+            record.lists(member) && !rejoined
+        };
+        self.departing.retain(|departure| {
+            committable < departure.removed_at || departure.member.as_ref().is_some_and(still_listed)
+        });
         for departure in &self.departing {
             committable = committable.min(departure.acked);
         }

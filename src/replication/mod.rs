@@ -8,6 +8,7 @@
 
 mod backup;
 mod leader;
+mod record;
 mod state;
 mod status;
 mod takeover;
@@ -16,8 +17,9 @@ mod tests;
 
 pub use backup::{Backup, ReplicationError};
 pub use leader::{Action, DEFAULT_RETAIN_CLOSED, Event, Leader, LeaderSettings, Message, Reply};
+pub use record::{Member, MembershipRecord, UNKNOWN_INCARNATION};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
-pub use status::{DiskCounts, NodeStatus, Role};
+pub use status::{DiskCounts, NodeStatus, RecordView, Role};
 pub use takeover::{
     MAX_EPOCH_LEAD, SelfView, Succession, choose_successor, highest_credible_epoch, successor_epoch_floor,
 };
@@ -63,6 +65,22 @@ impl Now {
 pub fn next_epoch(highest_seen: u64, nonce: u32) -> u64 {
     let number = (epoch_number(highest_seen) + 1).min(MAX_EPOCH_NUMBER - 1);
     (number << 32) | u64::from(nonce)
+}
+
+/// The epoch of the leadership whose takeover (or bootstrap) stored the
+/// membership record of `version`: the version is its number, unique since
+/// every write of the record raises it by compare-and-set; the nonce only
+/// tells apart leaderships of a cluster whose record was lost.
+pub fn epoch_of_record(version: u64, nonce: u32) -> u64 {
+    (version.min(MAX_EPOCH_NUMBER - 1) << 32) | u64::from(nonce)
+}
+
+/// The version a takeover (or bootstrap) write stores: above the record it
+/// replaces, if any, and above every epoch number its writer has seen, so
+/// that the new leadership's epoch outranks every entry in any log.
+pub fn takeover_version(stored: Option<&MembershipRecord>, highest_epoch_seen: u64) -> u64 {
+    let above_record = stored.map_or(1, |record| record.version + 1);
+    above_record.max(epoch_number(highest_epoch_seen) + 1).min(MAX_EPOCH_NUMBER - 1)
 }
 
 /// Epoch numbers from here up could not have been issued: a peer or leader

@@ -30,6 +30,16 @@ pub struct NodeStatus {
     /// Where it serves the HTTP API (`--http-port`), if it does: the web
     /// page learns every node's address from it.
     pub http: Option<String>,
+    /// The membership record as it last read or stored it, if it knows one.
+    pub record: Option<RecordView>,
+}
+
+/// The membership record as people are shown it: without incarnations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordView {
+    pub version: u64,
+    /// Leader first, then the leaderQueue.
+    pub members: Vec<NodeId>,
 }
 
 /// A node's log syncs so far: how many, and how many entries they carried.

@@ -72,13 +72,34 @@ struct Cluster {
     next_connection: u64,
     /// Replies, in the order the leader released them.
     released: Vec<(u64, Reply)>,
+    /// The incarnation each node speaks for when it connects (1 unless a
+    /// test sets another: a node restarted without its disk, an impostor).
+    incarnations: BTreeMap<NodeId, u64>,
+    /// Every membership record the leader asked to store, in order.
+    records: Vec<MembershipRecord>,
+    /// While set, record writes are not answered: the coordinator is slow.
+    hold_records: bool,
+    /// Writes asked for and not yet answered, while held.
+    held_records: VecDeque<u64>,
+}
+
+/// The incarnation every node speaks for unless a test says otherwise.
+const INCARNATION: u64 = 1;
+
+/// A stored record listing `nodes` (the leader first), of `version`.
+fn record_of(nodes: &[&str], version: u64) -> MembershipRecord {
+    MembershipRecord {
+        cluster_id: CLUSTER_ID.to_string(),
+        version,
+        members: nodes.iter().map(|node| Member { node: node.to_string(), incarnation: INCARNATION }).collect(),
+    }
 }
 
 impl Cluster {
     /// A leader alone, with the default auction open for `auction_ms`.
     fn bootstrap(settings: LeaderSettings, auction_ms: u64) -> Self {
         let start = Now::read();
-        let leader = Leader::bootstrap(LEADER.to_string(), CLUSTER_ID.to_string(), settings.clone(), start, 0);
+        let leader = Leader::bootstrap(record_of(&[LEADER], 1), epoch_of_record(1, 0), settings.clone(), start);
         let mut cluster = Cluster {
             leader,
             settings,
@@ -90,6 +111,10 @@ impl Cluster {
             next_token: 1,
             next_connection: 1,
             released: Vec::new(),
+            incarnations: BTreeMap::new(),
+            records: Vec::new(),
+            hold_records: false,
+            held_records: VecDeque::new(),
         };
         cluster.step(Event::Open(OpenAuction {
             auction_id: DEFAULT_AUCTION.to_string(),
@@ -123,11 +148,44 @@ impl Cluster {
         self.leader.handle(event, self.now);
     }
 
-    /// Takes the leader's actions and performs them on the network.
+    /// Takes the leader's actions and performs them on the network. A
+    /// record write is answered at once (unless `hold_records`), and kept in
+    /// `records` rather than returned: tests of the record look there.
     fn take_actions(&mut self) -> Vec<Action> {
-        let actions = self.leader.take_actions();
-        self.route(&actions);
-        actions
+        let mut performed = Vec::new();
+        loop {
+            let actions = self.leader.take_actions();
+            self.route(&actions);
+            let mut stored = Vec::new();
+            for action in actions {
+                match action {
+                    Action::StoreRecord { record } => {
+                        stored.push(record.version);
+                        self.records.push(record);
+                    }
+                    other => performed.push(other),
+                }
+            }
+            if self.hold_records {
+                self.held_records.extend(stored);
+                return performed;
+            }
+            if stored.is_empty() {
+                return performed;
+            }
+            for version in stored {
+                self.leader.handle(Event::RecordStored { version }, self.now);
+            }
+        }
+    }
+
+    /// Answers the record writes held so far.
+    fn release_records(&mut self) -> Vec<Action> {
+        self.hold_records = false;
+        for version in std::mem::take(&mut self.held_records) {
+            self.leader.handle(Event::RecordStored { version }, self.now);
+        }
+        self.take_actions()
     }
 
     fn step(&mut self, event: Event) -> Vec<Action> {
@@ -154,6 +212,8 @@ impl Cluster {
                 Action::Reply { token, reply } => self.released.push((*token, reply.clone())),
                 // Tests say what the disk holds with `Event::Persisted`.
                 Action::Persist { .. } => {}
+                // Answered by `take_actions`.
+                Action::StoreRecord { .. } => {}
                 Action::Disconnect { node, connection } => {
                     if self.streams.get(node).is_some_and(|stream| stream.connection == *connection) {
                         self.streams.remove(node);
@@ -214,7 +274,12 @@ impl Cluster {
         let last = self.backups.entry(node.to_string()).or_default().last();
         let stream = Stream { connection, in_flight: VecDeque::new(), acks: VecDeque::new() };
         self.streams.insert(node.to_string(), stream);
-        self.step(Event::BackupConnected { node: node.to_string(), connection, last })
+        let incarnation = self.incarnation(node);
+        self.step(Event::BackupConnected { node: node.to_string(), incarnation, connection, last })
+    }
+
+    fn incarnation(&self, node: &str) -> u64 {
+        self.incarnations.get(node).copied().unwrap_or(INCARNATION)
     }
 
     fn connection(&self, node: &str) -> u64 {
@@ -335,9 +400,31 @@ impl Cluster {
         let lost_leader = self.leader.id().to_string();
         let (epoch, state) = self.backups.remove(successor).expect("the successor is a backup").into_parts();
         self.streams.clear();
-        self.leader =
-            Leader::take_over(successor.to_string(), epoch, state, &lost_leader, self.settings.clone(), self.now, 0);
+        let expected: Vec<NodeId> =
+            state.membership.iter().filter(|member| **member != lost_leader).cloned().collect();
+        self.leader = self.taking_over(successor, epoch, state, &expected, 0);
         self.take_actions()
+    }
+
+    /// The leader `successor` becomes, as the node makes it: its takeover
+    /// record (itself, then the `expected` backups) stored first, with a
+    /// version above the record and every epoch it has seen.
+    fn taking_over(
+        &mut self,
+        successor: &str,
+        highest_epoch: u64,
+        state: ReplicatedState,
+        expected: &[NodeId],
+        nonce: u32,
+    ) -> Leader {
+        let version = takeover_version(Some(self.leader.record()), highest_epoch.max(state.last.epoch));
+        let mut members = vec![Member { node: successor.to_string(), incarnation: self.incarnation(successor) }];
+        for node in expected.iter().filter(|node| node.as_str() != successor) {
+            members.push(Member { node: node.clone(), incarnation: self.incarnation(node) });
+        }
+        let record = MembershipRecord { cluster_id: state.cluster_id.clone(), version, members };
+        self.records.push(record.clone());
+        Leader::take_over(state, record, epoch_of_record(version, nonce), self.settings.clone(), self.now)
     }
 
     /// `successor` takes over as the node does (node/leader.rs): with the
@@ -346,13 +433,15 @@ impl Cluster {
     fn take_over_as(&mut self, successor: &str, lost_leader: &str, live_backups: &[NodeId]) -> Vec<Action> {
         // Each node draws its own nonce, as a real node draws a random one.
         let nonce = successor.bytes().map(u32::from).sum();
-        let (epoch, mut state) = self.backups.remove(successor).expect("the successor is a backup").into_parts();
-        state
+        let (epoch, state) = self.backups.remove(successor).expect("the successor is a backup").into_parts();
+        let expected: Vec<NodeId> = state
             .membership
-            .retain(|member| member == successor || (member != lost_leader && live_backups.contains(member)));
+            .iter()
+            .filter(|member| *member != successor && *member != lost_leader && live_backups.contains(member))
+            .cloned()
+            .collect();
         self.streams.clear();
-        self.leader =
-            Leader::take_over(successor.to_string(), epoch, state, lost_leader, self.settings.clone(), self.now, nonce);
+        self.leader = self.taking_over(successor, epoch, state, &expected, nonce);
         self.take_actions()
     }
 
@@ -370,6 +459,7 @@ impl Cluster {
             cluster_id: backup.state().cluster_id.clone(),
             disk: None,
             http: None,
+            record: None,
         }
     }
 
@@ -1000,11 +1090,13 @@ fn fresh_backup_joining_a_new_leader_gets_a_snapshot() {
     cluster.bid("alice", 10);
     cluster.settle();
     cluster.crash_leader_and_take_over(NODE_2);
+    // The takeover's epoch number is its record's version.
+    let new_epoch = epoch_of(cluster.leader.record().version);
     let state_before = cluster.leader.state().clone();
 
     let actions = cluster.connect(NODE_3);
 
-    let snapshot = Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(2), state: state_before }));
+    let snapshot = Message::Snapshot(Box::new(Snapshot { epoch: new_epoch, state: state_before }));
     assert_eq!(sends(&actions)[0], (NODE_3, &snapshot));
     cluster.settle();
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
@@ -1023,7 +1115,12 @@ fn entries_sequenced_in_the_round_of_a_join_reach_the_joiner_once_through_its_ca
         .streams
         .insert(NODE_3.to_string(), Stream { connection, in_flight: VecDeque::new(), acks: VecDeque::new() });
     cluster.backups.insert(NODE_3.to_string(), Backup::default());
-    cluster.handle(Event::BackupConnected { node: NODE_3.to_string(), connection, last: LogPosition::default() });
+    cluster.handle(Event::BackupConnected {
+        node: NODE_3.to_string(),
+        incarnation: INCARNATION,
+        connection,
+        last: LogPosition::default(),
+    });
     let actions = cluster.take_actions();
 
     // node-2 gets the bid first; node-3 gets it in its catch-up, once.
@@ -1105,11 +1202,13 @@ fn backup_whose_last_entry_has_another_epoch_at_the_same_index_gets_a_snapshot()
     cluster.deliver(NODE_3).expect("node-3 applies");
     let divergent = cluster.backup(NODE_3).last();
     cluster.crash_leader_and_take_over(NODE_2);
-    assert_eq!(cluster.leader.state().last, LogPosition { epoch: epoch_of(2), index: divergent.index });
+    // The takeover's epoch number is its record's version.
+    let new_epoch = epoch_of(cluster.leader.record().version);
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: new_epoch, index: divergent.index });
 
     let actions = cluster.connect(NODE_3);
 
-    let snapshot = Snapshot { epoch: epoch_of(2), state: cluster.leader.state().clone() };
+    let snapshot = Snapshot { epoch: new_epoch, state: cluster.leader.state().clone() };
     assert_eq!(sends(&actions), vec![(NODE_3, &Message::Snapshot(Box::new(snapshot)))]);
     cluster.settle();
     // The bid nobody acknowledged is gone from node-3 too.
@@ -1368,18 +1467,20 @@ fn takeover_raises_the_epoch_and_its_entry_sets_the_membership() {
     let old_last = cluster.leader.state().last;
 
     let actions = cluster.crash_leader_and_take_over(NODE_2);
+    // The takeover's epoch number is its record's version.
+    let new_epoch = epoch_of(cluster.leader.record().version);
 
     assert_eq!(actions, vec![], "nobody is connected yet");
     assert!(cluster.leader.epoch() > old_epoch);
-    assert_eq!(cluster.leader.epoch(), epoch_of(2));
-    assert_eq!(cluster.leader.state().last, LogPosition { epoch: epoch_of(2), index: old_last.index + 1 });
+    assert_eq!(cluster.leader.epoch(), new_epoch);
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: new_epoch, index: old_last.index + 1 });
     assert_eq!(cluster.leader.state().membership, members(&[NODE_2, NODE_3]));
     assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_3]));
 
     // node-3 catches up: the same membership, the new epoch.
     cluster.connect(NODE_3);
     cluster.settle();
-    assert_eq!(cluster.backup(NODE_3).epoch(), epoch_of(2));
+    assert_eq!(cluster.backup(NODE_3).epoch(), new_epoch);
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
 }
 
@@ -1459,6 +1560,8 @@ fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader
     // with no tick of the old leader in between.
     cluster.advance(6_000);
     cluster.crash_leader_and_take_over(NODE_2);
+    // The takeover's epoch number is its record's version.
+    let new_epoch = epoch_of(cluster.leader.record().version);
     cluster.connect(NODE_3);
     let node_3_connection = cluster.connection(NODE_3);
     cluster.settle();
@@ -1468,7 +1571,7 @@ fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader
     let close_index = cluster.leader.state().last.index + 1;
     let actions = cluster.tick();
     let close = Entry {
-        epoch: epoch_of(2),
+        epoch: new_epoch,
         index: close_index,
         payload: Payload::Command(Command::Close {
             auction_id: DEFAULT_AUCTION.to_string(),
@@ -1614,6 +1717,7 @@ fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
         http: None,
+        record: None,
     }
 }
 
@@ -2335,9 +2439,16 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
 /// A rogue's stream: the leader hears from it only what the test sends.
 const ROGUE: &str = "127.0.0.1:9";
 const ROGUE_CONNECTION: u64 = 1_000_000;
+/// A rogue cannot know a member's incarnation: it never leaves the peers.
+const ROGUE_INCARNATION: u64 = 666;
 
 fn rogue_hello(cluster: &mut Cluster, node: &str, last: LogPosition) -> Vec<Action> {
-    cluster.step(Event::BackupConnected { node: node.to_string(), connection: ROGUE_CONNECTION, last })
+    cluster.step(Event::BackupConnected {
+        node: node.to_string(),
+        incarnation: ROGUE_INCARNATION,
+        connection: ROGUE_CONNECTION,
+        last,
+    })
 }
 
 #[test]
@@ -2434,6 +2545,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
         http: None,
+        record: None,
     };
     let poisoned_member = NodeStatus {
         node: NODE_3.to_string(),
@@ -2446,6 +2558,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         cluster_id: CLUSTER_ID.to_string(),
         disk: None,
         http: None,
+        record: None,
     };
     let answers = [rogue_leader, poisoned_member];
     assert_eq!(
@@ -2492,6 +2605,7 @@ fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member
         cluster_id: cluster_id.to_string(),
         disk: None,
         http: None,
+        record: None,
     };
     let not_credible = [
         ahead_without_me("another-cluster", epoch_of(1)),
@@ -2510,4 +2624,64 @@ fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member
     // a node from an impostor needs authenticated peers.)
     let evidence = ahead_without_me(CLUSTER_ID, epoch_of(1));
     assert_eq!(choose_successor(&me, Some(LEADER), &[evidence], &HashSet::new()), Succession::Wait { for_node: None });
+}
+
+// ---------------------------------------------------------------------------
+// The membership record: the in-sync set the coordinator holds
+// ---------------------------------------------------------------------------
+
+/// The leader commits without a member only once the record without it is
+/// stored: until then the removed member may lead after the leader dies,
+/// and it lacks what the others acked.
+#[test]
+fn a_removed_member_gates_commits_until_the_record_without_it_is_stored() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let listed = cluster.leader.record().nodes();
+    assert_eq!(listed, vec![LEADER.to_string(), NODE_2.to_string(), NODE_3.to_string()]);
+
+    // node-3 goes silent; the coordinator is slow to store its removal.
+    cluster.hold_records = true;
+    cluster.lose_stream(NODE_3);
+    let token = cluster.bid("alice", 10);
+    cluster.settle();
+    assert!(!cluster.is_released(token), "a bid committed while the record still lists node-3");
+    let pending = cluster.records.last().expect("a record write was asked for");
+    assert_eq!(pending.nodes(), vec![LEADER.to_string(), NODE_2.to_string()]);
+
+    // Stored: the bid commits on node-2's ack alone.
+    cluster.release_records();
+    cluster.settle();
+    assert!(cluster.is_released(token), "the bid waits although the record no longer lists node-3");
+    assert_eq!(cluster.outcome(token).verdict, Verdict::Success);
+}
+
+/// A stream under a member's name with another incarnation (an impostor,
+/// or the node restarted without its disk) is not that member: the
+/// member's removal is stored before anything commits without it, and the
+/// newcomer starts as a learner, listed only once caught up.
+#[test]
+fn a_hello_under_a_members_name_with_another_incarnation_ends_that_membership_in_the_record() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.incarnations.insert(NODE_3.to_string(), 2);
+    cluster.connect(NODE_3);
+    cluster.settle();
+    let record = cluster.leader.record().clone();
+    let listed = record.members.iter().find(|member| member.node == NODE_3).expect("node-3 listed again");
+    assert_eq!(listed.incarnation, 2, "the record lists the new copy, not the old one");
+    let removal_stored = cluster
+        .records
+        .iter()
+        .any(|record| record.nodes() == vec![LEADER.to_string(), NODE_2.to_string()]);
+    assert!(removal_stored, "the old copy's removal was stored first: {:?}", cluster.records);
+}
+
+/// Each takeover's epoch number is its record's version: above every
+/// version before it, so two leaderships never share one.
+#[test]
+fn a_takeover_epoch_is_above_every_record_version_before_it() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let before = cluster.leader.record().version;
+    cluster.crash_leader_and_take_over(NODE_2);
+    assert!(epoch_number(cluster.leader.epoch()) > before);
+    assert_eq!(epoch_number(cluster.leader.epoch()), cluster.leader.record().version);
 }

@@ -33,6 +33,22 @@ pub trait Disk: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock named `path` (creating the file if needed)
+    /// without waiting: `None` if another holder has it. The lock lasts as
+    /// long as the returned value and dies with its process, never before
+    /// (a frozen holder keeps it).
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>>;
+}
+
+/// A held lock from [`Disk::try_lock`], released when dropped.
+pub struct FileLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileLock")
+    }
 }
 
 /// An open file that only grows at its end, like a log segment.
@@ -108,6 +124,20 @@ impl Disk for OsDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        // flock(2), not File::try_lock: the crate's rust-version predates it.
+        // SAFETY: the descriptor is open for the whole call; flock has no
+        // memory effects.
+        let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if result == 0 {
+            return Ok(Some(FileLock { _held: Box::new(file) }));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(error) }
+    }
 }
 
 /// An in-memory disk that can crash.
@@ -146,6 +176,10 @@ struct SimState {
     fail_writes: bool,
     /// Writes allowed before every write fails, when set.
     writes_before_failure: Option<u64>,
+    /// The locks held (see [`Disk::try_lock`]): held by a guard, which the
+    /// tasks of a crashed host drop with it, as a kernel releases a dead
+    /// process's locks.
+    locks: std::collections::HashSet<PathBuf>,
 }
 
 #[derive(Default)]
@@ -406,5 +440,26 @@ impl Disk for SimDisk {
             state.names.iter().filter(|(path, _)| in_dir(path)).map(|(path, id)| (path.clone(), *id)).collect();
         state.durable_names.extend(current);
         Ok(())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>> {
+        let mut state = self.lock();
+        if !state.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        let held = SimLock { state: Arc::clone(&self.state), path: path.to_path_buf() };
+        Ok(Some(FileLock { _held: Box::new(held) }))
+    }
+}
+
+/// A lock held on a [`SimDisk`]: released when dropped.
+struct SimLock {
+    state: Arc<Mutex<SimState>>,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).locks.remove(&self.path);
     }
 }

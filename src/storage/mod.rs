@@ -38,7 +38,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use disk::{AppendFile, Disk, OsDisk, SimDisk};
+pub use disk::{AppendFile, Disk, FileLock, OsDisk, SimDisk};
 pub use snapshot::{
     META_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION, latest_snapshot, read_meta, write_meta, write_snapshot,
 };

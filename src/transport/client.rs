@@ -356,6 +356,7 @@ pub async fn open_replication(
             last_epoch: last.epoch,
             last_index: last.index,
             cluster_id: hello.cluster_id.clone(),
+            incarnation: hello.incarnation,
         })),
     };
     let (acks, ack_values) = watch::channel(last.index);

@@ -8,7 +8,9 @@ use crate::auction::{
     CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, NameProblem, OpenAuction, Party,
     Reason, RememberedOutcome, Verdict, WriteOutcome, render,
 };
-use crate::replication::{DiskCounts, Entry, LogPosition, NodeStatus, Payload, ReplicatedState, Role, Snapshot};
+use crate::replication::{
+    DiskCounts, Entry, LogPosition, NodeStatus, Payload, RecordView, ReplicatedState, Role, Snapshot,
+};
 
 use super::Hello;
 use super::pb;
@@ -781,6 +783,8 @@ pub fn status_reply(status: NodeStatus) -> pb::StatusReply {
         fsyncs: status.disk.map_or(0, |disk| disk.fsyncs),
         fsynced_entries: status.disk.map_or(0, |disk| disk.fsynced_entries),
         http_address: status.http.unwrap_or_default(),
+        record_version: status.record.as_ref().map_or(0, |record| record.version),
+        record_members: status.record.map(|record| record.members).unwrap_or_default(),
     }
 }
 
@@ -800,6 +804,8 @@ pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
         cluster_id: String::new(),
         disk: reply.durable.then_some(DiskCounts { fsyncs: reply.fsyncs, fsynced_entries: reply.fsynced_entries }),
         http: (!reply.http_address.is_empty()).then_some(reply.http_address),
+        record: (reply.record_version > 0)
+            .then_some(RecordView { version: reply.record_version, members: reply.record_members }),
     }
 }
 
@@ -837,6 +843,7 @@ pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
         cluster_id: reply.cluster_id,
         disk: None,
         http: None,
+        record: None,
     }
 }
 
@@ -855,8 +862,12 @@ pub fn hello_from_message(hello: rpb::Hello) -> Result<Hello, MalformedMessage> 
     if !crate::replication::is_possible_epoch(hello.last_epoch) {
         return Err(MalformedMessage("an epoch no leader could have issued"));
     }
+    if hello.incarnation == crate::replication::UNKNOWN_INCARNATION {
+        return Err(MalformedMessage("hello must name the incarnation of the backup's state"));
+    }
     Ok(Hello {
         node: hello.node,
+        incarnation: hello.incarnation,
         last: LogPosition { epoch: hello.last_epoch, index: hello.last_index },
         cluster_id: hello.cluster_id,
     })

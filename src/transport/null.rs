@@ -76,6 +76,7 @@ impl Backend for NullBackend {
             cluster_id: String::new(),
             disk: None,
             http: None,
+            record: None,
         }
     }
 

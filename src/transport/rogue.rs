@@ -34,7 +34,9 @@ impl RogueStream {
         .map_err(|error| CallError::Unavailable { message: error.to_string(), leader_hint: None })?;
         let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_REPLICATION_MESSAGE);
         let (acks, outbound) = mpsc::channel(16);
-        let hello = rpb::Hello { node: name.to_string(), ..rpb::Hello::default() };
+        // An incarnation of its own: a member's never leaves the peers.
+        let incarnation = rand::random::<u64>() | 1;
+        let hello = rpb::Hello { node: name.to_string(), incarnation, ..rpb::Hello::default() };
         let _ = acks.send(rpb::FromBackup { message: Some(rpb::from_backup::Message::Hello(hello)) }).await;
         let response = tokio::time::timeout(timeout, client.replicate(ReceiverStream::new(outbound)))
             .await

@@ -94,6 +94,8 @@ pub struct BackupSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     pub node: NodeId,
+    /// The copy of the node's state it speaks for.
+    pub incarnation: u64,
     pub last: LogPosition,
     /// The cluster its state belongs to; empty for a node without state.
     pub cluster_id: String,

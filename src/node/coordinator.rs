@@ -1,0 +1,267 @@
+//! The coordinator seam: how a node finds the leader, learns what its peers
+//! know when the leader is gone, claims the leadership, and reads and
+//! writes the membership record (the in-sync set, see
+//! [`crate::replication::MembershipRecord`]) that every future leader must
+//! read. Bootstrap, takeover and handoff all go through it; the decisions
+//! (who may take over) stay in `replication::takeover` and [`standing`].
+//!
+//! [`LocalCoordinator`] is the one implementation today, for one host:
+//!
+//! - the client port is the leadership lock (two processes cannot both bind
+//!   it), the leader is whoever answers on it, and peers are probed on their
+//!   node ports. Releasing the lock is dropping the claimed listener, which a
+//!   graceful stop does and a crash does too. It needs no lease: the port
+//!   never expires while its holder lives, and a frozen holder keeps it (the
+//!   service pauses);
+//! - the record is a small file in a directory every node of the cluster on
+//!   the host shares (derived from the client port by default), replaced
+//!   atomically (write, fsync, rename, fsync of the directory) by the holder
+//!   of the port alone, by compare-and-set of its version under a lock on
+//!   the directory;
+//! - beside it, each node keeps a lock for its process's life (released by
+//!   the kernel at death, kept while frozen) and says which incarnation it
+//!   runs and where its data directory is: what tells whether a listed
+//!   member still lives, or still keeps its state.
+//!
+//! Across hosts (the Several-hosts issue) the same seam is backed by etcd:
+//! a lease instead of the port, a guarded transaction instead of the rename,
+//! and the lease's key instead of the file lock.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::replication::{Member, MembershipRecord, NodeId, NodeStatus};
+use crate::storage::{Disk, FileLock, StorageError, read_meta, write_meta};
+use crate::transport::{self, CallError, Incoming, Network, Port};
+
+/// What the role loop needs of the coordinator: the leadership, and the
+/// record.
+pub(super) trait Coordinator: RecordStore {
+    /// The node address of the current leader, if one answers.
+    fn find_leader(&self) -> impl Future<Output = Result<NodeId, CallError>> + Send;
+
+    /// What each of `targets` that answers in time says of itself (the
+    /// peer-only probe): the inputs of a takeover decision.
+    fn survey(&self, targets: Vec<NodeId>) -> impl Future<Output = Vec<NodeStatus>> + Send;
+
+    /// Takes the lock. On success this node leads, and serves clients on the
+    /// returned listener until it drops it; on failure someone else holds it.
+    fn claim(&self) -> impl Future<Output = io::Result<Incoming>> + Send;
+}
+
+/// Where the membership record is kept: what the leader's loop needs to
+/// store it, and a waiting node to read it.
+pub(super) trait RecordStore: Send + Sync {
+    /// The stored membership record, if one was ever written.
+    fn load_record(&self) -> Result<Option<MembershipRecord>, RecordError>;
+
+    /// Stores `record` if the stored one still has version `expected`
+    /// (`None`: there is none). Only the holder of the lock calls it.
+    fn store_record(&self, expected: Option<u64>, record: &MembershipRecord) -> Result<(), RecordError>;
+
+    /// Whether a listed member's process still runs, or else still keeps
+    /// its state somewhere it can be restarted from.
+    fn presence(&self, member: &Member) -> Presence;
+}
+
+/// What is known of a listed member's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Presence {
+    Running,
+    /// Its process is gone; its state may be on its data directory.
+    Stopped { keeps_state: bool },
+}
+
+/// Why the record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the membership record in {dir} cannot be read: {reason}")]
+    Unreadable { dir: PathBuf, reason: String },
+    #[error("the membership record changed under this node: version {found:?} where {expected:?} was expected")]
+    Conflict { expected: Option<u64>, found: Option<u64> },
+    #[error("another process is writing the membership record in {dir}")]
+    Busy { dir: PathBuf },
+    #[error("taking a lock in {dir}: {source}")]
+    Lock {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the cluster's record lives on this host, and on what disk.
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    pub dir: PathBuf,
+    /// The real file system, or a simulated one shared by simulated hosts.
+    pub disk: Arc<dyn Disk>,
+}
+
+impl CoordinatorConfig {
+    /// The default directory of the cluster on `client_address`: one per
+    /// client port, in the system's temporary directory, shared by every
+    /// node of that cluster on this host.
+    pub fn for_client_port(client_address: SocketAddr) -> Self {
+        let name = format!("gavel-cluster-{}", file_safe(&client_address.to_string()));
+        CoordinatorConfig { dir: std::env::temp_dir().join(name), disk: Arc::new(crate::storage::OsDisk) }
+    }
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// How long a probe of a peer may take: a live peer on a LAN answers in
+/// well under this; a frozen one never does.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
+
+/// The record's metadata file.
+const RECORD_NAME: &str = "membership";
+/// Held while the record is read, compared and replaced.
+const RECORD_LOCK: &str = "membership.lock";
+
+/// What a node says of itself beside the record: the incarnation it runs
+/// and where it keeps its state.
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeNote {
+    incarnation: u64,
+    data_dir: Option<PathBuf>,
+}
+
+/// The coordinator of the nodes of one host.
+pub(super) struct LocalCoordinator {
+    network: Network,
+    client_address: SocketAddr,
+    /// How long asking the client port who leads may take.
+    find_timeout: Duration,
+    config: CoordinatorConfig,
+    /// This node's life, as others see it: held until the process ends.
+    _alive: FileLock,
+}
+
+impl LocalCoordinator {
+    /// Joins the cluster's directory as `me`: takes this node's life lock
+    /// and notes its incarnation and data directory beside the record.
+    pub fn open(
+        network: Network,
+        client_address: SocketAddr,
+        find_timeout: Duration,
+        config: CoordinatorConfig,
+        me: &Member,
+        data_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let disk = &*config.disk;
+        let dir = &config.dir;
+        disk.create_dir_all(dir).map_err(|error| anyhow::anyhow!("creating {}: {error}", dir.display()))?;
+        let lock_path = dir.join(format!("{}.lock", node_file(&me.node)));
+        let alive = disk
+            .try_lock(&lock_path)
+            .map_err(|error| anyhow::anyhow!("locking {}: {error}", lock_path.display()))?
+            .ok_or_else(|| {
+                anyhow::anyhow!("another process runs as node {} in this cluster ({})", me.node, lock_path.display())
+            })?;
+        let data_dir = data_dir.map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        let note = NodeNote { incarnation: me.incarnation, data_dir };
+        write_meta(disk, dir, &node_file(&me.node), &serde_json::to_vec(&note)?)?;
+        Ok(LocalCoordinator { network, client_address, find_timeout, config, _alive: alive })
+    }
+
+    fn read_record(&self) -> Result<Option<MembershipRecord>, RecordError> {
+        let Some(body) = read_meta(&*self.config.disk, &self.config.dir, RECORD_NAME)? else { return Ok(None) };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|error| RecordError::Unreadable { dir: self.config.dir.clone(), reason: error.to_string() })
+    }
+}
+
+impl Coordinator for LocalCoordinator {
+    async fn find_leader(&self) -> Result<NodeId, CallError> {
+        transport::find_leader(&self.network, &self.client_address.to_string(), self.find_timeout).await
+    }
+
+    async fn survey(&self, targets: Vec<NodeId>) -> Vec<NodeStatus> {
+        let mut probes = tokio::task::JoinSet::new();
+        for target in targets {
+            let network = self.network.clone();
+            probes.spawn(async move { transport::probe_peer(&network, &target, PROBE_TIMEOUT).await.ok() });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = probes.join_next().await {
+            answers.extend(answer.ok().flatten());
+        }
+        answers
+    }
+
+    async fn claim(&self) -> io::Result<Incoming> {
+        self.network.bind(self.client_address, Port::Client).await
+    }
+}
+
+impl RecordStore for LocalCoordinator {
+    fn load_record(&self) -> Result<Option<MembershipRecord>, RecordError> {
+        self.read_record()
+    }
+
+    fn store_record(&self, expected: Option<u64>, record: &MembershipRecord) -> Result<(), RecordError> {
+        let dir = &self.config.dir;
+        let disk = &*self.config.disk;
+        // Only the port's holder writes; the lock guards against a holder
+        // that lost the port while frozen mid-write, and against an
+        // operator's tool.
+        let _writing = disk
+            .try_lock(&dir.join(RECORD_LOCK))
+            .map_err(|source| RecordError::Lock { dir: dir.clone(), source })?
+            .ok_or_else(|| RecordError::Busy { dir: dir.clone() })?;
+        let found = self.read_record()?.map(|stored| stored.version);
+        if found != expected {
+            return Err(RecordError::Conflict { expected, found });
+        }
+        let body = serde_json::to_vec_pretty(record)
+            .map_err(|error| RecordError::Unreadable { dir: dir.clone(), reason: error.to_string() })?;
+        write_meta(disk, dir, RECORD_NAME, &body)?;
+        Ok(())
+    }
+
+    fn presence(&self, member: &Member) -> Presence {
+        let disk = &*self.config.disk;
+        let note: Option<NodeNote> = read_meta(disk, &self.config.dir, &node_file(&member.node))
+            .ok()
+            .flatten()
+            .and_then(|body| serde_json::from_slice(&body).ok());
+        // Another incarnation noted since: the listed one's process ended
+        // (one process per node at a time holds its port).
+        let Some(note) = note.filter(|note| note.incarnation == member.incarnation) else {
+            return Presence::Stopped { keeps_state: false };
+        };
+        let lock_path = self.config.dir.join(format!("{}.lock", node_file(&member.node)));
+        match disk.try_lock(&lock_path) {
+            Ok(None) => return Presence::Running,
+            Ok(Some(_free)) => {}
+            // Cannot tell: the safe answer is that it may still run.
+            Err(_) => return Presence::Running,
+        }
+        let keeps_state = note.data_dir.is_some_and(|dir| {
+            super::durable::incarnation_in(&dir).is_some_and(|incarnation| incarnation == member.incarnation)
+        });
+        Presence::Stopped { keeps_state }
+    }
+}
+
+/// A name safe in a file name: letters and digits kept, the rest '-'.
+fn file_safe(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+fn node_file(node: &str) -> String {
+    format!("node-{}", file_safe(node))
+}
