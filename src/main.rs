@@ -270,6 +270,15 @@ struct ServerArgs {
     /// any request, forwarding it to the leader.
     #[arg(long)]
     http_port: Option<u16>,
+    /// The directory, shared by every node of the cluster on this host,
+    /// where the membership record is kept (default: one per client port in
+    /// the system's temporary directory).
+    #[arg(long)]
+    record_dir: Option<PathBuf>,
+    /// Start a new cluster even if the membership record lists members
+    /// that may still hold the old one's state (it is then lost).
+    #[arg(long)]
+    new_cluster: bool,
 }
 
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
@@ -699,10 +708,20 @@ async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitCode>
             })
             .collect();
         let queue: Vec<&String> = leader.membership.iter().skip(1).collect();
-        println!("{}", serde_json::json!({ "leader": leader.node, "leader_queue": queue, "nodes": nodes }));
+        let record = leader.record.as_ref().map(|record| {
+            serde_json::json!({ "version": record.version, "members": record.members })
+        });
+        println!(
+            "{}",
+            serde_json::json!({ "leader": leader.node, "leader_queue": queue, "record": record, "nodes": nodes })
+        );
     } else {
         println!("leader {} (epoch {}, log index {})", leader.node, epoch_number(leader.epoch), leader.last.index);
         println!("leaderQueue: [{}]", leader.membership.iter().skip(1).cloned().collect::<Vec<_>>().join(", "));
+        // The in-sync set as the coordinator holds it: who may lead next.
+        if let Some(record) = &leader.record {
+            println!("membership record: version {}, members [{}]", record.version, record.members.join(", "));
+        }
         for (member, status) in &members {
             match status {
                 Some(status) => println!(
@@ -761,6 +780,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         writer: WriterMode::Thread,
     });
     config.http_address = args.http_port.map(|port| SocketAddr::new(args.host, port).to_string());
+    if let Some(dir) = args.record_dir {
+        config.coordinator.dir = dir;
+    }
+    config.new_cluster = args.new_cluster;
     // Bound before the node starts, so that a port in use fails the start.
     let http_listener = match args.http_port {
         Some(port) => {

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use gavel::chaos::checker::{self, ModelState, Verdict as Linearizability};
 use gavel::chaos::history::{History, Operation, OperationKind, Outcome};
 use gavel::client::{Client, ClientConfig, ClientError};
-use gavel::node::{NodeConfig, StorageConfig};
+use gavel::node::{CoordinatorConfig, NodeConfig, StorageConfig};
 use gavel::replication::NodeStatus;
 use gavel::storage::{FsyncPolicy, SimDisk, WriterMode};
 use gavel::transport::{AuctionConnection, Network, Port, TransportSettings};
@@ -108,6 +108,8 @@ const AUCTION_DURATION: Duration = Duration::from_secs(3600);
 pub const NODE_PORT: u16 = 5400;
 /// Each node's data directory, on a simulated disk of its own.
 const DATA_DIR: &str = "data";
+/// The directory of the membership record, on the shared coordinator disk.
+const COORDINATOR_DIR: &str = "cluster";
 /// How long a disk takes to sync. Longer than a tick, so a write and its
 /// sync land on different steps, and a crash, which comes between two steps,
 /// can find the write unsynced and lose it or tear it: about one disk crash
@@ -220,6 +222,11 @@ pub fn replay_command(seed: u64, scenario: &Scenario) -> String {
 pub struct Shared {
     /// Each node's disk, kept across its crashes and restarts.
     pub disks: Vec<SimDisk>,
+    /// The coordinator's directory, shared by every node as the one on a
+    /// real host is: the membership record and the nodes' life locks. It
+    /// never crashes: the record is written synced, and a node's life lock
+    /// goes with its host's tasks.
+    pub coordinator_disk: SimDisk,
     next_operation: AtomicU64,
     operations: Mutex<Vec<Operation>>,
     /// The latest status each node gave the observer, and when.
@@ -299,6 +306,10 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
                 // A writer thread would sync on the real clock: no replay.
                 writer: WriterMode::Inline { sync_latency: SYNC_LATENCY },
             }),
+            coordinator: CoordinatorConfig {
+                dir: PathBuf::from(COORDINATOR_DIR),
+                disk: Arc::new(shared.coordinator_disk.clone()),
+            },
             ..NodeConfig::new(node_addresses[index], virtual_client_address())
         };
         let starts_at = START_STAGGER * index as u32;
