@@ -153,13 +153,14 @@ async fn a_node_removed_before_the_others_died_and_restarted_first_does_not_lead
     kill_all(&mut cluster);
 
     // Node 2 comes back first, alone: its log says it is a member, but it
-    // may lack committed entries (bea's bid), so it must not lead. It says
-    // whom it waits for.
+    // may lack committed entries (bea's bid), so it must not lead. The
+    // membership record, stored before bea's bid committed, does not list
+    // it: it says so, and stands aside.
     cluster.restart(2).expect("restart node 2");
     let log = cluster.log_file(2).expect("log file");
-    eventually("node 2 to say whom it waits for", SETTLE, || {
+    eventually("node 2 to say it is not in the record", SETTLE, || {
         let log = log.clone();
-        async move { log_says(&log, "waiting for these members").then_some(()) }
+        async move { log_says(&log, "not in the membership record").then_some(()) }
     })
     .await;
     let status = node_status(&cluster.node_address(2), Duration::from_secs(1)).await.expect("node 2 answers");

@@ -447,7 +447,7 @@ mod tests {
     fn a_backup_whose_queue_is_full_is_removed() {
         let now = Now::read();
         let me = Member { node: "127.0.0.1:1".into(), incarnation: 1 };
-        let record = MembershipRecord { cluster_id: "c".into(), version: 1, members: vec![me] };
+        let record = MembershipRecord { cluster_id: "c".into(), version: 1, epoch: 1, members: vec![me] };
         let mut leader = Leader::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
         let records = MemoryRecord::default();
         let shared = Shared::new(

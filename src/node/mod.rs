@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::replication::{
     Backup, Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
-    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor, takeover_version,
+    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor, takeover_epoch_number,
 };
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
@@ -314,7 +314,7 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
                                          starting a new cluster; the old state is lost"
                                     );
                                 }
-                                let epoch = epoch_of_record(record.version, nonce);
+                                let epoch = epoch_of_record(record.epoch, nonce);
                                 shared.set_record(Some(&record));
                                 let (_, state) = std::mem::take(&mut backup).into_parts();
                                 return leader::lead(
@@ -460,9 +460,8 @@ struct Takeover<'a> {
 /// The node's first act as leader, once it holds the lock: it reads the
 /// record again (it may have changed before the lock was taken), and
 /// stores the takeover record: itself first, then the live backups it will
-/// wait for, under a version above the record's and every epoch it has
-/// seen. The returned record's version is the new leadership's epoch
-/// number.
+/// wait for, with an epoch number above the record's and every epoch it
+/// has seen: the new leadership's.
 fn write_takeover_record(
     coordinator: &impl Coordinator,
     standing: &Standing,
@@ -496,8 +495,9 @@ fn write_takeover_record(
     };
     // A node without state starts a new cluster.
     let cluster_id = if backup.last().index == 0 { new_cluster_id } else { cluster_id };
-    let version = takeover_version(stored.as_ref(), highest_epoch.max(backup.last().epoch));
-    let record = MembershipRecord { cluster_id, version, members };
+    let epoch = takeover_epoch_number(stored.as_ref(), highest_epoch.max(backup.last().epoch));
+    let version = stored.as_ref().map_or(1, |record| record.version + 1);
+    let record = MembershipRecord { cluster_id, version, epoch, members };
     coordinator.store_record(expected, &record)?;
     Ok(record)
 }

@@ -239,7 +239,7 @@ pub struct Leader {
 impl Leader {
     /// Bootstraps a new cluster: the first leader, alone. `record` is the
     /// stored record that names the cluster and lists this node, and
-    /// `epoch` the one its version gives (see [`super::epoch_of_record`]).
+    /// `epoch` the one its epoch number gives (see [`super::epoch_of_record`]).
     pub fn bootstrap(record: MembershipRecord, epoch: u64, settings: LeaderSettings, now: Now) -> Self {
         let id = record.members.first().map(|member| member.node.clone()).unwrap_or_default();
         let cluster_id = record.cluster_id.clone();
@@ -430,6 +430,7 @@ impl Leader {
         let record = MembershipRecord {
             cluster_id: self.state.cluster_id.clone(),
             version: self.record.version + 1,
+            epoch: self.record.epoch,
             members,
         };
         self.actions.push(Action::StoreRecord { record: record.clone() });

@@ -67,19 +67,18 @@ pub fn next_epoch(highest_seen: u64, nonce: u32) -> u64 {
     (number << 32) | u64::from(nonce)
 }
 
-/// The epoch of the leadership whose takeover (or bootstrap) stored the
-/// membership record of `version`: the version is its number, unique since
-/// every write of the record raises it by compare-and-set; the nonce only
-/// tells apart leaderships of a cluster whose record was lost.
-pub fn epoch_of_record(version: u64, nonce: u32) -> u64 {
-    (version.min(MAX_EPOCH_NUMBER - 1) << 32) | u64::from(nonce)
+/// The epoch of the leadership whose takeover (or bootstrap) stored a
+/// record of epoch number `number` (see [`MembershipRecord::epoch`]); the
+/// nonce only tells apart leaderships of a cluster whose record was lost.
+pub fn epoch_of_record(number: u64, nonce: u32) -> u64 {
+    (number.min(MAX_EPOCH_NUMBER - 1) << 32) | u64::from(nonce)
 }
 
-/// The version a takeover (or bootstrap) write stores: above the record it
-/// replaces, if any, and above every epoch number its writer has seen, so
-/// that the new leadership's epoch outranks every entry in any log.
-pub fn takeover_version(stored: Option<&MembershipRecord>, highest_epoch_seen: u64) -> u64 {
-    let above_record = stored.map_or(1, |record| record.version + 1);
+/// The epoch number a takeover (or bootstrap) write stores: above the
+/// record it replaces, if any, and above every epoch number its writer has
+/// seen, so that the new leadership's epoch outranks every entry in any log.
+pub fn takeover_epoch_number(stored: Option<&MembershipRecord>, highest_epoch_seen: u64) -> u64 {
+    let above_record = stored.map_or(1, |record| record.epoch + 1);
     above_record.max(epoch_number(highest_epoch_seen) + 1).min(MAX_EPOCH_NUMBER - 1)
 }
 

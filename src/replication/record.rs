@@ -37,9 +37,13 @@ pub struct Member {
 pub struct MembershipRecord {
     /// The cluster the members' state belongs to.
     pub cluster_id: String,
-    /// Raised by every write. A takeover write's version is the new
-    /// leadership's epoch number, so two leaderships never share one.
+    /// Raised by every write, by compare-and-set.
     pub version: u64,
+    /// The epoch number of the leadership that wrote it: a takeover write
+    /// raises it above the stored one (and every epoch its writer has
+    /// seen), and only one takeover can replace a given version, so two
+    /// leaderships never share one.
+    pub epoch: u64,
     pub members: Vec<Member>,
 }
 

@@ -91,6 +91,7 @@ fn record_of(nodes: &[&str], version: u64) -> MembershipRecord {
     MembershipRecord {
         cluster_id: CLUSTER_ID.to_string(),
         version,
+        epoch: 1,
         members: nodes.iter().map(|node| Member { node: node.to_string(), incarnation: INCARNATION }).collect(),
     }
 }
@@ -417,14 +418,15 @@ impl Cluster {
         expected: &[NodeId],
         nonce: u32,
     ) -> Leader {
-        let version = takeover_version(Some(self.leader.record()), highest_epoch.max(state.last.epoch));
+        let number = takeover_epoch_number(Some(self.leader.record()), highest_epoch.max(state.last.epoch));
+        let version = self.leader.record().version + 1;
         let mut members = vec![Member { node: successor.to_string(), incarnation: self.incarnation(successor) }];
         for node in expected.iter().filter(|node| node.as_str() != successor) {
             members.push(Member { node: node.clone(), incarnation: self.incarnation(node) });
         }
-        let record = MembershipRecord { cluster_id: state.cluster_id.clone(), version, members };
+        let record = MembershipRecord { cluster_id: state.cluster_id.clone(), version, epoch: number, members };
         self.records.push(record.clone());
-        Leader::take_over(state, record, epoch_of_record(version, nonce), self.settings.clone(), self.now)
+        Leader::take_over(state, record, epoch_of_record(number, nonce), self.settings.clone(), self.now)
     }
 
     /// `successor` takes over as the node does (node/leader.rs): with the
@@ -1090,13 +1092,11 @@ fn fresh_backup_joining_a_new_leader_gets_a_snapshot() {
     cluster.bid("alice", 10);
     cluster.settle();
     cluster.crash_leader_and_take_over(NODE_2);
-    // The takeover's epoch number is its record's version.
-    let new_epoch = epoch_of(cluster.leader.record().version);
     let state_before = cluster.leader.state().clone();
 
     let actions = cluster.connect(NODE_3);
 
-    let snapshot = Message::Snapshot(Box::new(Snapshot { epoch: new_epoch, state: state_before }));
+    let snapshot = Message::Snapshot(Box::new(Snapshot { epoch: epoch_of(2), state: state_before }));
     assert_eq!(sends(&actions)[0], (NODE_3, &snapshot));
     cluster.settle();
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
@@ -1202,13 +1202,11 @@ fn backup_whose_last_entry_has_another_epoch_at_the_same_index_gets_a_snapshot()
     cluster.deliver(NODE_3).expect("node-3 applies");
     let divergent = cluster.backup(NODE_3).last();
     cluster.crash_leader_and_take_over(NODE_2);
-    // The takeover's epoch number is its record's version.
-    let new_epoch = epoch_of(cluster.leader.record().version);
-    assert_eq!(cluster.leader.state().last, LogPosition { epoch: new_epoch, index: divergent.index });
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: epoch_of(2), index: divergent.index });
 
     let actions = cluster.connect(NODE_3);
 
-    let snapshot = Snapshot { epoch: new_epoch, state: cluster.leader.state().clone() };
+    let snapshot = Snapshot { epoch: epoch_of(2), state: cluster.leader.state().clone() };
     assert_eq!(sends(&actions), vec![(NODE_3, &Message::Snapshot(Box::new(snapshot)))]);
     cluster.settle();
     // The bid nobody acknowledged is gone from node-3 too.
@@ -1467,20 +1465,18 @@ fn takeover_raises_the_epoch_and_its_entry_sets_the_membership() {
     let old_last = cluster.leader.state().last;
 
     let actions = cluster.crash_leader_and_take_over(NODE_2);
-    // The takeover's epoch number is its record's version.
-    let new_epoch = epoch_of(cluster.leader.record().version);
 
     assert_eq!(actions, vec![], "nobody is connected yet");
     assert!(cluster.leader.epoch() > old_epoch);
-    assert_eq!(cluster.leader.epoch(), new_epoch);
-    assert_eq!(cluster.leader.state().last, LogPosition { epoch: new_epoch, index: old_last.index + 1 });
+    assert_eq!(cluster.leader.epoch(), epoch_of(2));
+    assert_eq!(cluster.leader.state().last, LogPosition { epoch: epoch_of(2), index: old_last.index + 1 });
     assert_eq!(cluster.leader.state().membership, members(&[NODE_2, NODE_3]));
     assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_3]));
 
     // node-3 catches up: the same membership, the new epoch.
     cluster.connect(NODE_3);
     cluster.settle();
-    assert_eq!(cluster.backup(NODE_3).epoch(), new_epoch);
+    assert_eq!(cluster.backup(NODE_3).epoch(), epoch_of(2));
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
 }
 
@@ -1560,8 +1556,6 @@ fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader
     // with no tick of the old leader in between.
     cluster.advance(6_000);
     cluster.crash_leader_and_take_over(NODE_2);
-    // The takeover's epoch number is its record's version.
-    let new_epoch = epoch_of(cluster.leader.record().version);
     cluster.connect(NODE_3);
     let node_3_connection = cluster.connection(NODE_3);
     cluster.settle();
@@ -1571,7 +1565,7 @@ fn deadline_passed_during_failover_is_closed_by_the_first_tick_of_the_new_leader
     let close_index = cluster.leader.state().last.index + 1;
     let actions = cluster.tick();
     let close = Entry {
-        epoch: new_epoch,
+        epoch: epoch_of(2),
         index: close_index,
         payload: Payload::Command(Command::Close {
             auction_id: DEFAULT_AUCTION.to_string(),
@@ -2675,13 +2669,16 @@ fn a_hello_under_a_members_name_with_another_incarnation_ends_that_membership_in
     assert!(removal_stored, "the old copy's removal was stored first: {:?}", cluster.records);
 }
 
-/// Each takeover's epoch number is its record's version: above every
-/// version before it, so two leaderships never share one.
+/// Each takeover's epoch number is the one its record stores, above the
+/// record's before it: two leaderships never share one. Membership writes
+/// keep it.
 #[test]
-fn a_takeover_epoch_is_above_every_record_version_before_it() {
+fn a_takeover_epoch_is_above_the_record_before_it() {
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
-    let before = cluster.leader.record().version;
+    let before = cluster.leader.record().clone();
+    assert_eq!(before.epoch, 1, "joins keep the leadership's epoch number");
     cluster.crash_leader_and_take_over(NODE_2);
-    assert!(epoch_number(cluster.leader.epoch()) > before);
-    assert_eq!(epoch_number(cluster.leader.epoch()), cluster.leader.record().version);
+    let after = cluster.leader.record();
+    assert!(after.version > before.version && after.epoch > before.epoch);
+    assert_eq!(epoch_number(cluster.leader.epoch()), after.epoch);
 }
