@@ -180,7 +180,7 @@ struct ChaosArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// The faults to inject.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop,restart")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop,restart,outlive")]
     faults: Vec<FaultKind>,
     /// Makes the fault schedule and the clients' choices repeatable (default: random, printed).
     #[arg(long)]

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::auction::{AuctionEvent, CreateAuction, DEFAULT_AUCTION, EventKind, Verdict};
 use crate::client::{Client, ClientConfig, ClientError};
-use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::cluster::{ClusterSpec, LocalCluster, poll_until};
 use crate::replication::Role;
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
@@ -33,6 +33,12 @@ pub enum FaultKind {
     /// and at a random pace (needs a data directory: without one, a full
     /// crash loses everything by design).
     KillAll,
+    /// A backup outlives the members that removed it: freeze the first of
+    /// the leaderQueue until the leader removes it, SIGKILL the leader (and,
+    /// with data directories, every other node too), then thaw it. It must
+    /// never lead with its stale state; the killed nodes restart (from their
+    /// disks) and carry on with every acknowledged bid.
+    Outlive,
 }
 
 #[derive(Clone, Debug)]
@@ -556,6 +562,7 @@ impl Injector {
                 self.failovers += 1;
                 self.longest_takeover = self.longest_takeover.max(killed_at.elapsed());
             }
+            FaultKind::Outlive => self.outlive(&mut cluster, leader).await?,
             FaultKind::Kill | FaultKind::Stop => {
                 let target = if self.rng.random_bool(0.5) { leader } else { self.rng.random_range(0..cluster.len()) };
                 if !cluster.is_running(target) || !safe_to_take_down(&cluster, target).await {
@@ -581,6 +588,57 @@ impl Injector {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Injector {
+    /// See [`FaultKind::Outlive`]. In memory only the leader is killed: the
+    /// other member keeps the acknowledged bids, and must lead, not the
+    /// thawed one. With data directories every other node dies too, and
+    /// their disks bring the bids back.
+    async fn outlive(&mut self, cluster: &mut LocalCluster, leader: usize) -> anyhow::Result<()> {
+        let statuses = cluster.statuses().await;
+        let Some(membership) = statuses[leader].as_ref().map(|status| status.membership.clone()) else {
+            return Ok(());
+        };
+        let Some(frozen) = membership.get(1).and_then(|node| cluster.index_of(node)) else { return Ok(()) };
+        if membership.len() < 3 || !(0..cluster.len()).all(|i| cluster.is_running(i) && !cluster.is_frozen(i)) {
+            return Ok(());
+        }
+        cluster.freeze(frozen)?;
+        let (leader_address, frozen_address) = (cluster.node_address(leader), cluster.node_address(frozen));
+        let removed = poll_until("the frozen backup's removal", Duration::from_secs(10), Duration::from_millis(20), || {
+            let (leader_address, frozen_address) = (leader_address.clone(), frozen_address.clone());
+            async move {
+                let status = crate::client::node_status(&leader_address, Duration::from_millis(300)).await.ok()?;
+                (!status.membership.contains(&frozen_address)).then_some(())
+            }
+        })
+        .await;
+        if removed.is_err() {
+            cluster.thaw(frozen)?;
+            return Ok(());
+        }
+        let killed_at = Instant::now();
+        let durable = cluster.data_dir(leader).is_some();
+        let killed: Vec<usize> =
+            if durable { (0..cluster.len()).filter(|&i| i != frozen).collect() } else { vec![leader] };
+        for &i in &killed {
+            cluster.kill(i)?;
+        }
+        cluster.thaw(frozen)?;
+        self.count(if durable { "outlive (every other node killed)" } else { "outlive (leader killed)" });
+        if durable {
+            // The thawed node alone, unlisted: it must stand aside.
+            tokio::time::sleep(Duration::from_millis(self.rng.random_range(100..600))).await;
+            for &i in &killed {
+                cluster.restart(i)?;
+            }
+        }
+        cluster.wait_for_leader(Duration::from_secs(15)).await?;
+        self.failovers += 1;
+        self.longest_takeover = self.longest_takeover.max(killed_at.elapsed());
         Ok(())
     }
 }
