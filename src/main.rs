@@ -708,9 +708,10 @@ async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitCode>
             })
             .collect();
         let queue: Vec<&String> = leader.membership.iter().skip(1).collect();
-        let record = leader.record.as_ref().map(|record| {
-            serde_json::json!({ "version": record.version, "members": record.members })
-        });
+        let record = leader
+            .record
+            .as_ref()
+            .map(|record| serde_json::json!({ "version": record.version, "members": record.members }));
         println!(
             "{}",
             serde_json::json!({ "leader": leader.node, "leader_queue": queue, "record": record, "nodes": nodes })

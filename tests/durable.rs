@@ -268,8 +268,8 @@ fn record_dir(cluster: &LocalCluster) -> PathBuf {
 /// is gone (it comes back, if ever, as a new member).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_full_restart_the_listed_members_lead_without_waiting_for_one_whose_disk_is_gone() {
-    let data = DataDir::new(57);
-    let mut cluster = start_durable(57, 3, &data).await;
+    let data = DataDir::new(58);
+    let mut cluster = start_durable(58, 3, &data).await;
     let mut bidder = client(&cluster);
     assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
     kill_all(&mut cluster);

@@ -335,7 +335,7 @@ async fn the_members_come_back_with_every_acknowledged_bid(after: AfterTheThaw) 
 /// membership record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_removed_while_frozen_never_leads_when_it_wakes_up_alone() {
-    let after = a_removed_backup_wakes_up_alone(50, None, Removal::AckTimeout, false).await;
+    let after = a_removed_backup_wakes_up_alone(60, None, Removal::AckTimeout, false).await;
     assert_eq!(after.cluster.leader().await, None, "nobody leads");
 }
 
@@ -343,8 +343,8 @@ async fn a_backup_removed_while_frozen_never_leads_when_it_wakes_up_alone() {
 /// disks; one of them leads and every acknowledged bid is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_disks_the_members_that_died_come_back_with_every_bid_the_removed_backup_lacks() {
-    let data = DataDir::new(51);
-    let after = a_removed_backup_wakes_up_alone(51, Some(&data), Removal::AckTimeout, false).await;
+    let data = DataDir::new(61);
+    let after = a_removed_backup_wakes_up_alone(61, Some(&data), Removal::AckTimeout, false).await;
     the_members_come_back_with_every_acknowledged_bid(after).await;
 }
 
@@ -354,8 +354,8 @@ async fn with_disks_the_members_that_died_come_back_with_every_bid_the_removed_b
 /// disks hold every acknowledged bid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_an_operator_removed_while_frozen_never_leads_and_the_members_keep_every_bid() {
-    let data = DataDir::new(52);
-    let after = a_removed_backup_wakes_up_alone(52, Some(&data), Removal::Operator, false).await;
+    let data = DataDir::new(62);
+    let after = a_removed_backup_wakes_up_alone(62, Some(&data), Removal::Operator, false).await;
     the_members_come_back_with_every_acknowledged_bid(after).await;
 }
 
@@ -365,7 +365,7 @@ async fn a_backup_an_operator_removed_while_frozen_never_leads_and_the_members_k
 /// stale is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impostor_joining_under_a_frozen_backups_name_does_not_let_it_lead_when_it_wakes_up() {
-    let after = a_removed_backup_wakes_up_alone(53, None, Removal::AckTimeout, true).await;
+    let after = a_removed_backup_wakes_up_alone(63, None, Removal::AckTimeout, true).await;
     assert_eq!(after.cluster.leader().await, None, "nobody leads");
 }
 
@@ -374,8 +374,8 @@ async fn an_impostor_joining_under_a_frozen_backups_name_does_not_let_it_lead_wh
 /// acknowledged bid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_disks_an_impostor_of_a_frozen_backup_costs_no_acknowledged_bid() {
-    let data = DataDir::new(54);
-    let after = a_removed_backup_wakes_up_alone(54, Some(&data), Removal::AckTimeout, true).await;
+    let data = DataDir::new(64);
+    let after = a_removed_backup_wakes_up_alone(64, Some(&data), Removal::AckTimeout, true).await;
     the_members_come_back_with_every_acknowledged_bid(after).await;
 }
 
@@ -427,13 +427,13 @@ impl Drop for Server {
 /// exits at once, saying the directory is in use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_a_data_directory_in_use_exits_at_once() {
-    let data = DataDir::new(55);
-    let cluster = start(55, 2, ACK_TIMEOUT, Some(&data)).await;
+    let data = DataDir::new(65);
+    let cluster = start(65, 2, ACK_TIMEOUT, Some(&data)).await;
     assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
 
     let in_use = cluster.data_dir(LEADER).expect("data dir");
     let peers = [cluster.node_address(0), cluster.node_address(1)];
-    let mut second = Server::start(common::ports(55).base + 2, 55, &peers, &in_use, data.0.join("second.log"));
+    let mut second = Server::start(common::ports(65).base + 2, 65, &peers, &in_use, data.0.join("second.log"));
     let (status, stderr) = second.exit("the second server to exit", Duration::from_secs(5)).await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(stderr.contains("is in use by another process"), "{stderr}");
@@ -443,14 +443,14 @@ async fn a_second_server_on_a_data_directory_in_use_exits_at_once() {
 /// is refused: it was written by another node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_written_by_one_node_does_not_start_another() {
-    let data = DataDir::new(56);
-    let mut cluster = start(56, 2, ACK_TIMEOUT, Some(&data)).await;
+    let data = DataDir::new(66);
+    let mut cluster = start(66, 2, ACK_TIMEOUT, Some(&data)).await;
     assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
     cluster.kill(1).expect("kill node 1");
 
     let written_by_node_1 = cluster.data_dir(1).expect("data dir");
     let peers = [cluster.node_address(0)];
-    let mut other = Server::start(common::ports(56).base + 2, 56, &peers, &written_by_node_1, data.0.join("other.log"));
+    let mut other = Server::start(common::ports(66).base + 2, 66, &peers, &written_by_node_1, data.0.join("other.log"));
     let (status, stderr) = other.exit("the server to exit", Duration::from_secs(5)).await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(stderr.contains("was written by node"), "{stderr}");

@@ -468,8 +468,16 @@ fn a_removed_backup_that_wakes_up_after_the_rest_crashed_never_leads() {
                 fault: Fault::Hold(vec![1], vec![0, 2]),
                 lasting: Duration::from_millis(1500),
             },
-            ScriptedFault { at: Duration::from_millis(2400), fault: Fault::Crash(0), lasting: Duration::from_millis(1200) },
-            ScriptedFault { at: Duration::from_millis(2400), fault: Fault::Crash(2), lasting: Duration::from_millis(1200) },
+            ScriptedFault {
+                at: Duration::from_millis(2400),
+                fault: Fault::Crash(0),
+                lasting: Duration::from_millis(1200),
+            },
+            ScriptedFault {
+                at: Duration::from_millis(2400),
+                fault: Fault::Crash(2),
+                lasting: Duration::from_millis(1200),
+            },
         ],
         ..Scenario::default()
     };

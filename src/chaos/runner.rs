@@ -608,14 +608,15 @@ impl Injector {
         }
         cluster.freeze(frozen)?;
         let (leader_address, frozen_address) = (cluster.node_address(leader), cluster.node_address(frozen));
-        let removed = poll_until("the frozen backup's removal", Duration::from_secs(10), Duration::from_millis(20), || {
-            let (leader_address, frozen_address) = (leader_address.clone(), frozen_address.clone());
-            async move {
-                let status = crate::client::node_status(&leader_address, Duration::from_millis(300)).await.ok()?;
-                (!status.membership.contains(&frozen_address)).then_some(())
-            }
-        })
-        .await;
+        let removed =
+            poll_until("the frozen backup's removal", Duration::from_secs(10), Duration::from_millis(20), || {
+                let (leader_address, frozen_address) = (leader_address.clone(), frozen_address.clone());
+                async move {
+                    let status = crate::client::node_status(&leader_address, Duration::from_millis(300)).await.ok()?;
+                    (!status.membership.contains(&frozen_address)).then_some(())
+                }
+            })
+            .await;
         if removed.is_err() {
             cluster.thaw(frozen)?;
             return Ok(());

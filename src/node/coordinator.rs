@@ -75,7 +75,9 @@ pub(super) trait RecordStore: Send + Sync {
 pub(super) enum Presence {
     Running,
     /// Its process is gone; its state may be on its data directory.
-    Stopped { keeps_state: bool },
+    Stopped {
+        keeps_state: bool,
+    },
 }
 
 /// Why the record could not be read or written.

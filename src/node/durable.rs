@@ -76,7 +76,11 @@ pub struct ClaimedDataDir {
 
 /// Takes `config.dir` for node `node`: refuses a directory another process
 /// runs on, or one another node wrote; draws the incarnation of a new one.
-pub fn claim_data_dir(config: &StorageConfig, node: &str, draw: impl FnOnce() -> u64) -> anyhow::Result<ClaimedDataDir> {
+pub fn claim_data_dir(
+    config: &StorageConfig,
+    node: &str,
+    draw: impl FnOnce() -> u64,
+) -> anyhow::Result<ClaimedDataDir> {
     let disk = &*config.disk;
     let dir = &config.dir;
     disk.create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;

@@ -17,8 +17,8 @@ use crate::replication::{
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::coordinator::RecordStore;
 use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
+use super::coordinator::RecordStore;
 use super::durable::{NodeDisk, persisted_changed};
 
 /// Inputs handled before the actions are performed: batching them lets

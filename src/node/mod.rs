@@ -23,7 +23,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::replication::{
     Backup, Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
-    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor, takeover_epoch_number,
+    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor,
+    takeover_epoch_number,
 };
 use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
 
@@ -200,12 +201,8 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
-        let hello = Hello {
-            node: id.clone(),
-            incarnation,
-            last: backup.last(),
-            cluster_id: backup.state().cluster_id.clone(),
-        };
+        let hello =
+            Hello { node: id.clone(), incarnation, last: backup.last(), cluster_id: backup.state().cluster_id.clone() };
         match join(&coordinator, shared.network(), &hello, &transport).await {
             Ok(link) => {
                 waiting_for.clear();
@@ -434,7 +431,8 @@ fn refuse_another_clusters_record(coordinator: &impl Coordinator, backup: &Backu
     if ours.is_empty() || record.cluster_id == *ours {
         return Ok(());
     }
-    let alive = record.members.iter().any(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false });
+    let alive =
+        record.members.iter().any(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false });
     anyhow::ensure!(
         !alive,
         "this node's data directory holds the state of cluster {ours:?}, but the cluster on this client port is \
@@ -471,7 +469,8 @@ fn write_takeover_record(
     let Takeover { me, live_backups, highest_epoch, lost_leader, new_cluster_id } = takeover;
     let stored = coordinator.load_record()?;
     let expected = stored.as_ref().map(|record| record.version);
-    let changed = || RecordError::Conflict { expected: standing.record().map(|record| record.version), found: expected };
+    let changed =
+        || RecordError::Conflict { expected: standing.record().map(|record| record.version), found: expected };
     let mut members = vec![me.clone()];
     let cluster_id = match (standing, &stored) {
         (Standing::Listed(_), Some(stored)) if stored.lists(me) => {

@@ -283,13 +283,7 @@ impl Leader {
         leader
     }
 
-    fn new(
-        id: NodeId,
-        epoch: u64,
-        record: MembershipRecord,
-        state: ReplicatedState,
-        settings: LeaderSettings,
-    ) -> Self {
+    fn new(id: NodeId, epoch: u64, record: MembershipRecord, state: ReplicatedState, settings: LeaderSettings) -> Self {
         Leader {
             id,
             incarnation: record.members.first().map_or(0, |member| member.incarnation),
@@ -485,15 +479,10 @@ impl Leader {
         // the old membership ends here (a removal entry, and a record that no
         // longer lists it), and the newcomer starts over as a learner. A
         // frozen original is then stale, never kept in by an impostor's acks.
-        if self
-            .backups
-            .get(&node)
-            .is_some_and(|progress| {
-                let other_copy =
-                    progress.incarnation != UNKNOWN_INCARNATION && progress.incarnation != incarnation;
-                progress.connection.is_some() || other_copy
-            })
-        {
+        if self.backups.get(&node).is_some_and(|progress| {
+            let other_copy = progress.incarnation != UNKNOWN_INCARNATION && progress.incarnation != incarnation;
+            progress.connection.is_some() || other_copy
+        }) {
             self.remove_backup(&node, now);
         }
         // Entries sequenced before the catch-up go out first, to the backups

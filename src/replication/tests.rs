@@ -401,8 +401,7 @@ impl Cluster {
         let lost_leader = self.leader.id().to_string();
         let (epoch, state) = self.backups.remove(successor).expect("the successor is a backup").into_parts();
         self.streams.clear();
-        let expected: Vec<NodeId> =
-            state.membership.iter().filter(|member| **member != lost_leader).cloned().collect();
+        let expected: Vec<NodeId> = state.membership.iter().filter(|member| **member != lost_leader).cloned().collect();
         self.leader = self.taking_over(successor, epoch, state, &expected, 0);
         self.take_actions()
     }
@@ -2662,10 +2661,8 @@ fn a_hello_under_a_members_name_with_another_incarnation_ends_that_membership_in
     let record = cluster.leader.record().clone();
     let listed = record.members.iter().find(|member| member.node == NODE_3).expect("node-3 listed again");
     assert_eq!(listed.incarnation, 2, "the record lists the new copy, not the old one");
-    let removal_stored = cluster
-        .records
-        .iter()
-        .any(|record| record.nodes() == vec![LEADER.to_string(), NODE_2.to_string()]);
+    let removal_stored =
+        cluster.records.iter().any(|record| record.nodes() == vec![LEADER.to_string(), NODE_2.to_string()]);
     assert!(removal_stored, "the old copy's removal was stored first: {:?}", cluster.records);
 }
 

@@ -17,6 +17,32 @@ pub struct Ports {
 }
 
 /// Each test passes its own slot, so tests running at once never share a port.
+///
+/// Every port the tests and CI use, in one place. Slot `s` is ports
+/// `23000 + 20 s` to `23000 + 20 s + 19` (nodes from the base, HTTP at base
+/// + 10 where a test serves it, the client port last):
+///
+/// | slots | tests |
+/// |---|---|
+/// | 0-8 | failover.rs |
+/// | 10-12 | bad_input.rs |
+/// | 13 | tour.rs |
+/// | 14 | signals.rs |
+/// | 15, 43-47, 58 | durable.rs |
+/// | 30-36, 39, 40 | hostile.rs |
+/// | 37, 38, 42 | catalogue.rs |
+/// | 41 | watch.rs |
+/// | 48 | demo.rs |
+/// | 49 | browser.rs |
+/// | 50-53 | web_api.rs |
+/// | 54, 55 | web_bench.rs (ignored: benchmarks) |
+/// | 60-66 | record.rs |
+///
+/// Outside the slots: CI's chaos runs use nodes from 6400 and client port
+/// 6000, one after the other; scripts/fuzz-api.sh nodes from 6600, client
+/// port 6650, HTTP from 6680; the benchmarks nodes from 7400 and client port
+/// 7000. Each cluster keeps its membership record in the system's temporary
+/// directory, one per client port (`gavel-cluster-127-0-0-1-PORT`).
 pub fn ports(slot: u16) -> Ports {
     let base = 23000 + slot * 20;
     Ports { base, client: base + 19 }
