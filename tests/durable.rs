@@ -282,6 +282,10 @@ async fn after_a_full_restart_the_listed_members_lead_without_waiting_for_one_wh
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
     let status = node_status(&cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&cluster.node_address(2)), "{:?}", status.membership);
+    // The leader's status shows the record it stored: the members that
+    // gate commits, the same as its view.
+    let record = status.record.expect("the leader shows its membership record");
+    assert_eq!(record.members, status.membership);
 }
 
 /// Where no record can be read while data directories exist (a host whose

@@ -160,7 +160,8 @@ enum FollowEnd {
 async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let id = shared.id().to_string();
     let transport = config.transport();
-    let (mut disk, mut backup, incarnation, _data_dir) = match &config.storage {
+    // `_data_dir_claim` holds the data directory's lock for the process's life.
+    let (mut disk, mut backup, incarnation, _data_dir_claim) = match &config.storage {
         Some(storage) => {
             // Refused before anything is read: another process on this
             // directory, or another node's directory.
