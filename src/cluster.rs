@@ -34,6 +34,11 @@ pub struct ClusterSpec {
     /// Node `i` serves the HTTP/JSON API on `http_base_port + i`; none
     /// serves no HTTP.
     pub http_base_port: Option<u16>,
+    /// Where the nodes keep the membership record. None: beside the data
+    /// directories (`record`) when they have them, else a directory of this
+    /// cluster's own, removed when it is dropped, so that no cluster reads
+    /// the record an earlier one left on the same client port.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -48,6 +53,7 @@ impl ClusterSpec {
             log_filter: "info".into(),
             data_dir: None,
             http_base_port: None,
+            record_dir: None,
         }
     }
 }
@@ -62,6 +68,10 @@ struct LocalNode {
 pub struct LocalCluster {
     spec: ClusterSpec,
     nodes: Vec<LocalNode>,
+    record_dir: PathBuf,
+    /// Whether the record's directory is this cluster's alone, to remove
+    /// when it is dropped.
+    owns_record_dir: bool,
 }
 
 /// How long a node may take to start and find its place.
@@ -78,7 +88,19 @@ impl LocalCluster {
         let nodes = (0..spec.nodes)
             .map(|i| LocalNode { port: spec.base_port + i as u16, child: None, frozen: false })
             .collect();
-        let mut cluster = LocalCluster { spec, nodes };
+        let (record_dir, owns_record_dir) = match (&spec.record_dir, &spec.data_dir) {
+            (Some(dir), _) => (dir.clone(), false),
+            (None, Some(data)) => (data.join("record"), false),
+            (None, None) => {
+                let name = format!("gavel-record-{}-{}", std::process::id(), spec.client_port);
+                let dir = std::env::temp_dir().join(name);
+                // A directory of the same name is left from a process with
+                // this pid that died before dropping its cluster.
+                let _ = std::fs::remove_dir_all(&dir);
+                (dir, true)
+            }
+        };
+        let mut cluster = LocalCluster { spec, nodes, record_dir, owns_record_dir };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
             cluster.wait_until_settled(i, START_DEADLINE).await?;
@@ -136,6 +158,11 @@ impl LocalCluster {
         self.spec.data_dir.as_ref().map(|dir| dir.join(format!("node-{port}")))
     }
 
+    /// Where the nodes keep the membership record.
+    pub fn record_dir(&self) -> &std::path::Path {
+        &self.record_dir
+    }
+
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let port = self.nodes[i].port;
         let data_dir: Vec<String> = match self.data_dir(i) {
@@ -162,6 +189,8 @@ impl LocalCluster {
             .arg("--peers")
             .arg(self.peer_list(i))
             .args(&self.spec.server_args)
+            .arg("--record-dir")
+            .arg(&self.record_dir)
             .args(&data_dir)
             .args(&http_port)
             .env("RUST_LOG", &self.spec.log_filter)
@@ -321,6 +350,9 @@ impl Drop for LocalCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if self.owns_record_dir {
+            let _ = std::fs::remove_dir_all(&self.record_dir);
         }
     }
 }

@@ -239,6 +239,8 @@ async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_m
         .args(["--peers", &cluster.node_address(0)])
         .arg("--data-dir")
         .arg(&dir)
+        .arg("--record-dir")
+        .arg(cluster.record_dir())
         .output()
         .expect("the server runs");
     assert!(!output.status.success(), "it refuses to start");
@@ -254,13 +256,6 @@ fn member_remove(member: &str, nodes: &[String]) -> (bool, String) {
         .output()
         .expect("gavel member remove runs");
     (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
-}
-
-/// The membership record's directory of a test cluster: the default, one
-/// per client port.
-fn record_dir(cluster: &LocalCluster) -> PathBuf {
-    let client: std::net::SocketAddr = cluster.client_address().parse().expect("client address");
-    gavel::node::CoordinatorConfig::for_client_port(client).dir
 }
 
 /// The record lists the members that hold every committed entry: after a
@@ -307,7 +302,7 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     kill_all(&mut cluster);
     // Node 2's disk is gone for good, and so is the record.
     std::fs::remove_dir_all(cluster.data_dir(2).expect("data dir")).expect("wipe node 2");
-    std::fs::remove_dir_all(record_dir(&cluster)).expect("clear the record's directory");
+    std::fs::remove_dir_all(cluster.record_dir()).expect("clear the record's directory");
     cluster.restart(0).expect("restart node 0");
     cluster.restart(1).expect("restart node 1");
     let log = cluster.log_file(0).expect("log");

@@ -210,6 +210,8 @@ async fn a_fresh_node_given_bare_peer_ports_never_wipes_the_auction() {
         Command::new(env!("CARGO_BIN_EXE_gavel"))
             .args(["server", "--port", &fresh_port.to_string(), "--client-port", &ports.client.to_string()])
             .args(["--peers", &peers, "--leader-timeout", "500ms"])
+            .arg("--record-dir")
+            .arg(cluster.record_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

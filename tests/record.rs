@@ -387,15 +387,18 @@ struct Server {
 }
 
 impl Server {
-    fn start(port: u16, slot: u16, peers: &[String], data_dir: &Path, stderr: PathBuf) -> Self {
+    fn start(port: u16, cluster: &LocalCluster, data_dir: &Path, stderr: PathBuf) -> Self {
+        let peers: Vec<String> = (0..cluster.len()).map(|i| cluster.node_address(i)).collect();
         let file = std::fs::File::create(&stderr).expect("stderr file");
         let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
             .args(["server", "--port", &port.to_string()])
-            .args(["--client-port", &common::ports(slot).client.to_string()])
+            .args(["--client-port", cluster.client_address().rsplit(':').next().expect("a port")])
             .args(["--peers", &peers.join(",")])
             .args(ACK_TIMEOUT)
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--record-dir")
+            .arg(cluster.record_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -432,8 +435,7 @@ async fn a_second_server_on_a_data_directory_in_use_exits_at_once() {
     assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
 
     let in_use = cluster.data_dir(LEADER).expect("data dir");
-    let peers = [cluster.node_address(0), cluster.node_address(1)];
-    let mut second = Server::start(common::ports(65).base + 2, 65, &peers, &in_use, data.0.join("second.log"));
+    let mut second = Server::start(common::ports(65).base + 2, &cluster, &in_use, data.0.join("second.log"));
     let (status, stderr) = second.exit("the second server to exit", Duration::from_secs(5)).await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(stderr.contains("is in use by another process"), "{stderr}");
@@ -449,8 +451,7 @@ async fn a_data_directory_written_by_one_node_does_not_start_another() {
     cluster.kill(1).expect("kill node 1");
 
     let written_by_node_1 = cluster.data_dir(1).expect("data dir");
-    let peers = [cluster.node_address(0)];
-    let mut other = Server::start(common::ports(66).base + 2, 66, &peers, &written_by_node_1, data.0.join("other.log"));
+    let mut other = Server::start(common::ports(66).base + 2, &cluster, &written_by_node_1, data.0.join("other.log"));
     let (status, stderr) = other.exit("the server to exit", Duration::from_secs(5)).await;
     assert!(!status.success(), "{status}: {stderr}");
     assert!(stderr.contains("was written by node"), "{stderr}");

@@ -41,8 +41,9 @@ pub struct Ports {
 /// Outside the slots: CI's chaos runs use nodes from 6400 and client port
 /// 6000, one after the other; scripts/fuzz-api.sh nodes from 6600, client
 /// port 6650, HTTP from 6680; the benchmarks nodes from 7400 and client port
-/// 7000. Each cluster keeps its membership record in the system's temporary
-/// directory, one per client port (`gavel-cluster-127-0-0-1-PORT`).
+/// 7000. Each local cluster keeps its membership record in a directory of
+/// its own (beside its data directories, or a temporary one), so that no
+/// run reads a record an earlier run left on the same client port.
 pub fn ports(slot: u16) -> Ports {
     let base = 23000 + slot * 20;
     Ports { base, client: base + 19 }
