@@ -340,18 +340,22 @@ impl Driver {
                     action => self.perform_one(action),
                 }
             }
-            for version in std::mem::take(&mut self.records_stored) {
-                leader.handle(Event::RecordStored { version }, now);
-            }
             if let Some(disk) = &mut self.disk
                 && let Err(error) = disk.maybe_snapshot(leader.epoch(), leader.state())
             {
                 self.disk_failure.get_or_insert_with(|| format!("writing a snapshot failed: {error}"));
             }
-            if self.overflowed.is_empty() && self.records_stored.is_empty() {
+            let stored = std::mem::take(&mut self.records_stored);
+            let overflowed = std::mem::take(&mut self.overflowed);
+            // Done once nothing performed asks for more; otherwise what the
+            // leader does next is performed in the next round.
+            if stored.is_empty() && overflowed.is_empty() {
                 return;
             }
-            for (node, connection) in std::mem::take(&mut self.overflowed) {
+            for version in stored {
+                leader.handle(Event::RecordStored { version }, now);
+            }
+            for (node, connection) in overflowed {
                 warn!(backup = %node, "backup cannot keep up; removing it");
                 leader.handle(Event::BackupLost { node, connection }, now);
             }
@@ -484,5 +488,69 @@ mod tests {
         assert!(closed.is_cancelled(), "its stream's tasks are told to end");
         let (members, learners) = leader.members_and_learners();
         assert!(!members.contains(&node) && !learners.contains(&node));
+    }
+
+    /// What a stored record lets the leader do (admit the member, commit,
+    /// reply) is performed before `perform` returns, not left for the next
+    /// event.
+    #[test]
+    fn what_a_stored_record_releases_is_performed_at_once() {
+        let now = Now::read();
+        let me = Member { node: "127.0.0.1:1".into(), incarnation: 1 };
+        let record = MembershipRecord { cluster_id: "c".into(), version: 1, epoch: 1, members: vec![me] };
+        let mut leader = Leader::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
+        let records = MemoryRecord::default();
+        let shared = Shared::new(
+            crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
+            crate::transport::Network::tcp(),
+        );
+        let mut driver = Driver {
+            replies: HashMap::new(),
+            streams: HashMap::new(),
+            next_token: 0,
+            overflowed: Vec::new(),
+            disk: None,
+            disk_failure: None,
+            records_stored: Vec::new(),
+            draining: false,
+        };
+        let node = "127.0.0.1:2".to_string();
+        let (messages, _kept) = mpsc::channel(64);
+        let stream = BackupStream { connection: 1, messages, closed: CancellationToken::new() };
+        let connected =
+            LeaderInput::BackupConnected { node: node.clone(), incarnation: 2, last: LogPosition::default(), stream };
+        driver.handle(&mut leader, connected, now);
+        driver.perform(&mut leader, &records, &shared, now);
+        // Its catch-up acked, it is admitted: a join entry and a record
+        // that lists it.
+        let acked = LeaderInput::Ack { node: node.clone(), connection: 1, index: leader.state().last.index };
+        driver.handle(&mut leader, acked, now);
+        driver.perform(&mut leader, &records, &shared, now);
+
+        let stored = records.load_record().unwrap().expect("a record stored");
+        assert!(stored.nodes().contains(&node), "{stored:?}");
+
+        // A bid waits for the member's ack; the member is lost: the bid
+        // commits once the record without it is stored, in this round.
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let bid = crate::auction::Bid {
+            auction_id: String::new(),
+            bidder: "ann".into(),
+            amount: 10,
+            client_id: String::new(),
+            request_id: 0,
+            at_unix_ms: 0,
+        };
+        driver.handle(&mut leader, LeaderInput::Bid { bid, reply }, now);
+        driver.perform(&mut leader, &records, &shared, now);
+        assert!(answer.try_recv().is_err(), "the bid waits for the member");
+        driver.handle(&mut leader, LeaderInput::BackupLost { node: node.clone(), connection: 1 }, now);
+        driver.perform(&mut leader, &records, &shared, now);
+
+        let stored = records.load_record().unwrap().expect("a record stored");
+        assert!(!stored.nodes().contains(&node), "{stored:?}");
+        assert!(answer.try_recv().is_ok(), "the bid is answered");
+        let left = leader.take_actions();
+        assert!(left.is_empty(), "nothing left undone: {left:?}");
     }
 }
