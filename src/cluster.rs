@@ -173,6 +173,11 @@ impl LocalCluster {
             Some(base) => vec!["--http-port".into(), (base + i as u16).to_string()],
             None => Vec::new(),
         };
+        // A cluster of one has no peers to name.
+        let peers: Vec<String> = match self.peer_list(i) {
+            list if list.is_empty() => Vec::new(),
+            list => vec!["--peers".into(), list],
+        };
         let stderr = match self.log_file(i) {
             Some(path) => {
                 let file = File::options().create(true).append(true).open(&path)?;
@@ -186,8 +191,7 @@ impl LocalCluster {
             .arg(port.to_string())
             .arg("--client-port")
             .arg(self.spec.client_port.to_string())
-            .arg("--peers")
-            .arg(self.peer_list(i))
+            .args(&peers)
             .args(&self.spec.server_args)
             .arg("--record-dir")
             .arg(&self.record_dir)

@@ -290,6 +290,34 @@ async fn after_a_full_restart_the_listed_members_lead_without_waiting_for_one_wh
     .await;
 }
 
+/// Another cluster ran on the client port while this one was down, and is
+/// gone: its record names none of this cluster's members, and none of its
+/// own runs or keeps state. The durable cluster comes back with its bids
+/// (it stood aside for good before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_cluster_comes_back_over_the_record_of_a_cluster_that_ran_in_between_and_is_gone() {
+    let data = DataDir::new(59);
+    let mut cluster = start_durable(59, 3, &data).await;
+    assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    kill_all(&mut cluster);
+
+    // Its node has no state, and the record lists members that keep
+    // theirs: only an operator's word starts another cluster here.
+    let mut between = spec(59, 1, &["--new-cluster"]);
+    between.base_port += 5;
+    between.record_dir = Some(cluster.record_dir().to_path_buf());
+    let between = LocalCluster::start(between).await.expect("the other cluster starts");
+    assert_eq!(client(&between).bid("", "bo", 99).await.expect("bid").verdict, Verdict::Success);
+    drop(between);
+
+    for i in 0..3 {
+        cluster.restart(i).expect("restart");
+    }
+    cluster.wait_for_leader(SETTLE).await.expect("a leader of the durable cluster");
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
+}
+
 /// Where no record can be read while data directories exist (a host whose
 /// temporary directory was cleared), a recovered node keeps the wait for
 /// every member it knows, until an operator removes one.

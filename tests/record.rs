@@ -456,3 +456,34 @@ async fn a_data_directory_written_by_one_node_does_not_start_another() {
     assert!(!status.success(), "{status}: {stderr}");
     assert!(stderr.contains("was written by node"), "{stderr}");
 }
+
+/// A listed member that misses the successor's probe (frozen for a moment)
+/// stays in the takeover record: it may hold every committed entry, and be
+/// the one left to lead. The new leader waits for it; once it is back, it
+/// leads with every bid when the new leader dies in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_misses_the_takeover_probe_stays_in_the_record_and_can_lead_next() {
+    let mut cluster = start(67, 3, NO_ACK_TIMEOUT, None).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    let successor = FROZEN;
+    let late = OTHER;
+    cluster.freeze(late).expect("freeze the last backup");
+    cluster.kill(LEADER).expect("kill the leader");
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("a new leader");
+    assert_eq!(leader, successor);
+    let status = node_status(&cluster.node_address(successor), Duration::from_secs(1)).await.expect("status");
+    let listed = status.record.expect("the new leader's record").members;
+    assert!(listed.contains(&cluster.node_address(late)), "the frozen member stays listed: {listed:?}");
+
+    // A bid waits for it; it commits once the member is back and acks.
+    let bid = tokio::spawn(async move { bidder.bid("", "bo", 20).await });
+    cluster.thaw(late).expect("thaw");
+    let outcome = tokio::time::timeout(SETTLE, bid).await.expect("the bid is answered").expect("task");
+    assert_eq!(outcome.expect("bid").verdict, Verdict::Success);
+
+    cluster.kill(successor).expect("kill the new leader");
+    assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("a leader"), late);
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (20, "bo"));
+}

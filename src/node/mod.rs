@@ -269,13 +269,13 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
             cluster_id: &backup.state().cluster_id,
             // A listed member holds every committed entry: it needs nobody's
             // word to lead.
-            recovered: recovered && matches!(standing, Standing::Unrecorded),
+            recovered: recovered && standing.unrecorded(),
             released: &released,
         };
         let decision = choose_successor(&me_view, lost_leader.as_deref(), &answers, &passed_over);
         if let Succession::AwaitMembers { missing } = &decision {
             let why = format!(
-                "restarted from disk with no membership record: waiting for these members before anyone may lead \
+                "restarted from disk with no membership record of its cluster: waiting for these members before anyone may lead \
                  (a member whose disk is gone must be removed with `gavel member remove`): {missing:?}"
             );
             if said.as_ref() != Some(&why) {
@@ -366,6 +366,11 @@ enum Standing {
     /// (or an operator said `--new-cluster`): it may start a new cluster,
     /// and the old state is lost.
     Abandoned(MembershipRecord),
+    /// The record is another cluster's, and none of its members runs or
+    /// keeps its state (a cluster that ran on this client port in between,
+    /// and is gone): this node's own cluster has no record, as if
+    /// [`Standing::Unrecorded`], and the takeover writes over it.
+    Foreign(MembershipRecord),
     /// It may not lead, for this reason.
     Aside(String),
 }
@@ -374,14 +379,20 @@ impl Standing {
     fn record(&self) -> Option<&MembershipRecord> {
         match self {
             Standing::Listed(record) | Standing::Abandoned(record) => Some(record),
-            Standing::Unrecorded | Standing::Aside(_) => None,
+            Standing::Unrecorded | Standing::Foreign(_) | Standing::Aside(_) => None,
         }
+    }
+
+    /// Whether this node's cluster has no record: its log's membership
+    /// decides.
+    fn unrecorded(&self) -> bool {
+        matches!(self, Standing::Unrecorded | Standing::Foreign(_))
     }
 }
 
 /// Where `record` leaves this node.
 fn standing(
-    coordinator: &impl Coordinator,
+    coordinator: &impl RecordStore,
     record: Option<MembershipRecord>,
     me: &Member,
     backup: &Backup,
@@ -392,6 +403,18 @@ fn standing(
         return Standing::Listed(record);
     }
     let has_state = backup.last().index > 0;
+    let ours = &backup.state().cluster_id;
+    if has_state && !ours.is_empty() && record.cluster_id != *ours {
+        let holding = holding_state(coordinator, &record);
+        if holding.is_empty() {
+            return Standing::Foreign(record);
+        }
+        return Standing::Aside(format!(
+            "the membership record on this client port is of cluster {:?}, not this node's {ours:?}, and its \
+             members {holding:?} may still run or keep their state",
+            record.cluster_id
+        ));
+    }
     if has_state {
         let why = match record.incarnation_of(&me.node) {
             Some(_) => "not in the membership record: it lists this node's name for another copy of its state \
@@ -409,12 +432,7 @@ fn standing(
     if new_cluster {
         return Standing::Abandoned(record);
     }
-    let holding: Vec<NodeId> = record
-        .members
-        .iter()
-        .filter(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false })
-        .map(|member| member.node.clone())
-        .collect();
+    let holding = holding_state(coordinator, &record);
     if holding.is_empty() {
         return Standing::Abandoned(record);
     }
@@ -424,18 +442,26 @@ fn standing(
     ))
 }
 
+/// The members `record` lists that still run, or keep their state.
+fn holding_state(coordinator: &impl RecordStore, record: &MembershipRecord) -> Vec<NodeId> {
+    record
+        .members
+        .iter()
+        .filter(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false })
+        .map(|member| member.node.clone())
+        .collect()
+}
+
 /// A node whose data directory holds another cluster's state than the
 /// record's live cluster on this client port is started in the wrong place.
-fn refuse_another_clusters_record(coordinator: &impl Coordinator, backup: &Backup) -> anyhow::Result<()> {
+fn refuse_another_clusters_record(coordinator: &impl RecordStore, backup: &Backup) -> anyhow::Result<()> {
     let ours = &backup.state().cluster_id;
     let Ok(Some(record)) = coordinator.load_record() else { return Ok(()) };
     if ours.is_empty() || record.cluster_id == *ours {
         return Ok(());
     }
-    let alive =
-        record.members.iter().any(|member| coordinator.presence(member) != Presence::Stopped { keeps_state: false });
     anyhow::ensure!(
-        !alive,
+        holding_state(coordinator, &record).is_empty(),
         "this node's data directory holds the state of cluster {ours:?}, but the cluster on this client port is \
          {:?} (its members still run or keep their state): start it with its own cluster's client port, or \
          with another data directory",
@@ -447,7 +473,8 @@ fn refuse_another_clusters_record(coordinator: &impl Coordinator, backup: &Backu
 /// What a successor brings to its takeover write.
 struct Takeover<'a> {
     me: &'a Member,
-    /// The members that answered its probe: the backups it will wait for.
+    /// The members that answered its probe: the backups it waits for where
+    /// no record lists them.
     live_backups: &'a [NodeId],
     /// Its epoch goes above this one.
     highest_epoch: u64,
@@ -458,11 +485,11 @@ struct Takeover<'a> {
 
 /// The node's first act as leader, once it holds the lock: it reads the
 /// record again (it may have changed before the lock was taken), and
-/// stores the takeover record: itself first, then the live backups it will
-/// wait for, with an epoch number above the record's and every epoch it
+/// stores the takeover record: itself first, then the members it will wait
+/// for (the record's, or where it has none the live backups), with an epoch number above the record's and every epoch it
 /// has seen: the new leadership's.
 fn write_takeover_record(
-    coordinator: &impl Coordinator,
+    coordinator: &impl RecordStore,
     standing: &Standing,
     backup: &Backup,
     takeover: Takeover<'_>,
@@ -470,24 +497,39 @@ fn write_takeover_record(
     let Takeover { me, live_backups, highest_epoch, lost_leader, new_cluster_id } = takeover;
     let stored = coordinator.load_record()?;
     let expected = stored.as_ref().map(|record| record.version);
-    let changed =
-        || RecordError::Conflict { expected: standing.record().map(|record| record.version), found: expected };
+    let read = match standing {
+        Standing::Foreign(foreign) => Some(foreign),
+        _ => standing.record(),
+    };
+    let changed = || RecordError::Conflict { expected: read.map(|record| record.version), found: expected };
     let mut members = vec![me.clone()];
+    // Where the record does not know this cluster: nobody said their
+    // incarnations; each tells it on connecting, and the record is written
+    // again.
+    let unknown_incarnations = |members: &mut Vec<Member>| {
+        let expected = live_backups.iter().filter(|node| Some(node.as_str()) != lost_leader);
+        members.extend(expected.map(|node| Member { node: node.clone(), incarnation: UNKNOWN_INCARNATION }));
+    };
     let cluster_id = match (standing, &stored) {
         (Standing::Listed(_), Some(stored)) if stored.lists(me) => {
-            let expected = stored.members.iter().filter(|member| {
-                member.node != me.node
-                    && Some(member.node.as_str()) != lost_leader
-                    && live_backups.contains(&member.node)
-            });
+            // Every listed member stays listed, answering or not: one that
+            // missed a probe may hold every committed entry, and may be the
+            // only one left to lead if this node fails in turn. One that is
+            // really gone is dropped by the ack timeout, by a record written
+            // without it.
+            let expected = stored
+                .members
+                .iter()
+                .filter(|member| member.node != me.node && Some(member.node.as_str()) != lost_leader);
             members.extend(expected.cloned());
             stored.cluster_id.clone()
         }
         (Standing::Unrecorded, None) => {
-            // Nobody said their incarnations: each tells it on connecting,
-            // and the record is written again.
-            let expected = live_backups.iter().filter(|node| Some(node.as_str()) != lost_leader);
-            members.extend(expected.map(|node| Member { node: node.clone(), incarnation: UNKNOWN_INCARNATION }));
+            unknown_incarnations(&mut members);
+            backup.state().cluster_id.clone()
+        }
+        (Standing::Foreign(foreign), Some(stored)) if stored == foreign => {
+            unknown_incarnations(&mut members);
             backup.state().cluster_id.clone()
         }
         (Standing::Abandoned(abandoned), Some(stored)) if stored == abandoned => String::new(),

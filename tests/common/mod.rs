@@ -28,7 +28,7 @@ pub struct Ports {
 /// | 10-12 | bad_input.rs |
 /// | 13 | tour.rs |
 /// | 14 | signals.rs |
-/// | 15, 43-47, 58 | durable.rs |
+/// | 15, 43-47, 58, 59 | durable.rs |
 /// | 30-36, 39, 40 | hostile.rs |
 /// | 37, 38, 42 | catalogue.rs |
 /// | 41 | watch.rs |
@@ -36,7 +36,7 @@ pub struct Ports {
 /// | 49 | browser.rs |
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
-/// | 60-66 | record.rs |
+/// | 60-67 | record.rs |
 ///
 /// Outside the slots: CI's chaos runs use nodes from 6400 and client port
 /// 6000, one after the other; scripts/fuzz-api.sh nodes from 6600, client
