@@ -318,6 +318,65 @@ async fn a_durable_cluster_comes_back_over_the_record_of_a_cluster_that_ran_in_b
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
 }
 
+/// A process killed and reaped when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The only listed member, restarted by mistake without its data
+/// directory, does not start a new cluster over its own state (which its
+/// note beside the record still points to): it stands aside, and the node
+/// restarted from its disk leads with every bid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_listed_member_restarted_without_its_disk_does_not_start_over() {
+    let data = DataDir::new(56);
+    let mut cluster = start_durable(56, 2, &data).await;
+    let mut bidder = client(&cluster);
+    cluster.kill(1).expect("kill the backup");
+    eventually("the backup to be removed", SETTLE, || {
+        let leader = cluster.node_address(0);
+        async move {
+            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            (status.record?.members.len() == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    kill_all(&mut cluster);
+
+    let log = data.0.join("without-disk.log");
+    let without_disk = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+            .args(["server", "--port", &common::ports(56).base.to_string()])
+            .args(["--client-port", &common::ports(56).client.to_string()])
+            .args(["--peers", &cluster.node_address(1)])
+            .arg("--record-dir")
+            .arg(cluster.record_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the server starts"),
+    );
+    eventually("the node without its disk to stand aside", SETTLE, || {
+        let log = log.clone();
+        async move { log_says(&log, "members of the record may still hold").then_some(()) }
+    })
+    .await;
+    let status = node_status(&cluster.node_address(0), Duration::from_secs(1)).await.expect("it answers");
+    assert_ne!(status.role, Role::Leader, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    drop(without_disk);
+
+    cluster.restart(0).expect("restart node 0 from its disk");
+    cluster.wait_for_leader(SETTLE).await.expect("a leader");
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
+}
+
 /// Where no record can be read while data directories exist (a host whose
 /// temporary directory was cleared), a recovered node keeps the wait for
 /// every member it knows, until an operator removes one.

@@ -19,9 +19,10 @@
 //!   of the port alone, by compare-and-set of its version under a lock on
 //!   the directory;
 //! - beside it, each node keeps a lock for its process's life (released by
-//!   the kernel at death, kept while frozen) and says which incarnation it
-//!   runs and where its data directory is: what tells whether a listed
-//!   member still lives, or still keeps its state.
+//!   the kernel at death, kept while frozen), and each incarnation a lock
+//!   of its own and a note of where its data directory is, never
+//!   overwritten by a later incarnation: what tells whether a listed member
+//!   (node and incarnation) still lives, or still keeps its state.
 //!
 //! Across hosts (the Several-hosts issue) the same seam is backed by etcd:
 //! a lease instead of the port, a guarded transaction instead of the rename,
@@ -132,8 +133,8 @@ const RECORD_NAME: &str = "membership";
 /// Held while the record is read, compared and replaced.
 const RECORD_LOCK: &str = "membership.lock";
 
-/// What a node says of itself beside the record: the incarnation it runs
-/// and where it keeps its state.
+/// What an incarnation says of itself beside the record: where it keeps
+/// its state.
 #[derive(Debug, Serialize, Deserialize)]
 struct NodeNote {
     incarnation: u64,
@@ -147,9 +148,15 @@ pub(super) struct LocalCoordinator {
     /// How long asking the client port who leads may take.
     find_timeout: Duration,
     config: CoordinatorConfig,
-    /// This node's life, as others see it: held until the process ends.
-    _alive: FileLock,
+    /// This node's life, and this incarnation's, as others see them: held
+    /// until the process ends.
+    _alive: [FileLock; 2],
 }
+
+/// How long joining the directory waits for a lock that a peer's presence
+/// check holds for an instant.
+const LOCK_ATTEMPTS: u32 = 50;
+const LOCK_RETRY: Duration = Duration::from_millis(2);
 
 impl LocalCoordinator {
     /// Joins the cluster's directory as `me`: takes this node's life lock
@@ -165,17 +172,52 @@ impl LocalCoordinator {
         let disk = &*config.disk;
         let dir = &config.dir;
         disk.create_dir_all(dir).map_err(|error| anyhow::anyhow!("creating {}: {error}", dir.display()))?;
-        let lock_path = dir.join(format!("{}.lock", node_file(&me.node)));
-        let alive = disk
-            .try_lock(&lock_path)
-            .map_err(|error| anyhow::anyhow!("locking {}: {error}", lock_path.display()))?
-            .ok_or_else(|| {
-                anyhow::anyhow!("another process runs as node {} in this cluster ({})", me.node, lock_path.display())
-            })?;
+        let node_lock = dir.join(format!("{}.lock", node_file(&me.node)));
+        let incarnation_lock = dir.join(format!("{}.lock", incarnation_file(me)));
+        let mut alive = Vec::new();
+        for path in [node_lock, incarnation_lock] {
+            let lock = lock_soon(disk, &path)
+                .map_err(|error| anyhow::anyhow!("locking {}: {error}", path.display()))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("another process runs as node {} in this cluster ({})", me.node, path.display())
+                })?;
+            alive.push(lock);
+        }
         let data_dir = data_dir.map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
         let note = NodeNote { incarnation: me.incarnation, data_dir };
-        write_meta(disk, dir, &node_file(&me.node), &serde_json::to_vec(&note)?)?;
-        Ok(LocalCoordinator { network, client_address, find_timeout, config, _alive: alive })
+        write_meta(disk, dir, &incarnation_file(me), &serde_json::to_vec(&note)?)?;
+        let coordinator = LocalCoordinator {
+            network,
+            client_address,
+            find_timeout,
+            config,
+            _alive: alive.try_into().map_err(|_| anyhow::anyhow!("two locks expected"))?,
+        };
+        coordinator.forget_unlisted_incarnations(me);
+        Ok(coordinator)
+    }
+
+    /// Removes the notes and locks of this node's earlier incarnations that
+    /// the record does not list: nobody asks about those again.
+    fn forget_unlisted_incarnations(&self, me: &Member) {
+        let (disk, dir) = (&*self.config.disk, &self.config.dir);
+        let Ok(record) = self.read_record() else { return };
+        let Ok(names) = disk.list(dir) else { return };
+        let prefix = format!("{}-i", node_file(&me.node));
+        for name in names {
+            let Some(incarnation) = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|digits| digits.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let member = Member { node: me.node.clone(), incarnation };
+            let listed = record.as_ref().is_some_and(|record| record.lists(&member));
+            if incarnation != me.incarnation && !listed {
+                let _ = disk.remove(&dir.join(&name));
+            }
+        }
     }
 
     fn read_record(&self) -> Result<Option<MembershipRecord>, RecordError> {
@@ -236,16 +278,16 @@ impl RecordStore for LocalCoordinator {
 
     fn presence(&self, member: &Member) -> Presence {
         let disk = &*self.config.disk;
-        let note: Option<NodeNote> = read_meta(disk, &self.config.dir, &node_file(&member.node))
+        let lock_path = self.config.dir.join(format!("{}.lock", incarnation_file(member)));
+        let note: Option<NodeNote> = read_meta(disk, &self.config.dir, &incarnation_file(member))
             .ok()
             .flatten()
             .and_then(|body| serde_json::from_slice(&body).ok());
-        // Another incarnation noted since: the listed one's process ended
-        // (one process per node at a time holds its port).
+        // Never noted on this host (or forgotten, being unlisted): no
+        // process of it runs here, nor kept its state.
         let Some(note) = note.filter(|note| note.incarnation == member.incarnation) else {
             return Presence::Stopped { keeps_state: false };
         };
-        let lock_path = self.config.dir.join(format!("{}.lock", node_file(&member.node)));
         match disk.try_lock(&lock_path) {
             Ok(None) => return Presence::Running,
             Ok(Some(_free)) => {}
@@ -266,4 +308,53 @@ fn file_safe(text: &str) -> String {
 
 fn node_file(node: &str) -> String {
     format!("node-{}", file_safe(node))
+}
+
+/// The name of one incarnation's note and lock.
+fn incarnation_file(member: &Member) -> String {
+    format!("{}-i{}", node_file(&member.node), member.incarnation)
+}
+
+/// Takes the lock at `path`, waiting a moment if it is held: a peer checking
+/// whether this node runs holds it for an instant. This runs once, as the
+/// node starts, so a short blocking wait is fine.
+fn lock_soon(disk: &dyn Disk, path: &Path) -> io::Result<Option<FileLock>> {
+    for _ in 1..LOCK_ATTEMPTS {
+        if let Some(lock) = disk.try_lock(path)? {
+            return Ok(Some(lock));
+        }
+        std::thread::sleep(LOCK_RETRY);
+    }
+    disk.try_lock(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SimDisk;
+
+    /// A peer's presence check holds a node's lock for an instant: the node
+    /// starting then waits for it, instead of taking the peer for another
+    /// process of its own.
+    #[test]
+    fn joining_waits_out_a_lock_held_for_an_instant() {
+        let disk = SimDisk::new();
+        let path = Path::new("/cluster/node-a.lock");
+        let held = disk.try_lock(path).unwrap().expect("free at first");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            drop(held);
+        });
+        assert!(lock_soon(&disk, path).unwrap().is_some());
+        release.join().unwrap();
+    }
+
+    /// A lock held for the life of another process is not taken.
+    #[test]
+    fn joining_gives_up_on_a_lock_held_for_good() {
+        let disk = SimDisk::new();
+        let path = Path::new("/cluster/node-a.lock");
+        let _held = disk.try_lock(path).unwrap().expect("free at first");
+        assert!(lock_soon(&disk, path).unwrap().is_none());
+    }
 }
