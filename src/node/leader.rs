@@ -299,10 +299,16 @@ impl Driver {
                 None => return,
             },
             LeaderInput::BackupConnected { node, incarnation, last, stream } => {
-                info!(backup = %node, last_index = last.index, "backup connected");
                 let connection = stream.connection;
-                self.streams.insert(node.clone(), stream);
-                Event::BackupConnected { node, incarnation, connection, last }
+                leader.handle(Event::BackupConnected { node: node.clone(), incarnation, connection, last }, now);
+                if leader.connection_of(&node) == Some(connection) {
+                    info!(backup = %node, last_index = last.index, "backup connected");
+                    self.streams.insert(node, stream);
+                } else {
+                    // Dropping the stream ends it.
+                    warn!(backup = %node, "refused a stream under a connected member's name with another incarnation");
+                }
+                return;
             }
             LeaderInput::Ack { node, connection, index } => Event::Ack { node, connection, index },
             LeaderInput::BackupLost { node, connection } => Event::BackupLost { node, connection },

@@ -309,6 +309,12 @@ impl Leader {
         &self.id
     }
 
+    /// The stream `node` is followed on, if it has one: after a
+    /// `BackupConnected`, whether that stream was taken or refused.
+    pub fn connection_of(&self, node: &str) -> Option<u64> {
+        self.backups.get(node).and_then(|progress| progress.connection)
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -472,18 +478,28 @@ impl Leader {
         if node == self.id {
             return;
         }
-        // A second stream under a name that already has one is either the
-        // node itself after a glitch or someone claiming its name; a stream
-        // under a member's name with another incarnation is another copy of
-        // its state (a restart without its disk, or an impostor). Either way
-        // the old membership ends here (a removal entry, and a record that no
-        // longer lists it), and the newcomer starts over as a learner. A
-        // frozen original is then stale, never kept in by an impostor's acks.
-        if self.backups.get(&node).is_some_and(|progress| {
+        if let Some(progress) = self.backups.get(&node) {
+            let live = progress.connection.is_some();
             let other_copy = progress.incarnation != UNKNOWN_INCARNATION && progress.incarnation != incarnation;
-            progress.connection.is_some() || other_copy
-        }) {
-            self.remove_backup(&node, now);
+            // Another copy of a member whose own stream is live (an impostor;
+            // the member cannot restart while its process holds its port) is
+            // refused: the driver drops its stream, and the member stays.
+            if live && other_copy {
+                return;
+            }
+            // A member a takeover expected without knowing its incarnation
+            // (no record knew it) counts as one only if its log reaches what
+            // is committed: one that lost its state starts over as a learner.
+            let lost_state = progress.incarnation == UNKNOWN_INCARNATION && !live && last.index < self.commit_index;
+            // A second stream of the same copy is the node itself after a
+            // glitch, or someone claiming its name; a stream with another
+            // incarnation is another copy of its state (a restart without its
+            // disk). Either way the old membership ends here (a removal
+            // entry, and a record that no longer lists it), and the newcomer
+            // starts over as a learner.
+            if live || other_copy || lost_state {
+                self.remove_backup(&node, now);
+            }
         }
         // Entries sequenced before the catch-up go out first, to the backups
         // that were already connected; the joiner gets them in its catch-up.
