@@ -125,6 +125,10 @@ impl LocalCluster {
         self.spec.http_base_port.map(|base| format!("127.0.0.1:{}", base + i as u16))
     }
 
+    pub fn client_port(&self) -> u16 {
+        self.spec.client_port
+    }
+
     pub fn client_address(&self) -> String {
         format!("127.0.0.1:{}", self.spec.client_port)
     }

@@ -15,7 +15,7 @@ use gavel::auction::{Reason, render};
 use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::cluster::{ClusterSpec, LocalCluster};
-use gavel::node::{self, NodeConfig, StorageConfig};
+use gavel::node::{self, CoordinatorConfig, NodeConfig, OperatorRemoval, StorageConfig};
 use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
 use gavel::storage::{FsyncPolicy, OsDisk, WriterMode};
@@ -334,16 +334,26 @@ impl Target {
 
 #[derive(Subcommand)]
 enum MemberCommand {
-    /// Removes a member for good. The leader commits its removal; after a
-    /// full restart, the nodes waiting for every member before anyone may
-    /// lead stop waiting for it (unclean if it held entries the others
-    /// lack: use it only for a node whose disk is gone).
+    /// Removes a member for good. The leader commits its removal. With no
+    /// leader running, the membership record is changed instead (the next
+    /// leader does not wait for that member), and nodes waiting after a full
+    /// restart where no record can be read stop waiting for it (unclean if
+    /// it held entries the others lack: use it only for a node whose disk
+    /// is gone).
     Remove {
         /// The member's node address (IP:PORT), as `gavel status` shows it.
         member: String,
         /// The nodes to tell: ports on 127.0.0.1 or IP:PORT addresses.
         #[arg(long, value_delimiter = ',', value_parser = parse_peer, default_value = DEFAULT_NODE_PORTS)]
         nodes: Vec<Peer>,
+        /// The cluster's client port on this host: taken while the record is
+        /// changed without a leader.
+        #[arg(long, default_value_t = 5000)]
+        client_port: u16,
+        /// Where the nodes keep the membership record (as given to `gavel
+        /// server --record-dir`; default: the client port's).
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
     },
 }
 
@@ -570,7 +580,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Commands::Status { json, target } => cluster_status(&target, json).await,
-        Commands::Member(MemberCommand::Remove { member, nodes }) => remove_member(&member, &nodes).await,
+        Commands::Member(MemberCommand::Remove { member, nodes, client_port, record_dir }) => {
+            let client = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), client_port);
+            let mut record = CoordinatorConfig::for_client_port(client);
+            if let Some(dir) = record_dir {
+                record.dir = dir;
+            }
+            remove_member(&member, &nodes, client, &record).await
+        }
         Commands::Watch { id, after, json, target } => {
             let mut client = target.client()?;
             let printed = client
@@ -639,13 +656,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `gavel status`: asks the given servers who leads, then each member.
 /// Tells every node that answers to remove `member`: one line per answer.
-async fn remove_member(member: &str, nodes: &[Peer]) -> anyhow::Result<ExitCode> {
+async fn remove_member(
+    member: &str,
+    nodes: &[Peer],
+    client_address: SocketAddr,
+    record: &CoordinatorConfig,
+) -> anyhow::Result<ExitCode> {
     if member.parse::<SocketAddr>().is_err() {
         println!("ERROR: {member:?} is not a node address (IP:PORT)");
         return Ok(ExitCode::from(2));
     }
     let timeout = Duration::from_secs(3);
     let mut done = false;
+    let mut led = false;
     for node in nodes {
         let address = match node {
             Peer::Port(port) => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *port),
@@ -655,12 +678,36 @@ async fn remove_member(member: &str, nodes: &[Peer]) -> anyhow::Result<ExitCode>
             continue;
         }
         match gavel::transport::remove_member(&Network::tcp(), &address.to_string(), member, timeout).await {
-            Ok(answer) => {
-                println!("{address}: {answer}");
+            Ok(reply) => {
+                println!("{address}: {}", reply.answer);
+                led |= reply.removed_at.is_some();
                 done = true;
             }
             Err(gavel::transport::CallError::Unavailable { .. }) => {}
             Err(error) => println!("{address}: {error}"),
+        }
+    }
+    if !led {
+        // No leader took it: change the record, as the leader would.
+        match gavel::node::remove_without_leader(&Network::tcp(), client_address, record, member).await {
+            Ok(OperatorRemoval::Removed { version, members }) => {
+                println!(
+                    "membership record: {member} removed (version {version}, members {members:?}); no leader was running"
+                );
+                done = true;
+            }
+            Ok(OperatorRemoval::NotListed) => {}
+            Ok(OperatorRemoval::LastMember) => {
+                println!(
+                    "ERROR: {member} is the last member of the membership record: removing it would leave nobody \
+                     who holds the cluster's state"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(OperatorRemoval::PortHeld) => {
+                println!("the client port {client_address} is held by a leader that did not answer: it did not change")
+            }
+            Err(error) => println!("ERROR: {error}"),
         }
     }
     if !done {

@@ -250,9 +250,12 @@ async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_m
 }
 
 /// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
-fn member_remove(member: &str, nodes: &[String]) -> (bool, String) {
+fn member_remove(cluster: &LocalCluster, member: &str, nodes: &[String]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["member", "remove", member, "--nodes", &nodes.join(",")])
+        .args(["--client-port", &cluster.client_port().to_string()])
+        .arg("--record-dir")
+        .arg(cluster.record_dir())
         .output()
         .expect("gavel member remove runs");
     (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
@@ -377,6 +380,35 @@ async fn the_only_listed_member_restarted_without_its_disk_does_not_start_over()
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
 }
 
+/// With no leader running, `gavel member remove` changes the record
+/// itself (taking the client port while it writes): the next leader does
+/// not wait for the removed member. It refuses to remove the last member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_leader_an_operator_removes_a_member_from_the_record() {
+    let data = DataDir::new(57);
+    let mut cluster = start_durable(57, 3, &data).await;
+    assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    kill_all(&mut cluster);
+
+    let nodes: Vec<String> = (0..3).map(|i| cluster.node_address(i)).collect();
+    let remove = |member: &str| member_remove(&cluster, member, &nodes);
+    let (removed, said) = remove(&nodes[2]);
+    assert!(removed && said.contains("membership record"), "{said}");
+    let (removed, said) = remove(&nodes[1]);
+    assert!(removed, "{said}");
+    let (removed, said) = remove(&nodes[0]);
+    assert!(!removed && said.contains("last member"), "{said}");
+
+    cluster.restart(1).expect("restart node 1");
+    cluster.restart(0).expect("restart node 0");
+    assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("a leader"), 0, "the one listed member leads");
+    let status = node_status(&nodes[0], Duration::from_secs(1)).await.expect("status");
+    let listed = status.record.expect("a record").members;
+    assert!(!listed.contains(&nodes[2]), "the removed member is not expected: {listed:?}");
+    let (view, _) = client(&cluster).result("").await.expect("result");
+    assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
+}
+
 /// Where no record can be read while data directories exist (a host whose
 /// temporary directory was cleared), a recovered node keeps the wait for
 /// every member it knows, until an operator removes one.
@@ -405,7 +437,7 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     assert_eq!(cluster.leader().await, None, "nobody leads while a member may hold what the others lack");
 
     let survivors = [cluster.node_address(0), cluster.node_address(1)];
-    let (removed, said) = member_remove(&gone, &survivors);
+    let (removed, said) = member_remove(&cluster, &gone, &survivors);
     assert!(removed, "{said}");
     assert!(said.contains("no longer waits"), "{said}");
     let leader = cluster.wait_for_leader(SETTLE).await.expect("a leader once released");
@@ -427,9 +459,9 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
         }
     })
     .await;
-    let (removed, said) = member_remove(&other, &[cluster.node_address(leader)]);
+    let (removed, said) = member_remove(&cluster, &other, &[cluster.node_address(leader)]);
     assert!(removed && said.contains("removed from the membership at index"), "{said}");
-    let (_, said) = member_remove(&gone, &[cluster.node_address(leader)]);
+    let (_, said) = member_remove(&cluster, &gone, &[cluster.node_address(leader)]);
     assert!(said.contains("is not a member"), "{said}");
 }
 

@@ -118,9 +118,12 @@ async fn membership(cluster: &LocalCluster, node: usize) -> Option<Vec<String>> 
 }
 
 /// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
-fn member_remove(member: &str, nodes: &[String]) -> (bool, String) {
+fn member_remove(cluster: &LocalCluster, member: &str, nodes: &[String]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["member", "remove", member, "--nodes", &nodes.join(",")])
+        .args(["--client-port", &cluster.client_port().to_string()])
+        .arg("--record-dir")
+        .arg(cluster.record_dir())
         .output()
         .expect("gavel member remove runs");
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -199,7 +202,7 @@ async fn a_removed_backup_wakes_up_alone(
     // 1. Node 1 freezes and is removed; the leader goes on with node 2.
     cluster.freeze(FROZEN).expect("freeze node 1");
     if removal == Removal::Operator {
-        let (removed, said) = member_remove(&frozen, &[cluster.node_address(LEADER)]);
+        let (removed, said) = member_remove(&cluster, &frozen, &[cluster.node_address(LEADER)]);
         assert!(removed, "{said}");
     }
     eventually("the leader to drop node 1 from its membership", SETTLE, || {
@@ -392,7 +395,7 @@ impl Server {
         let file = std::fs::File::create(&stderr).expect("stderr file");
         let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
             .args(["server", "--port", &port.to_string()])
-            .args(["--client-port", cluster.client_address().rsplit(':').next().expect("a port")])
+            .args(["--client-port", &cluster.client_port().to_string()])
             .args(["--peers", &peers.join(",")])
             .args(ACK_TIMEOUT)
             .arg("--data-dir")

@@ -221,11 +221,82 @@ impl LocalCoordinator {
     }
 
     fn read_record(&self) -> Result<Option<MembershipRecord>, RecordError> {
-        let Some(body) = read_meta(&*self.config.disk, &self.config.dir, RECORD_NAME)? else { return Ok(None) };
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|error| RecordError::Unreadable { dir: self.config.dir.clone(), reason: error.to_string() })
+        read_record(&self.config)
     }
+}
+
+fn read_record(config: &CoordinatorConfig) -> Result<Option<MembershipRecord>, RecordError> {
+    let Some(body) = read_meta(&*config.disk, &config.dir, RECORD_NAME)? else { return Ok(None) };
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|error| RecordError::Unreadable { dir: config.dir.clone(), reason: error.to_string() })
+}
+
+/// Stores `record` if the stored one still has version `expected`. Only the
+/// holder of the leadership calls it.
+fn store_record(
+    config: &CoordinatorConfig,
+    expected: Option<u64>,
+    record: &MembershipRecord,
+) -> Result<(), RecordError> {
+    let (dir, disk) = (&config.dir, &*config.disk);
+    // Only the port's holder writes; the lock guards against a holder that
+    // lost the port while frozen mid-write, and against an operator's tool.
+    let _writing = disk
+        .try_lock(&dir.join(RECORD_LOCK))
+        .map_err(|source| RecordError::Lock { dir: dir.clone(), source })?
+        .ok_or_else(|| RecordError::Busy { dir: dir.clone() })?;
+    let found = read_record(config)?.map(|stored| stored.version);
+    if found != expected {
+        return Err(RecordError::Conflict { expected, found });
+    }
+    let body = serde_json::to_vec_pretty(record)
+        .map_err(|error| RecordError::Unreadable { dir: dir.clone(), reason: error.to_string() })?;
+    write_meta(disk, dir, RECORD_NAME, &body)?;
+    Ok(())
+}
+
+/// What an operator's removal did while no leader ran.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OperatorRemoval {
+    /// The record without the member is stored, at this version.
+    Removed { version: u64, members: Vec<NodeId> },
+    /// The record does not list it (or there is none).
+    NotListed,
+    /// It is the last member the record lists: removing it would leave
+    /// nobody who holds the cluster's state.
+    LastMember,
+    /// The client port is held: a leader runs (perhaps frozen), and only it
+    /// writes the record.
+    PortHeld,
+}
+
+/// `gavel member remove` when no leader answers: an operator's change of
+/// the record. It takes the leadership first (the client port), so that
+/// it is the one writer, writes the record without `node` by
+/// compare-and-set, and lets the port go. Every member left listed still
+/// holds every committed entry, so the next leader needs nothing of the
+/// removed one.
+pub async fn remove_without_leader(
+    network: &Network,
+    client_address: SocketAddr,
+    config: &CoordinatorConfig,
+    node: &str,
+) -> Result<OperatorRemoval, RecordError> {
+    let Ok(_leadership) = network.bind(client_address, Port::Client).await else {
+        return Ok(OperatorRemoval::PortHeld);
+    };
+    let Some(stored) = read_record(config)? else { return Ok(OperatorRemoval::NotListed) };
+    if !stored.members.iter().any(|member| member.node == node) {
+        return Ok(OperatorRemoval::NotListed);
+    }
+    let members: Vec<Member> = stored.members.iter().filter(|member| member.node != node).cloned().collect();
+    if members.is_empty() {
+        return Ok(OperatorRemoval::LastMember);
+    }
+    let record = MembershipRecord { version: stored.version + 1, members, ..stored.clone() };
+    store_record(config, Some(stored.version), &record)?;
+    Ok(OperatorRemoval::Removed { version: record.version, members: record.nodes() })
 }
 
 impl Coordinator for LocalCoordinator {
@@ -257,23 +328,7 @@ impl RecordStore for LocalCoordinator {
     }
 
     fn store_record(&self, expected: Option<u64>, record: &MembershipRecord) -> Result<(), RecordError> {
-        let dir = &self.config.dir;
-        let disk = &*self.config.disk;
-        // Only the port's holder writes; the lock guards against a holder
-        // that lost the port while frozen mid-write, and against an
-        // operator's tool.
-        let _writing = disk
-            .try_lock(&dir.join(RECORD_LOCK))
-            .map_err(|source| RecordError::Lock { dir: dir.clone(), source })?
-            .ok_or_else(|| RecordError::Busy { dir: dir.clone() })?;
-        let found = self.read_record()?.map(|stored| stored.version);
-        if found != expected {
-            return Err(RecordError::Conflict { expected, found });
-        }
-        let body = serde_json::to_vec_pretty(record)
-            .map_err(|error| RecordError::Unreadable { dir: dir.clone(), reason: error.to_string() })?;
-        write_meta(disk, dir, RECORD_NAME, &body)?;
-        Ok(())
+        store_record(&self.config, expected, record)
     }
 
     fn presence(&self, member: &Member) -> Presence {

@@ -30,7 +30,7 @@ use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network,
 
 use backend::Shared;
 use coordinator::{Coordinator, LocalCoordinator, Presence, RecordStore};
-pub use coordinator::{CoordinatorConfig, RecordError};
+pub use coordinator::{CoordinatorConfig, OperatorRemoval, RecordError, remove_without_leader};
 use durable::persisted_changed;
 pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
 

@@ -277,15 +277,25 @@ pub async fn remove_member(
     address: &str,
     member: &str,
     timeout: Duration,
-) -> Result<String, CallError> {
+) -> Result<MemberRemovalAnswer, CallError> {
     let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
     let channel = endpoint(address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
     let mut client = ReplicationClient::new(channel);
     let request = rpb::RemoveMemberRequest { node: member.to_string() };
     let reply = tokio::time::timeout(timeout, client.remove_member(request))
         .await
-        .map_err(|_| CallError::unavailable(format!("no answer from {address} in time")))??;
-    Ok(reply.into_inner().answer)
+        .map_err(|_| CallError::unavailable(format!("no answer from {address} in time")))??
+        .into_inner();
+    Ok(MemberRemovalAnswer { answer: reply.answer, removed_at: (reply.removed_at > 0).then_some(reply.removed_at) })
+}
+
+/// A node's answer to a removal.
+#[derive(Clone, Debug)]
+pub struct MemberRemovalAnswer {
+    /// What it did, in words.
+    pub answer: String,
+    /// The index of the removal entry, when a leader committed one.
+    pub removed_at: Option<u64>,
 }
 
 /// The node address of whoever leads on `client_address`.

@@ -19,8 +19,8 @@ mod server;
 use std::time::Duration;
 
 pub use client::{
-    AuctionConnection, CallError, LeaderLink, LeaderMessage, check_address, find_leader, open_replication, probe_peer,
-    probe_status, remove_member,
+    AuctionConnection, CallError, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address, find_leader,
+    open_replication, probe_peer, probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
