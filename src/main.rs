@@ -697,17 +697,22 @@ async fn remove_member(
                 done = true;
             }
             Ok(OperatorRemoval::NotListed) => {}
-            Ok(OperatorRemoval::LastMember) => {
+            Ok(OperatorRemoval::LastHolder) => {
                 println!(
-                    "ERROR: {member} is the last member of the membership record: removing it would leave nobody \
-                     who holds the cluster's state"
+                    "ERROR: no other member of the membership record runs or keeps its state: removing {member} \
+                     would leave nobody who holds the cluster's state"
                 );
                 return Ok(ExitCode::FAILURE);
             }
             Ok(OperatorRemoval::PortHeld) => {
-                println!("the client port {client_address} is held by a leader that did not answer: it did not change")
+                println!(
+                    "the client port {client_address} is held (a leader runs): the membership record is its to change"
+                )
             }
-            Err(error) => println!("ERROR: {error}"),
+            Err(error) => {
+                println!("ERROR: the membership record did not change: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     if !done {

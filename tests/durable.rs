@@ -382,29 +382,39 @@ async fn the_only_listed_member_restarted_without_its_disk_does_not_start_over()
 
 /// With no leader running, `gavel member remove` changes the record
 /// itself (taking the client port while it writes): the next leader does
-/// not wait for the removed member. It refuses to remove the last member.
+/// not wait for the removed member. It refuses a removal that would leave
+/// no listed member that keeps its state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_leader_an_operator_removes_a_member_from_the_record() {
     let data = DataDir::new(57);
     let mut cluster = start_durable(57, 3, &data).await;
     assert_eq!(client(&cluster).bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
     kill_all(&mut cluster);
+    std::fs::remove_dir_all(cluster.data_dir(0).expect("data dir")).expect("wipe node 0");
 
     let nodes: Vec<String> = (0..3).map(|i| cluster.node_address(i)).collect();
     let remove = |member: &str| member_remove(&cluster, member, &nodes);
-    let (removed, said) = remove(&nodes[2]);
-    assert!(removed && said.contains("membership record"), "{said}");
     let (removed, said) = remove(&nodes[1]);
-    assert!(removed, "{said}");
-    let (removed, said) = remove(&nodes[0]);
-    assert!(!removed && said.contains("last member"), "{said}");
+    assert!(removed && said.contains("membership record"), "{said}");
+    // Node 0's disk is gone: node 2 is the last listed member with state.
+    let (removed, said) = remove(&nodes[2]);
+    assert!(!removed && said.contains("nobody who holds"), "{said}");
 
-    cluster.restart(1).expect("restart node 1");
-    cluster.restart(0).expect("restart node 0");
-    assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("a leader"), 0, "the one listed member leads");
-    let status = node_status(&nodes[0], Duration::from_secs(1)).await.expect("status");
+    cluster.restart(2).expect("restart node 2");
+    assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("a leader"), 2, "the listed member with state leads");
+    let status = node_status(&nodes[2], Duration::from_secs(1)).await.expect("status");
     let listed = status.record.expect("a record").members;
-    assert!(!listed.contains(&nodes[2]), "the removed member is not expected: {listed:?}");
+    assert!(!listed.contains(&nodes[1]), "the removed member is not expected: {listed:?}");
+    // Node 1 comes back as a learner, and is listed again once caught up.
+    cluster.restart(1).expect("restart node 1");
+    eventually("node 1 to be listed again", SETTLE, || {
+        let (leader, node_1) = (nodes[2].clone(), nodes[1].clone());
+        async move {
+            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            status.record?.members.contains(&node_1).then_some(())
+        }
+    })
+    .await;
     let (view, _) = client(&cluster).result("").await.expect("result");
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::replication::{Member, MembershipRecord, NodeId, NodeStatus};
+use crate::replication::{Member, MembershipRecord, NodeId, NodeStatus, UNKNOWN_INCARNATION};
 use crate::storage::{Disk, FileLock, StorageError, read_meta, write_meta};
 use crate::transport::{self, CallError, Incoming, Network, Port};
 
@@ -198,7 +198,9 @@ impl LocalCoordinator {
     }
 
     /// Removes the notes and locks of this node's earlier incarnations that
-    /// the record does not list: nobody asks about those again.
+    /// the record does not list and that keep no state: nobody asks about
+    /// those again. (One whose data directory still holds its state keeps
+    /// its note: a record written meanwhile may list it.)
     fn forget_unlisted_incarnations(&self, me: &Member) {
         let (disk, dir) = (&*self.config.disk, &self.config.dir);
         let Ok(record) = self.read_record() else { return };
@@ -214,7 +216,9 @@ impl LocalCoordinator {
             };
             let member = Member { node: me.node.clone(), incarnation };
             let listed = record.as_ref().is_some_and(|record| record.lists(&member));
-            if incarnation != me.incarnation && !listed {
+            let stateless = matches!(read_note(&self.config, &member), Ok(None))
+                || matches!(read_note(&self.config, &member), Ok(Some(note)) if !keeps_state(&note, &member));
+            if incarnation != me.incarnation && !listed && stateless {
                 let _ = disk.remove(&dir.join(&name));
             }
         }
@@ -263,9 +267,9 @@ pub enum OperatorRemoval {
     Removed { version: u64, members: Vec<NodeId> },
     /// The record does not list it (or there is none).
     NotListed,
-    /// It is the last member the record lists: removing it would leave
-    /// nobody who holds the cluster's state.
-    LastMember,
+    /// No member the record would still list runs or keeps its state:
+    /// removing it would leave nobody who holds the cluster's.
+    LastHolder,
     /// The client port is held: a leader runs (perhaps frozen), and only it
     /// writes the record.
     PortHeld,
@@ -283,16 +287,18 @@ pub async fn remove_without_leader(
     config: &CoordinatorConfig,
     node: &str,
 ) -> Result<OperatorRemoval, RecordError> {
-    let Ok(_leadership) = network.bind(client_address, Port::Client).await else {
-        return Ok(OperatorRemoval::PortHeld);
+    let _leadership = match network.bind(client_address, Port::Client).await {
+        Ok(listener) => listener,
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => return Ok(OperatorRemoval::PortHeld),
+        Err(source) => return Err(RecordError::Lock { dir: config.dir.clone(), source }),
     };
     let Some(stored) = read_record(config)? else { return Ok(OperatorRemoval::NotListed) };
     if !stored.members.iter().any(|member| member.node == node) {
         return Ok(OperatorRemoval::NotListed);
     }
     let members: Vec<Member> = stored.members.iter().filter(|member| member.node != node).cloned().collect();
-    if members.is_empty() {
-        return Ok(OperatorRemoval::LastMember);
+    if members.iter().all(|member| presence(config, member) == Presence::Stopped { keeps_state: false }) {
+        return Ok(OperatorRemoval::LastHolder);
     }
     let record = MembershipRecord { version: stored.version + 1, members, ..stored.clone() };
     store_record(config, Some(stored.version), &record)?;
@@ -332,28 +338,49 @@ impl RecordStore for LocalCoordinator {
     }
 
     fn presence(&self, member: &Member) -> Presence {
-        let disk = &*self.config.disk;
-        let lock_path = self.config.dir.join(format!("{}.lock", incarnation_file(member)));
-        let note: Option<NodeNote> = read_meta(disk, &self.config.dir, &incarnation_file(member))
-            .ok()
-            .flatten()
-            .and_then(|body| serde_json::from_slice(&body).ok());
-        // Never noted on this host (or forgotten, being unlisted): no
-        // process of it runs here, nor kept its state.
-        let Some(note) = note.filter(|note| note.incarnation == member.incarnation) else {
-            return Presence::Stopped { keeps_state: false };
-        };
-        match disk.try_lock(&lock_path) {
-            Ok(None) => return Presence::Running,
-            Ok(Some(_free)) => {}
-            // Cannot tell: the safe answer is that it may still run.
-            Err(_) => return Presence::Running,
-        }
-        let keeps_state = note.data_dir.is_some_and(|dir| {
-            super::durable::incarnation_in(&dir).is_some_and(|incarnation| incarnation == member.incarnation)
-        });
-        Presence::Stopped { keeps_state }
+        presence(&self.config, member)
     }
+}
+
+/// What the files beside the record say of `member`. Where they cannot
+/// tell, the answer is the safe one: it may still run, or keep its state.
+fn presence(config: &CoordinatorConfig, member: &Member) -> Presence {
+    let (disk, dir) = (&*config.disk, &config.dir);
+    if member.incarnation == UNKNOWN_INCARNATION {
+        // Listed by a takeover that knew no incarnations: nothing says
+        // where its state is, only whether a process of that node runs.
+        return match disk.try_lock(&dir.join(format!("{}.lock", node_file(&member.node)))) {
+            Ok(Some(_free)) => Presence::Stopped { keeps_state: true },
+            Ok(None) | Err(_) => Presence::Running,
+        };
+    }
+    let note = match read_note(config, member) {
+        Ok(Some(note)) => note,
+        // Never noted on this host (or forgotten, being unlisted and
+        // stateless): no process of it runs here, nor kept its state.
+        Ok(None) => return Presence::Stopped { keeps_state: false },
+        Err(_) => return Presence::Running,
+    };
+    match disk.try_lock(&dir.join(format!("{}.lock", incarnation_file(member)))) {
+        Ok(None) | Err(_) => return Presence::Running,
+        Ok(Some(_free)) => {}
+    }
+    Presence::Stopped { keeps_state: keeps_state(&note, member) }
+}
+
+/// The note `member` left beside the record, if any.
+fn read_note(config: &CoordinatorConfig, member: &Member) -> Result<Option<NodeNote>, RecordError> {
+    let Some(body) = read_meta(&*config.disk, &config.dir, &incarnation_file(member))? else { return Ok(None) };
+    let note: NodeNote = serde_json::from_slice(&body)
+        .map_err(|error| RecordError::Unreadable { dir: config.dir.clone(), reason: error.to_string() })?;
+    Ok((note.incarnation == member.incarnation).then_some(note))
+}
+
+/// Whether `member`'s data directory still holds its state.
+fn keeps_state(note: &NodeNote, member: &Member) -> bool {
+    note.data_dir.as_deref().is_some_and(|dir| {
+        super::durable::incarnation_in(dir).is_some_and(|incarnation| incarnation == member.incarnation)
+    })
 }
 
 /// A name safe in a file name: letters and digits kept, the rest '-'.
@@ -411,5 +438,29 @@ mod tests {
         let path = Path::new("/cluster/node-a.lock");
         let _held = disk.try_lock(path).unwrap().expect("free at first");
         assert!(lock_soon(&disk, path).unwrap().is_none());
+    }
+
+    fn config() -> CoordinatorConfig {
+        CoordinatorConfig { dir: PathBuf::from("/cluster"), disk: Arc::new(SimDisk::new()) }
+    }
+
+    /// Where the files cannot tell, a member may still run or keep its
+    /// state: never a reason to start over without it.
+    #[test]
+    fn presence_that_cannot_be_told_is_the_safe_answer() {
+        let config = config();
+        config.disk.create_dir_all(&config.dir).unwrap();
+        // Never noted: it never ran here.
+        let never = Member { node: "127.0.0.1:1".into(), incarnation: 5 };
+        assert_eq!(presence(&config, &never), Presence::Stopped { keeps_state: false });
+        // A note that cannot be read.
+        let garbled = Member { node: "127.0.0.1:2".into(), incarnation: 6 };
+        write_meta(&*config.disk, &config.dir, &incarnation_file(&garbled), b"not json").unwrap();
+        assert_eq!(presence(&config, &garbled), Presence::Running);
+        // Listed without an incarnation: nothing says where its state is.
+        let unknown = Member { node: "127.0.0.1:3".into(), incarnation: UNKNOWN_INCARNATION };
+        assert_eq!(presence(&config, &unknown), Presence::Stopped { keeps_state: true });
+        let _alive = config.disk.try_lock(&config.dir.join(format!("{}.lock", node_file(&unknown.node)))).unwrap();
+        assert_eq!(presence(&config, &unknown), Presence::Running);
     }
 }

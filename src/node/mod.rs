@@ -275,8 +275,9 @@ async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &Cancellatio
         let decision = choose_successor(&me_view, lost_leader.as_deref(), &answers, &passed_over);
         if let Succession::AwaitMembers { missing } = &decision {
             let why = format!(
-                "restarted from disk with no membership record of its cluster: waiting for these members before anyone may lead \
-                 (a member whose disk is gone must be removed with `gavel member remove`): {missing:?}"
+                "restarted from disk with no membership record of its cluster: waiting for these members before \
+                 anyone may lead (a member whose disk is gone must be removed with `gavel member remove`): \
+                 {missing:?}"
             );
             if said.as_ref() != Some(&why) {
                 warn!(?missing, "{why}");
@@ -486,8 +487,9 @@ struct Takeover<'a> {
 /// The node's first act as leader, once it holds the lock: it reads the
 /// record again (it may have changed before the lock was taken), and
 /// stores the takeover record: itself first, then the members it will wait
-/// for (the record's, or where it has none the live backups), with an epoch number above the record's and every epoch it
-/// has seen: the new leadership's.
+/// for (the record's, or where it has none the live backups), with an
+/// epoch number above the record's and every epoch it has seen: the new
+/// leadership's.
 fn write_takeover_record(
     coordinator: &impl RecordStore,
     standing: &Standing,

@@ -483,20 +483,21 @@ impl Leader {
             let other_copy = progress.incarnation != UNKNOWN_INCARNATION && progress.incarnation != incarnation;
             // Another copy of a member whose own stream is live (an impostor;
             // the member cannot restart while its process holds its port) is
-            // refused: the driver drops its stream, and the member stays.
-            if live && other_copy {
+            // refused: the driver drops its stream, and the member stays. A
+            // learner's place is not held that way, so that an impostor
+            // that said Hello first cannot keep the real node out.
+            if live && other_copy && !progress.is_learner() {
                 return;
             }
             // A member a takeover expected without knowing its incarnation
-            // (no record knew it) counts as one only if its log reaches what
-            // is committed: one that lost its state starts over as a learner.
-            let lost_state = progress.incarnation == UNKNOWN_INCARNATION && !live && last.index < self.commit_index;
-            // A second stream of the same copy is the node itself after a
-            // glitch, or someone claiming its name; a stream with another
-            // incarnation is another copy of its state (a restart without its
-            // disk). Either way the old membership ends here (a removal
-            // entry, and a record that no longer lists it), and the newcomer
-            // starts over as a learner.
+            // (no record knew it) that comes back with an empty log lost its
+            // state (a restart without its disk): it starts over as a
+            // learner. A log that is merely short (entries in flight when
+            // every node died) is caught up as a member's.
+            let lost_state = progress.incarnation == UNKNOWN_INCARNATION
+                && !live
+                && last == LogPosition::default()
+                && self.state.last.index > 0;
             if live || other_copy || lost_state {
                 self.remove_backup(&node, now);
             }

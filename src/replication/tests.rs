@@ -2740,3 +2740,46 @@ fn an_expected_member_of_unknown_incarnation_that_lost_its_state_starts_as_a_lea
     cluster.settle();
     assert!(cluster.leader.record().members.iter().any(the_new_copy), "{:?}", cluster.leader.record());
 }
+
+/// The same takeover without incarnations: an expected member whose log
+/// is merely short (an entry in flight when every node died) is caught up
+/// as a member, not started over.
+#[test]
+fn an_expected_member_of_unknown_incarnation_whose_log_is_short_stays_a_member() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    let token = cluster.bid("alice", 1);
+    cluster.settle();
+    assert!(cluster.is_released(token));
+    // A bid reaches node-2 only; then the leader dies.
+    cluster.bid("bob", 2);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.incarnations.insert(NODE_3.to_string(), UNKNOWN_INCARNATION);
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.release_records();
+    assert!(cluster.backup(NODE_3).last().index < cluster.leader.state().last.index, "node-3 is short");
+    cluster.incarnations.insert(NODE_3.to_string(), 4);
+    let written = cluster.records.len();
+    cluster.connect(NODE_3);
+    cluster.settle();
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_3]), "node-3 stays a member");
+    let dropped = cluster.records[written..].iter().any(|record| !record.nodes().contains(&NODE_3.to_string()));
+    assert!(!dropped, "node-3 was removed on the way: {:?}", &cluster.records[written..]);
+    let listed = cluster.leader.record().members.iter().any(|member| member.node == NODE_3 && member.incarnation == 4);
+    assert!(listed, "{:?}", cluster.leader.record());
+}
+
+/// An impostor that said Hello under a member's name while the member was
+/// between streams holds only a learner's place: the real node, coming
+/// back, takes it over instead of being refused.
+#[test]
+fn an_impostor_in_a_learners_place_does_not_keep_the_real_node_out() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.lose_stream(NODE_3);
+    rogue_hello(&mut cluster, NODE_3, LogPosition::default());
+    assert_eq!(cluster.leader.connection_of(NODE_3), Some(ROGUE_CONNECTION), "the impostor is a learner");
+    cluster.connect(NODE_3);
+    let real = cluster.connection(NODE_3);
+    assert_eq!(cluster.leader.connection_of(NODE_3), Some(real), "the real node took its place back");
+    cluster.settle();
+    assert_eq!(cluster.leader.state().leader_queue(), members(&[NODE_2, NODE_3]));
+}
