@@ -50,6 +50,24 @@ fn bench_reports_sane_figures_as_json() {
     assert_eq!(nodes.iter().filter(|node| node["role"] == "leader").count(), 1, "{report}");
 }
 
+/// The unreplicated baseline: a cluster of one node (which names no peers).
+#[test]
+fn bench_of_one_node_runs_the_unreplicated_baseline() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["bench", "--duration", "1s", "--warmup", "200ms", "--clients", "2", "--nodes", "1", "--json"])
+        .args(["--base-port", "26060", "--client-port", "26079"])
+        .output()
+        .expect("gavel bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "gavel bench --nodes 1 failed: {stderr}");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).expect("one JSON object");
+    assert_eq!(report["nodes"], 1, "{report}");
+    assert!(report["answered"].as_u64().is_some_and(|answered| answered > 0), "{report}");
+    let nodes = report["node_memory"].as_array().expect("node_memory");
+    assert_eq!(nodes.len(), 1, "{report}");
+    assert_eq!(nodes[0]["role"], "leader", "{report}");
+}
+
 /// The null server: the same workload against a server that does no work.
 #[test]
 fn bench_against_the_null_server_reports_it_as_null() {

@@ -37,6 +37,7 @@ pub struct Ports {
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
 /// | 60-67 | record.rs |
+/// | 150-153 | bench.rs (ports written out: 26000-26079) |
 ///
 /// Outside the slots: CI's chaos runs use nodes from 6400 and client port
 /// 6000, one after the other; scripts/fuzz-api.sh nodes from 6600, client
