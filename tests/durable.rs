@@ -507,9 +507,14 @@ async fn nodes_that_snapshot_often_recover_from_snapshot_and_log_and_rejoin() {
 
     for i in 0..3 {
         let dir = cluster.data_dir(i).expect("data dir");
-        let snapshots = std::fs::read_dir(&dir).expect("data dir").filter_map(Result::ok);
-        let snapshots = snapshots.filter(|entry| entry.file_name().to_string_lossy().ends_with(".snap")).count();
-        assert_eq!(snapshots, 1, "node {i} keeps its latest snapshot");
+        // A snapshot being written sits beside the one it replaces until
+        // that one is removed: once the writes settle, one is kept.
+        eventually(&format!("node {i} to keep only its latest snapshot"), SETTLE, || {
+            let snapshots = std::fs::read_dir(&dir).expect("data dir").filter_map(Result::ok);
+            let snapshots = snapshots.filter(|entry| entry.file_name().to_string_lossy().ends_with(".snap")).count();
+            async move { (snapshots == 1).then_some(()) }
+        })
+        .await;
         let log = cluster.log_file(i).expect("log");
         assert!(log_says(&log, "recovered state from disk"), "node {i}");
     }
