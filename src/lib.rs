@@ -14,21 +14,26 @@
 //! - [`client`]: the client library: failover and retries with the same request id.
 //! - [`web`]: the HTTP/JSON API, server-sent events and metrics each node
 //!   serves, on top of the client library.
-//! - [`prompt`]: the bidding prompt and the one-line answers it prints.
-//! - [`cluster`]: local clusters of server processes, for the demo and the tools.
-//! - [`chaos`]: fault injection, histories and the linearizability checker.
-//! - [`bench`]: the load generator, against gavel, etcd or the null server.
-//! - [`tour`]: the scripted crash tour whose log is `log.txt`.
+//!
+//! Those are the service: what a server needs, and none of them imports what
+//! follows. The operator's and tester's tools sit on top, in [`tools`]:
+//!
+//! - [`tools::prompt`]: the bidding prompt and the one-line answers it prints.
+//! - [`tools::cluster`]: local clusters of server processes, for the demo and the tools.
+//! - [`tools::chaos`]: fault injection, histories and the linearizability checker.
+//! - [`tools::bench`]: the load generator, against gavel, etcd or the null server.
+//! - [`tools::tour`]: the scripted crash tour whose log is `log.txt`.
+//! - [`tools::null_server`]: the client API with no node behind it, the bench's ceiling.
+//! - [`tools::rogue`]: a dishonest replication peer, for the hostile clients.
+//!
+//! The `gavel` binary's command line (`src/cli/`) is a module of the binary,
+//! not of this library.
 
 pub mod auction;
-pub mod bench;
-pub mod chaos;
 pub mod client;
-pub mod cluster;
 pub mod node;
-pub mod prompt;
 pub mod replication;
 pub mod storage;
-pub mod tour;
+pub mod tools;
 pub mod transport;
 pub mod web;

@@ -12,14 +12,14 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use gavel::auction::{Reason, render};
-use gavel::chaos::{self, ChaosConfig, FaultKind};
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
-use gavel::cluster::{ClusterSpec, LocalCluster};
 use gavel::node::{self, CoordinatorConfig, NodeConfig, OperatorRemoval, StorageConfig};
-use gavel::prompt::{self, Input};
 use gavel::replication::{Role, epoch_number};
 use gavel::storage::{FsyncPolicy, OsDisk, WriterMode};
-use gavel::tour::{self, TourConfig};
+use gavel::tools::chaos::{self, ChaosConfig, FaultKind};
+use gavel::tools::cluster::{ClusterSpec, LocalCluster};
+use gavel::tools::prompt::{self, Input};
+use gavel::tools::tour::{self, TourConfig};
 use gavel::transport::{Network, Port};
 
 // glibc's malloc and free were 12 % of a leader's CPU under load; side by
@@ -153,7 +153,7 @@ enum Commands {
     /// Bid and read under injected faults, then check the history.
     Chaos(ChaosArgs),
     /// Measure throughput, latency, failover and memory under load.
-    Bench(gavel::bench::BenchArgs),
+    Bench(gavel::tools::bench::BenchArgs),
     /// The server `gavel bench --system null` starts: the client API on a
     /// node's runtime and transport, answering every bid SUCCESS with no work.
     #[command(hide = true)]
@@ -649,7 +649,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Chaos(args) => chaos(args).await,
-        Commands::Bench(args) => gavel::bench::run(args).await,
+        Commands::Bench(args) => gavel::tools::bench::run(args).await,
         Commands::NullServer(args) => null_server(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -893,7 +893,7 @@ async fn null_server(args: NullServerArgs) -> anyhow::Result<()> {
     });
     tracing::info!(address = %address, pid = std::process::id(), "null server starting");
     let settings = gavel::transport::TransportSettings::default();
-    gavel::transport::serve_null(address.to_string(), listener, settings, shutdown).await?;
+    gavel::tools::null_server::serve_null(address.to_string(), listener, settings, shutdown).await?;
     Ok(())
 }
 

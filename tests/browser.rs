@@ -88,7 +88,7 @@ async fn two_people_bid_on_two_nodes_pages_see_each_other_live_and_carry_on_afte
     let ports = common::ports(slot);
     let mut spec = common::spec(slot, 3, &[]);
     spec.http_base_port = Some(ports.base + 10);
-    let mut cluster = gavel::cluster::LocalCluster::start(spec).await.expect("cluster");
+    let mut cluster = gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster");
     let page = |i: u16| format!("http://127.0.0.1:{}/", ports.base + 10 + i);
     let _driver = start_chromedriver(ports.base + 15);
     let alice = browser(ports.base + 15).await;

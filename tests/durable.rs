@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use gavel::auction::Verdict;
 use gavel::client::{Client, ClientConfig, node_status};
-use gavel::cluster::LocalCluster;
 use gavel::replication::Role;
+use gavel::tools::cluster::LocalCluster;
 
 use common::{client, eventually, spec};
 

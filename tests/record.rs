@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use gavel::auction::Verdict;
 use gavel::client::{Client, ClientConfig, node_status};
-use gavel::cluster::LocalCluster;
-use gavel::transport::{Network, RogueStream};
+use gavel::tools::cluster::LocalCluster;
+use gavel::tools::rogue::RogueStream;
+use gavel::transport::Network;
 
 use common::{client, eventually, spec};
 

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 
-use gavel::cluster::LocalCluster;
+use gavel::tools::cluster::LocalCluster;
 use gavel::web::json::rfc3339;
 
 use common::{eventually, ports, spec};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gavel::auction::{CreateAuction, Verdict};
 use gavel::client::{Client, ClientConfig};
-use gavel::cluster::LocalCluster;
+use gavel::tools::cluster::LocalCluster;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)

@@ -63,7 +63,8 @@ impl From<Status> for CallError {
     }
 }
 
-pub(super) fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
+/// The endpoint of `address` with the transport's timeouts and keepalives.
+pub fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
     let endpoint = Endpoint::from_shared(uri_for(address))
         .map_err(|error| CallError::Rejected { message: format!("bad address {address:?}: {error}") })?;
     Ok(endpoint
@@ -75,7 +76,7 @@ pub(super) fn endpoint(address: &str, settings: &TransportSettings) -> Result<En
 }
 
 /// Dials through `network`, so channels work over a simulated network too.
-pub(super) fn connector(
+pub fn connector(
     network: Network,
 ) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
 {

@@ -3,30 +3,24 @@
 //! This is the only layer that names tonic or prost types. The services call
 //! a [`Backend`] (the node) with domain types; the client-side helpers return
 //! domain types and a [`CallError`] that says whether a retry can help.
-//! [`serve_null`] serves the same services with no node behind them: the
-//! bench's ceiling. Every port also serves `grpc.health.v1` and server
-//! reflection ([`Health`]).
+//! Every port also serves `grpc.health.v1` and server reflection ([`Health`]).
 
 mod client;
 mod convert;
 pub mod disk_format;
 mod health;
 mod network;
-mod null;
-mod rogue;
 mod server;
 
 use std::time::Duration;
 
 pub use client::{
-    AuctionConnection, CallError, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address, find_leader,
-    open_replication, probe_peer, probe_status, remove_member,
+    AuctionConnection, CallError, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address, connector, endpoint,
+    find_leader, open_replication, probe_peer, probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
-pub use null::serve_null;
-pub use rogue::RogueStream;
 pub use server::{Backend, BackupSession, Hello, MemberRemoval, ServiceError, Services, serve};
 
 /// The generated protobuf code, in modules nested as its packages are

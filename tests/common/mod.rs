@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use gavel::client::{Client, ClientConfig};
-use gavel::cluster::{ClusterSpec, LocalCluster};
+use gavel::tools::cluster::{ClusterSpec, LocalCluster};
 
 /// The ports of one test: nodes on `base..base+nodes`, clients on `client`.
 pub struct Ports {
@@ -74,7 +74,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    match gavel::cluster::poll_until(what, deadline, Duration::from_millis(20), check).await {
+    match gavel::tools::cluster::poll_until(what, deadline, Duration::from_millis(20), check).await {
         Ok(value) => value,
         Err(error) => panic!("{error}"),
     }

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use gavel::chaos::checker::{self, ModelState, Verdict as Linearizability};
-use gavel::chaos::history::{History, Operation, OperationKind, Outcome};
 use gavel::client::{Client, ClientConfig, ClientError};
 use gavel::node::{CoordinatorConfig, NodeConfig, StorageConfig};
 use gavel::replication::NodeStatus;
 use gavel::storage::{FsyncPolicy, SimDisk, WriterMode};
+use gavel::tools::chaos::checker::{self, ModelState, Verdict as Linearizability};
+use gavel::tools::chaos::history::{History, Operation, OperationKind, Outcome};
 use gavel::transport::{AuctionConnection, Network, Port, TransportSettings};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -9,10 +9,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use super::client::{connector, endpoint};
-use super::pb::replication as rpb;
-use super::pb::replication::replication_client::ReplicationClient;
-use super::{CallError, MAX_REPLICATION_MESSAGE, Network, TransportSettings};
+use crate::transport::pb::replication as rpb;
+use crate::transport::pb::replication::replication_client::ReplicationClient;
+use crate::transport::{CallError, MAX_REPLICATION_MESSAGE, Network, TransportSettings, connector, endpoint};
 
 /// An open replication stream under a borrowed or invented name.
 pub struct RogueStream {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::{Network, RogueStream, find_leader, probe_status};
+use crate::tools::rogue::RogueStream;
+use crate::transport::{Network, find_leader, probe_status};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HostileKind {

@@ -84,7 +84,7 @@ impl EtcdCluster {
     /// the leader's client URL.
     async fn wait_for_leader(&self) -> anyhow::Result<String> {
         let polling = Duration::from_millis(100);
-        crate::cluster::poll_until("an etcd leader", START_LIMIT, polling, || self.leader()).await
+        crate::tools::cluster::poll_until("an etcd leader", START_LIMIT, polling, || self.leader()).await
     }
 
     async fn leader(&self) -> Option<String> {

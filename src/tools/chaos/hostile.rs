@@ -15,7 +15,8 @@ use rand::rngs::StdRng;
 
 use crate::auction::{Bid, BidOutcome, DEFAULT_AUCTION, Verdict};
 use crate::replication::Role;
-use crate::transport::{AuctionConnection, CallError, Network, RogueStream, TransportSettings, probe_status};
+use crate::tools::rogue::RogueStream;
+use crate::transport::{AuctionConnection, CallError, Network, TransportSettings, probe_status};
 
 use super::history::{Operation, OperationKind, Outcome};
 use super::runner::{CLIENT_DEADLINE, Recorder};

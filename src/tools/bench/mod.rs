@@ -49,8 +49,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::replication::Role;
+use crate::tools::cluster::{ClusterSpec, LocalCluster};
 use crate::transport::{AuctionConnection, Network, TransportSettings};
 
 use load::{ClientBidder, ConnectionBidder, Load, WorkerStats};

@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::auction::{AuctionEvent, CreateAuction, DEFAULT_AUCTION, EventKind, Verdict};
 use crate::client::{Client, ClientConfig, ClientError};
-use crate::cluster::{ClusterSpec, LocalCluster, poll_until};
 use crate::replication::Role;
+use crate::tools::cluster::{ClusterSpec, LocalCluster, poll_until};
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
 use super::history::{History, Operation, OperationKind, Outcome};
@@ -159,7 +159,7 @@ async fn check_watch(reader: &mut Client, auctions: &[String], watched: &Mutex<V
     }
     let last = histories.values().flat_map(|bids| bids.last()).map(|(revision, _, _)| *revision).max().unwrap_or(0);
     let caught_up =
-        crate::cluster::poll_until("the watcher to catch up", WATCH_CATCH_UP, Duration::from_millis(20), || {
+        crate::tools::cluster::poll_until("the watcher to catch up", WATCH_CATCH_UP, Duration::from_millis(20), || {
             let seen = watched.lock().unwrap_or_else(PoisonError::into_inner).last().map_or(0, |event| event.revision);
             async move { (seen >= last).then_some(()) }
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 
 use crate::client::node_status;
-use crate::cluster::poll_until;
+use crate::tools::cluster::poll_until;
 
 use super::BenchArgs;
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{LocalCluster, poll_until};
+use crate::tools::cluster::{LocalCluster, poll_until};
 
 use super::load::Load;
 use super::report::{FailoverReport, Summary, Trial};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use crate::client::{Client, ClientConfig};
-use crate::cluster::{ClusterSpec, LocalCluster, poll_until};
-use crate::prompt;
+use crate::tools::cluster::{ClusterSpec, LocalCluster, poll_until};
+use crate::tools::prompt;
 
 #[derive(Clone, Debug)]
 pub struct TourConfig {

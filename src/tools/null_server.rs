@@ -1,6 +1,6 @@
 //! The null server: gavel's client API with no node behind it. Every bid is
 //! a SUCCESS at once, with no state and no replication. It is served by
-//! [`serve`] itself, so the services, the protobuf conversions and the
+//! the transport's [`serve`] itself, so the services, the protobuf conversions and the
 //! server's settings are a node's; `gavel bench --system null` measures it
 //! as the ceiling that the host, the transport and the load generator allow.
 
@@ -12,7 +12,10 @@ use crate::auction::{
 };
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
-use super::{Backend, BackupSession, Hello, Incoming, ServiceError, Services, TransportSettings, serve};
+use crate::transport::{
+    Backend, BackupSession, Hello, Incoming, MAX_CLIENT_CONNECTIONS, MemberRemoval, ServiceError, Services,
+    TransportSettings, limit_connections, serve,
+};
 
 /// A backend that does no work: what is left of a node's cost is the transport's.
 struct NullBackend {
@@ -88,7 +91,7 @@ impl Backend for NullBackend {
 
     async fn backup_lost(&self, _node: &str, _connection: u64) {}
 
-    async fn remove_member(&self, _node: NodeId) -> Result<super::MemberRemoval, ServiceError> {
+    async fn remove_member(&self, _node: NodeId) -> Result<MemberRemoval, ServiceError> {
         Err(ServiceError::InvalidArgument("the null server has no members".into()))
     }
 }
@@ -103,6 +106,6 @@ pub async fn serve_null(
 ) -> Result<(), tonic::transport::Error> {
     // As a leader serves its client port: the client API only, under the
     // same connection cap.
-    let incoming = super::limit_connections(incoming, super::MAX_CLIENT_CONNECTIONS);
+    let incoming = limit_connections(incoming, MAX_CLIENT_CONNECTIONS);
     serve(std::sync::Arc::new(NullBackend { node }), incoming, Services::Clients, settings, shutdown).await
 }
