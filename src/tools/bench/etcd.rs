@@ -14,7 +14,8 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, KvClient, Txn, Txn
 use crate::auction::Verdict;
 
 use super::load::{self, Answer, Bidder, Failure, Load};
-use super::report::{ErrorCounts, NodeMemory, Report};
+use super::report::{NodeMemory, Report};
+use super::stats::ErrorCounts;
 use super::{BenchArgs, progress};
 
 /// The key holding the highest bid: the amount as 8 big-endian bytes (byte

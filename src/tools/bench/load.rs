@@ -7,14 +7,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::auction::{Bid, Verdict};
 // Backoff between attempts, as `client::Client` does it.
 use crate::client::{Client, ClientConfig, ClientError, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
-use super::report::ErrorCounts;
+use super::stats::{ErrorCounts, WorkerStats};
 use super::{ATTEMPT_TIMEOUT, REQUEST_DEADLINE};
 
 /// No time recorded yet, in the nanosecond marks below.
@@ -184,36 +182,6 @@ impl Load {
             Some(limit) => self.issued.fetch_add(1, Relaxed) < limit,
             None => true,
         }
-    }
-}
-
-/// What one client measured.
-pub(crate) struct WorkerStats {
-    /// Latency of measured answers, nanoseconds, retries included.
-    pub latency: Histogram<u64>,
-    pub success: u64,
-    pub fail: u64,
-    pub exception: u64,
-    pub errors: ErrorCounts,
-}
-
-impl WorkerStats {
-    pub fn new() -> Self {
-        // 1 µs to 100 s at three significant digits.
-        let latency = Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds");
-        WorkerStats { latency, success: 0, fail: 0, exception: 0, errors: ErrorCounts::default() }
-    }
-
-    pub fn merge(&mut self, other: WorkerStats) {
-        self.latency.add(&other.latency).expect("histograms with the same bounds");
-        self.success += other.success;
-        self.fail += other.fail;
-        self.exception += other.exception;
-        self.errors.add(&other.errors);
-    }
-
-    pub fn answered(&self) -> u64 {
-        self.success + self.fail + self.exception
     }
 }
 

@@ -26,7 +26,8 @@
 //!   times the recovery from disk.
 //!
 //! Layout: [`load`] is the workload (bidders and the closed loop), [`report`]
-//! the figures and how they print, [`memory`] reads `/proc`, [`failover`] the
+//! the figures and how they print, [`stats`] what each bidder counted (both
+//! read and neither imports the other), [`memory`] reads `/proc`, [`failover`] the
 //! kill-and-restart trials, `etcd` the etcd cluster and its bidder, [`null`]
 //! the null server process, [`disk`] the disk's fsync latency.
 
@@ -39,6 +40,7 @@ mod load;
 mod memory;
 mod null;
 pub mod report;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,9 +55,10 @@ use crate::replication::Role;
 use crate::tools::cluster::{ClusterSpec, LocalCluster};
 use crate::transport::{AuctionConnection, Network, TransportSettings};
 
-use load::{ClientBidder, ConnectionBidder, Load, WorkerStats};
+use load::{ClientBidder, ConnectionBidder, Load};
 use null::NullServer;
 use report::{MemoryCheckpoint, MemoryReport, NodeMemory, Report};
+use stats::WorkerStats;
 
 /// `gavel bench` flags.
 #[derive(Args, Clone, Debug)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::load::WorkerStats;
 use super::memory::ProcessMemory;
+use super::stats::{ErrorCounts, WorkerStats};
 
 /// One run's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -67,52 +67,6 @@ pub struct Latency {
     pub p999: f64,
     pub max: f64,
     pub mean: f64,
-}
-
-/// Failed attempts by kind. Every kind but `rejected` and `gave_up` was retried.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ErrorCounts {
-    /// The connection failed or was refused (no leader on the client port).
-    pub unavailable: u64,
-    /// A node answered that it is not the leader.
-    pub not_leader: u64,
-    /// No answer within the attempt timeout.
-    pub timeout: u64,
-    /// The server refused the request: not retried.
-    pub rejected: u64,
-    /// No answer before the request's deadline.
-    pub gave_up: u64,
-    /// etcd returned an error: not retried.
-    pub backend: u64,
-}
-
-impl ErrorCounts {
-    pub fn total(&self) -> u64 {
-        self.unavailable + self.not_leader + self.timeout + self.rejected + self.gave_up + self.backend
-    }
-
-    pub fn add(&mut self, other: &ErrorCounts) {
-        self.unavailable += other.unavailable;
-        self.not_leader += other.not_leader;
-        self.timeout += other.timeout;
-        self.rejected += other.rejected;
-        self.gave_up += other.gave_up;
-        self.backend += other.backend;
-    }
-
-    fn describe(&self) -> String {
-        let kinds = [
-            ("unavailable", self.unavailable),
-            ("not_leader", self.not_leader),
-            ("timeout", self.timeout),
-            ("rejected", self.rejected),
-            ("gave_up", self.gave_up),
-            ("backend", self.backend),
-        ];
-        let nonzero: Vec<String> =
-            kinds.iter().filter(|(_, count)| *count > 0).map(|(kind, count)| format!("{kind} {count}")).collect();
-        if nonzero.is_empty() { "none".into() } else { nonzero.join(", ") }
-    }
 }
 
 /// One server's memory.

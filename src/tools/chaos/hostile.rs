@@ -19,7 +19,7 @@ use crate::tools::rogue::RogueStream;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings, probe_status};
 
 use super::history::{Operation, OperationKind, Outcome};
-use super::runner::{CLIENT_DEADLINE, Recorder};
+use super::recorder::{CLIENT_DEADLINE, Recorder};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 

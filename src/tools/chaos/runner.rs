@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::tools::cluster::{ClusterSpec, LocalCluster, poll_until};
 use super::checker::{self, ModelState, Verdict as Linearizability};
 use super::history::{History, Operation, OperationKind, Outcome};
 use super::hostile::HostileClient;
+use super::recorder::{CLIENT_DEADLINE, Recorder};
 
 /// The faults the injector may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -195,10 +196,6 @@ async fn check_watch(reader: &mut Client, auctions: &[String], watched: &Mutex<V
     }
     violations
 }
-
-/// How long a client keeps retrying one operation before recording it as
-/// unknown: longer than a freeze plus a takeover, so most operations resolve.
-pub(super) const CLIENT_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Runs the cluster, the clients and the faults, then checks the history.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
@@ -398,37 +395,6 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         violations,
         checked_in: checking.elapsed(),
     })
-}
-
-/// Collects operations from every client, one history per auction: each
-/// auction is checked against its own model.
-#[derive(Default)]
-pub(super) struct Recorder {
-    next_id: AtomicU64,
-    operations: Mutex<BTreeMap<String, Vec<Operation>>>,
-}
-
-impl Recorder {
-    /// The id of the next operation, in invocation order.
-    pub(super) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(super) fn record(&self, auction_id: &str, operation: Operation) {
-        let mut operations = self.operations.lock().unwrap_or_else(PoisonError::into_inner);
-        operations.entry(auction_id.to_string()).or_default().push(operation);
-    }
-
-    fn histories(&self) -> BTreeMap<String, History> {
-        let operations = std::mem::take(&mut *self.operations.lock().unwrap_or_else(PoisonError::into_inner));
-        operations
-            .into_iter()
-            .map(|(auction_id, mut operations)| {
-                operations.sort_by_key(|operation| operation.id);
-                (auction_id, History { operations })
-            })
-            .collect()
-    }
 }
 
 /// The auctions the clients may bid on: each is in the list only once its
