@@ -18,7 +18,7 @@
 //! Those are the service: what a server needs, and none of them imports what
 //! follows. The operator's and tester's tools sit on top, in [`tools`]:
 //!
-//! - [`tools::prompt`]: the bidding prompt and the one-line answers it prints.
+//! - [`tools::prompt`]: what the bidding prompt understands and the one-line answers it prints.
 //! - [`tools::cluster`]: local clusters of server processes, for the demo and the tools.
 //! - [`tools::chaos`]: fault injection, histories and the linearizability checker.
 //! - [`tools::bench`]: the load generator, against gavel, etcd or the null server.

@@ -2,7 +2,8 @@
 //! `auction`, `replication`, `storage`, `transport`, `node`, `client` or
 //! `web` imports them, so the service library is what a server needs.
 //!
-//! - [`prompt`]: the bidding prompt and the one-line answers it prints.
+//! - [`prompt`]: what the bidding prompt understands and the one-line answers
+//!   it prints (its loop is the command line's).
 //! - [`cluster`]: local clusters of server processes, for the demo, the
 //!   tools and the integration tests.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.

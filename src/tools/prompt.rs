@@ -1,5 +1,6 @@
-//! The bidding prompt and the one-line answers shared by `gavel client`,
-//! `gavel bid`, `gavel result` and `gavel demo`.
+//! What the bidding prompt understands and the one-line answers it prints,
+//! shared by `gavel client`, `gavel bid`, `gavel result`, `gavel demo` and
+//! the crash tour. The prompt's loop itself belongs to the command line.
 
 use std::time::Duration;
 
@@ -52,46 +53,6 @@ pub fn parse_amount(text: &str) -> Result<u64, String> {
 pub const HELP: &str = "type a whole number to bid that amount, `result` to see the auction, `list` the \
     auctions, `use ID` to bid on another, `history` of its bids, `create DURATION TITLE` to sell (e.g. \
     `create 10m a blue vase`), `watch` to be told of bids and its close (again to stop), `help`, or `quit`";
-
-/// The lines of `list`: every auction, in creation order.
-pub async fn list_lines(client: &mut Client) -> String {
-    let mut lines = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        match client.list_auctions(false, 0, &page_token).await {
-            Ok(page) => {
-                lines.extend(page.auctions.iter().map(format_auction));
-                if page.next_page_token.is_empty() {
-                    return lines.join("\n");
-                }
-                page_token = page.next_page_token;
-            }
-            Err(error) => return format_error(&error),
-        }
-    }
-}
-
-/// The lines of `history`: the auction's accepted bids, oldest first.
-pub async fn history_lines(client: &mut Client, auction_id: &str) -> String {
-    let mut lines = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        match client.history(auction_id, 0, &page_token).await {
-            Ok(page) => {
-                lines.extend(
-                    page.bids
-                        .iter()
-                        .map(|bid| format!("{} bid {} (revision {})", bid.bidder, bid.amount, bid.revision)),
-                );
-                if page.next_page_token.is_empty() {
-                    return if lines.is_empty() { "no accepted bids yet".into() } else { lines.join("\n") };
-                }
-                page_token = page.next_page_token;
-            }
-            Err(error) => return format_error(&error),
-        }
-    }
-}
 
 /// `create DURATION TITLE`: sells as `seller`.
 pub async fn create_line(client: &mut Client, seller: &str, arguments: &str) -> String {
@@ -215,40 +176,6 @@ pub fn format_event(event: &AuctionEvent) -> String {
         EventKind::Closed(info) => format!("{at} CLOSED: {}", format_auction(info)),
         EventKind::Progress => String::new(),
     }
-}
-
-/// An event as JSON, for scripts (`--json`).
-pub fn event_json(event: &AuctionEvent) -> serde_json::Value {
-    let (kind, body) = match &event.kind {
-        EventKind::Opened(info) => ("opened", auction_json(info)),
-        EventKind::BidAccepted(bid) => (
-            "bid_accepted",
-            serde_json::json!({ "bidder": bid.bidder, "amount": bid.amount, "at_unix_ms": bid.at_unix_ms }),
-        ),
-        EventKind::Closed(info) => ("closed", auction_json(info)),
-        EventKind::Progress => ("progress", serde_json::Value::Null),
-    };
-    serde_json::json!({ "revision": event.revision, "auction_id": event.auction_id, "kind": kind, "event": body })
-}
-
-/// An auction as JSON, for scripts (`--json`).
-pub fn auction_json(info: &AuctionInfo) -> serde_json::Value {
-    serde_json::json!({
-        "auction_id": info.auction_id,
-        "seller": info.seller,
-        "title": info.title,
-        "description": info.description,
-        "minimum_amount": info.minimum_amount,
-        "created_at_unix_ms": info.created_at_unix_ms,
-        "ends_at_unix_ms": info.ends_at_unix_ms,
-        "over": info.over,
-        "highest_amount": info.highest_amount,
-        "highest_bidder": info.highest_bidder,
-        "accepted_bids": info.accepted_bids,
-        "now_unix_ms": info.now_unix_ms,
-        "revision": info.revision,
-        "cancelled": info.cancelled,
-    })
 }
 
 #[cfg(test)]

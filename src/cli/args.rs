@@ -1,0 +1,387 @@
+//! The command line: clap's definitions of every command and its flags,
+//! and the parsers of the values they take.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
+use gavel::node;
+use gavel::storage::FsyncPolicy;
+use gavel::tools::bench::BenchArgs;
+use gavel::tools::chaos::FaultKind;
+
+#[derive(Parser)]
+#[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Subcommand)]
+pub enum Commands {
+    /// Run one server process; the first up leads, the others back it up.
+    Server(ServerArgs),
+    /// The bidding prompt: type amounts to bid, `result` to read.
+    Client {
+        /// Your bidder name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Bid once and print the answer.
+    Bid {
+        /// The amount: a whole number above 0.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+        /// Your bidder name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the auction's result once.
+    Result {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create an auction as a seller.
+    Create {
+        /// Your seller name.
+        #[arg(long)]
+        seller: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The least first bid.
+        #[arg(long, default_value_t = 1)]
+        min: u64,
+        /// How long it runs, from when the service takes it (`10m`, `2h`).
+        #[arg(long, value_parser = parse_positive_duration)]
+        duration: Duration,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Cancel an auction of yours that has no bid yet.
+    Cancel {
+        /// The auction's id.
+        id: String,
+        /// Your seller name.
+        #[arg(long)]
+        seller: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the auctions, in creation order.
+    List {
+        /// Only those still running.
+        #[arg(long)]
+        open: bool,
+        /// Print JSON lines instead of lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The membership: remove a member whose disk is gone for good.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// The cluster: the leader, the leaderQueue, and each member's role,
+    /// epoch and log position.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print events as they commit (every auction's, or one's); resumes
+    /// across failovers by itself.
+    Watch {
+        /// One auction's id; all auctions without it.
+        id: Option<String>,
+        /// Start after this revision (0: from now on).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// An auction's accepted bids, oldest first.
+    History {
+        /// The auction's id (as `list` prints it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one auction.
+    Show {
+        /// The auction's id (as `list` prints it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Start a local three-node cluster and open the bidding prompt on it.
+    Demo(DemoArgs),
+    /// Bid and read under injected faults, then check the history.
+    Chaos(ChaosArgs),
+    /// Measure throughput, latency, failover and memory under load.
+    Bench(BenchArgs),
+    /// The server `gavel bench --system null` starts: the client API on a
+    /// node's runtime and transport, answering every bid SUCCESS with no work.
+    #[command(hide = true)]
+    NullServer(NullServerArgs),
+}
+
+#[derive(Args)]
+pub struct NullServerArgs {
+    /// The port it serves the client API on.
+    #[arg(long)]
+    pub port: u16,
+    /// Threads serving it, as for `gavel server`.
+    #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
+    pub worker_threads: usize,
+}
+
+#[derive(Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Concurrent clients bidding and reading.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// The faults to inject.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop,restart,outlive")]
+    pub faults: Vec<FaultKind>,
+    /// Makes the fault schedule and the clients' choices repeatable (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the history as JSON lines.
+    #[arg(long)]
+    pub history: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 6400)]
+    pub base_port: u16,
+    #[arg(long, default_value_t = 6000)]
+    pub client_port: u16,
+    /// Keep the servers' logs here.
+    #[arg(long)]
+    pub log_dir: Option<std::path::PathBuf>,
+    /// Give the nodes data directories under this one; the faults then
+    /// include killing every node at once (kill-all) and restarting them.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Hostile clients beside the honest ones: they join under members' names,
+    /// ack out of turn and replay request ids (0 for none).
+    #[arg(long, default_value_t = 1)]
+    pub hostile: usize,
+    /// Auctions bid on at once (the default one and others created first);
+    /// one more is created every 3 s during the run.
+    #[arg(long, default_value_t = 3)]
+    pub auctions: usize,
+    /// Each client pauses up to this long between operations (0 for none).
+    #[arg(long, default_value = "4ms", value_parser = humantime::parse_duration)]
+    pub max_pause: Duration,
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// This node's own port: its identity.
+    #[arg(long)]
+    pub port: u16,
+    /// The host this node listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// The well-known port the leader serves clients on.
+    #[arg(long, default_value_t = 5000)]
+    pub client_port: u16,
+    /// Other nodes to ask before bootstrapping a new cluster, comma-separated
+    /// ports (on --host) or addresses (default: the eight ports on either
+    /// side of --port, on this host).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Option<Vec<Peer>>,
+    /// A backup that acks nothing for this long is removed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
+    /// A leader silent for this long is taken for lost.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub leader_timeout: Duration,
+    /// How often an idle leader sends heartbeats.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+    /// How long a successor has to take over before the next one does.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub takeover_timeout: Duration,
+    /// How long the default auction runs, from the cluster's start.
+    #[arg(long, default_value = "120s", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+    /// How long a closed auction and its history are kept before they are
+    /// forgotten (by every replica at the same point of the log).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retain_closed: Duration,
+    /// Threads serving the node: 1 is a single-threaded event loop, the
+    /// faster choice when nodes share a host's cores; 0 is one per core.
+    #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]
+    pub worker_threads: usize,
+    /// Where this node keeps its log and snapshots, so that its state
+    /// survives the loss of every node. Without it, state lives in memory
+    /// only and replication is all that keeps it.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: `always` syncs every batch of entries to the disk
+    /// before it is acknowledged (an acknowledged bid survives the power
+    /// loss of every node); `never` leaves it to the operating system (it
+    /// survives the crash of every process, not of the machines).
+    #[arg(long, default_value = "always", value_parser = parse_fsync, requires = "data_dir")]
+    pub fsync: FsyncPolicy,
+    /// With --data-dir: entries between two snapshots of the state (recovery
+    /// replays at most this many); 0 never snapshots.
+    #[arg(long, default_value_t = node::SNAPSHOT_EVERY, requires = "data_dir")]
+    pub snapshot_every: u64,
+    /// Serve the HTTP/JSON API on this port (on --host): any node answers
+    /// any request, forwarding it to the leader.
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// The directory, shared by every node of the cluster on this host,
+    /// where the membership record is kept (default: one per client port in
+    /// the system's temporary directory).
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    /// Start a new cluster even if the membership record lists members
+    /// that may still hold the old one's state (it is then lost).
+    #[arg(long)]
+    pub new_cluster: bool,
+}
+
+fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
+    match value {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err(format!("expected `always` or `never`, got {value:?}")),
+    }
+}
+
+/// A `--peers` entry: a port on this node's host, or a full address.
+#[derive(Clone, Copy, Debug)]
+pub enum Peer {
+    Port(u16),
+    Address(SocketAddr),
+}
+
+impl Peer {
+    /// Its address, a port being on `host`.
+    pub fn address(self, host: IpAddr) -> SocketAddr {
+        match self {
+            Peer::Port(port) => SocketAddr::new(host, port),
+            Peer::Address(address) => address,
+        }
+    }
+}
+
+fn parse_peer(value: &str) -> Result<Peer, String> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return if port > 0 { Ok(Peer::Port(port)) } else { Err("port 0 is not a peer".into()) };
+    }
+    value.parse::<SocketAddr>().map(Peer::Address).map_err(|_| format!("expected a port or IP:PORT, got {value:?}"))
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be longer than 0".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Where to send requests: the client port, or node addresses.
+    #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// The auction to bid on.
+    #[arg(long, default_value = "")]
+    pub auction: String,
+    /// How long to keep retrying a request before giving up.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl Target {
+    /// A client of the servers named, with the timeout given.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let config = ClientConfig { servers: self.servers.clone(), deadline: self.timeout, ..ClientConfig::default() };
+        Ok(Client::new(config)?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// Removes a member for good. The leader commits its removal. With no
+    /// leader running, the membership record is changed instead (the next
+    /// leader does not wait for that member), and nodes waiting after a full
+    /// restart where no record can be read stop waiting for it (unclean if
+    /// it held entries the others lack: use it only for a node whose disk
+    /// is gone).
+    Remove {
+        /// The member's node address (IP:PORT), as `gavel status` shows it.
+        member: String,
+        /// The nodes to tell: ports on 127.0.0.1 or IP:PORT addresses.
+        #[arg(long, value_delimiter = ',', value_parser = parse_peer, default_value = DEFAULT_NODE_PORTS)]
+        nodes: Vec<Peer>,
+        /// The cluster's client port on this host: taken while the record is
+        /// changed without a leader.
+        #[arg(long, default_value_t = 5000)]
+        client_port: u16,
+        /// Where the nodes keep the membership record (as given to `gavel
+        /// server --record-dir`; default: the client port's).
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
+    },
+}
+
+/// The nodes `gavel member remove` tells by default: the sequential ports
+/// the demo and the README use.
+const DEFAULT_NODE_PORTS: &str = "5400,5401,5402,5403,5404,5405,5406,5407,5408,5409";
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Your bidder name at the prompt.
+    #[arg(long, default_value = "you")]
+    pub id: String,
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// The first node's port; the others follow.
+    #[arg(long, default_value_t = 5400)]
+    pub base_port: u16,
+    #[arg(long, default_value_t = 5000)]
+    pub client_port: u16,
+    /// How long the auction runs (default 120s; 8s for the crash tour).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Instead of the prompt, run a script and print its log.
+    #[arg(long, value_enum)]
+    pub script: Option<Script>,
+    /// The first node's HTTP/JSON API port; the others follow.
+    #[arg(long, default_value_t = 8080)]
+    pub http_base_port: u16,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Script {
+    /// Crashes a backup and the leader under bids, restarts them, ends the
+    /// auction: the story of `log.txt`.
+    CrashTour,
+}

@@ -1,0 +1,144 @@
+//! The one-shot client commands: `bid`, `result`, `create`, `cancel`,
+//! `list`, `show`, `history` and `watch`. Each prints its answer on stdout,
+//! a line or (`--json`) a line of JSON per item, and says by its exit code
+//! whether the service answered.
+
+use std::process::ExitCode;
+
+use gavel::auction::{CreateAuction, Verdict, render};
+use gavel::tools::prompt;
+
+use super::args::Target;
+use super::pager::{Page, for_each_item};
+use super::render::{AuctionJson, CreateJson, EventJson, HistoryBidJson, json_line};
+
+/// `gavel bid`: exit code 2 for an amount that is not one.
+pub async fn bid(amount: &str, bidder: &str, target: &Target) -> anyhow::Result<ExitCode> {
+    let amount = match prompt::parse_amount(amount) {
+        Ok(amount) => amount,
+        Err(reason) => {
+            println!("EXCEPTION: {reason}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut client = target.client()?;
+    let (line, answered) = prompt::bid_line(&mut client, &target.auction, bidder, amount).await;
+    println!("{line}");
+    Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `gavel result`.
+pub async fn result(target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    let (line, answered) = prompt::result_line(&mut client, &target.auction).await;
+    println!("{line}");
+    Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `gavel create`: `title` names the auction in the line printed.
+pub async fn create(create: CreateAuction, title: &str, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    match client.create_auction(create).await {
+        Ok(outcome) if json => println!("{}", json_line(&CreateJson::from(&outcome))),
+        Ok(outcome) => println!("{}", prompt::format_create(title, &outcome)),
+        Err(error) => {
+            println!("{}", prompt::format_error(&error));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gavel cancel`.
+pub async fn cancel(id: &str, seller: &str, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    match client.cancel_auction(id, seller).await {
+        Ok(outcome) => {
+            let line = match outcome.verdict {
+                Verdict::Success => format!("CANCELLED: auction {id}"),
+                Verdict::Fail => format!("FAIL: {}", render(&outcome.reason)),
+                Verdict::Exception => format!("EXCEPTION: {}", render(&outcome.reason)),
+            };
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("{}", prompt::format_error(&error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `gavel list`: every page of the catalogue, printed as it arrives.
+pub async fn list(open: bool, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    let listed = for_each_item(
+        async |page_token: &str| client.list_auctions(open, 0, page_token).await.map(Page::from),
+        |info| {
+            if json {
+                println!("{}", json_line(&AuctionJson::from(info)));
+            } else {
+                println!("{}", prompt::format_auction(info));
+            }
+        },
+    )
+    .await;
+    Ok(answered(listed))
+}
+
+/// `gavel history`: every page of an auction's accepted bids.
+pub async fn history(id: &str, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    let listed = for_each_item(
+        async |page_token: &str| client.history(id, 0, page_token).await.map(Page::from),
+        |bid| {
+            if json {
+                println!("{}", json_line(&HistoryBidJson::from(bid)));
+            } else {
+                println!("{} bid {} (revision {})", bid.bidder, bid.amount, bid.revision);
+            }
+        },
+    )
+    .await;
+    Ok(answered(listed))
+}
+
+/// `gavel show`.
+pub async fn show(id: &str, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    match client.get_auction(id).await {
+        Ok(info) if json => println!("{}", json_line(&AuctionJson::from(&info))),
+        Ok(info) => println!("{}", prompt::format_auction(&info)),
+        Err(error) => {
+            println!("{}", prompt::format_error(&error));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gavel watch`: events as they commit, until the service is gone.
+pub async fn watch(id: Option<&str>, after: u64, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+    let mut client = target.client()?;
+    let printed = client
+        .watch(id, after, |event| {
+            let line = if json { json_line(&EventJson::from(event)) } else { prompt::format_event(event) };
+            if !line.is_empty() {
+                println!("{line}");
+            }
+            true
+        })
+        .await;
+    Ok(answered(printed))
+}
+
+/// Success, or the error's line and failure.
+fn answered(outcome: Result<(), gavel::client::ClientError>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            println!("{}", prompt::format_error(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
