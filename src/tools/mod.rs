@@ -7,7 +7,7 @@
 //! - [`cluster`]: local clusters of server processes, for the demo, the
 //!   tools and the integration tests.
 //! - [`chaos`]: fault injection, histories and the linearizability checker.
-//! - [`bench`]: the load generator, against gavel, etcd or the null server.
+//! - [`bench`](mod@bench): the load generator, against gavel, etcd or the null server.
 //! - [`tour`]: the scripted crash tour whose log is `log.txt`.
 //! - [`null_server`]: gavel's client API with no node behind it, the
 //!   bench's ceiling (`gavel null-server`).

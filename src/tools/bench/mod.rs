@@ -26,7 +26,7 @@
 //!   times the recovery from disk.
 //!
 //! Layout: [`load`] is the workload (bidders and the closed loop), [`report`]
-//! the figures and how they print, [`stats`] what each bidder counted (both
+//! the figures and how they print, `stats` what each bidder counted (both
 //! read and neither imports the other), [`memory`] reads `/proc`, [`failover`] the
 //! kill-and-restart trials, `etcd` the etcd cluster and its bidder, [`null`]
 //! the null server process, [`disk`] the disk's fsync latency.

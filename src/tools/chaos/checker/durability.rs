@@ -23,7 +23,7 @@ use super::render::{
 ///   SUCCESS bids, and at most the SUCCESS plus the Unknown bids.
 ///
 /// The upper bound on accepted bids is also checked, more tightly, by
-/// [`check_exactly_once`]; here it catches a final state that no run of this history
+/// [`check_exactly_once`](super::check_exactly_once); here it catches a final state that no run of this history
 /// explains at all.
 pub fn check_durability(history: &History, initial: &ModelState, final_result: &ModelState) -> Result<(), Violation> {
     history.validate().map_err(malformed)?;

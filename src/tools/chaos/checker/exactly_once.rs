@@ -28,7 +28,7 @@ use super::render::{MAX_LISTED, describe_operation, malformed, sorted_ids};
 /// changes; a retry answered FAIL when the same bidder also has another in-doubt or
 /// acknowledged bid of the same amount, which is indistinguishable from that other request
 /// having placed it; and a duplicate FAIL, which has no effect. Answers during the run that
-/// are inconsistent with any single application are [`check_linearizable`]'s job.
+/// are inconsistent with any single application are [`check_linearizable`](super::check_linearizable)'s job.
 pub fn check_exactly_once(history: &History, initial: &ModelState, final_result: &ModelState) -> Result<(), Violation> {
     history.validate().map_err(malformed)?;
 

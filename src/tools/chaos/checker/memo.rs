@@ -23,7 +23,7 @@ pub(super) enum Slot {
 /// placed operations beyond it.
 ///
 /// It also tracks the lowest highest amount that an unplaced answered operation still
-/// requires (see [`Expectation::required_highest`]): the highest never falls, so a path
+/// requires (see [`Expectation::required_highest`](super::model::Expectation::required_highest)): the highest never falls, so a path
 /// that raises it above that is dead.
 pub(super) struct PlacedSet {
     pub(super) answered_bits: Vec<u64>,

@@ -1,4 +1,4 @@
-//! Decides whether a chaos [`History`] could have come from one correct auction.
+//! Decides whether a chaos [`History`](super::history::History) could have come from one correct auction.
 //!
 //! Three checks, each aimed at a different way replication can go wrong:
 //!
@@ -16,10 +16,10 @@
 //! counts as accepted. An operation whose outcome is Unknown may have taken effect at any
 //! point after its invocation, or not at all.
 //!
-//! Layout: [`model`] is the sequential model; [`linearizable`] the first check,
-//! which runs [`search`] over a memo ([`memo`]) and names the culprit of a
-//! violation ([`culprit`]); [`durability`] and [`exactly_once`] the other two;
-//! [`render`] how all of them describe operations to a person; `tests` one
+//! Layout: `model` is the sequential model; `linearizable` the first check,
+//! which runs `search` over a memo (`memo`) and names the culprit of a
+//! violation (`culprit`); `durability` and `exactly_once` the other two;
+//! `render` how all of them describe operations to a person; `tests` one
 //! file per topic.
 
 mod culprit;

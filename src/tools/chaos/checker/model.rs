@@ -41,7 +41,7 @@ pub(super) enum Expectation {
     /// No answer: placed only where it raises the highest. Placing it where it would fail
     /// changes nothing, which is the same as leaving it out, and leaving it out is allowed;
     /// refusing those placements keeps the search from exploring identical futures twice
-    /// (and lets the search set such a bid aside for good, see [`Undo::SetAside`]).
+    /// (and lets the search set such a bid aside for good, see [`Undo::SetAside`](super::search::Undo::SetAside)).
     InDoubt { bidder: BidderId, amount: u64 },
     /// The state must be exactly the one read.
     Read(Snapshot),
