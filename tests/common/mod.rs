@@ -79,3 +79,13 @@ where
         Err(error) => panic!("{error}"),
     }
 }
+
+/// Waits until the cluster has accepted more than `count` bids of the
+/// default auction, or panics after `deadline`; returns how many it has.
+pub async fn accepted_more_than(cluster: &LocalCluster, deadline: Duration, count: u64) -> u64 {
+    eventually(&format!("more than {count} bids to be accepted"), deadline, || {
+        let mut reader = client(cluster);
+        async move { reader.result("").await.ok().map(|(view, _)| view.accepted_bids).filter(|&accepted| accepted > count) }
+    })
+    .await
+}
