@@ -1,25 +1,49 @@
-//! `gavel bench` end to end: a short run against its own three-node cluster,
-//! or against the null server, prints one JSON object with sane figures. No
-//! timing thresholds: this checks the harness, not the machine.
+//! `gavel bench` end to end: a short run of every system it offers (gavel
+//! with each node count from one to five, etcd where it is installed, the
+//! null server) prints one JSON object with sane figures. No timing
+//! thresholds: this checks the harness, not the machine.
 
-use std::process::Command;
+mod common;
+
+use std::time::Duration;
 
 use serde_json::Value;
 
+use common::{ToolOutput, ports, run_tool};
+
+/// Longer than any run here takes, even on a loaded host.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+fn bench(args: &[&str]) -> ToolOutput {
+    let args: Vec<String> = std::iter::once("bench").chain(args.iter().copied()).map(String::from).collect();
+    run_tool(&args, RUN_LIMIT)
+}
+
 #[test]
 fn bench_reports_sane_figures_as_json() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["bench", "--duration", "2s", "--warmup", "500ms", "--clients", "4", "--nodes", "3", "--json"])
-        .args(["--base-port", "26000", "--client-port", "26019"])
+    let output = bench(&[
+        "--duration",
+        "2s",
+        "--warmup",
+        "500ms",
+        "--clients",
+        "4",
+        "--nodes",
+        "3",
+        "--json",
+        "--base-port",
+        "26000",
+        "--client-port",
+        "26019",
         // The default is one thread per process, which every other test
         // runs on; here the multi-thread runtimes take the load.
-        .args(["--worker-threads", "2", "--server-threads", "2"])
-        .output()
-        .expect("gavel bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "gavel bench failed: {stderr}");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
-    let report: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+        "--worker-threads",
+        "2",
+        "--server-threads",
+        "2",
+    ]);
+    assert!(output.success, "gavel bench failed: {}", output.stderr);
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("stdout is one JSON object");
 
     let number = |pointer: &str| {
         report.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} in {report}"))
@@ -50,36 +74,143 @@ fn bench_reports_sane_figures_as_json() {
     assert_eq!(nodes.iter().filter(|node| node["role"] == "leader").count(), 1, "{report}");
 }
 
+/// A short run against a cluster of `nodes` on `base_port` and the ports
+/// after it; checks what every run's report holds and returns it.
+fn bench_of_nodes(nodes: usize, base_port: u16, client_port: u16) -> Value {
+    let (nodes_arg, base, client) = (nodes.to_string(), base_port.to_string(), client_port.to_string());
+    let output = bench(&[
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--clients",
+        "2",
+        "--nodes",
+        &nodes_arg,
+        "--json",
+        "--base-port",
+        &base,
+        "--client-port",
+        &client,
+    ]);
+    assert!(output.success, "gavel bench --nodes {nodes} failed: {}", output.stderr);
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("stdout is one JSON object");
+    assert_eq!(report["system"], "gavel", "{report}");
+    assert_eq!(report["nodes"], nodes, "{report}");
+    let answered = report["answered"].as_u64().expect("answered");
+    assert!(answered > 0, "{report}");
+    let outcome = |kind: &str| report.pointer(&format!("/outcomes/{kind}")).and_then(Value::as_u64);
+    assert_eq!(
+        outcome("success").zip(outcome("fail")).zip(outcome("exception")).map(|((s, f), e)| s + f + e),
+        Some(answered)
+    );
+    let members = report["node_memory"].as_array().expect("node_memory");
+    assert_eq!(members.len(), nodes, "{report}");
+    assert_eq!(members.iter().filter(|member| member["role"] == "leader").count(), 1, "{report}");
+    for member in members {
+        assert!(["leader", "backup", "joining"].contains(&member["role"].as_str().unwrap_or("")), "{report}");
+        assert!(member["vm_hwm_kib"].as_u64().is_some_and(|peak| peak > 0), "peak RSS of {member}");
+    }
+    report
+}
+
 /// The unreplicated baseline: a cluster of one node (which names no peers).
 #[test]
 fn bench_of_one_node_runs_the_unreplicated_baseline() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["bench", "--duration", "1s", "--warmup", "200ms", "--clients", "2", "--nodes", "1", "--json"])
-        .args(["--base-port", "26060", "--client-port", "26079"])
-        .output()
-        .expect("gavel bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "gavel bench --nodes 1 failed: {stderr}");
-    let report: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).expect("one JSON object");
-    assert_eq!(report["nodes"], 1, "{report}");
-    assert!(report["answered"].as_u64().is_some_and(|answered| answered > 0), "{report}");
-    let nodes = report["node_memory"].as_array().expect("node_memory");
-    assert_eq!(nodes.len(), 1, "{report}");
-    assert_eq!(nodes[0]["role"], "leader", "{report}");
+    bench_of_nodes(1, 26060, 26079);
+}
+
+#[test]
+fn bench_of_two_nodes_runs_a_leader_and_one_backup() {
+    let ports = ports(154);
+    bench_of_nodes(2, ports.base, ports.client);
+}
+
+#[test]
+fn bench_of_four_nodes_runs_a_leader_and_three_backups() {
+    let ports = ports(155);
+    bench_of_nodes(4, ports.base, ports.client);
+}
+
+#[test]
+fn bench_of_five_nodes_runs_a_leader_and_four_backups() {
+    let ports = ports(156);
+    bench_of_nodes(5, ports.base, ports.client);
+}
+
+/// etcd, the system gavel is compared with. It runs where this gavel was
+/// built with the `etcd` feature and an `etcd` binary (Debian's
+/// etcd-server) is on the PATH; a gavel without the feature must say how
+/// to get it; with the feature and no etcd, the test is skipped.
+#[test]
+fn bench_against_etcd_reports_it_as_etcd() {
+    let ports = ports(157);
+    let data_root = std::env::temp_dir();
+    let (client_port, peer_port) = (ports.base.to_string(), (ports.base + 10).to_string());
+    let run = || {
+        bench(&[
+            "--system",
+            "etcd",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--clients",
+            "2",
+            "--json",
+            "--etcd-client-port",
+            &client_port,
+            "--etcd-peer-port",
+            &peer_port,
+            "--etcd-data-root",
+            data_root.to_str().expect("a UTF-8 temporary directory"),
+        ])
+    };
+    if !cfg!(feature = "etcd") {
+        let output = run();
+        assert!(!output.success, "gavel without the etcd feature ran etcd: {}", output.stdout);
+        assert!(output.stderr.contains("built without the `etcd` feature"), "{}", output.stderr);
+        return;
+    }
+    let etcd_installed =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("etcd").is_file()));
+    if !etcd_installed {
+        eprintln!("skipped: no etcd on the PATH (Debian: apt-get install etcd-server)");
+        return;
+    }
+    let output = run();
+    assert!(output.success, "gavel bench --system etcd failed: {}", output.stderr);
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("stdout is one JSON object");
+    assert_eq!(report["system"], "etcd", "{report}");
+    let answered = report["answered"].as_u64().expect("answered");
+    assert!(answered > 0, "{report}");
+    let outcome = |kind: &str| report.pointer(&format!("/outcomes/{kind}")).and_then(Value::as_u64);
+    assert_eq!(
+        outcome("success").zip(outcome("fail")).zip(outcome("exception")).map(|((s, f), e)| s + f + e),
+        Some(answered)
+    );
+    let members = report["node_memory"].as_array().expect("node_memory");
+    assert_eq!(members.len(), 3, "three etcd members: {report}");
 }
 
 /// The null server: the same workload against a server that does no work.
 #[test]
 fn bench_against_the_null_server_reports_it_as_null() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["bench", "--system", "null", "--duration", "1s", "--warmup", "200ms", "--clients", "4", "--json"])
-        .args(["--client-port", "26039"])
-        .output()
-        .expect("gavel bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "gavel bench --system null failed: {stderr}");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
-    let report: Value = serde_json::from_str(stdout.trim()).expect("stdout is one JSON object");
+    let output = bench(&[
+        "--system",
+        "null",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--clients",
+        "4",
+        "--json",
+        "--client-port",
+        "26039",
+    ]);
+    assert!(output.success, "gavel bench --system null failed: {}", output.stderr);
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("stdout is one JSON object");
 
     assert_eq!(report["system"], "null", "{report}");
     assert_eq!(report["target"], "127.0.0.1:26039", "{report}");
@@ -99,13 +230,9 @@ fn bench_against_the_null_server_reports_it_as_null() {
 #[test]
 fn bench_against_the_null_server_refuses_the_modes_it_cannot_run() {
     for mode in [&["--failover", "2"][..], &["--bids", "100"], &["--target", "127.0.0.1:1"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-            .args(["bench", "--system", "null", "--client-port", "26059"])
-            .args(mode)
-            .output()
-            .expect("gavel bench runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{mode:?} was accepted");
+        let output = bench(&[&["--system", "null", "--client-port", "26059"][..], mode].concat());
+        let stderr = &output.stderr;
+        assert!(!output.success, "{mode:?} was accepted");
         assert!(stderr.contains("--system null supports the throughput runs only"), "{mode:?}: {stderr}");
     }
 }

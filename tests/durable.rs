@@ -45,13 +45,20 @@ async fn start_durable(slot: u16, nodes: usize, data: &DataDir) -> LocalCluster 
 }
 
 /// Bids increasing amounts from several clients until `stop`; returns the
-/// amounts the service acknowledged as SUCCESS.
-fn spawn_bidders(server: String, bidders: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
+/// amounts the service acknowledged as SUCCESS, and counts them in
+/// `acknowledged_count` as they come, for the test to wait on.
+fn spawn_bidders(
+    server: String,
+    bidders: usize,
+    stop: Arc<AtomicBool>,
+    acknowledged_count: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
     let next_amount = Arc::new(AtomicU64::new(1));
     tokio::spawn(async move {
         let mut tasks = Vec::new();
         for bidder in 0..bidders {
             let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
+            let acknowledged_count = Arc::clone(&acknowledged_count);
             tasks.push(tokio::spawn(async move {
                 let config =
                     ClientConfig { servers: vec![server], deadline: Duration::from_secs(60), ..Default::default() };
@@ -64,6 +71,7 @@ fn spawn_bidders(server: String, bidders: usize, stop: Arc<AtomicBool>) -> tokio
                         && outcome.verdict == Verdict::Success
                     {
                         acknowledged.push(amount);
+                        acknowledged_count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 acknowledged
@@ -101,7 +109,8 @@ async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any
     let data = DataDir::new(43);
     let mut cluster = start_durable(43, 3, &data).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
+    let acknowledged_count = Arc::new(AtomicU64::new(0));
+    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop), Arc::clone(&acknowledged_count));
 
     let mut accepted_before = 0;
     for order in [[2, 0, 1], [1, 2, 0], [0, 1, 2]] {
@@ -119,8 +128,15 @@ async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any
         }
         cluster.wait_for_leader(SETTLE).await.expect("a leader after the restart");
     }
-    // The bidders carry on through every restart, then stop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The bidders carry on through every restart: more bids are acknowledged
+    // after the last one (over 60 in all), then they stop.
+    let acknowledged_by_the_last_restart = acknowledged_count.load(Ordering::Relaxed);
+    eventually("more than 60 bids acknowledged, some after the last restart", SETTLE, || {
+        let acknowledged = acknowledged_count.load(Ordering::Relaxed);
+        let enough = acknowledged > acknowledged_by_the_last_restart.max(60);
+        async move { enough.then_some(()) }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let acknowledged = bidders.await.expect("bidders");
     assert!(!acknowledged.is_empty(), "some bids were acknowledged");
@@ -482,7 +498,7 @@ async fn nodes_that_snapshot_often_recover_from_snapshot_and_log_and_rejoin() {
     spec.data_dir = Some(data.0.clone());
     let mut cluster = LocalCluster::start(spec).await.expect("cluster starts");
     let stop = Arc::new(AtomicBool::new(false));
-    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
+    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop), Arc::default());
     let accepted_at_least = |cluster: &LocalCluster, count: u64| {
         let mut reader = client(cluster);
         async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids >= count) }

@@ -13,7 +13,7 @@ use gavel::client::node_status;
 use gavel::replication::Role;
 use gavel::transport::{AuctionConnection, Network, TransportSettings};
 
-use common::{client, eventually, start};
+use common::{accepted_more_than, client, eventually, start};
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -55,19 +55,28 @@ async fn bid_until(cluster_client: String, bidders: usize, stop: Arc<AtomicBool>
     all
 }
 
+/// Waits until the node at `address` has appended an entry past `index`.
+async fn appended_past(address: &str, index: u64) {
+    eventually(&format!("{address} to append past index {index}"), SETTLE, || async move {
+        let status = node_status(address, Duration::from_secs(1)).await.ok()?;
+        (status.last.index > index).then_some(())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_bid_is_lost_when_the_leader_is_killed_under_load() {
     let mut cluster = start(0, 3, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let bidders = tokio::spawn(bid_until(cluster.client_address(), 6, Arc::clone(&stop)));
 
-    // Bidding is under way when the leader dies.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Bidding is under way when the leader dies, and goes on under the new one.
+    let accepted_before_the_kill = accepted_more_than(&cluster, SETTLE, 10).await;
     let old_leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
     cluster.kill(old_leader).expect("kill leader");
     let new_leader = cluster.wait_for_leader(SETTLE).await.expect("a backup takes over");
     assert_ne!(new_leader, old_leader);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    accepted_more_than(&cluster, SETTLE, accepted_before_the_kill + 10).await;
     stop.store(true, Ordering::Relaxed);
     let seen = bidders.await.expect("bidders");
 
@@ -126,6 +135,8 @@ async fn the_first_backup_takes_over_the_client_port_and_a_call_in_flight_comple
     cluster.freeze(leader).expect("freeze");
     let mut bidder = client(&cluster);
     let in_flight = tokio::spawn(async move { bidder.bid("", "alice", 42).await });
+    // Kept as a sleep: a frozen leader shows nothing to wait on, and these
+    // 200 ms are the window in which the bid must stay unanswered.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!in_flight.is_finished(), "the bid waits on the frozen leader");
     let killed_at = Instant::now();
@@ -285,13 +296,18 @@ async fn a_result_shows_every_acknowledged_bid_and_never_an_unacknowledged_one()
 
     // With both backups frozen a bid cannot be acknowledged, and a read
     // sequenced after it waits with it: it cannot show the bid early.
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    let leader_address = cluster.node_address(leader);
     cluster.freeze(1).expect("freeze");
     cluster.freeze(2).expect("freeze");
+    let last_before = node_status(&leader_address, Duration::from_secs(1)).await.expect("status").last.index;
     let mut pending_bidder = client(&cluster);
     let pending = tokio::spawn(async move { pending_bidder.bid("", "ivy", 500).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    appended_past(&leader_address, last_before).await;
     let mut reader = client(&cluster);
     let read = tokio::spawn(async move { reader.result("").await });
+    // Kept as a sleep: these 500 ms (well within the 2 s ack timeout) are the
+    // window in which neither may complete.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!pending.is_finished(), "the bid cannot be acknowledged while every backup is frozen");
     assert!(!read.is_finished(), "the read waits for the bid sequenced before it");

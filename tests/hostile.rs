@@ -24,7 +24,7 @@ use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings}
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use common::{client, eventually, ports, start};
+use common::{accepted_more_than, client, eventually, ports, start};
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -206,25 +206,32 @@ async fn a_fresh_node_given_bare_peer_ports_never_wipes_the_auction() {
     let ports = ports(32);
     let peers = format!("{},{}", ports.base, ports.base + 1);
     let fresh_port = ports.base + 2;
+    let fresh_log = cluster.log_file(0).expect("the cluster's log").with_file_name("fresh-node.log");
     let fresh = Server(
         Command::new(env!("CARGO_BIN_EXE_gavel"))
             .args(["server", "--port", &fresh_port.to_string(), "--client-port", &ports.client.to_string()])
             .args(["--peers", &peers, "--leader-timeout", "500ms"])
             .arg("--record-dir")
             .arg(cluster.record_dir())
+            .env("RUST_LOG", "info,gavel=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&fresh_log).expect("the fresh node's log"))
             .spawn()
             .expect("fresh node starts"),
     );
-    // Let it look around while the leader is frozen, then kill the leader.
+    // It looks around while the leader is frozen (its attempt to join fails
+    // and it takes its standing), then the leader dies.
     let fresh_address = format!("127.0.0.1:{fresh_port}");
     eventually("the fresh node to answer", SETTLE, || {
         let address = fresh_address.clone();
         async move { node_status(&address, Duration::from_millis(200)).await.ok() }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the fresh node to find no leader to join", SETTLE, || {
+        let said = std::fs::read_to_string(&fresh_log).unwrap_or_default();
+        async move { (said.contains("no leader to join") || said.contains("standing aside")).then_some(()) }
+    })
+    .await;
     cluster.kill(0).expect("kill leader");
 
     let (view, leader) = bidder.result("").await.expect("result");
@@ -247,7 +254,7 @@ async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     let cluster = start(33, 3, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let bidding = tokio::spawn(bid_until(cluster.client_address(), 1, Arc::clone(&stop)));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted_before_the_stop = accepted_more_than(&cluster, SETTLE, 10).await;
 
     let pid = cluster.pid(0).expect("leader pid");
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
@@ -257,7 +264,8 @@ async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     })
     .await;
     eventually("the old leader to exit", SETTLE, || async move { (!is_alive(pid)).then_some(()) }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Bidding goes on under the new leader, then stops.
+    accepted_more_than(&cluster, SETTLE, accepted_before_the_stop + 10).await;
     stop.store(true, Ordering::Relaxed);
     let (successes, unanswered) = bidding.await.expect("bidder");
     assert_eq!(unanswered, 0, "every bid was answered across the handover");
@@ -456,12 +464,26 @@ async fn a_stopping_leader_answers_the_bid_in_flight() {
 
     // A frozen backup holds the next bid's commit.
     cluster.freeze(2).expect("freeze");
+    let leader_address = cluster.node_address(0);
+    let last_before = node_status(&leader_address, Duration::from_secs(1)).await.expect("status").last.index;
     let in_flight = tokio::spawn(async move { connection.bid(&Bid { request_id: 2, ..drain_bid(2) }).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the leader to append the bid", SETTLE, || {
+        let leader_address = leader_address.clone();
+        async move {
+            let status = node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
+            (status.last.index > last_before).then_some(())
+        }
+    })
+    .await;
     assert!(!in_flight.is_finished(), "the bid waits for the frozen backup");
     let pid = cluster.pid(0).expect("leader pid");
+    let leader_log = cluster.log_file(0).expect("the leader's log");
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the leader to start stopping", SETTLE, || {
+        let said = std::fs::read_to_string(&leader_log).unwrap_or_default();
+        async move { said.contains("stopping: handing leadership over").then_some(()) }
+    })
+    .await;
     cluster.thaw(2).expect("thaw");
 
     // One attempt, no retry: the stopping leader itself answered.

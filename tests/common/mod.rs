@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::time::Duration;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use gavel::client::{Client, ClientConfig};
 use gavel::tools::cluster::{ClusterSpec, LocalCluster};
@@ -37,7 +39,9 @@ pub struct Ports {
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
 /// | 60-67 | record.rs |
+/// | 68-74 | chaos.rs |
 /// | 150-153 | bench.rs (ports written out: 26000-26079) |
+/// | 154-157 | bench.rs (the node counts 2, 4 and 5; etcd's members' client ports from the base, peer ports from base + 10) |
 ///
 /// Outside the slots: CI's chaos runs use nodes from 6400 and client port
 /// 6000, one after the other; scripts/fuzz-api.sh nodes from 6600, client
@@ -77,5 +81,77 @@ where
     match gavel::tools::cluster::poll_until(what, deadline, Duration::from_millis(20), check).await {
         Ok(value) => value,
         Err(error) => panic!("{error}"),
+    }
+}
+
+/// Waits until the cluster has accepted more than `count` bids of the
+/// default auction, or panics after `deadline`; returns how many it has.
+pub async fn accepted_more_than(cluster: &LocalCluster, deadline: Duration, count: u64) -> u64 {
+    eventually(&format!("more than {count} bids to be accepted"), deadline, || {
+        let mut reader = client(cluster);
+        async move { reader.result("").await.ok().map(|(view, _)| view.accepted_bids).filter(|&accepted| accepted > count) }
+    })
+    .await
+}
+
+/// What a `gavel` tool (bench, chaos) said, once it ended.
+pub struct ToolOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Stops a tool still running when the test ends: SIGTERM first, which
+/// makes bench and chaos stop the servers they started, then SIGKILL.
+struct ToolGuard(Child);
+
+impl Drop for ToolGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) has no memory effects; the pid is this guard's child, not yet reaped.
+            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+            let stopping = Instant::now();
+            while matches!(self.0.try_wait(), Ok(None)) && stopping.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `gavel` with `args` to its end, or panics after `deadline` (and
+/// stops it). Its output is read on threads of its own, so that a full pipe
+/// never holds it up.
+pub fn run_tool(args: &[String], deadline: Duration) -> ToolOutput {
+    let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gavel starts");
+    let mut tool = ToolGuard(child);
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(tool.0.stdout.take().expect("stdout")));
+    let stderr = read_all(Box::new(tool.0.stderr.take().expect("stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = tool.0.try_wait().expect("the tool's status") {
+            break status;
+        }
+        assert!(started.elapsed() < deadline, "gavel {} did not end within {deadline:?}", args.join(" "));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ToolOutput {
+        success: status.success(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
 }
