@@ -235,14 +235,30 @@ pub struct HistoryPage {
 /// What a reader asks of the catalogue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
-    Get { auction_id: String },
-    List { open_only: bool, limit: u32, page_token: String },
-    History { auction_id: String, limit: u32, page_token: String },
+    /// The `Result` of the assignment: the highest bid and whether the
+    /// auction is over.
+    View {
+        auction_id: String,
+    },
+    Get {
+        auction_id: String,
+    },
+    List {
+        open_only: bool,
+        limit: u32,
+        page_token: String,
+    },
+    History {
+        auction_id: String,
+        limit: u32,
+        page_token: String,
+    },
 }
 
 /// The answer to a [`Query`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueryAnswer {
+    View(super::AuctionView),
     Auction(AuctionInfo),
     Page(AuctionPage),
     History(HistoryPage),
@@ -319,6 +335,7 @@ impl AuctionBook {
     /// Answers a query as of `now_unix_ms`.
     pub fn query(&self, query: &Query, now_unix_ms: i64) -> Result<QueryAnswer, QueryError> {
         match query {
+            Query::View { auction_id } => Ok(QueryAnswer::View(self.view(auction_id, now_unix_ms)?)),
             Query::Get { auction_id } => {
                 let auction_id = resolve_auction_id(auction_id);
                 let auction =

@@ -17,6 +17,7 @@ use imbl::{OrdMap, OrdSet, Vector};
 
 mod catalogue;
 mod events;
+pub mod machine;
 mod reason;
 
 pub use catalogue::{

@@ -8,13 +8,10 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::auction::{
-    self, AuctionBook, AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
-    CreateOutcome, EventKind, Party, Query, QueryAnswer, QueryError, ReadError,
-};
-use crate::replication::{
-    DiskCounts, LogPosition, MembershipRecord, Message, NodeId, NodeStatus, RecordView, ReplicatedState, Reply, Role,
-};
+use crate::auction::machine::{Message, Proposed, ReplicatedState, Reply};
+use crate::auction::{self, AuctionBook, AuctionEvent, Command, EventKind, Query, QueryAnswer, QueryError, ReadError};
+use crate::replication::StateMachine;
+use crate::replication::{DiskCounts, LogPosition, MembershipRecord, NodeId, NodeStatus, RecordView, Role};
 use crate::storage::StorageHandle;
 use crate::transport::{Backend, BackupSession, Health, Hello, MemberRemoval, Network, ServiceError};
 
@@ -25,15 +22,35 @@ pub(super) type ReplySender = oneshot::Sender<Result<Reply, ServiceError>>;
 
 /// An input to the leader's event loop.
 pub(super) enum LeaderInput {
-    Bid { bid: Bid, reply: ReplySender },
-    Read { auction_id: String, reply: ReplySender },
-    Create { create: CreateAuction, reply: ReplySender },
-    Cancel { cancel: CancelAuction, reply: ReplySender },
-    Query { query: Query, reply: ReplySender },
-    BackupConnected { node: NodeId, incarnation: u64, last: LogPosition, stream: BackupStream },
-    Ack { node: NodeId, connection: u64, index: u64 },
-    BackupLost { node: NodeId, connection: u64 },
-    RemoveMember { node: NodeId, reply: ReplySender },
+    /// A client's command, admitted (see [`StateMachine::admit`]).
+    Propose {
+        command: Command,
+        reply: ReplySender,
+    },
+    /// A client's read.
+    Read {
+        query: Query,
+        reply: ReplySender,
+    },
+    BackupConnected {
+        node: NodeId,
+        incarnation: u64,
+        last: LogPosition,
+        stream: BackupStream,
+    },
+    Ack {
+        node: NodeId,
+        connection: u64,
+        index: u64,
+    },
+    BackupLost {
+        node: NodeId,
+        connection: u64,
+    },
+    RemoveMember {
+        node: NodeId,
+        reply: ReplySender,
+    },
 }
 
 /// The leader's end of one backup's stream. Dropping it (the backup was
@@ -220,6 +237,15 @@ impl Shared {
         })
     }
 
+    /// Queues a client's request and waits for the leader's answer: the
+    /// one path of every command and read.
+    async fn submit(&self, input: impl FnOnce(ReplySender) -> LeaderInput) -> Result<Reply, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_request(input(reply))?;
+        // A dropped sender: the leader stopped before it answered.
+        answer.await.unwrap_or(Err(ServiceError::Stopped))
+    }
+
     /// Queues a peer's event, waiting while the leader is busy.
     async fn send_peer_event(&self, input: LeaderInput) {
         if let Ok(handle) = self.leader_handle() {
@@ -229,98 +255,25 @@ impl Shared {
 }
 
 impl Backend for Shared {
-    async fn bid(&self, mut bid: Bid) -> Result<BidOutcome, ServiceError> {
-        // Malformed input is refused here, before it is sequenced: it
-        // changes nothing and its answer does not depend on the state. The
-        // log holds the one normal spelling of the bidder's name.
-        if let Err(reason) = auction::normalize_in_place(&mut bid.bidder, Party::Bidder) {
-            return Ok(BidOutcome::exception(reason));
+    async fn propose(&self, mut command: Command) -> Result<Proposed, ServiceError> {
+        if let Err(output) = AuctionBook::admit(&mut command) {
+            return Ok(Proposed { index: None, output });
         }
-        if let Err(reason) = auction::validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id) {
-            return Ok(BidOutcome::exception(reason));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send_request(LeaderInput::Bid { bid, reply })?;
-        match answer.await {
-            Ok(Ok(Reply::Bid(outcome))) => Ok(outcome),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+        match self.submit(|reply| LeaderInput::Propose { command, reply }).await? {
+            Reply::Applied { index, output } => Ok(Proposed { index: Some(index), output }),
+            Reply::Read(_) | Reply::MemberRemoved(_) => Err(ServiceError::Stopped),
         }
     }
 
-    async fn result(&self, auction_id: String) -> Result<(AuctionView, NodeId), ServiceError> {
-        if auction_id.len() > auction::MAX_AUCTION_ID_LEN {
-            return Err(ServiceError::InvalidArgument(format!(
-                "auction id is longer than {} bytes",
-                auction::MAX_AUCTION_ID_LEN
-            )));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send_request(LeaderInput::Read { auction_id, reply })?;
-        match answer.await {
-            Ok(Ok(Reply::Result(Ok(view)))) => Ok((view, self.id.clone())),
-            Ok(Ok(Reply::Result(Err(ReadError::UnknownAuction(id))))) => Err(ServiceError::UnknownAuction(id)),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
-        }
-    }
-
-    async fn create_auction(&self, mut create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
-        // As for bids: malformed input is refused before it is sequenced
-        // (the end is checked once the leader has set it), and the log
-        // holds the seller's name in normal form.
-        if let Err(reason) = auction::normalize_in_place(&mut create.seller, Party::Seller) {
-            return Ok(CreateOutcome::exception(reason));
-        }
-        if let Err(reason) = auction::validate_create_fields(&create) {
-            return Ok(CreateOutcome::exception(reason));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send_request(LeaderInput::Create { create, reply })?;
-        match answer.await {
-            Ok(Ok(Reply::Created(outcome))) => Ok(outcome),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
-        }
-    }
-
-    async fn cancel_auction(&self, mut cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
-        if let Err(reason) = auction::normalize_in_place(&mut cancel.seller, Party::Seller) {
-            return Ok(CancelOutcome::exception(reason));
-        }
-        if let Err(reason) = auction::validate_ids(&cancel.auction_id, &cancel.client_id) {
-            return Ok(CancelOutcome::exception(reason));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send_request(LeaderInput::Cancel { cancel, reply })?;
-        match answer.await {
-            Ok(Ok(Reply::Cancelled(outcome))) => Ok(outcome),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
-        }
-    }
-
-    async fn query(&self, query: Query) -> Result<QueryAnswer, ServiceError> {
-        if let Query::Get { auction_id } | Query::History { auction_id, .. } = &query
-            && auction_id.len() > auction::MAX_AUCTION_ID_LEN
-        {
-            return Err(ServiceError::InvalidArgument(format!(
-                "auction id is longer than {} bytes",
-                auction::MAX_AUCTION_ID_LEN
-            )));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send_request(LeaderInput::Query { query, reply })?;
-        match answer.await {
-            Ok(Ok(Reply::Query(Ok(answer)))) => Ok(answer),
-            Ok(Ok(Reply::Query(Err(QueryError::Read(ReadError::UnknownAuction(id)))))) => {
-                Err(ServiceError::UnknownAuction(id))
-            }
-            Ok(Ok(Reply::Query(Err(error @ QueryError::BadPageToken(_))))) => {
+    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), ServiceError> {
+        AuctionBook::check_read(&query).map_err(ServiceError::InvalidArgument)?;
+        match self.submit(|reply| LeaderInput::Read { query, reply }).await? {
+            Reply::Read(Ok(answer)) => Ok((answer, self.id.clone())),
+            Reply::Read(Err(QueryError::Read(ReadError::UnknownAuction(id)))) => Err(ServiceError::UnknownAuction(id)),
+            Reply::Read(Err(error @ QueryError::BadPageToken(_))) => {
                 Err(ServiceError::InvalidArgument(error.to_string()))
             }
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(_)) | Err(_) => Err(ServiceError::Stopped),
+            Reply::Applied { .. } | Reply::MemberRemoved(_) => Err(ServiceError::Stopped),
         }
     }
 

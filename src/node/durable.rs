@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::replication::{Entry, ReplicatedState, Snapshot};
+use crate::auction::machine::{Entry, ReplicatedState, Snapshot};
 use crate::storage::{
     Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterMode, WriterStats,
     latest_snapshot,
@@ -346,7 +346,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::replication::{LogPosition, Payload};
+    use crate::auction::machine::Payload;
+    use crate::replication::LogPosition;
     use crate::storage::{SimDisk, write_snapshot};
 
     fn config(disk: &SimDisk) -> StorageConfig {

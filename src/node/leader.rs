@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::auction::{DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{
-    Action, Event, Leader, LeaderSettings, MembershipRecord, NodeId, Now, ReplicatedState, Role, epoch_number,
-};
+use crate::auction::machine::AuctionSettings;
+use crate::auction::machine::{Action, Event, Leader, LeaderSettings, ReplicatedState};
+use crate::auction::{Command, DEFAULT_AUCTION, OpenAuction};
+use crate::replication::{MembershipRecord, NodeId, Now, Role, epoch_number};
 use crate::transport::{self, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
@@ -63,23 +63,21 @@ pub(super) async fn lead(
     let mut disk = start.disk;
     let settings = LeaderSettings {
         ack_timeout: config.ack_timeout,
-        retain_closed: config.retain_closed,
         durable: disk.is_some(),
+        machine: AuctionSettings { retain_closed: config.retain_closed },
         ..LeaderSettings::default()
     };
     let mut leader = if start.state.last.index == 0 {
         let mut leader = Leader::bootstrap(start.record, start.epoch, settings, now);
         let ends_at_unix_ms = now.unix_ms + config.auction_duration.as_millis() as i64;
-        leader.handle(
-            Event::Open(OpenAuction {
-                auction_id: DEFAULT_AUCTION.to_string(),
-                description: "the default auction".to_string(),
-                minimum_amount: 1,
-                ends_at_unix_ms,
-                at_unix_ms: now.unix_ms,
-            }),
-            now,
-        );
+        let open = OpenAuction {
+            auction_id: DEFAULT_AUCTION.to_string(),
+            description: "the default auction".to_string(),
+            minimum_amount: 1,
+            ends_at_unix_ms,
+            at_unix_ms: now.unix_ms,
+        };
+        leader.handle(Event::Propose { token: None, command: Command::Open(open) }, now);
         info!(
             epoch = epoch_number(leader.epoch()),
             client_port = %config.client_address,
@@ -128,16 +126,7 @@ pub(super) async fn lead(
         // What the disk held when it stopped following: its own log so far.
         leader.handle(Event::Persisted { index }, shared.network().now());
     }
-    let mut driver = Driver {
-        replies: HashMap::new(),
-        streams: HashMap::new(),
-        next_token: 0,
-        overflowed: Vec::new(),
-        disk: disk.take(),
-        disk_failure: None,
-        records_stored: Vec::new(),
-        draining: false,
-    };
+    let mut driver = Driver::new(disk.take());
     driver.perform(&mut leader, coordinator, shared, shared.network().now());
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,7 +158,7 @@ pub(super) async fn lead(
                 // The ones this tick closes, found through the deadline
                 // index: listing every open auction each tick cost a leader
                 // of 100,000 auctions most of its time.
-                let closing = leader.state().book.overdue(now.unix_ms.max(leader.state().clock_unix_ms));
+                let closing = leader.state().machine.overdue(now.unix_ms.max(leader.state().clock_unix_ms));
                 leader.handle(Event::Tick, now);
                 log_closed_auctions(&leader, &closing);
             }
@@ -196,7 +185,7 @@ pub(super) async fn lead(
             shared.publish(None);
             return Err(anyhow::anyhow!("{failure}; this node stops leading and exits"));
         }
-        publisher.publish(shared, &leader);
+        publisher.publish(shared, &leader, driver.published);
         if let Some(deadline) = drain_until
             && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
         {
@@ -225,9 +214,10 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn publish(&mut self, shared: &Shared, leader: &Leader) {
+    /// `index` is the one the leader last announced (see
+    /// [`Action::Publish`]).
+    fn publish(&mut self, shared: &Shared, leader: &Leader, index: Option<u64>) {
         let watchers = shared.watchers();
-        let index = leader.published_index();
         let newcomers = watchers > self.watchers;
         self.watchers = watchers;
         if watchers == 0 || index.is_none() || (index == self.published && !newcomers) {
@@ -237,7 +227,7 @@ impl Publisher {
         let state = leader.state();
         shared.publish(index.map(|commit_index| CommittedView {
             commit_index,
-            book: state.book.clone(),
+            book: state.machine.clone(),
             clock_unix_ms: state.clock_unix_ms,
         }));
     }
@@ -245,7 +235,7 @@ impl Publisher {
 
 /// Logs the auctions among `were_open` that the last tick closed.
 fn log_closed_auctions(leader: &Leader, were_open: &[String]) {
-    let auctions = &leader.state().book.auctions;
+    let auctions = &leader.state().machine.auctions;
     let closed = were_open.iter().filter_map(|id| auctions.get(id)).filter(|auction| auction.closed);
     for auction in closed {
         info!(
@@ -273,29 +263,33 @@ struct Driver {
     records_stored: Vec<u64>,
     /// A graceful stop is under way: a draining leader writes no record.
     draining: bool,
+    /// The index the leader last announced as published.
+    published: Option<u64>,
 }
 
 impl Driver {
+    fn new(disk: Option<NodeDisk>) -> Self {
+        Driver {
+            replies: HashMap::new(),
+            streams: HashMap::new(),
+            next_token: 0,
+            overflowed: Vec::new(),
+            disk,
+            disk_failure: None,
+            records_stored: Vec::new(),
+            draining: false,
+            published: None,
+        }
+    }
+
     fn handle(&mut self, leader: &mut Leader, input: LeaderInput, now: Now) {
         let event = match input {
-            LeaderInput::Bid { bid, reply } => match self.hold(leader, reply) {
-                Some(token) => Event::Bid { token, bid },
+            LeaderInput::Propose { command, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Propose { token: Some(token), command },
                 None => return,
             },
-            LeaderInput::Read { auction_id, reply } => match self.hold(leader, reply) {
-                Some(token) => Event::Read { token, auction_id },
-                None => return,
-            },
-            LeaderInput::Create { create, reply } => match self.hold(leader, reply) {
-                Some(token) => Event::Create { token, create },
-                None => return,
-            },
-            LeaderInput::Cancel { cancel, reply } => match self.hold(leader, reply) {
-                Some(token) => Event::Cancel { token, cancel },
-                None => return,
-            },
-            LeaderInput::Query { query, reply } => match self.hold(leader, reply) {
-                Some(token) => Event::Query { token, query },
+            LeaderInput::Read { query, reply } => match self.hold(leader, reply) {
+                Some(token) => Event::Read { token, query },
                 None => return,
             },
             LeaderInput::BackupConnected { node, incarnation, last, stream } => {
@@ -415,6 +409,7 @@ impl Driver {
                 }
             }
             Action::StoreRecord { .. } => unreachable!("performed by Driver::perform"),
+            Action::Publish { index } => self.published = Some(index),
             Action::Persist { entries } => {
                 if let Some(disk) = &mut self.disk
                     && let Err(error) = disk.append(&entries)
@@ -464,16 +459,7 @@ mod tests {
             crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
-        let mut driver = Driver {
-            replies: HashMap::new(),
-            streams: HashMap::new(),
-            next_token: 0,
-            overflowed: Vec::new(),
-            disk: None,
-            disk_failure: None,
-            records_stored: Vec::new(),
-            draining: false,
-        };
+        let mut driver = Driver::new(None);
         let node = "127.0.0.1:2".to_string();
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);
@@ -510,16 +496,7 @@ mod tests {
             crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
-        let mut driver = Driver {
-            replies: HashMap::new(),
-            streams: HashMap::new(),
-            next_token: 0,
-            overflowed: Vec::new(),
-            disk: None,
-            disk_failure: None,
-            records_stored: Vec::new(),
-            draining: false,
-        };
+        let mut driver = Driver::new(None);
         let node = "127.0.0.1:2".to_string();
         let (messages, _kept) = mpsc::channel(64);
         let stream = BackupStream { connection: 1, messages, closed: CancellationToken::new() };
@@ -547,7 +524,7 @@ mod tests {
             request_id: 0,
             at_unix_ms: 0,
         };
-        driver.handle(&mut leader, LeaderInput::Bid { bid, reply }, now);
+        driver.handle(&mut leader, LeaderInput::Propose { command: crate::auction::Command::Bid(bid), reply }, now);
         driver.perform(&mut leader, &records, &shared, now);
         assert!(answer.try_recv().is_err(), "the bid waits for the member");
         driver.handle(&mut leader, LeaderInput::BackupLost { node: node.clone(), connection: 1 }, now);

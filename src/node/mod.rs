@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::auction::machine::Backup;
 use crate::replication::{
-    Backup, Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
+    Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
     choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor,
     takeover_epoch_number,
 };
@@ -81,7 +82,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(100),
             takeover_timeout: Duration::from_millis(1000),
             auction_duration: Duration::from_secs(120),
-            retain_closed: crate::replication::DEFAULT_RETAIN_CLOSED,
+            retain_closed: crate::auction::machine::DEFAULT_RETAIN_CLOSED,
             storage: None,
             http_address: None,
             coordinator: CoordinatorConfig::for_client_port(client_address),

@@ -1,5 +1,6 @@
 //! The backup's half of the protocol: apply the leader's entries in order.
 
+use super::machine::StateMachine;
 use super::state::{Entry, LogPosition, ReplicatedState, Snapshot};
 
 /// Why a backup refused what a leader sent; the node drops the stream and
@@ -18,15 +19,15 @@ pub enum ReplicationError {
 
 /// A backup's state machine.
 #[derive(Clone, Debug, Default)]
-pub struct Backup {
+pub struct Backup<M> {
     /// The highest epoch seen: entries from an older leader are refused.
     epoch: u64,
-    state: ReplicatedState,
+    state: ReplicatedState<M>,
 }
 
-impl Backup {
+impl<M: StateMachine> Backup<M> {
     /// A backup holding `state` (empty for a node that just started).
-    pub fn new(epoch: u64, state: ReplicatedState) -> Self {
+    pub fn new(epoch: u64, state: ReplicatedState<M>) -> Self {
         Backup { epoch, state }
     }
 
@@ -34,7 +35,7 @@ impl Backup {
         self.epoch
     }
 
-    pub fn state(&self) -> &ReplicatedState {
+    pub fn state(&self) -> &ReplicatedState<M> {
         &self.state
     }
 
@@ -42,7 +43,7 @@ impl Backup {
         self.state.last
     }
 
-    pub fn into_parts(self) -> (u64, ReplicatedState) {
+    pub fn into_parts(self) -> (u64, ReplicatedState<M>) {
         (self.epoch, self.state)
     }
 
@@ -60,7 +61,7 @@ impl Backup {
 
     /// Replaces the state with the leader's; returns the index to ack.
     /// A node never replaces its state with another cluster's.
-    pub fn install(&mut self, snapshot: Snapshot) -> Result<u64, ReplicationError> {
+    pub fn install(&mut self, snapshot: Snapshot<M>) -> Result<u64, ReplicationError> {
         let (ours, theirs) = (&self.state.cluster_id, &snapshot.state.cluster_id);
         if !ours.is_empty() && ours != theirs {
             return Err(ReplicationError::OtherCluster { ours: ours.clone(), theirs: theirs.clone() });
@@ -72,7 +73,10 @@ impl Backup {
 
     /// Applies entries in index order; returns the index to ack. Entries it
     /// already holds are skipped, so a repeated message is harmless.
-    pub fn apply<'a>(&mut self, entries: impl IntoIterator<Item = &'a Entry>) -> Result<u64, ReplicationError> {
+    pub fn apply<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry<M::Command>>,
+    ) -> Result<u64, ReplicationError> {
         for entry in entries {
             self.observe_epoch(entry.epoch)?;
             if entry.index <= self.state.last.index {

@@ -4,21 +4,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auction::{
-    Applied, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, Command, CreateAuction, CreateOutcome,
-    OpenAuction, Query, QueryAnswer, QueryError, ReadError,
-};
-
+use super::machine::StateMachine;
 use super::record::{Member, MembershipRecord, UNKNOWN_INCARNATION};
 use super::state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 use super::{NodeId, Now};
 
-/// How long a closed auction is kept by default: a day.
-pub const DEFAULT_RETAIN_CLOSED: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Tunables of the leader.
+/// Tunables of the leader; `S`, what it stamps into the state machine's
+/// commands.
 #[derive(Clone, Debug)]
-pub struct LeaderSettings {
+pub struct LeaderSettings<S> {
     /// A backup that acks nothing for this long, while it owes acks, is lost.
     pub ack_timeout: Duration,
     /// Recent entries kept in memory, so a backup that was briefly away
@@ -28,43 +22,37 @@ pub struct LeaderSettings {
     /// dropped. Longer than the ack timeout: loading a large snapshot takes
     /// time, and a learner gates nothing while it does.
     pub learner_timeout: Duration,
-    /// How long a closed auction and its history are kept.
-    pub retain_closed: Duration,
     /// Whether entries go to a disk of its own: the leader then emits
     /// [`Action::Persist`] and counts an entry only once
     /// [`Event::Persisted`] says its disk holds it, as a backup acks only
     /// what its disk holds.
     pub durable: bool,
+    /// What the leader stamps into commands besides the time.
+    pub machine: S,
 }
 
-impl Default for LeaderSettings {
+impl<S: Default> Default for LeaderSettings<S> {
     fn default() -> Self {
         LeaderSettings {
             ack_timeout: Duration::from_millis(1000),
             tail_capacity: 4096,
             learner_timeout: Duration::from_secs(30),
-            retain_closed: DEFAULT_RETAIN_CLOSED,
             durable: false,
+            machine: S::default(),
         }
     }
 }
 
 /// An input to the leader.
 #[derive(Clone, Debug)]
-pub enum Event {
-    /// A client's bid, already checked for malformed input.
-    Bid { token: u64, bid: Bid },
-    /// A client's read.
-    Read { token: u64, auction_id: String },
-    /// A seller's new auction; a duration sets its end from the time the
-    /// leader stamps.
-    Create { token: u64, create: CreateAuction },
-    /// A seller's cancel.
-    Cancel { token: u64, cancel: CancelAuction },
-    /// A read of the catalogue.
-    Query { token: u64, query: Query },
-    /// Opens an auction (at bootstrap).
-    Open(OpenAuction),
+pub enum Event<M: StateMachine> {
+    /// A command to sequence, already checked for malformed input; its
+    /// output is released as [`Reply::Applied`] once it is committed.
+    /// Without a token nobody waits for it (the bootstrap's own commands).
+    Propose { token: Option<u64>, command: M::Command },
+    /// A read, answered from everything sequenced so far and released as
+    /// [`Reply::Read`] once that is committed.
+    Read { token: u64, query: M::Query },
     /// A backup opened a stream (`connection` tells this stream from the
     /// node's earlier ones) and holds a log ending at `last`; `incarnation`
     /// names the copy of the node's state it speaks for.
@@ -86,20 +74,21 @@ pub enum Event {
 
 /// A message for one backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    Snapshot(Box<Snapshot>),
+pub enum Message<M: StateMachine> {
+    Snapshot(Box<Snapshot<M>>),
     /// Shared between the backups it goes to.
-    Entries(Arc<Vec<Entry>>),
+    Entries(Arc<Vec<Entry<M::Command>>>),
 }
 
 /// The answer to a client, released once what it depends on is committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    Bid(BidOutcome),
-    Result(Result<AuctionView, ReadError>),
-    Created(CreateOutcome),
-    Cancelled(CancelOutcome),
-    Query(Result<QueryAnswer, QueryError>),
+pub enum Reply<M: StateMachine> {
+    /// A proposed command was applied at `index` and yielded `output`.
+    Applied {
+        index: u64,
+        output: M::Output,
+    },
+    Read(M::Answer),
     /// The index of the member's committed removal; `None` if it was not a
     /// member (or is this leader, which cannot remove itself).
     MemberRemoved(Option<u64>),
@@ -107,15 +96,22 @@ pub enum Reply {
 
 /// What the node layer must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<M: StateMachine> {
     Send {
         to: NodeId,
         connection: u64,
-        message: Message,
+        message: Message<M>,
     },
     Reply {
         token: u64,
-        reply: Reply,
+        reply: Reply<M>,
+    },
+    /// Every entry up to `index` is committed and may be shown to
+    /// watchers: held by every member, whoever leads next (a new leader's
+    /// inherited entries count only once its takeover commits). Emitted
+    /// each time the index moves on.
+    Publish {
+        index: u64,
     },
     /// Close the stream of a backup that left the membership.
     Disconnect {
@@ -125,7 +121,7 @@ pub enum Action {
     /// Write these entries to this node's own disk (durable only), in
     /// parallel with sending them: the same batch the backups get.
     Persist {
-        entries: Arc<Vec<Entry>>,
+        entries: Arc<Vec<Entry<M::Command>>>,
     },
     /// Store this membership record with the coordinator, by compare-and-set
     /// of the version before it; answer with [`Event::RecordStored`]. One
@@ -189,15 +185,15 @@ struct Departure {
 
 /// A reply held back until `index` is committed.
 #[derive(Debug)]
-struct HeldReply {
+struct HeldReply<M: StateMachine> {
     index: u64,
     token: u64,
-    reply: Reply,
+    reply: Reply<M>,
 }
 
-/// The leader's state machine.
+/// The leader's half of the protocol, over the state machine `M`.
 #[derive(Debug)]
-pub struct Leader {
+pub struct Leader<M: StateMachine> {
     id: NodeId,
     /// The copy of this node's state that leads, as the record lists it.
     incarnation: u64,
@@ -207,11 +203,11 @@ pub struct Leader {
     record: MembershipRecord,
     /// The record being written, if a write is in flight (one at a time).
     record_in_flight: Option<MembershipRecord>,
-    state: ReplicatedState,
-    settings: LeaderSettings,
+    state: ReplicatedState<M>,
+    settings: LeaderSettings<M::Settings>,
     /// Recent entries, oldest first, for catch-up by suffix, each with when
     /// it was appended (for the backups' ack deadlines).
-    tail: VecDeque<(Entry, Instant)>,
+    tail: VecDeque<(Entry<M::Command>, Instant)>,
     /// The position just before the tail's first entry: a backup that holds
     /// exactly this log (every backup, right after a takeover) needs only
     /// the tail, not a snapshot.
@@ -227,20 +223,22 @@ pub struct Leader {
     /// it inherited count as committed for watchers only once this one is,
     /// since a successor may lack them until then.
     first_index: u64,
+    /// The index last announced by [`Action::Publish`].
+    published: Option<u64>,
     /// Removed backups (they never ack their own removal), until every remaining
     /// backup has applied their removal.
     departing: Vec<Departure>,
-    held: VecDeque<HeldReply>,
+    held: VecDeque<HeldReply<M>>,
     /// Entries appended since the last flush, sent as one message each.
-    outbox: Vec<Entry>,
-    actions: Vec<Action>,
+    outbox: Vec<Entry<M::Command>>,
+    actions: Vec<Action<M>>,
 }
 
-impl Leader {
+impl<M: StateMachine> Leader<M> {
     /// Bootstraps a new cluster: the first leader, alone. `record` is the
     /// stored record that names the cluster and lists this node, and
     /// `epoch` the one its epoch number gives (see [`super::epoch_of_record`]).
-    pub fn bootstrap(record: MembershipRecord, epoch: u64, settings: LeaderSettings, now: Now) -> Self {
+    pub fn bootstrap(record: MembershipRecord, epoch: u64, settings: LeaderSettings<M::Settings>, now: Now) -> Self {
         let id = record.members.first().map(|member| member.node.clone()).unwrap_or_default();
         let cluster_id = record.cluster_id.clone();
         let mut leader = Leader::new(id.clone(), epoch, record, ReplicatedState::default(), settings);
@@ -253,13 +251,13 @@ impl Leader {
     /// first, then the backups it expects back, which the record lists, not
     /// its log (a removal stored but not yet spread is in the record only).
     /// It waits for each, up to the ack timeout, before it commits anything:
-    /// a backup that missed entries must get them before a bid is
+    /// a backup that missed entries must get them before a command is
     /// acknowledged without it.
     pub fn take_over(
-        state: ReplicatedState,
+        state: ReplicatedState<M>,
         record: MembershipRecord,
         epoch: u64,
-        settings: LeaderSettings,
+        settings: LeaderSettings<M::Settings>,
         now: Now,
     ) -> Self {
         let id = record.members.first().map(|member| member.node.clone()).unwrap_or_default();
@@ -283,7 +281,13 @@ impl Leader {
         leader
     }
 
-    fn new(id: NodeId, epoch: u64, record: MembershipRecord, state: ReplicatedState, settings: LeaderSettings) -> Self {
+    fn new(
+        id: NodeId,
+        epoch: u64,
+        record: MembershipRecord,
+        state: ReplicatedState<M>,
+        settings: LeaderSettings<M::Settings>,
+    ) -> Self {
         Leader {
             id,
             incarnation: record.members.first().map_or(0, |member| member.incarnation),
@@ -293,6 +297,7 @@ impl Leader {
             commit_index: state.last.index,
             persisted_index: if settings.durable { 0 } else { u64::MAX },
             first_index: state.last.index + 1,
+            published: None,
             tail_base: state.last,
             state,
             settings,
@@ -319,7 +324,7 @@ impl Leader {
         self.epoch
     }
 
-    pub fn state(&self) -> &ReplicatedState {
+    pub fn state(&self) -> &ReplicatedState<M> {
         &self.state
     }
 
@@ -355,26 +360,16 @@ impl Leader {
     }
 
     /// Handles one event. Call [`Leader::take_actions`] after one or more.
-    pub fn handle(&mut self, event: Event, now: Now) {
+    pub fn handle(&mut self, event: Event<M>, now: Now) {
         match event {
-            Event::Bid { token, bid } => self.on_bid(token, bid, now),
-            Event::Read { token, auction_id } => self.on_read(token, &auction_id, now),
-            Event::Create { token, create } => self.on_create(token, create, now),
-            Event::Cancel { token, mut cancel } => {
-                cancel.at_unix_ms = self.stamp(now);
-                cancel.retain_ms = u64::try_from(self.settings.retain_closed.as_millis()).unwrap_or(u64::MAX);
-                let (index, applied) = self.append(Payload::Command(Command::Cancel(cancel)), now);
-                let Applied::Cancelled(outcome) = applied else { unreachable!("a cancel yields a cancel outcome") };
-                self.held.push_back(HeldReply { index, token, reply: Reply::Cancelled(outcome) });
-            }
-            Event::Query { token, query } => {
-                // As a Result: answered from everything sequenced so far,
-                // released once that is committed.
-                let answer = self.state.book.query(&query, self.stamp(now));
-                self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Query(answer) });
-            }
-            Event::Open(open) => {
-                self.append(Payload::Command(Command::Open(open)), now);
+            Event::Propose { token, command } => self.on_propose(token, command, now),
+            Event::Read { token, query } => {
+                // The answer covers every entry sequenced so far; it is
+                // released only once they are all committed, so it never
+                // shows what could still be lost, and shows everything
+                // acknowledged before it.
+                let answer = self.state.machine.read(&query, self.stamp(now));
+                self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Read(answer) });
             }
             Event::BackupConnected { node, incarnation, connection, last } => {
                 self.on_backup_connected(Member { node, incarnation }, connection, last, now);
@@ -407,6 +402,17 @@ impl Leader {
         self.advance_commit();
         self.admit_caught_up_learners(now);
         self.store_record_if_changed();
+        self.publish_if_moved();
+    }
+
+    /// Announces the published index when it moved on.
+    fn publish_if_moved(&mut self) {
+        if let Some(index) = self.published_index()
+            && self.published != Some(index)
+        {
+            self.published = Some(index);
+            self.actions.push(Action::Publish { index });
+        }
     }
 
     /// Starts the write of the record when the members that gate commits
@@ -439,38 +445,20 @@ impl Leader {
 
     /// The actions to perform, in order, with new entries flushed to every
     /// connected backup as one message.
-    pub fn take_actions(&mut self) -> Vec<Action> {
+    pub fn take_actions(&mut self) -> Vec<Action<M>> {
         self.flush();
         std::mem::take(&mut self.actions)
     }
 
-    fn on_bid(&mut self, token: u64, mut bid: Bid, now: Now) {
+    fn on_propose(&mut self, token: Option<u64>, mut command: M::Command, now: Now) {
         // A retry of a request whose first execution is not yet committed
         // must not be answered before it is; sequencing the retry as an entry
         // of its own gets the remembered outcome, released after the first.
-        bid.at_unix_ms = self.stamp(now);
-        let (index, applied) = self.append(Payload::Command(Command::Bid(bid)), now);
-        let Applied::Bid(outcome) = applied else { unreachable!("applying a bid always yields a bid outcome") };
-        self.held.push_back(HeldReply { index, token, reply: Reply::Bid(outcome) });
-    }
-
-    fn on_create(&mut self, token: u64, mut create: CreateAuction, now: Now) {
-        create.at_unix_ms = self.stamp(now);
-        if create.duration_ms > 0 {
-            let duration_ms = i64::try_from(create.duration_ms).unwrap_or(i64::MAX);
-            create.ends_at_unix_ms = create.at_unix_ms.saturating_add(duration_ms);
+        M::stamp(&mut command, self.stamp(now), &self.settings.machine);
+        let (index, output) = self.append(Payload::Command(command), now);
+        if let (Some(token), Some(output)) = (token, output) {
+            self.held.push_back(HeldReply { index, token, reply: Reply::Applied { index, output } });
         }
-        let (index, applied) = self.append(Payload::Command(Command::Create(create)), now);
-        let Applied::Created(outcome) = applied else { unreachable!("applying a create yields a create outcome") };
-        self.held.push_back(HeldReply { index, token, reply: Reply::Created(outcome) });
-    }
-
-    fn on_read(&mut self, token: u64, auction_id: &str, now: Now) {
-        // The view covers every entry sequenced so far; it is released only
-        // once they are all committed, so it never shows a bid that could
-        // still be lost, and shows every bid acknowledged before it.
-        let view = self.state.book.view(auction_id, self.stamp(now));
-        self.held.push_back(HeldReply { index: self.state.last.index, token, reply: Reply::Result(view) });
     }
 
     fn on_backup_connected(&mut self, member: Member, connection: u64, last: LogPosition, now: Now) {
@@ -556,7 +544,7 @@ impl Leader {
 
     /// The entries a backup whose log ends at `last` lacks, if its log is a
     /// prefix of this one and the tail still holds them.
-    fn suffix_after(&self, last: LogPosition) -> Option<Vec<Entry>> {
+    fn suffix_after(&self, last: LogPosition) -> Option<Vec<Entry<M::Command>>> {
         if last == self.state.last {
             return Some(Vec::new());
         }
@@ -650,10 +638,8 @@ impl Leader {
         for node in timed_out {
             self.remove_backup(&node, now);
         }
-        let stamp = self.stamp(now);
-        for auction_id in self.state.book.overdue(stamp) {
-            let retain_ms = u64::try_from(self.settings.retain_closed.as_millis()).unwrap_or(u64::MAX);
-            self.append(Payload::Command(Command::Close { auction_id, at_unix_ms: stamp, retain_ms }), now);
+        for command in self.state.machine.due(self.stamp(now), &self.settings.machine) {
+            self.append(Payload::Command(command), now);
         }
     }
 
@@ -723,9 +709,9 @@ impl Leader {
     }
 
     /// Sequences and applies one entry, and queues it for the backups.
-    fn append(&mut self, payload: Payload, now: Now) -> (u64, Applied) {
+    fn append(&mut self, payload: Payload<M::Command>, now: Now) -> (u64, Option<M::Output>) {
         let entry = Entry { epoch: self.epoch, index: self.state.last.index + 1, payload };
-        let applied = self.state.apply(&entry);
+        let output = self.state.apply(&entry);
         for progress in self.backups.values_mut() {
             progress.owing_since.get_or_insert(now.instant);
         }
@@ -736,7 +722,7 @@ impl Leader {
         }
         self.tail.push_back((entry.clone(), now.instant));
         self.outbox.push(entry);
-        (self.state.last.index, applied)
+        (self.state.last.index, output)
     }
 
     /// Sends the entries appended since the last flush to every connected

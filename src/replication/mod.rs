@@ -1,13 +1,16 @@
 //! The primary-backup replication core, sans I/O.
 //!
 //! [`Leader`] and [`Backup`] are state machines: the node layer feeds them
-//! events (a client command, an ack, entries from the leader, a lost peer, a
-//! tick) with the current time, and performs the [`Action`]s they emit. They
-//! own no sockets, tasks or clocks, so the protocol is unit-tested with an
-//! in-memory network (see the tests module).
+//! events (a proposed command, a read, an ack, entries from the leader, a
+//! lost peer, a tick) with the current time, and performs the [`Action`]s
+//! they emit. They own no sockets, tasks or clocks, so the protocol is
+//! unit-tested with an in-memory network (see the tests module). They are
+//! generic over the [`StateMachine`] they replicate, and know nothing of
+//! what its commands mean.
 
 mod backup;
 mod leader;
+mod machine;
 mod record;
 mod state;
 mod status;
@@ -16,7 +19,8 @@ mod takeover;
 mod tests;
 
 pub use backup::{Backup, ReplicationError};
-pub use leader::{Action, DEFAULT_RETAIN_CLOSED, Event, Leader, LeaderSettings, Message, Reply};
+pub use leader::{Action, Event, Leader, LeaderSettings, Message, Reply};
+pub use machine::StateMachine;
 pub use record::{Member, MembershipRecord, UNKNOWN_INCARNATION};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 pub use status::{DiskCounts, NodeStatus, RecordView, Role};

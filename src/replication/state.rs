@@ -1,9 +1,8 @@
-//! The replicated state: the auctions plus the membership, and the log
-//! entries that change them.
-
-use crate::auction::{Applied, AuctionBook, Command};
+//! The replicated state: the state machine's plus the membership, and the
+//! log entries that change them.
 
 use super::NodeId;
+use super::machine::StateMachine;
 
 /// Where a log ends: the epoch and index of its last entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -12,10 +11,11 @@ pub struct LogPosition {
     pub index: u64,
 }
 
-/// What an entry does.
+/// What an entry does: a command of the state machine, or a change of
+/// the membership.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Payload {
-    Command(Command),
+pub enum Payload<C> {
+    Command(C),
     /// A backup joined: it goes to the end of the leaderQueue.
     Join {
         node: NodeId,
@@ -35,13 +35,13 @@ pub enum Payload {
 
 /// One state change, in the order every replica applies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<C> {
     pub epoch: u64,
     pub index: u64,
-    pub payload: Payload,
+    pub payload: Payload<C>,
 }
 
-impl Entry {
+impl<C> Entry<C> {
     pub fn position(&self) -> LogPosition {
         LogPosition { epoch: self.epoch, index: self.index }
     }
@@ -49,11 +49,12 @@ impl Entry {
 
 /// Everything a replica holds, identical on every replica at the same index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplicatedState {
+pub struct ReplicatedState<M> {
     /// Drawn at bootstrap: a node never takes entries or a snapshot from a
     /// leader of another cluster, nor replaces its state with theirs.
     pub cluster_id: String,
-    pub book: AuctionBook,
+    /// The state machine's own state.
+    pub machine: M,
     /// The leader first, then the backups in join order: the tail is the
     /// leaderQueue, the order in which backups take over.
     pub membership: Vec<NodeId>,
@@ -64,31 +65,30 @@ pub struct ReplicatedState {
     pub clock_unix_ms: i64,
 }
 
-impl ReplicatedState {
-    /// Applies the next entry. The caller checks that it is the next one.
-    pub fn apply(&mut self, entry: &Entry) -> Applied {
+impl<M: StateMachine> ReplicatedState<M> {
+    /// Applies the next entry; a command's output, if it was one. The
+    /// caller checks that it is the next one.
+    pub fn apply(&mut self, entry: &Entry<M::Command>) -> Option<M::Output> {
         self.last = entry.position();
         match &entry.payload {
             Payload::Command(command) => {
-                self.clock_unix_ms = self.clock_unix_ms.max(crate::auction::command_time(command));
-                self.book.apply_at(entry.index, command)
+                self.clock_unix_ms = self.clock_unix_ms.max(M::command_time(command));
+                return Some(self.machine.apply(entry.index, command));
             }
             Payload::Join { node } => {
                 if !self.membership.contains(node) {
                     self.membership.push(node.clone());
                 }
-                Applied::Ignored
             }
             Payload::Remove { node } => {
                 self.membership.retain(|member| member != node);
-                Applied::Ignored
             }
             Payload::Takeover { leader, backups, cluster_id } => {
                 self.cluster_id.clone_from(cluster_id);
                 self.membership = std::iter::once(leader.clone()).chain(backups.iter().cloned()).collect();
-                Applied::Ignored
             }
         }
+        None
     }
 
     /// The backups in takeover order.
@@ -100,8 +100,8 @@ impl ReplicatedState {
 /// The whole state at one index, sent to a joining backup whose log is not
 /// a prefix of the leader's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct Snapshot<M> {
     /// The sending leader's epoch.
     pub epoch: u64,
-    pub state: ReplicatedState,
+    pub state: ReplicatedState<M>,
 }

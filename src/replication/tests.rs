@@ -12,8 +12,13 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auction::machine::{
+    Action, AuctionSettings, Backup, DEFAULT_RETAIN_CLOSED, Entry, Event, Leader, LeaderSettings, Message, Payload,
+    ReplicatedState, Reply, Snapshot,
+};
 use crate::auction::{
-    Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, ReadError, Reason, Verdict,
+    Applied, Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, Query, QueryAnswer,
+    QueryError, ReadError, Reason, Verdict,
 };
 
 use super::*;
@@ -38,8 +43,8 @@ fn settings() -> LeaderSettings {
         ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS),
         tail_capacity: 64,
         learner_timeout: Duration::from_millis(LEARNER_TIMEOUT_MS),
-        retain_closed: DEFAULT_RETAIN_CLOSED,
         durable: false,
+        machine: AuctionSettings { retain_closed: DEFAULT_RETAIN_CLOSED },
     }
 }
 
@@ -81,6 +86,9 @@ struct Cluster {
     hold_records: bool,
     /// Writes asked for and not yet answered, while held.
     held_records: VecDeque<u64>,
+    /// The indexes the leader announced as published, in order: tests of
+    /// publishing look here.
+    published: Vec<u64>,
 }
 
 /// The incarnation every node speaks for unless a test says otherwise.
@@ -116,14 +124,16 @@ impl Cluster {
             records: Vec::new(),
             hold_records: false,
             held_records: VecDeque::new(),
+            published: Vec::new(),
         };
-        cluster.step(Event::Open(OpenAuction {
+        let open = OpenAuction {
             auction_id: DEFAULT_AUCTION.to_string(),
             description: "a test auction".to_string(),
             minimum_amount: 1,
             ends_at_unix_ms: start.advanced(auction_ms).unix_ms,
             at_unix_ms: start.unix_ms,
-        }));
+        };
+        cluster.step(Event::Propose { token: None, command: Command::Open(open) });
         cluster
     }
 
@@ -164,6 +174,7 @@ impl Cluster {
                         stored.push(record.version);
                         self.records.push(record);
                     }
+                    Action::Publish { index } => self.published.push(index),
                     other => performed.push(other),
                 }
             }
@@ -213,8 +224,8 @@ impl Cluster {
                 Action::Reply { token, reply } => self.released.push((*token, reply.clone())),
                 // Tests say what the disk holds with `Event::Persisted`.
                 Action::Persist { .. } => {}
-                // Answered by `take_actions`.
-                Action::StoreRecord { .. } => {}
+                // Answered, or kept, by `take_actions`.
+                Action::StoreRecord { .. } | Action::Publish { .. } => {}
                 Action::Disconnect { node, connection } => {
                     if self.streams.get(node).is_some_and(|stream| stream.connection == *connection) {
                         self.streams.remove(node);
@@ -232,7 +243,7 @@ impl Cluster {
 
     fn bid_event(&mut self, bid: Bid) -> (u64, Event) {
         let token = self.next_token();
-        (token, Event::Bid { token, bid })
+        (token, Event::Propose { token: Some(token), command: Command::Bid(bid) })
     }
 
     fn send_bid(&mut self, bid: Bid) -> u64 {
@@ -249,7 +260,7 @@ impl Cluster {
 
     fn read_auction(&mut self, auction_id: &str) -> u64 {
         let token = self.next_token();
-        self.step(Event::Read { token, auction_id: auction_id.to_string() });
+        self.step(Event::Read { token, query: Query::View { auction_id: auction_id.to_string() } });
         token
     }
 
@@ -488,14 +499,14 @@ impl Cluster {
 
     fn outcome(&self, token: u64) -> &BidOutcome {
         match self.reply(token) {
-            Reply::Bid(outcome) => outcome,
+            Reply::Applied { output: Applied::Bid(outcome), .. } => outcome,
             other => panic!("reply {token} is not a bid's: {other:?}"),
         }
     }
 
     fn view(&self, token: u64) -> &AuctionView {
         match self.reply(token) {
-            Reply::Result(Ok(view)) => view,
+            Reply::Read(Ok(QueryAnswer::View(view))) => view,
             other => panic!("reply {token} is not a view: {other:?}"),
         }
     }
@@ -517,6 +528,11 @@ fn bid(bidder: &str, amount: u64, client_id: &str, request_id: u64) -> Bid {
 }
 
 /// The outcome of a bid that became the highest.
+/// The reply that releases a bid's outcome, applied at `index`.
+fn bid_replied(token: u64, index: u64, outcome: BidOutcome) -> Action {
+    Action::Reply { token, reply: Reply::Applied { index, output: Applied::Bid(outcome) } }
+}
+
 fn success(bidder: &str, amount: u64, registered: bool) -> BidOutcome {
     BidOutcome {
         verdict: Verdict::Success,
@@ -536,7 +552,7 @@ fn auction_over(highest_bidder: &str, highest_amount: u64) -> BidOutcome {
 }
 
 fn default_auction(state: &ReplicatedState) -> &Auction {
-    &state.book.auctions[DEFAULT_AUCTION]
+    &state.machine.auctions[DEFAULT_AUCTION]
 }
 
 fn entries_message(entries: Vec<Entry>) -> Message {
@@ -591,8 +607,38 @@ fn lone_leader_answers_a_bid_at_once() {
     let (alice, event) = cluster.bid_event(bid("alice", 10, "client-a", 1));
     let actions = cluster.step(event);
 
-    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    let index = cluster.leader.state().last.index;
+    assert_eq!(actions, vec![bid_replied(alice, index, success("alice", 10, true))]);
     assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
+}
+
+#[test]
+fn the_published_index_is_announced_as_commits_move_and_a_new_leader_announces_none_before_its_takeover_commits() {
+    let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
+    cluster.published.clear();
+    cluster.bid("alice", 10);
+    let alice_index = cluster.leader.state().last.index;
+    assert_eq!(cluster.published, Vec::<u64>::new(), "nothing new is committed yet");
+    cluster.settle();
+    assert_eq!(cluster.published, vec![alice_index]);
+    assert_eq!(cluster.leader.published_index(), Some(alice_index));
+    cluster.tick();
+    assert_eq!(cluster.published, vec![alice_index], "announced once, not again while it stays");
+
+    // node-2 takes over with an entry nobody else holds: what it inherited
+    // is published only once its takeover commits, with node-3 holding it.
+    cluster.bid("bob", 20);
+    cluster.deliver(NODE_2).expect("node-2 applies");
+    cluster.crash_leader_and_take_over(NODE_2);
+    cluster.published.clear();
+    let takeover_index = cluster.leader.state().last.index;
+    cluster.tick();
+    assert_eq!(cluster.published, Vec::<u64>::new());
+    assert_eq!(cluster.leader.published_index(), None);
+    cluster.connect(NODE_3);
+    cluster.settle();
+    assert_eq!(cluster.published, vec![takeover_index]);
+    assert_eq!(cluster.backup(NODE_3).state().last.index, takeover_index);
 }
 
 #[test]
@@ -610,7 +656,7 @@ fn bid_reply_waits_for_every_backup_to_ack() {
 
     // node-3's ack commits the entry and releases exactly alice's reply.
     let actions = cluster.deliver_acks(NODE_3);
-    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(actions, vec![bid_replied(alice, bid_index, success("alice", 10, true))]);
     assert_eq!(cluster.leader.commit_index(), bid_index);
 }
 
@@ -653,7 +699,7 @@ fn a_durable_leader_persists_each_batch_and_commits_only_what_its_disk_holds() {
     assert!(!cluster.is_released(alice));
 
     let actions = cluster.step(Event::Persisted { index: bid_index });
-    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(actions, vec![bid_replied(alice, bid_index, success("alice", 10, true))]);
     assert_eq!(cluster.leader.commit_index(), bid_index);
 }
 
@@ -756,7 +802,8 @@ fn read_of_an_unknown_auction_keeps_its_place_in_line() {
     cluster.settle();
 
     assert_eq!(cluster.released_tokens(), vec![alice, read]);
-    assert_eq!(cluster.reply(read), &Reply::Result(Err(ReadError::UnknownAuction("no-such-auction".to_string()))));
+    let unknown = ReadError::UnknownAuction("no-such-auction".to_string());
+    assert_eq!(cluster.reply(read), &Reply::Read(Err(QueryError::Read(unknown))));
 }
 
 // ---------------------------------------------------------------------------
@@ -1532,6 +1579,7 @@ fn new_leader_removes_an_expected_backup_that_never_comes_back_after_the_ack_tim
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
     cluster.crash_leader_and_take_over(NODE_2);
     let alice = cluster.bid("alice", 10);
+    let alice_index = cluster.leader.state().last.index;
 
     cluster.advance(ACK_TIMEOUT_MS - 1);
     assert_eq!(cluster.tick(), vec![]);
@@ -1540,7 +1588,7 @@ fn new_leader_removes_an_expected_backup_that_never_comes_back_after_the_ack_tim
     // now alone, answers alice.
     cluster.advance(1);
     let actions = cluster.tick();
-    assert_eq!(actions, vec![Action::Reply { token: alice, reply: Reply::Bid(success("alice", 10, true)) }]);
+    assert_eq!(actions, vec![bid_replied(alice, alice_index, success("alice", 10, true))]);
     assert_eq!(cluster.leader.state().membership, members(&[NODE_2]));
 }
 
@@ -2075,7 +2123,7 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
     // may not have answered alice yet: node-3 had not applied node-2's
     // removal when it crashed.)
     if cluster.is_released(alice) {
-        let remembered = cluster.leader.state().book.remembered("client-a", 1);
+        let remembered = cluster.leader.state().machine.remembered("client-a", 1);
         assert_eq!(
             remembered,
             Some(&success("alice", 10, true)),
@@ -2121,7 +2169,7 @@ fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
     assert!(matches!(decide(NODE_2, NODE_3), Succession::Wait { .. }));
     assert!(matches!(decide(NODE_3, NODE_2), Succession::TakeOver { .. }));
     cluster.crash_leader_and_take_over(NODE_3);
-    assert_eq!(cluster.leader.state().book.remembered("client-a", 1), Some(&success("alice", 10, true)));
+    assert_eq!(cluster.leader.state().machine.remembered("client-a", 1), Some(&success("alice", 10, true)));
 }
 
 #[test]
@@ -2185,7 +2233,7 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
     // bob was told SUCCESS: node-4 must hold his bid, and the leader's state.
     assert_eq!(cluster.outcome(bob), &success("bob", 20, true));
     assert_eq!(
-        cluster.backup(NODE_4).state().book.remembered("client-b", 1),
+        cluster.backup(NODE_4).state().machine.remembered("client-b", 1),
         Some(&success("bob", 20, true)),
         "node-4 kept node-2's epoch-2 entries and acked bob's index without his bid"
     );
@@ -2328,19 +2376,19 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
             for member in cluster.leader.state().leader_queue() {
                 let state = cluster.backup(member).state();
                 match reply {
-                    Reply::Bid(outcome) => {
+                    Reply::Applied { output: Applied::Bid(outcome), .. } => {
                         let request = &bids[token];
-                        let remembered = state.book.remembered(&request.client_id, request.request_id);
+                        let remembered = state.machine.remembered(&request.client_id, request.request_id);
                         assert_eq!(remembered, Some(outcome), "seed {seed}, step {step}: {member} lacks bid {token}");
                     }
-                    Reply::Result(Ok(view)) => {
+                    Reply::Read(Ok(QueryAnswer::View(view))) => {
                         assert!(
                             default_auction(state).accepted_bids >= view.accepted_bids,
                             "seed {seed}, step {step}: {member} lacks bids read by {token}"
                         );
                     }
-                    Reply::Result(Err(error)) => panic!("seed {seed}: read {token} failed: {error}"),
-                    Reply::Created(_) | Reply::Cancelled(_) | Reply::Query(_) | Reply::MemberRemoved(_) => {
+                    Reply::Read(Err(error)) => panic!("seed {seed}: read {token} failed: {error}"),
+                    Reply::Applied { .. } | Reply::Read(_) | Reply::MemberRemoved(_) => {
                         panic!("seed {seed}: this run creates, cancels, lists and removes nothing")
                     }
                 }
@@ -2374,13 +2422,13 @@ fn run_random_schedule(seed: u64, steps: u64, coverage: &mut Coverage) {
             }
             coverage.possible_successors += 1;
             for (token, reply) in &cluster.released {
-                if let Reply::Bid(outcome) = reply
+                if let Reply::Applied { output: Applied::Bid(outcome), .. } = reply
                     && outcome.verdict == Verdict::Success
                     && backed.contains(token)
                 {
                     let request = &bids[token];
                     assert_eq!(
-                        backup.state().book.remembered(&request.client_id, request.request_id),
+                        backup.state().machine.remembered(&request.client_id, request.request_id),
                         Some(outcome),
                         "seed {seed}, step {step}: {me} would take over without acknowledged bid {token}"
                     );

@@ -6,10 +6,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auction::{
-    AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, Query,
-    QueryAnswer, Verdict,
-};
+use crate::auction::machine::Proposed;
+use crate::auction::{Applied, AuctionEvent, AuctionView, BidOutcome, Command, Query, QueryAnswer, Verdict};
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
 use crate::transport::{
@@ -24,17 +22,24 @@ struct NullBackend {
 }
 
 impl Backend for NullBackend {
-    async fn bid(&self, bid: Bid) -> Result<BidOutcome, ServiceError> {
+    async fn propose(&self, command: Command) -> Result<Proposed, ServiceError> {
+        let Command::Bid(bid) = command else {
+            return Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()));
+        };
         // A node's SUCCESS names the new highest bid: the same bytes on the wire.
-        Ok(BidOutcome {
+        let outcome = BidOutcome {
             verdict: Verdict::Success,
             reason: None,
             highest_amount: bid.amount,
             highest_bidder: bid.bidder,
-        })
+        };
+        Ok(Proposed { index: None, output: Applied::Bid(outcome) })
     }
 
-    async fn result(&self, auction_id: String) -> Result<(AuctionView, NodeId), ServiceError> {
+    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), ServiceError> {
+        let Query::View { auction_id } = query else {
+            return Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()));
+        };
         let view = AuctionView {
             auction_id,
             over: false,
@@ -44,19 +49,7 @@ impl Backend for NullBackend {
             accepted_bids: 0,
             now_unix_ms: 0,
         };
-        Ok((view, self.node.clone()))
-    }
-
-    async fn create_auction(&self, _create: CreateAuction) -> Result<CreateOutcome, ServiceError> {
-        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
-    }
-
-    async fn cancel_auction(&self, _cancel: CancelAuction) -> Result<CancelOutcome, ServiceError> {
-        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
-    }
-
-    async fn query(&self, _query: Query) -> Result<QueryAnswer, ServiceError> {
-        Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
+        Ok((QueryAnswer::View(view), self.node.clone()))
     }
 
     fn watch(

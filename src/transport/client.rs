@@ -10,11 +10,12 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
+use crate::auction::machine::{Entry, Snapshot};
 use crate::auction::{
     AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome,
     CreateAuction, CreateOutcome, HistoryPage,
 };
-use crate::replication::{Entry, NodeStatus, Role, Snapshot};
+use crate::replication::{NodeStatus, Role};
 
 use super::pb::auction_client::AuctionClient;
 use super::pb::replication as rpb;

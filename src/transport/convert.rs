@@ -3,14 +3,13 @@
 
 use std::collections::VecDeque;
 
+use crate::auction::machine::{Entry, Payload, ReplicatedState, Snapshot};
 use crate::auction::{
     AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, CancelAuction,
     CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, NameProblem, OpenAuction, Party,
     Reason, RememberedOutcome, Verdict, WriteOutcome, render,
 };
-use crate::replication::{
-    DiskCounts, Entry, LogPosition, NodeStatus, Payload, RecordView, ReplicatedState, Role, Snapshot,
-};
+use crate::replication::{DiskCounts, LogPosition, NodeStatus, RecordView, Role};
 
 use super::Hello;
 use super::pb;
@@ -562,8 +561,8 @@ impl SnapshotChunks {
             membership: state.membership.clone(),
             clock_unix_ms: state.clock_unix_ms,
             cluster_id: state.cluster_id.clone(),
-            auctions_created: state.book.created,
-            compacted: state.book.compacted,
+            auctions_created: state.machine.created,
+            compacted: state.machine.compacted,
             ..rpb::Snapshot::default()
         }
     }
@@ -611,7 +610,7 @@ impl Iterator for SnapshotChunks {
         }
         let mut chunk = self.header();
         let mut budget = SNAPSHOT_CHUNK_ITEMS;
-        let book = &self.snapshot.state.book;
+        let book = &self.snapshot.state.machine;
         while budget > 0 {
             self.cursor = match std::mem::replace(&mut self.cursor, Cursor::Done) {
                 Cursor::NextAuction { after } => {
@@ -699,7 +698,7 @@ impl SnapshotAssembler {
             membership: chunk.membership,
             last: LogPosition { epoch: chunk.last_epoch, index: chunk.last_index },
             clock_unix_ms: chunk.clock_unix_ms,
-            book: AuctionBook::default(),
+            machine: AuctionBook::default(),
         };
         let partial = self.partial.get_or_insert_with(|| Snapshot { epoch: chunk.epoch, state: header.clone() });
         let same_header = partial.epoch == chunk.epoch
@@ -709,7 +708,7 @@ impl SnapshotAssembler {
             self.partial = None;
             return Err(MalformedMessage("a snapshot chunk from another snapshot"));
         }
-        let book = &mut partial.state.book;
+        let book = &mut partial.state.machine;
         book.created = chunk.auctions_created;
         book.compacted = chunk.compacted;
         for piece in chunk.auctions {
@@ -915,7 +914,7 @@ mod tests {
         }
         ReplicatedState {
             cluster_id: "c".into(),
-            book,
+            machine: book,
             membership: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
             last: LogPosition { epoch: 1 << 32, index: bidders + auctions as u64 },
             clock_unix_ms: 10,
@@ -966,7 +965,7 @@ mod tests {
                     }));
                 }
             }
-            let state = ReplicatedState { cluster_id: "c".into(), book, ..ReplicatedState::default() };
+            let state = ReplicatedState { cluster_id: "c".into(), machine: book, ..ReplicatedState::default() };
             let snapshot = Snapshot { epoch: 1 << 32, state };
             let mut assembler = SnapshotAssembler::default();
             let mut rebuilt = None;
@@ -1060,8 +1059,8 @@ mod tests {
             at_unix_ms: 20,
         };
         // A refusal that reaches the dedup table: below the highest bid.
-        state.book.apply(&Command::Bid(Bid { amount: 5, ..low.clone() }));
-        state.book.apply(&Command::Bid(Bid { amount: 1, client_id: "session-fail".into(), ..low.clone() }));
+        state.machine.apply(&Command::Bid(Bid { amount: 5, ..low.clone() }));
+        state.machine.apply(&Command::Bid(Bid { amount: 1, client_id: "session-fail".into(), ..low.clone() }));
         let snapshot = Snapshot { epoch: 1 << 32, state };
         let mut assembler = SnapshotAssembler::default();
         let mut rebuilt = None;
@@ -1070,7 +1069,7 @@ mod tests {
         }
         let rebuilt = rebuilt.expect("complete");
         assert_eq!(rebuilt, snapshot);
-        let remembered = rebuilt.state.book.remembered("session-fail", 1).expect("remembered");
+        let remembered = rebuilt.state.machine.remembered("session-fail", 1).expect("remembered");
         assert_eq!(
             remembered.reason,
             Some(Reason::NotHigher { amount: 1, highest: 5, highest_bidder: "carol".into() })

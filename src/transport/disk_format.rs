@@ -6,7 +6,7 @@
 
 use prost::Message as _;
 
-use crate::replication::{Entry, Snapshot};
+use crate::auction::machine::{Entry, Snapshot};
 
 use super::convert::{MalformedMessage, SnapshotAssembler, SnapshotChunks};
 use super::pb::replication as rpb;
@@ -51,8 +51,9 @@ pub fn decode_snapshot(mut bytes: &[u8]) -> Result<Snapshot, MalformedMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auction::machine::{Payload, ReplicatedState};
     use crate::auction::{Bid, Command, OpenAuction};
-    use crate::replication::{LogPosition, Payload, ReplicatedState};
+    use crate::replication::LogPosition;
 
     #[test]
     fn entries_and_snapshots_read_back_as_written_and_a_cut_snapshot_is_refused() {
@@ -68,7 +69,7 @@ mod tests {
         assert!(decode_entry(&[0xff, 0xff, 0xff]).is_err());
 
         let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
-        state.book.apply(&open);
+        state.machine.apply(&open);
         for n in 1..=10_000 {
             let bid = Bid {
                 auction_id: "vase".into(),
@@ -78,7 +79,7 @@ mod tests {
                 request_id: 1,
                 at_unix_ms: 5,
             };
-            state.book.apply(&Command::Bid(bid));
+            state.machine.apply(&Command::Bid(bid));
         }
         state.last = LogPosition { epoch: 1 << 32, index: 10_002 };
         let snapshot = Snapshot { epoch: 1 << 32, state };
@@ -95,7 +96,7 @@ mod tests {
     #[ignore]
     fn time_a_large_snapshot() {
         let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
-        state.book.apply(&Command::Open(OpenAuction {
+        state.machine.apply(&Command::Open(OpenAuction {
             auction_id: "vase".into(),
             description: String::new(),
             minimum_amount: 1,
@@ -111,7 +112,7 @@ mod tests {
                 request_id: 1,
                 at_unix_ms: 5,
             };
-            state.book.apply(&Command::Bid(bid));
+            state.machine.apply(&Command::Bid(bid));
         }
         state.last = LogPosition { epoch: 1 << 32, index: 1_000_001 };
         let started = std::time::Instant::now();

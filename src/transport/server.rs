@@ -14,11 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auction::{
-    AuctionEvent, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction, CreateOutcome, Query,
-    QueryAnswer,
-};
-use crate::replication::{LogPosition, Message, NodeId, NodeStatus};
+use crate::auction::machine::{Message, Proposed};
+use crate::auction::{Applied, AuctionEvent, CancelAuction, Command, CreateOutcome, Query, QueryAnswer};
+use crate::replication::{LogPosition, NodeId, NodeStatus};
 
 use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;
@@ -103,17 +101,11 @@ pub struct Hello {
 
 /// What the services need from the node.
 pub trait Backend: Send + Sync + 'static {
-    fn bid(&self, bid: Bid) -> impl Future<Output = Result<BidOutcome, ServiceError>> + Send;
-    /// A linearizable read, with the answering leader.
-    fn result(&self, auction_id: String) -> impl Future<Output = Result<(AuctionView, NodeId), ServiceError>> + Send;
-    /// A seller's new auction, sequenced and answered once committed.
-    fn create_auction(&self, create: CreateAuction)
-    -> impl Future<Output = Result<CreateOutcome, ServiceError>> + Send;
-    /// A seller's cancel of an auction with no bid yet, answered once committed.
-    fn cancel_auction(&self, cancel: CancelAuction)
-    -> impl Future<Output = Result<CancelOutcome, ServiceError>> + Send;
-    /// A linearizable read of the catalogue.
-    fn query(&self, query: Query) -> impl Future<Output = Result<QueryAnswer, ServiceError>> + Send;
+    /// A command, checked and sequenced, answered once committed: the one
+    /// path of every write.
+    fn propose(&self, command: Command) -> impl Future<Output = Result<Proposed, ServiceError>> + Send;
+    /// A linearizable read, with the node that answered.
+    fn read(&self, query: Query) -> impl Future<Output = Result<(QueryAnswer, NodeId), ServiceError>> + Send;
     /// The committed events after `after_revision` (0: from now on), of one
     /// auction or all, as they commit; ends with an error the client can
     /// resume from.
@@ -162,6 +154,14 @@ struct AuctionService<B> {
 
 type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
 
+impl<B: Backend> AuctionService<B> {
+    /// Proposes a command and takes its kind of output from what it came to.
+    async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
+        let proposed = self.backend.propose(command).await?;
+        output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
+    }
+}
+
 #[tonic::async_trait]
 impl<B: Backend> Auction for AuctionService<B> {
     type WatchStream = AuctionEventStream;
@@ -179,13 +179,16 @@ impl<B: Backend> Auction for AuctionService<B> {
 
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
         let bid = convert::bid_from_request(request.into_inner());
-        let outcome = self.backend.bid(bid).await?;
+        let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
         Ok(Response::new(outcome.into()))
     }
 
     async fn result(&self, request: Request<pb::ResultRequest>) -> Result<Response<pb::ResultReply>, Status> {
-        let (view, leader) = self.backend.result(request.into_inner().auction_id).await?;
-        Ok(Response::new(convert::result_reply(view, leader)))
+        let query = Query::View { auction_id: request.into_inner().auction_id };
+        match self.backend.read(query).await? {
+            (QueryAnswer::View(view), leader) => Ok(Response::new(convert::result_reply(view, leader))),
+            _ => Err(Status::internal("a result answered with something else")),
+        }
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
@@ -197,7 +200,7 @@ impl<B: Backend> Auction for AuctionService<B> {
         request: Request<pb::CreateAuctionRequest>,
     ) -> Result<Response<pb::CreateAuctionReply>, Status> {
         let outcome = match convert::create_from_request(request.into_inner()) {
-            Ok(create) => self.backend.create_auction(create).await?,
+            Ok(create) => self.propose(Command::Create(create), Applied::into_created).await?,
             Err(reason) => CreateOutcome::exception(reason),
         };
         Ok(Response::new(outcome.into()))
@@ -216,7 +219,7 @@ impl<B: Backend> Auction for AuctionService<B> {
             at_unix_ms: 0,
             retain_ms: 0,
         };
-        Ok(Response::new(self.backend.cancel_auction(cancel).await?.into()))
+        Ok(Response::new(self.propose(Command::Cancel(cancel), Applied::into_cancelled).await?.into()))
     }
 
     async fn list_auctions(
@@ -225,7 +228,7 @@ impl<B: Backend> Auction for AuctionService<B> {
     ) -> Result<Response<pb::ListAuctionsReply>, Status> {
         let request = request.into_inner();
         let query = Query::List { open_only: request.open_only, limit: request.limit, page_token: request.page_token };
-        match self.backend.query(query).await? {
+        match self.backend.read(query).await?.0 {
             QueryAnswer::Page(page) => Ok(Response::new(pb::ListAuctionsReply {
                 auctions: page.auctions.into_iter().map(pb::AuctionInfo::from).collect(),
                 next_page_token: page.next_page_token,
@@ -238,7 +241,7 @@ impl<B: Backend> Auction for AuctionService<B> {
         let request = request.into_inner();
         let query =
             Query::History { auction_id: request.auction_id, limit: request.limit, page_token: request.page_token };
-        match self.backend.query(query).await? {
+        match self.backend.read(query).await?.0 {
             QueryAnswer::History(page) => Ok(Response::new(pb::HistoryReply {
                 auction_id: page.auction_id,
                 bids: page.bids.into_iter().map(pb::AcceptedBid::from).collect(),
@@ -250,7 +253,7 @@ impl<B: Backend> Auction for AuctionService<B> {
 
     async fn get_auction(&self, request: Request<pb::GetAuctionRequest>) -> Result<Response<pb::AuctionInfo>, Status> {
         let query = Query::Get { auction_id: request.into_inner().auction_id };
-        match self.backend.query(query).await? {
+        match self.backend.read(query).await?.0 {
             QueryAnswer::Auction(info) => Ok(Response::new(info.into())),
             _ => Err(Status::internal("a get answered with something else")),
         }
