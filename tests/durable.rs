@@ -538,3 +538,69 @@ async fn nodes_that_snapshot_often_recover_from_snapshot_and_log_and_rejoin() {
     let lost: Vec<u64> = acknowledged.iter().copied().filter(|amount| !accepted.contains(amount)).collect();
     assert!(lost.is_empty(), "acknowledged bids lost: {lost:?} of {}", acknowledged.len());
 }
+
+/// Copies a directory tree (the fixtures hold files and folders only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read fixture") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// tests/fixtures/data-before-placement was written by the commit before
+/// bid outcomes carried their revision: one node (port 24500, slot 75),
+/// snapshot every 4 entries, nine bids from sessions `fixture-<bidder>`
+/// (a snapshot of format 0 at index 8, the log after it). This gavel
+/// recovers it whole: the bids in the snapshot and in the log, a retry of
+/// one remembered by the old snapshot answered as then (without a place,
+/// which it never recorded), and a retry of one in the log with its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_written_before_outcomes_carried_their_place_recovers() {
+    let data = DataDir::new(75);
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-before-placement"), &data.0);
+    let mut spec = spec(75, 1, &["--duration", "3650d"]);
+    spec.data_dir = Some(data.0.clone());
+    let cluster = LocalCluster::start(spec).await.expect("cluster starts");
+    cluster.wait_for_leader(SETTLE).await.expect("the node leads again");
+
+    let mut reader = client(&cluster);
+    let (view, _) = reader.result("").await.expect("result");
+    assert_eq!((view.highest_bidder.as_str(), view.highest_amount, view.accepted_bids), ("ann", 70, 7));
+
+    let server = cluster.client_address();
+    let mut connection = gavel::transport::AuctionConnection::new(
+        &gavel::transport::Network::tcp(),
+        &server,
+        &gavel::transport::TransportSettings::default(),
+        Duration::from_secs(2),
+    )
+    .expect("connection");
+    let retry = |bidder: &str, amount: u64, request_id: u64| gavel::auction::Bid {
+        auction_id: String::new(),
+        bidder: bidder.to_string(),
+        amount,
+        client_id: format!("fixture-{bidder}"),
+        request_id,
+        at_unix_ms: 0,
+    };
+    // bo's first bid (20) is remembered by the format-0 snapshot only.
+    let old = connection.bid(&retry("bo", 20, 1)).await.expect("retry");
+    assert_eq!((old.verdict, old.highest_amount, old.highest_bidder.as_str()), (Verdict::Success, 20, "bo"));
+    assert_eq!(old.placed, None, "the old snapshot never recorded where it stood");
+    // ann's third bid (70) is in the log after the snapshot: replayed with
+    // its place, which the history shows.
+    let recent = connection.bid(&retry("ann", 70, 3)).await.expect("retry");
+    assert_eq!((recent.verdict, recent.highest_amount), (Verdict::Success, 70));
+    let placed = recent.placed.expect("a bid from the log has its place");
+    let history = reader.history("", 100, "").await.expect("history");
+    let accepted = history.bids.iter().find(|bid| bid.amount == 70).expect("ann's 70 in the history");
+    assert_eq!((placed.revision, placed.at_unix_ms), (accepted.revision, accepted.at_unix_ms));
+    let (view, _) = reader.result("").await.expect("result");
+    assert_eq!(view.accepted_bids, 7, "the retries were answered, not applied again");
+}

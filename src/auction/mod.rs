@@ -69,6 +69,18 @@ pub struct BidOutcome {
     /// The highest bid after this one was applied.
     pub highest_amount: u64,
     pub highest_bidder: String,
+    /// Where an accepted bid stands in the log; `None` for a refused bid,
+    /// and for one accepted before outcomes carried it (a snapshot of
+    /// format 0 remembers none).
+    pub placed: Option<Placed>,
+}
+
+/// Where an accepted bid stands: the revision (log index) that applied it
+/// and the time the leader stamped it with, as its auction's history shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub revision: u64,
+    pub at_unix_ms: i64,
 }
 
 impl BidOutcome {
@@ -79,6 +91,7 @@ impl BidOutcome {
             reason: Some(reason),
             highest_amount: 0,
             highest_bidder: String::new(),
+            placed: None,
         }
     }
 }
@@ -723,6 +736,7 @@ impl AuctionBook {
             reason: Some(reason),
             highest_amount: auction.highest_amount,
             highest_bidder: auction.highest_bidder.clone(),
+            placed: None,
         };
         if auction.is_over(bid.at_unix_ms) {
             return fail(auction, Reason::AuctionOver);
@@ -765,6 +779,7 @@ impl AuctionBook {
             reason: registered.then(|| Reason::Registered { bidder: bid.bidder.clone() }),
             highest_amount: auction.highest_amount,
             highest_bidder: auction.highest_bidder.clone(),
+            placed: Some(Placed { revision, at_unix_ms: bid.at_unix_ms }),
         }
     }
 

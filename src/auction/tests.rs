@@ -198,6 +198,7 @@ fn the_first_bid_of_a_bidder_registers_it_and_takes_the_lead() {
             reason: Some(Reason::Registered { bidder: "alice".to_string() }),
             highest_amount: 10,
             highest_bidder: "alice".to_string(),
+            placed: Some(Placed { revision: 0, at_unix_ms: DURING_MS }),
         }
     );
     let auction = default_auction(&book);
@@ -626,6 +627,31 @@ fn a_retried_bid_returns_its_first_outcome_and_is_applied_once() {
     assert_eq!(book, after_first);
     assert_eq!(default_auction(&book).accepted_bids, 1);
     assert_eq!(book.remembered("client-1", 1), Some(&first));
+}
+
+#[test]
+fn an_accepted_bid_carries_its_revision_and_stamp_and_a_retry_replays_them() {
+    let mut book = book_with_default_auction(1);
+    let request = from_client(bid("alice", 10), "client-1", 1);
+
+    let first = match book.apply_at(7, &Command::Bid(request.clone())) {
+        Applied::Bid(outcome) => outcome,
+        other => panic!("a bid command produced {other:?}"),
+    };
+    let refused = match book.apply_at(8, &Command::Bid(bid("bob", 5))) {
+        Applied::Bid(outcome) => outcome,
+        other => panic!("a bid command produced {other:?}"),
+    };
+    let retry = match book.apply_at(9, &Command::Bid(request)) {
+        Applied::Bid(outcome) => outcome,
+        other => panic!("a bid command produced {other:?}"),
+    };
+
+    assert_eq!(first.placed, Some(Placed { revision: 7, at_unix_ms: DURING_MS }));
+    let accepted = &default_auction(&book).history[0];
+    assert_eq!((accepted.revision, accepted.at_unix_ms), (7, DURING_MS), "the history shows the same place");
+    assert_eq!(refused.placed, None, "a refused bid has no place");
+    assert_eq!(retry, first, "the retry replays the first place, not its own revision");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::auction::machine::{
     ReplicatedState, Reply, Snapshot,
 };
 use crate::auction::{
-    Applied, Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, Query, QueryAnswer,
+    Applied, Auction, AuctionView, Bid, BidOutcome, Command, DEFAULT_AUCTION, OpenAuction, Placed, Query, QueryAnswer,
     QueryError, ReadError, Reason, Verdict,
 };
 
@@ -497,6 +497,17 @@ impl Cluster {
             .unwrap_or_else(|| panic!("reply {token} was not released"))
     }
 
+    /// An accepted bid's outcome with its place in the log, as the leader's
+    /// history of the default auction shows the bid of that amount.
+    fn placed(&self, outcome: BidOutcome) -> BidOutcome {
+        let history = &default_auction(self.leader.state()).history;
+        let accepted = history.iter().find(|bid| bid.amount == outcome.highest_amount);
+        let accepted =
+            accepted.unwrap_or_else(|| panic!("no accepted bid of {} in the history", outcome.highest_amount));
+        let placed = Placed { revision: accepted.revision, at_unix_ms: accepted.at_unix_ms };
+        BidOutcome { placed: Some(placed), ..outcome }
+    }
+
     fn outcome(&self, token: u64) -> &BidOutcome {
         match self.reply(token) {
             Reply::Applied { output: Applied::Bid(outcome), .. } => outcome,
@@ -527,18 +538,20 @@ fn bid(bidder: &str, amount: u64, client_id: &str, request_id: u64) -> Bid {
     }
 }
 
-/// The outcome of a bid that became the highest.
 /// The reply that releases a bid's outcome, applied at `index`.
 fn bid_replied(token: u64, index: u64, outcome: BidOutcome) -> Action {
     Action::Reply { token, reply: Reply::Applied { index, output: Applied::Bid(outcome) } }
 }
 
+/// The outcome of a bid that became the highest, before its place in the
+/// log is known (see `Cluster::placed`).
 fn success(bidder: &str, amount: u64, registered: bool) -> BidOutcome {
     BidOutcome {
         verdict: Verdict::Success,
         reason: registered.then(|| Reason::Registered { bidder: bidder.to_string() }),
         highest_amount: amount,
         highest_bidder: bidder.to_string(),
+        placed: None,
     }
 }
 
@@ -548,6 +561,7 @@ fn auction_over(highest_bidder: &str, highest_amount: u64) -> BidOutcome {
         reason: Some(Reason::AuctionOver),
         highest_amount,
         highest_bidder: highest_bidder.to_string(),
+        placed: None,
     }
 }
 
@@ -608,7 +622,7 @@ fn lone_leader_answers_a_bid_at_once() {
     let actions = cluster.step(event);
 
     let index = cluster.leader.state().last.index;
-    assert_eq!(actions, vec![bid_replied(alice, index, success("alice", 10, true))]);
+    assert_eq!(actions, vec![bid_replied(alice, index, cluster.placed(success("alice", 10, true)))]);
     assert_eq!(cluster.leader.commit_index(), cluster.leader.state().last.index);
 }
 
@@ -656,7 +670,7 @@ fn bid_reply_waits_for_every_backup_to_ack() {
 
     // node-3's ack commits the entry and releases exactly alice's reply.
     let actions = cluster.deliver_acks(NODE_3);
-    assert_eq!(actions, vec![bid_replied(alice, bid_index, success("alice", 10, true))]);
+    assert_eq!(actions, vec![bid_replied(alice, bid_index, cluster.placed(success("alice", 10, true)))]);
     assert_eq!(cluster.leader.commit_index(), bid_index);
 }
 
@@ -699,7 +713,7 @@ fn a_durable_leader_persists_each_batch_and_commits_only_what_its_disk_holds() {
     assert!(!cluster.is_released(alice));
 
     let actions = cluster.step(Event::Persisted { index: bid_index });
-    assert_eq!(actions, vec![bid_replied(alice, bid_index, success("alice", 10, true))]);
+    assert_eq!(actions, vec![bid_replied(alice, bid_index, cluster.placed(success("alice", 10, true)))]);
     assert_eq!(cluster.leader.commit_index(), bid_index);
 }
 
@@ -751,8 +765,8 @@ fn replies_are_released_in_index_order() {
     assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![bob]);
     assert_eq!(replies(&cluster.deliver_next_ack(NODE_3)), vec![carol]);
 
-    assert_eq!(cluster.outcome(bob), &success("bob", 20, true));
-    assert_eq!(cluster.outcome(carol), &success("carol", 30, true));
+    assert_eq!(cluster.outcome(bob), &cluster.placed(success("bob", 20, true)));
+    assert_eq!(cluster.outcome(carol), &cluster.placed(success("carol", 30, true)));
 }
 
 #[test]
@@ -920,7 +934,7 @@ fn backup_lost_by_stream_end_is_removed_and_bidding_goes_on() {
     cluster.deliver(NODE_2).expect("node-2 applies the removal");
     assert_eq!(replies(&cluster.deliver_acks(NODE_2)), vec![alice]);
     assert_eq!(cluster.leader.commit_index(), remove_index);
-    assert_eq!(cluster.outcome(alice), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(alice), &cluster.placed(success("alice", 10, true)));
 
     // Bidding goes on with node-2 alone.
     let bob = cluster.bid("bob", 20);
@@ -1432,13 +1446,13 @@ fn retried_bid_returns_its_first_outcome_and_counts_once() {
     let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
     cluster.settle();
     assert_eq!(cluster.outcome(retry), cluster.outcome(first));
-    assert_eq!(cluster.outcome(first), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(first), &cluster.placed(success("alice", 10, true)));
 
     // Even once outbid, a retry gets the remembered outcome, not a new verdict.
     cluster.bid("bob", 20);
     let late_retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
     cluster.settle();
-    assert_eq!(cluster.outcome(late_retry), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(late_retry), &cluster.placed(success("alice", 10, true)));
 
     for state in [cluster.leader.state(), cluster.backup(NODE_2).state(), cluster.backup(NODE_3).state()] {
         assert_eq!(default_auction(state).accepted_bids, 2, "alice once, bob once");
@@ -1465,14 +1479,14 @@ fn retry_after_a_takeover_returns_the_acknowledged_first_outcome() {
     let mut cluster = Cluster::with_backups(&[NODE_2, NODE_3]);
     let first = cluster.send_bid(bid("alice", 10, "client-a", 1));
     cluster.settle();
-    assert_eq!(cluster.outcome(first), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(first), &cluster.placed(success("alice", 10, true)));
 
     cluster.crash_leader_and_take_over(NODE_2);
     cluster.connect(NODE_3);
     let retry = cluster.send_bid(bid("alice", 10, "client-a", 1));
     cluster.settle();
 
-    assert_eq!(cluster.outcome(retry), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(retry), &cluster.placed(success("alice", 10, true)));
     assert_eq!(default_auction(cluster.leader.state()).accepted_bids, 1);
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
 }
@@ -1493,7 +1507,7 @@ fn retry_after_a_takeover_returns_the_outcome_of_a_first_execution_nobody_heard_
     cluster.connect(NODE_3);
     cluster.settle();
 
-    assert_eq!(cluster.outcome(retry), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(retry), &cluster.placed(success("alice", 10, true)));
     assert_eq!(default_auction(cluster.leader.state()).accepted_bids, 1);
     assert_eq!(cluster.backup(NODE_3).state(), cluster.leader.state());
 }
@@ -1588,7 +1602,7 @@ fn new_leader_removes_an_expected_backup_that_never_comes_back_after_the_ack_tim
     // now alone, answers alice.
     cluster.advance(1);
     let actions = cluster.tick();
-    assert_eq!(actions, vec![bid_replied(alice, alice_index, success("alice", 10, true))]);
+    assert_eq!(actions, vec![bid_replied(alice, alice_index, cluster.placed(success("alice", 10, true)))]);
     assert_eq!(cluster.leader.state().membership, members(&[NODE_2]));
 }
 
@@ -1684,7 +1698,7 @@ fn bids_at_or_after_the_deadline_fail() {
     let after_close = cluster.bid("carol", 30);
     cluster.settle();
 
-    assert_eq!(cluster.outcome(just_in_time), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(just_in_time), &cluster.placed(success("alice", 10, true)));
     assert_eq!(cluster.outcome(at_deadline), &auction_over("alice", 10));
     assert_eq!(cluster.outcome(after_close), &auction_over("alice", 10));
     assert_eq!(default_auction(cluster.backup(NODE_2).state()).accepted_bids, 1);
@@ -1710,7 +1724,7 @@ fn deadline_is_identical_after_a_takeover() {
     cluster.advance(1);
     let too_late = cluster.bid("bob", 20);
     cluster.settle();
-    assert_eq!(cluster.outcome(in_time), &success("alice", 10, true));
+    assert_eq!(cluster.outcome(in_time), &cluster.placed(success("alice", 10, true)));
     assert_eq!(cluster.outcome(too_late), &auction_over("alice", 10));
 }
 
@@ -2126,7 +2140,7 @@ fn acknowledged_bid_survives_the_removal_of_a_lagging_backup_and_then_the_leader
         let remembered = cluster.leader.state().machine.remembered("client-a", 1);
         assert_eq!(
             remembered,
-            Some(&success("alice", 10, true)),
+            Some(&cluster.placed(success("alice", 10, true))),
             "alice was told SUCCESS, but {} took over without her bid",
             successors[0]
         );
@@ -2169,7 +2183,10 @@ fn a_backup_that_rejoined_but_has_not_acked_its_catch_up_never_takes_over() {
     assert!(matches!(decide(NODE_2, NODE_3), Succession::Wait { .. }));
     assert!(matches!(decide(NODE_3, NODE_2), Succession::TakeOver { .. }));
     cluster.crash_leader_and_take_over(NODE_3);
-    assert_eq!(cluster.leader.state().machine.remembered("client-a", 1), Some(&success("alice", 10, true)));
+    assert_eq!(
+        cluster.leader.state().machine.remembered("client-a", 1),
+        Some(&cluster.placed(success("alice", 10, true)))
+    );
 }
 
 #[test]
@@ -2231,10 +2248,10 @@ fn successor_never_reuses_the_epoch_of_a_short_lived_leader() {
     cluster.settle();
 
     // bob was told SUCCESS: node-4 must hold his bid, and the leader's state.
-    assert_eq!(cluster.outcome(bob), &success("bob", 20, true));
+    assert_eq!(cluster.outcome(bob), &cluster.placed(success("bob", 20, true)));
     assert_eq!(
         cluster.backup(NODE_4).state().machine.remembered("client-b", 1),
-        Some(&success("bob", 20, true)),
+        Some(&cluster.placed(success("bob", 20, true))),
         "node-4 kept node-2's epoch-2 entries and acked bob's index without his bid"
     );
     assert_eq!(cluster.backup(NODE_4).state(), cluster.leader.state());

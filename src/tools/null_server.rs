@@ -4,10 +4,12 @@
 //! server's settings are a node's; `gavel bench --system null` measures it
 //! as the ceiling that the host, the transport and the load generator allow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::machine::Proposed;
-use crate::auction::{Applied, AuctionEvent, AuctionView, BidOutcome, Command, Query, QueryAnswer, Verdict};
+use crate::auction::{Applied, AuctionEvent, AuctionView, BidOutcome, Command, Placed, Query, QueryAnswer, Verdict};
 use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
 
 use crate::transport::{
@@ -19,6 +21,8 @@ use crate::transport::{
 struct NullBackend {
     /// The address it answers status probes with.
     node: NodeId,
+    /// Counts the bids it answered, as a node's log would.
+    revision: AtomicU64,
 }
 
 impl Backend for NullBackend {
@@ -32,6 +36,11 @@ impl Backend for NullBackend {
             reason: None,
             highest_amount: bid.amount,
             highest_bidder: bid.bidder,
+            // A node's place of the bid: the same fields on the wire.
+            placed: Some(Placed {
+                revision: self.revision.fetch_add(1, Ordering::Relaxed) + 1,
+                at_unix_ms: bid.at_unix_ms,
+            }),
         };
         Ok(Proposed { index: None, output: Applied::Bid(outcome) })
     }
@@ -100,5 +109,12 @@ pub async fn serve_null(
     // As a leader serves its client port: the client API only, under the
     // same connection cap.
     let incoming = limit_connections(incoming, MAX_CLIENT_CONNECTIONS);
-    serve(std::sync::Arc::new(NullBackend { node }), incoming, Services::Clients, settings, shutdown).await
+    serve(
+        std::sync::Arc::new(NullBackend { node, revision: AtomicU64::new(0) }),
+        incoming,
+        Services::Clients,
+        settings,
+        shutdown,
+    )
+    .await
 }

@@ -7,7 +7,7 @@ use crate::auction::machine::{Entry, Payload, ReplicatedState, Snapshot};
 use crate::auction::{
     AcceptedBid, Auction, AuctionBook, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, CancelAuction,
     CancelOutcome, ClientSession, Command, CreateAuction, CreateOutcome, EventKind, NameProblem, OpenAuction, Party,
-    Reason, RememberedOutcome, Verdict, WriteOutcome, render,
+    Placed, Reason, RememberedOutcome, Verdict, WriteOutcome, render,
 };
 use crate::replication::{DiskCounts, LogPosition, NodeStatus, RecordView, Role};
 
@@ -170,8 +170,15 @@ impl From<BidOutcome> for pb::BidReply {
             typed_reason: reason_to_pb(&outcome.reason),
             highest_amount: outcome.highest_amount,
             highest_bidder: outcome.highest_bidder,
+            revision: outcome.placed.map_or(0, |placed| placed.revision),
+            at_unix_ms: outcome.placed.map_or(0, |placed| placed.at_unix_ms),
         }
     }
+}
+
+/// A bid's place from the wire: a revision of 0 means none.
+fn placed_from(revision: u64, at_unix_ms: i64) -> Option<Placed> {
+    (revision > 0).then_some(Placed { revision, at_unix_ms })
 }
 
 impl TryFrom<pb::BidReply> for BidOutcome {
@@ -183,6 +190,7 @@ impl TryFrom<pb::BidReply> for BidOutcome {
             reason: reason_from_pb(reply.typed_reason)?,
             highest_amount: reply.highest_amount,
             highest_bidder: reply.highest_bidder,
+            placed: placed_from(reply.revision, reply.at_unix_ms),
         })
     }
 }
@@ -476,6 +484,10 @@ fn remembered_outcome(remembered: &RememberedOutcome) -> rpb::RememberedOutcome 
             message.reason = reason_to_pb(&outcome.reason);
             message.highest_amount = outcome.highest_amount;
             message.highest_bidder.clone_from(&outcome.highest_bidder);
+            if let Some(placed) = outcome.placed {
+                message.revision = placed.revision;
+                message.at_unix_ms = placed.at_unix_ms;
+            }
         }
         WriteOutcome::Cancel(outcome) => {
             message.cancel = true;
@@ -507,9 +519,15 @@ fn write_outcome(remembered: rpb::RememberedOutcome) -> Result<WriteOutcome, Mal
             reason,
             highest_amount: remembered.highest_amount,
             highest_bidder: remembered.highest_bidder,
+            placed: placed_from(remembered.revision, remembered.at_unix_ms),
         })
     })
 }
+
+/// The snapshot format written: 1 since remembered bid outcomes carry their
+/// revision and stamp (format 0 did not; such a snapshot still reads, its
+/// remembered bids without a place).
+pub const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Items (auctions, bidders, a quarter of a session) per snapshot chunk:
 /// a chunk stays well under a megabyte however large the state.
@@ -563,6 +581,7 @@ impl SnapshotChunks {
             cluster_id: state.cluster_id.clone(),
             auctions_created: state.machine.created,
             compacted: state.machine.compacted,
+            format: SNAPSHOT_FORMAT,
             ..rpb::Snapshot::default()
         }
     }
@@ -692,6 +711,10 @@ pub struct SnapshotAssembler {
 impl SnapshotAssembler {
     /// Adds a chunk; the whole snapshot once the last one came.
     pub fn add(&mut self, chunk: rpb::Snapshot) -> Result<Option<Snapshot>, MalformedMessage> {
+        if chunk.format > SNAPSHOT_FORMAT {
+            self.partial = None;
+            return Err(MalformedMessage("a snapshot of a newer format than this gavel reads"));
+        }
         let more = chunk.more;
         let header = ReplicatedState {
             cluster_id: chunk.cluster_id,
@@ -879,38 +902,55 @@ mod tests {
     use super::*;
     use crate::auction::{Command, OpenAuction};
 
+    /// The next revision, as a log numbers its entries: an accepted bid's
+    /// place is a revision above 0.
+    fn next_revision(revision: &mut u64) -> u64 {
+        *revision += 1;
+        *revision
+    }
+
     /// A state with a few auctions, one of many bidders, and many sessions.
     fn large_state(bidders: u64, auctions: usize) -> ReplicatedState {
+        let mut revision = 0;
         let mut book = AuctionBook::default();
         for i in 0..auctions {
-            book.apply(&Command::Open(OpenAuction {
-                auction_id: format!("auction-{i}"),
-                description: "d".repeat(100),
-                minimum_amount: 1,
-                ends_at_unix_ms: 1_000_000,
-                at_unix_ms: 0,
-            }));
+            book.apply_at(
+                next_revision(&mut revision),
+                &Command::Open(OpenAuction {
+                    auction_id: format!("auction-{i}"),
+                    description: "d".repeat(100),
+                    minimum_amount: 1,
+                    ends_at_unix_ms: 1_000_000,
+                    at_unix_ms: 0,
+                }),
+            );
         }
-        book.apply(&Command::Create(CreateAuction {
-            seller: "sam".into(),
-            title: "a lamp".into(),
-            description: String::new(),
-            minimum_amount: 3,
-            duration_ms: 0,
-            ends_at_unix_ms: 2_000_000,
-            client_id: "seller".into(),
-            request_id: 1,
-            at_unix_ms: 5,
-        }));
-        for n in 1..=bidders {
-            book.apply(&Command::Bid(Bid {
-                auction_id: "auction-1".into(),
-                bidder: format!("bidder-{n}"),
-                amount: n,
-                client_id: format!("session-{n}"),
+        book.apply_at(
+            next_revision(&mut revision),
+            &Command::Create(CreateAuction {
+                seller: "sam".into(),
+                title: "a lamp".into(),
+                description: String::new(),
+                minimum_amount: 3,
+                duration_ms: 0,
+                ends_at_unix_ms: 2_000_000,
+                client_id: "seller".into(),
                 request_id: 1,
-                at_unix_ms: 10,
-            }));
+                at_unix_ms: 5,
+            }),
+        );
+        for n in 1..=bidders {
+            book.apply_at(
+                next_revision(&mut revision),
+                &Command::Bid(Bid {
+                    auction_id: "auction-1".into(),
+                    bidder: format!("bidder-{n}"),
+                    amount: n,
+                    client_id: format!("session-{n}"),
+                    request_id: 1,
+                    at_unix_ms: 10,
+                }),
+            );
         }
         ReplicatedState {
             cluster_id: "c".into(),
@@ -943,26 +983,33 @@ mod tests {
     /// chunks: every bidder arrives.
     #[test]
     fn auctions_of_any_size_reassemble_exactly_across_chunks() {
+        let mut revision = 0;
         for sizes in [[4094, 10, 3], [4093, 4096, 1], [1, 4095, 8190], [4095, 0, 4097], [2, 4094, 2]] {
             let mut book = AuctionBook::default();
             for (i, size) in sizes.iter().enumerate() {
                 let id = format!("auction-{i}");
-                book.apply(&Command::Open(OpenAuction {
-                    auction_id: id.clone(),
-                    description: String::new(),
-                    minimum_amount: 1,
-                    ends_at_unix_ms: 1_000_000,
-                    at_unix_ms: 0,
-                }));
-                for n in 1..=*size {
-                    book.apply(&Command::Bid(Bid {
+                book.apply_at(
+                    next_revision(&mut revision),
+                    &Command::Open(OpenAuction {
                         auction_id: id.clone(),
-                        bidder: format!("b{n:05}"),
-                        amount: n,
-                        client_id: String::new(),
-                        request_id: 0,
-                        at_unix_ms: 10,
-                    }));
+                        description: String::new(),
+                        minimum_amount: 1,
+                        ends_at_unix_ms: 1_000_000,
+                        at_unix_ms: 0,
+                    }),
+                );
+                for n in 1..=*size {
+                    book.apply_at(
+                        next_revision(&mut revision),
+                        &Command::Bid(Bid {
+                            auction_id: id.clone(),
+                            bidder: format!("b{n:05}"),
+                            amount: n,
+                            client_id: String::new(),
+                            request_id: 0,
+                            at_unix_ms: 10,
+                        }),
+                    );
                 }
             }
             let state = ReplicatedState { cluster_id: "c".into(), machine: book, ..ReplicatedState::default() };
@@ -1049,6 +1096,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_keeps_a_refusal_as_a_value_and_a_retry_after_it_gets_the_same_one() {
+        let mut revision = 0;
         let mut state = large_state(2, 1);
         let low = Bid {
             auction_id: "auction-0".into(),
@@ -1059,8 +1107,11 @@ mod tests {
             at_unix_ms: 20,
         };
         // A refusal that reaches the dedup table: below the highest bid.
-        state.machine.apply(&Command::Bid(Bid { amount: 5, ..low.clone() }));
-        state.machine.apply(&Command::Bid(Bid { amount: 1, client_id: "session-fail".into(), ..low.clone() }));
+        state.machine.apply_at(next_revision(&mut revision), &Command::Bid(Bid { amount: 5, ..low.clone() }));
+        state.machine.apply_at(
+            next_revision(&mut revision),
+            &Command::Bid(Bid { amount: 1, client_id: "session-fail".into(), ..low.clone() }),
+        );
         let snapshot = Snapshot { epoch: 1 << 32, state };
         let mut assembler = SnapshotAssembler::default();
         let mut rebuilt = None;
@@ -1074,5 +1125,39 @@ mod tests {
             remembered.reason,
             Some(Reason::NotHigher { amount: 1, highest: 5, highest_bidder: "carol".into() })
         );
+    }
+
+    #[test]
+    fn a_remembered_bid_keeps_its_place_and_a_snapshot_of_format_0_reads_without_it() {
+        let state = large_state(3, 2);
+        let placed = state.machine.remembered("session-2", 1).and_then(|outcome| outcome.placed);
+        assert!(placed.is_some_and(|placed| placed.revision > 0), "{placed:?}");
+        let snapshot = Snapshot { epoch: 1 << 32, state };
+        let chunks: Vec<rpb::Snapshot> = SnapshotChunks::new(snapshot.clone()).collect();
+        assert!(chunks.iter().all(|chunk| chunk.format == SNAPSHOT_FORMAT));
+
+        let mut assembler = SnapshotAssembler::default();
+        let rebuilt = chunks.iter().cloned().map(|chunk| assembler.add(chunk).expect("well-formed")).last();
+        assert_eq!(rebuilt.flatten(), Some(snapshot.clone()));
+
+        // As the commit before wrote it: format 0, no place remembered.
+        let mut assembler = SnapshotAssembler::default();
+        let mut rebuilt = None;
+        for mut chunk in chunks.iter().cloned() {
+            chunk.format = 0;
+            for outcome in chunk.sessions.iter_mut().flat_map(|session| session.outcomes.iter_mut()) {
+                (outcome.revision, outcome.at_unix_ms) = (0, 0);
+            }
+            rebuilt = assembler.add(chunk).expect("format 0 reads");
+        }
+        let rebuilt = rebuilt.expect("complete");
+        let remembered = rebuilt.state.machine.remembered("session-2", 1).expect("remembered");
+        assert_eq!(remembered.placed, None);
+        assert_eq!(remembered.highest_amount, 2);
+
+        // A format this gavel does not know is refused, not misread.
+        let mut newer = chunks[0].clone();
+        newer.format = SNAPSHOT_FORMAT + 1;
+        assert!(SnapshotAssembler::default().add(newer).is_err());
     }
 }

@@ -55,8 +55,16 @@ mod tests {
     use crate::auction::{Bid, Command, OpenAuction};
     use crate::replication::LogPosition;
 
+    /// The next revision, as a log numbers its entries: an accepted bid's
+    /// place is a revision above 0.
+    fn next_revision(revision: &mut u64) -> u64 {
+        *revision += 1;
+        *revision
+    }
+
     #[test]
     fn entries_and_snapshots_read_back_as_written_and_a_cut_snapshot_is_refused() {
+        let mut revision = 0;
         let open = Command::Open(OpenAuction {
             auction_id: "vase".into(),
             description: "a vase".into(),
@@ -69,7 +77,7 @@ mod tests {
         assert!(decode_entry(&[0xff, 0xff, 0xff]).is_err());
 
         let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
-        state.machine.apply(&open);
+        state.machine.apply_at(next_revision(&mut revision), &open);
         for n in 1..=10_000 {
             let bid = Bid {
                 auction_id: "vase".into(),
@@ -79,7 +87,7 @@ mod tests {
                 request_id: 1,
                 at_unix_ms: 5,
             };
-            state.machine.apply(&Command::Bid(bid));
+            state.machine.apply_at(next_revision(&mut revision), &Command::Bid(bid));
         }
         state.last = LogPosition { epoch: 1 << 32, index: 10_002 };
         let snapshot = Snapshot { epoch: 1 << 32, state };
@@ -95,14 +103,18 @@ mod tests {
     #[test]
     #[ignore]
     fn time_a_large_snapshot() {
+        let mut revision = 0;
         let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
-        state.machine.apply(&Command::Open(OpenAuction {
-            auction_id: "vase".into(),
-            description: String::new(),
-            minimum_amount: 1,
-            ends_at_unix_ms: i64::MAX,
-            at_unix_ms: 0,
-        }));
+        state.machine.apply_at(
+            next_revision(&mut revision),
+            &Command::Open(OpenAuction {
+                auction_id: "vase".into(),
+                description: String::new(),
+                minimum_amount: 1,
+                ends_at_unix_ms: i64::MAX,
+                at_unix_ms: 0,
+            }),
+        );
         for n in 1..=1_000_000 {
             let bid = Bid {
                 auction_id: "vase".into(),
@@ -112,7 +124,7 @@ mod tests {
                 request_id: 1,
                 at_unix_ms: 5,
             };
-            state.machine.apply(&Command::Bid(bid));
+            state.machine.apply_at(next_revision(&mut revision), &Command::Bid(bid));
         }
         state.last = LogPosition { epoch: 1 << 32, index: 1_000_001 };
         let started = std::time::Instant::now();

@@ -30,7 +30,7 @@ pub struct Ports {
 /// | 10-12 | bad_input.rs |
 /// | 13 | tour.rs |
 /// | 14 | signals.rs |
-/// | 15, 43-47, 56-59 | durable.rs |
+/// | 15, 43-47, 56-59, 75 | durable.rs (75: the fixture data-before-placement, whose node is port 24500) |
 /// | 30-36, 39, 40 | hostile.rs |
 /// | 37, 38, 42 | catalogue.rs |
 /// | 41 | watch.rs |
