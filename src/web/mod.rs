@@ -14,7 +14,6 @@
 //! - `json`: the JSON shapes and their conversions, whole-number amounts.
 //! - `error`: refusals and failures as status codes and JSON errors.
 //! - `pool`: the clients lent to requests, and `Idempotency-Key` sessions.
-//! - `lookup`: an accepted bid's revision and stamp, found in its history.
 //! - `events`: `GET /events`, server-sent events.
 //! - `metrics`: `GET /metrics`, Prometheus' text format.
 //! - `page`: the web page at `/` (`index.html`) and `GET /cluster`.
@@ -23,7 +22,6 @@
 mod error;
 mod events;
 pub mod json;
-mod lookup;
 mod metrics;
 mod page;
 mod pool;
@@ -70,8 +68,6 @@ pub struct WebConfig {
 pub(crate) struct Web {
     cluster: pool::ClientPool,
     metrics: Arc<metrics::Metrics>,
-    /// Where this node last found accepted bids in each auction's history.
-    history_hints: lookup::HistoryHints,
     /// One permit per open event stream.
     streams: Arc<Semaphore>,
     /// The event streams' watch tasks.
@@ -97,7 +93,6 @@ fn state(config: &WebConfig, shutdown: CancellationToken) -> Result<Arc<Web>, Cl
     Ok(Arc::new(Web {
         cluster: pool::ClientPool::new(client_config)?,
         metrics: Arc::default(),
-        history_hints: lookup::HistoryHints::default(),
         streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
         tasks: TaskTracker::new(),
         shutdown,

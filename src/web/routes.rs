@@ -81,6 +81,17 @@ pub(super) async fn bids_from(
     }
 }
 
+/// The answer to a refused write, in its own words; a refusal that came
+/// back without them is the service's fault, not the request's.
+fn refused(verdict: Verdict, reason: Option<&Reason>) -> ApiError {
+    match reason {
+        Some(reason) => ApiError::refusal(verdict, reason),
+        None => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "refused_without_reason", "the service refused without saying why")
+        }
+    }
+}
+
 /// `GET /auctions`: every auction the cluster holds, in creation order.
 pub(super) async fn list_auctions(State(web): State<Arc<Web>>) -> Result<Json<Vec<Item>>, ApiError> {
     let mut client = web.cluster.lease()?;
@@ -118,8 +129,7 @@ pub(super) async fn create_auction(
     }
     let outcome = client.create_auction(create).await?;
     if outcome.verdict != Verdict::Success {
-        let reason = outcome.reason.unwrap_or(Reason::NoEnd);
-        return Err(ApiError::refusal(outcome.verdict, &reason));
+        return Err(refused(outcome.verdict, outcome.reason.as_ref()));
     }
     let info = read_auction(&mut client, &outcome.auction_id).await?;
     let location = HeaderValue::from_str(&format!("/auctions/{}", info.auction_id)).ok();
@@ -169,21 +179,30 @@ pub(super) async fn place_bid(
     };
     if outcome.verdict != Verdict::Success {
         web.metrics.count_bid(if outcome.verdict == Verdict::Fail { BidCount::Refused } else { BidCount::Invalid });
-        let reason = outcome.reason.unwrap_or(Reason::AmountZero);
-        return Err(ApiError::refusal(outcome.verdict, &reason));
+        return Err(refused(outcome.verdict, outcome.reason.as_ref()));
     }
     web.metrics.count_bid(BidCount::Accepted);
     let message = match &outcome.reason {
         Some(reason) => reason.to_string(),
         None => format!("{} now holds the highest bid", outcome.highest_bidder),
     };
-    let bid = match web.history_hints.find_accepted_bid(&mut client, &auction_id, outcome.highest_amount).await? {
-        Some(bid) => BidJson::of(&auction_id, &bid),
-        // Accepted, but its auction was forgotten since (a retry long
-        // after its close): the revision and the stamp went with it.
+    // An accepted bid is the highest as it is applied: the outcome names
+    // it, and where it stands in the log.
+    let bid = match outcome.placed {
+        Some(placed) => {
+            let accepted = AcceptedBid {
+                bidder: outcome.highest_bidder,
+                amount: outcome.highest_amount,
+                at_unix_ms: placed.at_unix_ms,
+                revision: placed.revision,
+            };
+            BidJson::of(&auction_id, &accepted)
+        }
+        // The retry of a bid accepted before outcomes carried their place
+        // (remembered by a snapshot of format 0): it has none to show.
         None => BidJson {
             id: String::new(),
-            participant_id: outcome.highest_bidder.clone(),
+            participant_id: outcome.highest_bidder,
             auction_item_id: auction_id.clone(),
             bid_price: outcome.highest_amount,
             timestamp: super::json::rfc3339(0),
