@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auction::machine::{Message, Proposed, ReplicatedState, Reply};
 use crate::auction::{self, AuctionBook, AuctionEvent, Command, EventKind, Query, QueryAnswer, QueryError, ReadError};
@@ -107,6 +108,8 @@ pub(super) struct Shared {
     /// What `grpc.health.v1` reports: the client API serves while this
     /// node leads.
     health: Health,
+    /// The watchers' tasks: a stopping node waits for them to end.
+    tasks: TaskTracker,
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
@@ -148,6 +151,7 @@ impl Shared {
             released: Mutex::new(Vec::new()),
             storage: Mutex::new(None),
             health: Health::default(),
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -174,6 +178,13 @@ impl Shared {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Waits for the tasks this node spawned for its watchers to end (each
+    /// ends once this node stops leading, or its watcher goes).
+    pub async fn tasks_ended(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     pub fn network(&self) -> &Network {
@@ -291,7 +302,7 @@ impl Backend for Shared {
         }
         let mut views = self.committed.subscribe();
         let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             // From now on when 0: the first view says where "now" is.
             let mut last = (after_revision > 0).then_some(after_revision);
             let mut first = true;

@@ -140,6 +140,9 @@ pub async fn run(
     if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, server).await.is_err() {
         debug!("node port connections still open; closing them");
     }
+    if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, shared.tasks_ended()).await.is_err() {
+        debug!("watchers' tasks still running; leaving them");
+    }
     result
 }
 

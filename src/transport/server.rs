@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -263,6 +264,8 @@ impl<B: Backend> Auction for AuctionService<B> {
 struct ReplicationService<B> {
     backend: Arc<B>,
     settings: TransportSettings,
+    /// Each stream's reader and writer: [`serve`] waits for them to end.
+    tasks: TaskTracker,
 }
 
 type FromLeaderStream = Pin<Box<dyn Stream<Item = Result<rpb::FromLeader, Status>> + Send>>;
@@ -293,7 +296,7 @@ impl<B: Backend> Replication for ReplicationService<B> {
         // flood of repeated acks costs its sender, not the leader's queue.
         let backend = Arc::clone(&self.backend);
         let closed = session.closed.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut highest = 0;
             loop {
                 let message = tokio::select! {
@@ -315,7 +318,7 @@ impl<B: Backend> Replication for ReplicationService<B> {
 
         // One task writes: it batches entries and sends heartbeats when idle.
         let (outbound, stream) = mpsc::channel(64);
-        tokio::spawn(write_to_backup(session, outbound, self.settings.heartbeat_interval));
+        self.tasks.spawn(write_to_backup(session, outbound, self.settings.heartbeat_interval));
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 
@@ -456,8 +459,10 @@ pub async fn serve<B: Backend>(
     };
     let auction = AuctionServer::new(AuctionService { backend: Arc::clone(&backend) })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE);
+    let tasks = TaskTracker::new();
     let peers = (services == Services::Node).then(|| {
-        ReplicationServer::new(ReplicationService { backend, settings: settings.clone() })
+        let service = ReplicationService { backend, settings: settings.clone(), tasks: tasks.clone() };
+        ReplicationServer::new(service)
             .max_decoding_message_size(MAX_FROM_BACKUP_MESSAGE)
             .max_encoding_message_size(MAX_REPLICATION_MESSAGE)
     });
@@ -468,7 +473,12 @@ pub async fn serve<B: Backend>(
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+        .await?;
+    // The streams' tasks end once their backend closes them (a leader that
+    // stops drops every stream) or their peer goes.
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
 }
 
 /// The HTTP/2 settings of every gavel server.
