@@ -9,6 +9,7 @@ use crate::auction::{
     CreateOutcome, HistoryPage,
 };
 use crate::replication::NodeStatus;
+pub use crate::transport::InvalidCode;
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 /// The default client port.
@@ -43,14 +44,63 @@ impl Default for ClientConfig {
     }
 }
 
+/// Why a request got no answer, by kind: the edges (the CLI, REST, the
+/// tools) choose what to say and do from the kind, never from the message.
+/// Each refusal displays the service's own sentence.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// No server answered before the deadline: the outcome is unknown.
     #[error("no server answered in {waited:?}: {last_error}")]
     Unreachable { waited: Duration, last_error: String },
-    /// The service refused the request (an unknown auction, say).
-    #[error("{0}")]
-    Rejected(String),
+    /// The leader said it was overloaded (RESOURCE_EXHAUSTED) until the
+    /// deadline: retry later. The outcome is unknown, as an earlier attempt
+    /// may have gone unanswered.
+    #[error("{message} (for {waited:?})")]
+    Overloaded { waited: Duration, message: String },
+    /// NOT_FOUND: `what` does not exist (an auction id, when the service
+    /// names it).
+    #[error("{message}")]
+    NotFound { what: Option<String>, message: String },
+    /// The request itself is wrong (INVALID_ARGUMENT or OUT_OF_RANGE of
+    /// the service, or an argument of the client's own, such as a bad
+    /// address).
+    #[error("{message}")]
+    Invalid { code: InvalidCode, message: String },
+    /// A watch after revision `asked`, whose events up to `compacted` are
+    /// gone: read the auctions afresh, and watch after what was read.
+    #[error("{message}")]
+    Compacted { asked: u64, compacted: u64, message: String },
+    /// The service refused the request otherwise (FAILED_PRECONDITION, or
+    /// an answer this client cannot read).
+    #[error("{message}")]
+    Refused { message: String },
+}
+
+impl ClientError {
+    /// Whether the service refused the request: it had no effect, and
+    /// sending it again unchanged would be refused again. (Not so for
+    /// [`ClientError::Unreachable`] and [`ClientError::Overloaded`], whose
+    /// outcome is unknown and which a later retry may get through.)
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, ClientError::Unreachable { .. } | ClientError::Overloaded { .. })
+    }
+
+    /// An argument of the client's own that it refuses before sending.
+    fn invalid(message: impl Into<String>) -> Self {
+        ClientError::Invalid { code: InvalidCode::InvalidArgument, message: message.into() }
+    }
+
+    /// The error of a call that is given up after `waited`, by kind.
+    fn from_call(error: CallError, waited: Duration) -> Self {
+        match error {
+            CallError::Unavailable { message, .. } => ClientError::Unreachable { waited, last_error: message },
+            CallError::Overloaded { message } => ClientError::Overloaded { waited, message },
+            CallError::NotFound { what, message } => ClientError::NotFound { what, message },
+            CallError::Invalid { code, message } => ClientError::Invalid { code, message },
+            CallError::Compacted { asked, compacted, message } => ClientError::Compacted { asked, compacted, message },
+            CallError::Rejected { message } => ClientError::Refused { message },
+        }
+    }
 }
 
 /// Backoff between attempts: short, because a takeover takes a few
@@ -82,13 +132,13 @@ pub struct Client {
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.deadline > MAX_DEADLINE {
-            return Err(ClientError::Rejected(format!(
+            return Err(ClientError::invalid(format!(
                 "a request may retry for at most {}",
                 humantime::format_duration(MAX_DEADLINE)
             )));
         }
         for server in &config.servers {
-            crate::transport::check_address(server).map_err(|error| ClientError::Rejected(error.to_string()))?;
+            crate::transport::check_address(server).map_err(|error| ClientError::invalid(error.to_string()))?;
         }
         let settings = TransportSettings::default();
         let connections = config
@@ -96,9 +146,9 @@ impl Client {
             .iter()
             .map(|server| AuctionConnection::new(&config.network, server, &settings, config.attempt_timeout))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| ClientError::Rejected(error.to_string()))?;
+            .map_err(|error| ClientError::invalid(error.to_string()))?;
         if connections.is_empty() {
-            return Err(ClientError::Rejected("no server address given".into()));
+            return Err(ClientError::invalid("no server address given"));
         }
         let client_id = format!("{:016x}", config.network.random());
         Ok(Client {
@@ -276,8 +326,8 @@ impl Client {
                 let event = match event {
                     Ok(event) => event,
                     // Compacted, or a malformed event: resuming cannot help.
-                    Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
-                    Err(CallError::Unavailable { .. }) => break,
+                    Err(error) if error.is_retryable() => break,
+                    Err(refusal) => return Err(ClientError::from_call(refusal, Duration::ZERO)),
                 };
                 after_revision = after_revision.max(event.revision);
                 if !on_event(&event) {
@@ -326,16 +376,22 @@ impl Client {
                     self.last_retries = retries;
                     return Ok(answer);
                 }
-                Err(CallError::Rejected { message }) => return Err(ClientError::Rejected(message)),
-                Err(CallError::Unavailable { message, leader_hint }) => {
+                Err(error) => {
                     let waited = self.config.network.now().instant.saturating_duration_since(started);
-                    if waited + backoff >= self.config.deadline {
-                        return Err(ClientError::Unreachable { waited, last_error: message });
+                    if !error.is_retryable() || waited + backoff >= self.config.deadline {
+                        return Err(ClientError::from_call(error, waited));
                     }
-                    self.current = match leader_hint {
-                        Some(leader) => self.connection_to(&leader),
-                        None => (self.current + 1) % self.connections.len(),
-                    };
+                    match error {
+                        CallError::Unavailable { leader_hint: Some(leader), .. } => {
+                            self.current = self.connection_to(&leader);
+                        }
+                        CallError::Unavailable { leader_hint: None, .. } => {
+                            self.current = (self.current + 1) % self.connections.len();
+                        }
+                        // The leader said it is busy: the next attempt goes
+                        // to it again, after the backoff.
+                        _ => {}
+                    }
                     retries += 1;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -362,8 +418,116 @@ impl Client {
 
 /// Asks one node about itself, over TCP.
 pub async fn node_status(address: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
-    crate::transport::probe_status(&Network::tcp(), address, timeout).await.map_err(|error| match error {
-        CallError::Rejected { message } => ClientError::Rejected(message),
-        CallError::Unavailable { message, .. } => ClientError::Unreachable { waited: timeout, last_error: message },
-    })
+    crate::transport::probe_status(&Network::tcp(), address, timeout)
+        .await
+        .map_err(|error| ClientError::from_call(error, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+    use crate::transport::ServiceError;
+
+    /// What a client makes of a status, given up after `WAITED`.
+    fn kind_of(status: Status) -> ClientError {
+        ClientError::from_call(CallError::from(status), WAITED)
+    }
+
+    const WAITED: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn each_refusing_code_keeps_its_kind_and_message() {
+        let not_found = kind_of(Status::from(ServiceError::UnknownAuction("a7".into())));
+        assert_eq!(
+            not_found,
+            ClientError::NotFound { what: Some("a7".into()), message: "unknown auction \"a7\"".into() }
+        );
+        assert_eq!(not_found.to_string(), "unknown auction \"a7\"", "the service's sentence, as before");
+        // A NOT_FOUND that names nothing still says it in words.
+        assert_eq!(kind_of(Status::not_found("gone")), ClientError::NotFound { what: None, message: "gone".into() });
+        assert_eq!(
+            kind_of(Status::from(ServiceError::InvalidArgument("bad page token \"x\"".into()))),
+            ClientError::Invalid { code: InvalidCode::InvalidArgument, message: "bad page token \"x\"".into() }
+        );
+        // OUT_OF_RANGE without revisions: an argument out of range.
+        assert_eq!(
+            kind_of(Status::out_of_range("too large")),
+            ClientError::Invalid { code: InvalidCode::OutOfRange, message: "too large".into() }
+        );
+        // OUT_OF_RANGE of a compacted watch: where it may resume, read from
+        // the metadata rather than the sentence.
+        let compacted = Status::from(ServiceError::Compacted { asked: 4, compacted: 9 });
+        let message = compacted.message().to_string();
+        assert_eq!(kind_of(compacted), ClientError::Compacted { asked: 4, compacted: 9, message: message.clone() });
+        assert!(message.starts_with("revision 4 is compacted"), "{message}");
+        assert_eq!(
+            kind_of(Status::from(ServiceError::PeerRefused("not a member".into()))),
+            ClientError::Refused { message: "not a member".into() }
+        );
+        assert_eq!(
+            kind_of(Status::from(ServiceError::Overloaded(8))),
+            ClientError::Overloaded {
+                waited: WAITED,
+                message: "the leader is overloaded: 8 requests wait already; retry shortly".into()
+            }
+        );
+        for code in
+            [Code::Unavailable, Code::Unknown, Code::DeadlineExceeded, Code::Cancelled, Code::Aborted, Code::Internal]
+        {
+            assert_eq!(
+                kind_of(Status::new(code, "down")),
+                ClientError::Unreachable { waited: WAITED, last_error: "down".into() },
+                "{code:?}"
+            );
+        }
+        for code in [Code::PermissionDenied, Code::Unauthenticated, Code::Unimplemented, Code::DataLoss] {
+            assert_eq!(kind_of(Status::new(code, "no")), ClientError::Refused { message: "no".into() }, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn only_busy_or_silent_servers_are_retried() {
+        let retried = |status: Status| CallError::from(status).is_retryable();
+        assert!(retried(Status::from(ServiceError::NotLeader { leader: Some("127.0.0.1:5001".into()) })));
+        assert!(retried(Status::from(ServiceError::Overloaded(1))));
+        assert!(retried(Status::from(ServiceError::WatchInterrupted("resume after revision 3".into()))));
+        assert!(!retried(Status::from(ServiceError::UnknownAuction("a1".into()))));
+        assert!(!retried(Status::from(ServiceError::Compacted { asked: 1, compacted: 2 })));
+        assert!(!retried(Status::from(ServiceError::InvalidArgument("no".into()))));
+    }
+
+    #[test]
+    fn an_id_that_no_header_may_hold_is_still_named() {
+        let id = "enchère\u{1}\n".to_string();
+        let ClientError::NotFound { what, .. } = kind_of(Status::from(ServiceError::UnknownAuction(id.clone()))) else {
+            panic!("not a NOT_FOUND");
+        };
+        assert_eq!(what, Some(id));
+    }
+
+    #[test]
+    fn refusals_are_told_from_unknown_outcomes() {
+        let unknown = [
+            ClientError::Unreachable { waited: WAITED, last_error: "down".into() },
+            ClientError::Overloaded { waited: WAITED, message: "busy".into() },
+        ];
+        assert!(unknown.iter().all(|error| !error.is_refusal()));
+        let refused = [
+            ClientError::NotFound { what: None, message: "gone".into() },
+            ClientError::Invalid { code: InvalidCode::OutOfRange, message: "no".into() },
+            ClientError::Compacted { asked: 1, compacted: 2, message: "compacted".into() },
+            ClientError::Refused { message: "no".into() },
+        ];
+        assert!(refused.iter().all(ClientError::is_refusal));
+    }
+
+    #[test]
+    fn a_bad_configuration_is_an_invalid_argument() {
+        let config = ClientConfig { servers: vec!["nowhere".into()], ..ClientConfig::default() };
+        assert!(matches!(Client::new(config), Err(ClientError::Invalid { code: InvalidCode::InvalidArgument, .. })));
+        let config = ClientConfig { deadline: MAX_DEADLINE * 2, ..ClientConfig::default() };
+        assert!(matches!(Client::new(config), Err(ClientError::Invalid { code: InvalidCode::InvalidArgument, .. })));
+    }
 }

@@ -11,7 +11,7 @@ use gavel::auction::{Bid, Verdict};
 use gavel::client::node_status;
 use gavel::transport::pb::replication::replication_client::ReplicationClient;
 use gavel::transport::pb::replication::{FromBackup, Hello, from_backup};
-use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings};
+use gavel::transport::{AuctionConnection, CallError, InvalidCode, Network, TransportSettings};
 
 use common::{client, start};
 
@@ -62,12 +62,15 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
     // A message larger than any valid request is refused by the transport.
     let oversized = bid_request(&"y".repeat(100_000), 60, "");
     match connection.bid(&oversized).await {
-        Err(CallError::Rejected { message }) => assert!(!message.is_empty()),
+        Err(CallError::Invalid { code: InvalidCode::OutOfRange, message }) => assert!(!message.is_empty()),
         other => panic!("an oversized message must be refused, got {other:?}"),
     }
     // Reads of unknown auctions are refused too.
     match connection.result("no-such-auction").await {
-        Err(CallError::Rejected { message }) => assert!(message.contains("unknown auction"), "{message}"),
+        Err(CallError::NotFound { what, message }) => {
+            assert_eq!(what.as_deref(), Some("no-such-auction"), "the auction not found is named");
+            assert!(message.contains("unknown auction"), "{message}");
+        }
         other => panic!("unknown auction must be refused, got {other:?}"),
     }
 

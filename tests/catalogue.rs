@@ -125,7 +125,10 @@ async fn a_create_retried_after_failover_creates_one_auction() {
     let page = connection.clone().list_auctions(false, 0, "").await.expect("list");
     assert_eq!(page.auctions.len(), 2, "the default auction and a1: {page:?}");
     match connection.clone().get_auction("nope").await {
-        Err(CallError::Rejected { message }) => assert!(message.contains("unknown auction"), "{message}"),
+        Err(CallError::NotFound { what, message }) => {
+            assert_eq!(what.as_deref(), Some("nope"), "the auction not found is named");
+            assert!(message.contains("unknown auction"), "{message}");
+        }
         other => panic!("an unknown auction is NOT_FOUND: {other:?}"),
     }
 }

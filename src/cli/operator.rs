@@ -38,7 +38,7 @@ pub async fn remove_member(
                 led |= reply.removed_at.is_some();
                 done = true;
             }
-            Err(gavel::transport::CallError::Unavailable { .. }) => {}
+            Err(error) if error.is_retryable() => {}
             Err(error) => println!("{address}: {error}"),
         }
     }

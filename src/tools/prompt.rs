@@ -113,18 +113,14 @@ pub fn format_view(view: &AuctionView) -> String {
 
 /// The one line for a request that got no answer.
 pub fn format_error(error: &ClientError) -> String {
-    match error {
-        ClientError::Unreachable { .. } => format!("ERROR: {error}"),
-        ClientError::Rejected(reason) => format!("EXCEPTION: {reason}"),
-    }
+    if error.is_refusal() { format!("EXCEPTION: {error}") } else { format!("ERROR: {error}") }
 }
 
 /// Bids and returns the line to print, and whether the service answered.
 pub async fn bid_line(client: &mut Client, auction_id: &str, bidder: &str, amount: u64) -> (String, bool) {
     match client.bid(auction_id, bidder, amount).await {
         Ok(outcome) => (format_bid(bidder, amount, &outcome), true),
-        Err(error @ ClientError::Rejected(_)) => (format_error(&error), true),
-        Err(error) => (format_error(&error), false),
+        Err(error) => (format_error(&error), error.is_refusal()),
     }
 }
 
@@ -132,8 +128,7 @@ pub async fn bid_line(client: &mut Client, auction_id: &str, bidder: &str, amoun
 pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool) {
     match client.result(auction_id).await {
         Ok((view, _leader)) => (format_view(&view), true),
-        Err(error @ ClientError::Rejected(_)) => (format_error(&error), true),
-        Err(error) => (format_error(&error), false),
+        Err(error) => (format_error(&error), error.is_refusal()),
     }
 }
 

@@ -21,45 +21,98 @@ use super::pb::auction_client::AuctionClient;
 use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
-    Connection, Hello, LEADER_METADATA, MAX_REPLICATION_MESSAGE, Network, TransportSettings, convert, pb, uri_for,
+    ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA, MAX_REPLICATION_MESSAGE,
+    NOT_FOUND_METADATA, Network, TransportSettings, convert, pb, uri_for,
 };
 
-/// Why a call failed.
+/// Why a call failed, by the kind of its gRPC code: the client library and
+/// the edges above it branch on the kind, never on the message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// No answer, not the leader, or overloaded: retrying, perhaps
-    /// elsewhere, can help.
+    /// No answer, or not the leader: retrying, perhaps elsewhere, can help.
     #[error("{message}")]
     Unavailable { message: String, leader_hint: Option<String> },
-    /// The server refused the request: retrying will not help.
+    /// RESOURCE_EXHAUSTED: the leader has too much to do; retrying shortly
+    /// can help.
+    #[error("{message}")]
+    Overloaded { message: String },
+    /// NOT_FOUND: `what` (an auction id, when the server names it) does not
+    /// exist.
+    #[error("{message}")]
+    NotFound { what: Option<String>, message: String },
+    /// INVALID_ARGUMENT or OUT_OF_RANGE: the request itself is wrong.
+    #[error("{message}")]
+    Invalid { code: InvalidCode, message: String },
+    /// A watch after revision `asked`, whose events up to `compacted` were
+    /// forgotten (OUT_OF_RANGE naming both): read afresh, then watch after
+    /// what was read.
+    #[error("{message}")]
+    Compacted { asked: u64, compacted: u64, message: String },
+    /// Any other refusal (FAILED_PRECONDITION, a malformed reply, a bad
+    /// address): retrying will not help.
     #[error("{message}")]
     Rejected { message: String },
+}
+
+/// The gRPC code of an argument the service refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidCode {
+    /// INVALID_ARGUMENT: wrong whatever the service's state.
+    InvalidArgument,
+    /// OUT_OF_RANGE: past what the service holds.
+    OutOfRange,
 }
 
 impl CallError {
     fn unavailable(message: impl Into<String>) -> Self {
         CallError::Unavailable { message: message.into(), leader_hint: None }
     }
+
+    /// Whether trying again, perhaps elsewhere, can help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CallError::Unavailable { .. } | CallError::Overloaded { .. })
+    }
+
+    /// The error of a peer call: a peer's refusal of any kind is one thing
+    /// to a node (`Rejected`: the leader refused it), whatever its code.
+    fn from_peer(status: Status) -> Self {
+        match CallError::from(status) {
+            retryable if retryable.is_retryable() => retryable,
+            refusal => CallError::Rejected { message: refusal.to_string() },
+        }
+    }
 }
 
 impl From<Status> for CallError {
     fn from(status: Status) -> Self {
+        let message = status.message().to_string();
+        let metadata = status.metadata();
+        let revision = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
         match status.code() {
             Code::Unavailable
             | Code::Unknown
             | Code::DeadlineExceeded
             | Code::Cancelled
             | Code::Aborted
-            | Code::ResourceExhausted
-            | Code::Internal => CallError::Unavailable {
-                message: status.message().to_string(),
-                leader_hint: status
-                    .metadata()
-                    .get(LEADER_METADATA)
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_string),
+            | Code::Internal => {
+                let leader_hint =
+                    metadata.get(LEADER_METADATA).and_then(|value| value.to_str().ok()).map(str::to_string);
+                CallError::Unavailable { message, leader_hint }
+            }
+            Code::ResourceExhausted => CallError::Overloaded { message },
+            Code::NotFound => {
+                let what = metadata
+                    .get_bin(NOT_FOUND_METADATA)
+                    .and_then(|value| value.to_bytes().ok())
+                    .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
+                CallError::NotFound { what, message }
+            }
+            Code::InvalidArgument => CallError::Invalid { code: InvalidCode::InvalidArgument, message },
+            Code::OutOfRange => match (revision(ASKED_REVISION_METADATA), revision(COMPACTED_REVISION_METADATA)) {
+                (Some(asked), Some(compacted)) => CallError::Compacted { asked, compacted, message },
+                _ => CallError::Invalid { code: InvalidCode::OutOfRange, message },
             },
-            _ => CallError::Rejected { message: status.message().to_string() },
+            _ => CallError::Rejected { message },
         }
     }
 }
@@ -377,7 +430,8 @@ pub async fn open_replication(
     let outbound = tokio_stream::once(hello).chain(ack_stream);
     let response = tokio::time::timeout(timeout, client.replicate(outbound))
         .await
-        .map_err(|_| CallError::unavailable("the leader did not answer the join in time"))??;
+        .map_err(|_| CallError::unavailable("the leader did not answer the join in time"))?
+        .map_err(CallError::from_peer)?;
     Ok(LeaderLink { inbound: response.into_inner(), snapshot: convert::SnapshotAssembler::default(), acks })
 }
 
@@ -385,7 +439,7 @@ impl LeaderLink {
     /// The next message; `Ok(None)` when the leader ended the stream.
     pub async fn next(&mut self) -> Result<Option<LeaderMessage>, CallError> {
         use rpb::from_leader::Message as M;
-        let Some(message) = self.inbound.message().await? else { return Ok(None) };
+        let Some(message) = self.inbound.message().await.map_err(CallError::from_peer)? else { return Ok(None) };
         let malformed = |error: super::MalformedMessage| CallError::Rejected { message: error.to_string() };
         match message.message {
             Some(M::Snapshot(chunk)) => match self.snapshot.add(chunk).map_err(malformed)? {

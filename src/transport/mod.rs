@@ -15,8 +15,8 @@ mod server;
 use std::time::Duration;
 
 pub use client::{
-    AuctionConnection, CallError, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address, connector, endpoint,
-    find_leader, open_replication, probe_peer, probe_status, remove_member,
+    AuctionConnection, CallError, InvalidCode, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address,
+    connector, endpoint, find_leader, open_replication, probe_peer, probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
@@ -44,6 +44,13 @@ pub use gavel::v1 as pb;
 
 /// The metadata key a backup uses to tell a client where the leader is.
 pub const LEADER_METADATA: &str = "x-gavel-leader";
+/// The metadata key of a NOT_FOUND naming what was not found (an auction
+/// id): binary, since an id may hold any bytes a header may not.
+pub const NOT_FOUND_METADATA: &str = "x-gavel-not-found-bin";
+/// The metadata keys of a compacted watch (OUT_OF_RANGE): the revision it
+/// asked to watch after, and the revision up to which events are gone.
+pub const ASKED_REVISION_METADATA: &str = "x-gavel-asked-revision";
+pub const COMPACTED_REVISION_METADATA: &str = "x-gavel-compacted-revision";
 
 /// Connections a client port serves at once (a leader's, or the null
 /// server's): past it, new ones wait in the kernel's backlog.

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -23,7 +24,10 @@ use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
-use super::{Incoming, LEADER_METADATA, MAX_CLIENT_MESSAGE, MAX_REPLICATION_MESSAGE, TransportSettings, convert};
+use super::{
+    ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Incoming, LEADER_METADATA, MAX_CLIENT_MESSAGE,
+    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, TransportSettings, convert,
+};
 
 /// Why a node could not serve a call.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +69,24 @@ impl From<ServiceError> for Status {
                 }
                 status
             }
-            ServiceError::UnknownAuction(_) => Status::not_found(message),
+            ServiceError::UnknownAuction(auction_id) => {
+                let mut status = Status::not_found(message);
+                let value = MetadataValue::from_bytes(auction_id.as_bytes());
+                status.metadata_mut().insert_bin(NOT_FOUND_METADATA, value);
+                status
+            }
             ServiceError::InvalidArgument(_) => Status::invalid_argument(message),
             ServiceError::Stopped => Status::unavailable(message),
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
             ServiceError::WatchInterrupted(_) => Status::unavailable(message),
-            ServiceError::Compacted { .. } => Status::out_of_range(message),
+            // Where to resume, for a client to read rather than parse.
+            ServiceError::Compacted { asked, compacted } => {
+                let mut status = Status::out_of_range(message);
+                status.metadata_mut().insert(ASKED_REVISION_METADATA, MetadataValue::from(asked));
+                status.metadata_mut().insert(COMPACTED_REVISION_METADATA, MetadataValue::from(compacted));
+                status
+            }
         }
     }
 }

@@ -4,18 +4,20 @@
 //!
 //! | what | status |
 //! |---|---|
-//! | a malformed request (bad JSON, a fractional amount, a bad name, an end in the past) | 400 |
+//! | a malformed request (bad JSON, a fractional amount, a bad name, an end in the past; an argument the service refuses) | 400 |
 //! | an unknown auction, an unknown route | 404 |
+//! | a watch after a compacted revision | 410 |
 //! | a valid bid that loses (too low, the auction is over, the seller's own) | 409 |
 //! | a body over the size limit | 413 |
 //! | an `Idempotency-Key` reused for another request | 422 |
-//! | no leader answered in time, too many event streams | 503 |
+//! | the service refused otherwise (FAILED_PRECONDITION, an unreadable answer) | 502 |
+//! | no leader answered in time, the leader or this node is overloaded, too many event streams | 503 |
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auction::{Reason, Verdict};
-use crate::client::ClientError;
+use crate::client::{ClientError, InvalidCode};
 
 use super::json::{BodyProblem, ErrorBody};
 
@@ -76,13 +78,25 @@ impl From<BodyProblem> for ApiError {
 }
 
 impl From<ClientError> for ApiError {
-    /// A refusal the client library reports as text only (not a write's
-    /// outcome): the routes check what could make a read refused before
-    /// they call, so what remains is the service's own problem.
+    /// A request the client library could not get answered, by its kind.
+    /// (A write's refusal is its outcome, not an error: [`ApiError::refusal`].)
     fn from(error: ClientError) -> Self {
+        let message = error.to_string();
         match error {
-            ClientError::Unreachable { .. } => ApiError::unavailable(error.to_string()),
-            ClientError::Rejected(message) => ApiError::new(StatusCode::BAD_GATEWAY, "refused", message),
+            ClientError::Unreachable { .. } => ApiError::unavailable(message),
+            ClientError::Overloaded { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message),
+            ClientError::NotFound { what: Some(auction_id), .. } => ApiError::unknown_auction(&auction_id),
+            ClientError::NotFound { what: None, .. } => ApiError::not_found(message),
+            ClientError::Invalid { code: InvalidCode::InvalidArgument, .. } => {
+                ApiError::bad_request("invalid_argument", message)
+            }
+            ClientError::Invalid { code: InvalidCode::OutOfRange, .. } => {
+                ApiError::bad_request("out_of_range", message)
+            }
+            ClientError::Compacted { .. } => ApiError::new(StatusCode::GONE, "compacted", message),
+            // FAILED_PRECONDITION, or an answer the client could not read:
+            // the service's own problem, not the request's.
+            ClientError::Refused { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "refused", message),
         }
     }
 }
@@ -120,5 +134,59 @@ mod tests {
         );
         let error = ApiError::refusal(Verdict::Fail, &Reason::AuctionOver);
         assert_eq!((error.code.as_str(), error.message.as_str()), ("auction_over", "the auction is over"));
+    }
+    #[test]
+    fn each_kind_of_client_error_has_its_status_and_code() {
+        use std::time::Duration;
+        let waited = Duration::from_secs(10);
+        let answer = |error: ClientError| {
+            let api = ApiError::from(error);
+            (api.status, api.code, api.message)
+        };
+        let said = |status, code: &str, message: &str| (status, code.to_string(), message.to_string());
+        assert_eq!(
+            answer(ClientError::Unreachable { waited, last_error: "down".into() }),
+            said(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no server answered in 10s: down")
+        );
+        assert_eq!(
+            answer(ClientError::Overloaded { waited, message: "busy".into() }),
+            said(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "busy (for 10s)")
+        );
+        assert_eq!(
+            answer(ClientError::NotFound { what: Some("a3".into()), message: "unknown auction \"a3\"".into() }),
+            said(StatusCode::NOT_FOUND, "unknown_auction", "unknown auction \"a3\"")
+        );
+        assert_eq!(
+            answer(ClientError::NotFound { what: None, message: "gone".into() }),
+            said(StatusCode::NOT_FOUND, "not_found", "gone")
+        );
+        assert_eq!(
+            answer(ClientError::Invalid { code: InvalidCode::InvalidArgument, message: "bad page token".into() }),
+            said(StatusCode::BAD_REQUEST, "invalid_argument", "bad page token")
+        );
+        assert_eq!(
+            answer(ClientError::Invalid { code: InvalidCode::OutOfRange, message: "too large".into() }),
+            said(StatusCode::BAD_REQUEST, "out_of_range", "too large")
+        );
+        assert_eq!(
+            answer(ClientError::Compacted { asked: 1, compacted: 5, message: "revision 1 is compacted".into() }),
+            said(StatusCode::GONE, "compacted", "revision 1 is compacted")
+        );
+        assert_eq!(
+            answer(ClientError::Refused { message: "no".into() }),
+            said(StatusCode::BAD_GATEWAY, "refused", "no")
+        );
+    }
+
+    #[test]
+    fn a_busy_or_silent_cluster_is_retried_after_a_second() {
+        for error in [
+            ClientError::Unreachable { waited: std::time::Duration::ZERO, last_error: "down".into() },
+            ClientError::Overloaded { waited: std::time::Duration::ZERO, message: "busy".into() },
+        ] {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers().get(header::RETRY_AFTER).map(HeaderValue::as_bytes), Some(&b"1"[..]));
+        }
     }
 }

@@ -78,7 +78,9 @@ pub(super) async fn events(
         )
     })?;
     // A client of its own: a watch holds its connection for as long as it runs.
-    let mut client = Client::new(web.cluster.config().clone()).map_err(ApiError::from)?;
+    // (Its configuration was checked when the node started, as the pool's.)
+    let mut client =
+        Client::new(web.cluster.config().clone()).map_err(|error| ApiError::unavailable(error.to_string()))?;
     let (sender, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
     let _ = sender.try_send(Event::default().retry(RECONNECT_AFTER));
     let reader_gone = sender.clone();
@@ -119,11 +121,9 @@ fn sse_event(event: &AuctionEvent) -> Event {
 
 /// The last event of a watch that cannot go on: no leader answered, or
 /// its revision was compacted (the reader reads afresh and watches after).
+/// Its data is the error the same failure gets as an HTTP answer.
 fn error_event(error: &ClientError) -> Event {
-    let code = match error {
-        ClientError::Unreachable { .. } => "unavailable",
-        ClientError::Rejected(_) => "watch_refused",
-    };
-    let body = ErrorBody { error: code.to_string(), message: error.to_string() };
+    let ApiError { code, message, .. } = ApiError::from(error.clone());
+    let body = ErrorBody { error: code, message };
     Event::default().event("error").json_data(body).unwrap_or_else(|_| Event::default().comment("the watch ended"))
 }

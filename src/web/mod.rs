@@ -26,6 +26,8 @@ mod metrics;
 mod page;
 mod pool;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -55,13 +55,11 @@ fn auction_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     Ok(auction_id)
 }
 
-/// Reads one auction. The id was checked first, so a refusal of the read
-/// can only mean that no such auction exists (the client library reports
-/// it as text; its gRPC code is NOT_FOUND).
+/// Reads one auction: a NOT_FOUND is the auction asked for.
 pub(super) async fn read_auction(client: &mut Client, auction_id: &str) -> Result<AuctionInfo, ApiError> {
     client.get_auction(auction_id).await.map_err(|error| match error {
-        ClientError::Rejected(_) => ApiError::unknown_auction(auction_id),
-        unreachable => ApiError::from(unreachable),
+        ClientError::NotFound { .. } => ApiError::unknown_auction(auction_id),
+        other => ApiError::from(other),
     })
 }
 
@@ -76,7 +74,7 @@ pub(super) async fn bids_from(
     let token = if from == 0 { String::new() } else { from.to_string() };
     match client.history(auction_id, limit as u32, &token).await {
         Ok(page) => Ok(page.bids),
-        Err(ClientError::Rejected(_)) => Err(ApiError::unknown_auction(auction_id)),
+        Err(ClientError::NotFound { .. }) => Err(ApiError::unknown_auction(auction_id)),
         Err(error) => Err(error.into()),
     }
 }

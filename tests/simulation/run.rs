@@ -516,9 +516,9 @@ impl Worker {
     }
 
     fn unknown(&self, id: u64, error: ClientError) -> Outcome {
-        if let ClientError::Rejected(message) = &error {
+        if error.is_refusal() {
             // The service refused a well-formed request: no correct server does.
-            locked(&self.shared.client_problems).push(format!("operation {id} was refused: {message}"));
+            locked(&self.shared.client_problems).push(format!("operation {id} was refused: {error}"));
         }
         Outcome::Unknown
     }

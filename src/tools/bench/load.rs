@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::auction::{Bid, Verdict};
 // Backoff between attempts, as `client::Client` does it.
-use crate::client::{Client, ClientConfig, ClientError, FIRST_BACKOFF, MAX_BACKOFF};
+use crate::client::{Client, ClientConfig, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
 
 use super::stats::{ErrorCounts, WorkerStats};
@@ -330,17 +330,17 @@ impl Bidder for ConnectionBidder {
             let attempt_started = Instant::now();
             match self.connection.bid(&bid).await {
                 Ok(outcome) => return Some(Answer { verdict: Ok(outcome.verdict), attempt_started }),
-                Err(CallError::Rejected { .. }) => {
+                Err(error) if !error.is_retryable() => {
                     errors.rejected += 1;
                     return Some(Answer { verdict: Err(Failure::Rejected), attempt_started });
                 }
-                Err(CallError::Unavailable { message, leader_hint }) => {
-                    if leader_hint.is_some() {
-                        errors.not_leader += 1;
-                    } else if message.starts_with("no answer") {
-                        errors.timeout += 1;
-                    } else {
-                        errors.unavailable += 1;
+                Err(error) => {
+                    match error {
+                        CallError::Unavailable { leader_hint: Some(_), .. } => errors.not_leader += 1,
+                        CallError::Unavailable { message, .. } if message.starts_with("no answer") => {
+                            errors.timeout += 1
+                        }
+                        _ => errors.unavailable += 1,
                     }
                     // Unanswered, the session may be unknown to the service
                     // (its first request may never have arrived): the next
@@ -391,11 +391,11 @@ impl Bidder for ClientBidder {
                 errors.unavailable += u64::from(self.client.last_retries());
                 Ok(outcome.verdict)
             }
-            Err(ClientError::Rejected(_)) => {
+            Err(error) if error.is_refusal() => {
                 errors.rejected += 1;
                 Err(Failure::Rejected)
             }
-            Err(ClientError::Unreachable { .. }) => {
+            Err(_) => {
                 errors.gave_up += 1;
                 Err(Failure::GaveUp)
             }

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use crate::auction::{Bid, BidOutcome, DEFAULT_AUCTION, Verdict};
 use crate::replication::Role;
 use crate::tools::rogue::RogueStream;
-use crate::transport::{AuctionConnection, CallError, Network, TransportSettings, probe_status};
+use crate::transport::{AuctionConnection, Network, TransportSettings, probe_status};
 
 use super::history::{Operation, OperationKind, Outcome};
 use super::recorder::{CLIENT_DEADLINE, Recorder};
@@ -113,11 +113,10 @@ impl HostileClient {
         let answer = loop {
             match connection.bid(bid).await {
                 Ok(outcome) => break Some(outcome),
-                Err(CallError::Rejected { .. }) => break None,
-                Err(CallError::Unavailable { .. }) if invoked.elapsed() < CLIENT_DEADLINE => {
+                Err(error) if error.is_retryable() && invoked.elapsed() < CLIENT_DEADLINE => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(CallError::Unavailable { .. }) => break None,
+                Err(_) => break None,
             }
         };
         let completed_us = answer.is_some().then(|| self.started.elapsed().as_micros() as u64);
