@@ -7,7 +7,6 @@
 
 mod client;
 mod convert;
-pub mod disk_format;
 mod health;
 mod network;
 mod server;
@@ -18,7 +17,7 @@ pub use client::{
     AuctionConnection, CallError, InvalidCode, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address,
     connector, endpoint, find_leader, open_replication, probe_peer, probe_status, remove_member,
 };
-pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
+pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use server::{Backend, BackupSession, Hello, MemberRemoval, ServiceError, Services, serve};

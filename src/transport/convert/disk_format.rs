@@ -8,8 +8,9 @@ use prost::Message as _;
 
 use crate::auction::machine::{Entry, Snapshot};
 
-use super::convert::{MalformedMessage, SnapshotAssembler, SnapshotChunks};
-use super::pb::replication as rpb;
+use crate::transport::pb::replication as rpb;
+
+use super::{MalformedMessage, SnapshotAssembler, SnapshotChunks};
 
 /// The record of one log entry.
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
