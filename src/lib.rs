@@ -3,8 +3,10 @@
 //!
 //! Layout, from the bottom up:
 //!
-//! - [`auction`]: the auction rules, pure and deterministic.
-//! - [`replication`]: the primary-backup core, sans I/O: events in, actions out.
+//! - [`auction`]: the auction rules, pure and deterministic, and the auction
+//!   book as replication's state machine.
+//! - [`replication`]: the primary-backup core, sans I/O (events in, actions
+//!   out), generic over the state machine it replicates.
 //! - [`storage`]: the write-ahead log and snapshots on disk, and the
 //!   group-commit thread that syncs them.
 //! - [`transport`]: tonic services and channels, protobuf conversions,
