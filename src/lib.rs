@@ -10,9 +10,11 @@
 //! - [`storage`]: the write-ahead log and snapshots on disk, and the
 //!   group-commit thread that syncs them.
 //! - [`transport`]: tonic services and channels, protobuf conversions,
-//!   gRPC health and reflection.
+//!   gRPC health and reflection; the peer API generic over the state
+//!   machine's encoding, the auction's client API beside it.
 //! - [`node`]: the async driver of one server process: roles, timers,
-//!   takeover, and the leadership seam (today the client port as the lock).
+//!   takeover, and the leadership seam (today the client port as the lock),
+//!   generic over the state machine it runs.
 //! - [`client`]: the client library: failover and retries with the same request id.
 //! - [`web`]: the HTTP/JSON API, server-sent events and metrics each node
 //!   serves, on top of the client library.

@@ -2,26 +2,35 @@
 
 use std::time::Duration;
 
-use crate::replication::{self, StateMachine};
+use tracing::info;
+
+use crate::replication::{self, EventSource, StateMachine};
 
 use super::{
-    Applied, AuctionBook, BidOutcome, CancelOutcome, Command, CreateOutcome, MAX_AUCTION_ID_LEN, Party, Query,
-    QueryAnswer, QueryError, command_time, normalize_in_place, validate_bid, validate_create_fields, validate_ids,
+    Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
+    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, command_time, normalize_in_place,
+    validate_bid, validate_create_fields, validate_ids,
 };
 
 /// How long a closed auction is kept by default: a day.
 pub const DEFAULT_RETAIN_CLOSED: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// What the leader stamps into the auction commands it sequences.
+/// How long the default auction runs by default, from the bootstrap.
+pub const DEFAULT_AUCTION_DURATION: Duration = Duration::from_secs(120);
+
+/// What the leader stamps into the auction commands it sequences, and what
+/// a new cluster starts with.
 #[derive(Clone, Debug)]
 pub struct AuctionSettings {
     /// How long a closed auction and its history are kept.
     pub retain_closed: Duration,
+    /// How long the default auction, opened by a new cluster, runs.
+    pub default_auction_duration: Duration,
 }
 
 impl Default for AuctionSettings {
     fn default() -> Self {
-        AuctionSettings { retain_closed: DEFAULT_RETAIN_CLOSED }
+        AuctionSettings { retain_closed: DEFAULT_RETAIN_CLOSED, default_auction_duration: DEFAULT_AUCTION_DURATION }
     }
 }
 
@@ -108,15 +117,70 @@ impl StateMachine for AuctionBook {
         let overdue = self.overdue(at_unix_ms).into_iter();
         overdue.map(|auction_id| Command::Close { auction_id, at_unix_ms, retain_ms }).collect()
     }
+
+    /// The default auction, which the assignment's clients bid on without
+    /// naming one.
+    fn genesis(settings: &AuctionSettings, at_unix_ms: i64) -> Vec<Command> {
+        let duration_ms = i64::try_from(settings.default_auction_duration.as_millis()).unwrap_or(i64::MAX);
+        vec![Command::Open(OpenAuction {
+            auction_id: DEFAULT_AUCTION.to_string(),
+            description: "the default auction".to_string(),
+            minimum_amount: 1,
+            ends_at_unix_ms: at_unix_ms.saturating_add(duration_ms),
+            at_unix_ms,
+        })]
+    }
+
+    /// Each auction the closes ended, with its winner.
+    fn log_due(&self, due: &[Command]) {
+        let closed = due.iter().filter_map(|command| match command {
+            Command::Close { auction_id, .. } => self.auctions.get(auction_id).filter(|auction| auction.closed),
+            _ => None,
+        });
+        for auction in closed {
+            info!(
+                auction = %auction.auction_id,
+                winner = %auction.highest_bidder,
+                amount = auction.highest_amount,
+                "auction over"
+            );
+        }
+    }
 }
 
-/// What a proposed command came to: its output, and the index it was
-/// applied at (`None` for input refused before it was sequenced).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Proposed {
-    pub index: Option<u64>,
-    pub output: Applied,
+impl EventSource for AuctionBook {
+    type Event = AuctionEvent;
+    /// One auction, or every one.
+    type Scope = Option<String>;
+
+    fn check_scope(auction_id: &Option<String>) -> Result<(), String> {
+        match auction_id {
+            Some(auction_id) if auction_id.len() > MAX_AUCTION_ID_LEN => {
+                Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn events(&self, auction_id: &Option<String>, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {
+        AuctionBook::events(self, auction_id.as_deref(), after, upto, clock_unix_ms)
+    }
+
+    fn revision(event: &AuctionEvent) -> u64 {
+        event.revision
+    }
+
+    fn progress(revision: u64) -> AuctionEvent {
+        AuctionEvent { revision, auction_id: String::new(), kind: EventKind::Progress }
+    }
+
+    fn compacted(&self) -> u64 {
+        self.compacted
+    }
 }
+
+/// What a proposed auction command came to.
+pub type Proposed = replication::Proposed<Applied>;
 
 impl Applied {
     /// A bid's outcome, if this is one.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use gavel::auction::AuctionBook;
+use gavel::auction::machine::AuctionSettings;
 use gavel::node::{self, NodeConfig, StorageConfig};
 use gavel::storage::{OsDisk, WriterMode};
 use gavel::transport::{Network, Port};
@@ -24,7 +26,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let node_address = SocketAddr::new(args.host, args.port);
     let network = Network::tcp();
     let listener = network.bind(node_address, Port::Node).await.with_context(|| format!("binding {node_address}"))?;
-    let mut config = NodeConfig::new(node_address, SocketAddr::new(args.host, args.client_port));
+    let mut config = NodeConfig::<AuctionBook>::new(node_address, SocketAddr::new(args.host, args.client_port));
     config.peers = match args.peers {
         Some(peers) => peers
             .into_iter()
@@ -45,8 +47,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.leader_timeout = args.leader_timeout;
     config.heartbeat_interval = args.heartbeat;
     config.takeover_timeout = args.takeover_timeout;
-    config.auction_duration = args.duration;
-    config.retain_closed = args.retain_closed;
+    config.machine = AuctionSettings { retain_closed: args.retain_closed, default_auction_duration: args.duration };
     config.storage = args.data_dir.map(|dir| StorageConfig {
         dir,
         fsync: args.fsync,

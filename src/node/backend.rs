@@ -9,35 +9,35 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auction::machine::{Message, Proposed, ReplicatedState, Reply};
-use crate::auction::{self, AuctionBook, AuctionEvent, Command, EventKind, Query, QueryAnswer, QueryError, ReadError};
-use crate::replication::StateMachine;
-use crate::replication::{DiskCounts, LogPosition, MembershipRecord, NodeId, NodeStatus, RecordView, Role};
+use crate::replication::{
+    DiskCounts, LogPosition, MembershipRecord, Message, NodeId, NodeStatus, Proposed, RecordView, ReplicatedState,
+    Reply, Role, StateMachine,
+};
 use crate::storage::StorageHandle;
-use crate::transport::{Backend, BackupSession, Health, Hello, MemberRemoval, Network, ServiceError};
+use crate::transport::{Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
 
 /// Where the leader's loop sends a client its answer.
-pub(super) type ReplySender = oneshot::Sender<Result<Reply, ServiceError>>;
+pub(super) type ReplySender<M> = oneshot::Sender<Result<Reply<M>, ServiceError>>;
 
 /// An input to the leader's event loop.
-pub(super) enum LeaderInput {
+pub(super) enum LeaderInput<M: StateMachine> {
     /// A client's command, admitted (see [`StateMachine::admit`]).
     Propose {
-        command: Command,
-        reply: ReplySender,
+        command: M::Command,
+        reply: ReplySender<M>,
     },
     /// A client's read.
     Read {
-        query: Query,
-        reply: ReplySender,
+        query: M::Query,
+        reply: ReplySender<M>,
     },
     BackupConnected {
         node: NodeId,
         incarnation: u64,
         last: LogPosition,
-        stream: BackupStream,
+        stream: BackupStream<M>,
     },
     Ack {
         node: NodeId,
@@ -50,20 +50,20 @@ pub(super) enum LeaderInput {
     },
     RemoveMember {
         node: NodeId,
-        reply: ReplySender,
+        reply: ReplySender<M>,
     },
 }
 
 /// The leader's end of one backup's stream. Dropping it (the backup was
 /// removed, or the leader stopped) ends the stream's tasks, even one blocked
 /// on a peer that never reads.
-pub(super) struct BackupStream {
+pub(super) struct BackupStream<M: StateMachine> {
     pub connection: u64,
-    pub messages: mpsc::Sender<Message>,
+    pub messages: mpsc::Sender<Message<M>>,
     pub closed: CancellationToken,
 }
 
-impl Drop for BackupStream {
+impl<M: StateMachine> Drop for BackupStream<M> {
     fn drop(&mut self) {
         self.closed.cancel();
     }
@@ -78,9 +78,8 @@ pub(super) const MAX_QUEUED_INPUTS: usize = 16 * 1024;
 pub(super) const MAX_QUEUED_PER_BACKUP: usize = 1024;
 
 /// The way into the leader's event loop, present while this node leads.
-#[derive(Clone)]
-pub(super) struct LeaderHandle {
-    pub inputs: mpsc::Sender<LeaderInput>,
+pub(super) struct LeaderHandle<M: StateMachine> {
+    pub inputs: mpsc::Sender<LeaderInput<M>>,
     pub epoch: u64,
     pub cluster_id: String,
     /// Cleared when the leader stops: clients are turned away while the
@@ -88,18 +87,30 @@ pub(super) struct LeaderHandle {
     pub serving_clients: Arc<AtomicBool>,
 }
 
+// Derived, it would ask `M: Clone` of every machine for no reason.
+impl<M: StateMachine> Clone for LeaderHandle<M> {
+    fn clone(&self) -> Self {
+        LeaderHandle {
+            inputs: self.inputs.clone(),
+            epoch: self.epoch,
+            cluster_id: self.cluster_id.clone(),
+            serving_clients: Arc::clone(&self.serving_clients),
+        }
+    }
+}
+
 /// State shared between the node's driver and its gRPC services.
-pub(super) struct Shared {
+pub(super) struct Shared<M: StateMachine> {
     id: NodeId,
     network: Network,
     status: Mutex<NodeStatus>,
-    leader: RwLock<Option<LeaderHandle>>,
+    leader: RwLock<Option<LeaderHandle<M>>>,
     /// Numbers replication streams, so events of a backup's old stream are
     /// told from those of its new one.
     next_connection: AtomicU64,
     /// What watchers may see: the state up to the published commit index,
     /// while this node leads; `None` otherwise.
-    committed: watch::Sender<Option<CommittedView>>,
+    committed: watch::Sender<Option<CommittedView<M>>>,
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
@@ -113,12 +124,12 @@ pub(super) struct Shared {
 }
 
 /// The leader's state as watchers read it: events up to `commit_index` are
-/// committed; what the book holds beyond it is not shown. The book is a
-/// persistent structure, so a copy costs little.
+/// committed; what the machine holds beyond it is not shown. The machine is
+/// a persistent structure, so a copy costs little.
 #[derive(Clone)]
-pub(super) struct CommittedView {
+pub(super) struct CommittedView<M> {
     pub commit_index: u64,
-    pub book: AuctionBook,
+    pub machine: M,
     pub clock_unix_ms: i64,
 }
 
@@ -126,8 +137,8 @@ pub(super) struct CommittedView {
 /// off with an error naming where to resume, rather than buffered.
 const MAX_QUEUED_EVENTS: usize = 1024;
 
-impl Shared {
-    pub fn new(config: NodeConfig, network: Network) -> Self {
+impl<M: ClientApi> Shared<M> {
+    pub fn new(config: &NodeConfig<M>, network: Network) -> Self {
         let id = config.node_address.to_string();
         Shared {
             status: Mutex::new(NodeStatus {
@@ -167,7 +178,7 @@ impl Shared {
 
     /// Publishes the committed state to watchers; `None` when this node
     /// stops leading, which ends their streams.
-    pub fn publish(&self, view: Option<CommittedView>) {
+    pub fn publish(&self, view: Option<CommittedView<M>>) {
         self.committed.send_replace(view);
     }
 
@@ -194,7 +205,7 @@ impl Shared {
     /// Publishes what a status probe answers. Called on every round of the
     /// leader and every message of a backup, so it allocates only when the
     /// leader or the membership changed.
-    pub fn set_status(&self, role: Role, epoch: u64, leader: Option<&str>, state: &ReplicatedState) {
+    pub fn set_status(&self, role: Role, epoch: u64, leader: Option<&str>, state: &ReplicatedState<M>) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.role = role;
         status.epoch = epoch;
@@ -221,13 +232,13 @@ impl Shared {
 
     /// Opens or closes the way into the leader's loop, and reports the
     /// client API's health to match.
-    pub async fn set_leader(&self, handle: Option<LeaderHandle>) {
+    pub async fn set_leader(&self, handle: Option<LeaderHandle<M>>) {
         let leading = handle.is_some();
         *self.leader.write().unwrap_or_else(PoisonError::into_inner) = handle;
         self.health.set_leading(leading).await;
     }
 
-    fn leader_handle(&self) -> Result<LeaderHandle, ServiceError> {
+    fn leader_handle(&self) -> Result<LeaderHandle<M>, ServiceError> {
         let handle = self.leader.read().unwrap_or_else(PoisonError::into_inner).clone();
         handle.ok_or_else(|| {
             let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
@@ -237,7 +248,7 @@ impl Shared {
 
     /// Queues a client's request, or refuses it at once when the leader is
     /// overloaded.
-    fn send_request(&self, input: LeaderInput) -> Result<(), ServiceError> {
+    fn send_request(&self, input: LeaderInput<M>) -> Result<(), ServiceError> {
         let handle = self.leader_handle()?;
         if !handle.serving_clients.load(Ordering::Relaxed) {
             return Err(ServiceError::NotLeader { leader: None });
@@ -250,7 +261,7 @@ impl Shared {
 
     /// Queues a client's request and waits for the leader's answer: the
     /// one path of every command and read.
-    async fn submit(&self, input: impl FnOnce(ReplySender) -> LeaderInput) -> Result<Reply, ServiceError> {
+    async fn submit(&self, input: impl FnOnce(ReplySender<M>) -> LeaderInput<M>) -> Result<Reply<M>, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.send_request(input(reply))?;
         // A dropped sender: the leader stopped before it answered.
@@ -258,16 +269,16 @@ impl Shared {
     }
 
     /// Queues a peer's event, waiting while the leader is busy.
-    async fn send_peer_event(&self, input: LeaderInput) {
+    async fn send_peer_event(&self, input: LeaderInput<M>) {
         if let Ok(handle) = self.leader_handle() {
             let _ = handle.inputs.send(input).await;
         }
     }
 }
 
-impl Backend for Shared {
-    async fn propose(&self, mut command: Command) -> Result<Proposed, ServiceError> {
-        if let Err(output) = AuctionBook::admit(&mut command) {
+impl<M: ClientApi> Backend<M> for Shared<M> {
+    async fn propose(&self, mut command: M::Command) -> Result<Proposed<M::Output>, ServiceError> {
+        if let Err(output) = M::admit(&mut command) {
             return Ok(Proposed { index: None, output });
         }
         match self.submit(|reply| LeaderInput::Propose { command, reply }).await? {
@@ -276,30 +287,21 @@ impl Backend for Shared {
         }
     }
 
-    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), ServiceError> {
-        AuctionBook::check_read(&query).map_err(ServiceError::InvalidArgument)?;
+    async fn read(&self, query: M::Query) -> Result<(M::Answer, NodeId), ServiceError> {
+        M::check_read(&query).map_err(ServiceError::InvalidArgument)?;
         match self.submit(|reply| LeaderInput::Read { query, reply }).await? {
-            Reply::Read(Ok(answer)) => Ok((answer, self.id.clone())),
-            Reply::Read(Err(QueryError::Read(ReadError::UnknownAuction(id)))) => Err(ServiceError::UnknownAuction(id)),
-            Reply::Read(Err(error @ QueryError::BadPageToken(_))) => {
-                Err(ServiceError::InvalidArgument(error.to_string()))
-            }
+            Reply::Read(answer) => Ok((answer, self.id.clone())),
             Reply::Applied { .. } | Reply::MemberRemoved(_) => Err(ServiceError::Stopped),
         }
     }
 
     fn watch(
         &self,
-        auction_id: Option<String>,
+        scope: M::Scope,
         after_revision: u64,
-    ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
+    ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError> {
         self.leader_handle()?;
-        if auction_id.as_ref().is_some_and(|id| id.len() > auction::MAX_AUCTION_ID_LEN) {
-            return Err(ServiceError::InvalidArgument(format!(
-                "auction id is longer than {} bytes",
-                auction::MAX_AUCTION_ID_LEN
-            )));
-        }
+        M::check_scope(&scope).map_err(ServiceError::InvalidArgument)?;
         let mut views = self.committed.subscribe();
         let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
         self.tasks.spawn(async move {
@@ -319,34 +321,28 @@ impl Backend for Shared {
                     }
                     Some(view) => {
                         if let Some(asked) = last
-                            && asked < view.book.compacted
+                            && asked < view.machine.compacted()
                         {
-                            let compacted = view.book.compacted;
+                            let compacted = view.machine.compacted();
                             let _ = events.try_send(Err(ServiceError::Compacted { asked, compacted }));
                             return;
                         }
                         if last.is_none() {
-                            let progress = AuctionEvent {
-                                revision: view.commit_index,
-                                auction_id: String::new(),
-                                kind: EventKind::Progress,
-                            };
-                            let _ = events.try_send(Ok(progress));
+                            let _ = events.try_send(Ok(M::progress(view.commit_index)));
                         }
                         let from = *last.get_or_insert(view.commit_index);
                         if view.commit_index > from {
-                            let new =
-                                view.book.events(auction_id.as_deref(), from, view.commit_index, view.clock_unix_ms);
+                            let new = view.machine.events(&scope, from, view.commit_index, view.clock_unix_ms);
                             // A watcher that cannot take them all gets what
                             // fits, then an error naming where to resume:
                             // it is cut off, not buffered, and still moves on.
                             let room = events.capacity().saturating_sub(1);
                             if new.len() > room {
-                                let sent: Vec<AuctionEvent> = new.into_iter().take(room).collect();
-                                let resume = sent.last().map_or(from, |event| event.revision.saturating_sub(1));
+                                let sent: Vec<M::Event> = new.into_iter().take(room).collect();
+                                let resume = sent.last().map_or(from, |event| M::revision(event).saturating_sub(1));
                                 // Events of one revision go out together, so
                                 // a resume never splits them.
-                                for event in sent.into_iter().filter(|event| event.revision <= resume) {
+                                for event in sent.into_iter().filter(|event| M::revision(event) <= resume) {
                                     let _ = events.try_send(Ok(event));
                                 }
                                 let message = format!("the watcher fell behind; resume after revision {resume}");
@@ -379,7 +375,7 @@ impl Backend for Shared {
         status
     }
 
-    async fn backup_connected(&self, hello: Hello) -> Result<BackupSession, ServiceError> {
+    async fn backup_connected(&self, hello: Hello) -> Result<BackupSession<M>, ServiceError> {
         let handle = self.leader_handle()?;
         if !hello.cluster_id.is_empty() && hello.cluster_id != handle.cluster_id {
             return Err(ServiceError::PeerRefused(format!(

@@ -8,6 +8,7 @@
 //! state is taken every [`SNAPSHOT_EVERY`] entries, so that recovery replays
 //! a bounded log and the disk holds a bounded one.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,12 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::auction::machine::{Entry, ReplicatedState, Snapshot};
+use crate::replication::{Entry, ReplicatedState, Snapshot};
 use crate::storage::{
     Disk, FsyncPolicy, Persisted, StorageError, StorageHandle, StorageWriter, Wal, WalOptions, WriterMode, WriterStats,
     latest_snapshot,
 };
-use crate::transport::disk_format;
+use crate::transport::{Wire, disk_format};
 
 /// Entries between two snapshots of a node's state, by default: recovery
 /// replays at most this many records on top of the latest snapshot.
@@ -125,16 +126,16 @@ pub fn incarnation_in(dir: &std::path::Path) -> Option<u64> {
 }
 
 /// What a node found on its disk.
-pub struct Recovered {
-    pub state: ReplicatedState,
+pub struct Recovered<M: Wire> {
+    pub state: ReplicatedState<M>,
     /// The highest epoch in its snapshot and log.
     pub epoch: u64,
     /// Log records replayed on top of the snapshot.
     pub replayed: u64,
 }
 
-/// The node's side of its storage writer.
-pub struct NodeDisk {
+/// The node's side of its storage writer, for a node that replicates `M`.
+pub struct NodeDisk<M: Wire> {
     writer: Option<StorageWriter>,
     handle: StorageHandle,
     persisted: watch::Receiver<Persisted>,
@@ -151,19 +152,20 @@ pub struct NodeDisk {
     /// Whether the writer works on the node's thread: then everything handed
     /// over is written already.
     inline: bool,
+    machine: PhantomData<fn() -> M>,
 }
 
-impl NodeDisk {
+impl<M: Wire> NodeDisk<M> {
     /// Recovers the state in `config.dir` (an empty state if there is none)
     /// and starts the writer. Damage other than a torn tail is an error that
     /// names the file and the offset: the node must not start on it.
-    pub fn open(config: &StorageConfig) -> anyhow::Result<(NodeDisk, Recovered)> {
+    pub fn open(config: &StorageConfig) -> anyhow::Result<(NodeDisk<M>, Recovered<M>)> {
         let dir = &config.dir;
         let snapshot = latest_snapshot(&*config.disk, dir)
             .with_context(|| format!("reading the latest snapshot in {}", dir.display()))?;
         let (mut state, mut epoch) = match snapshot {
             Some((index, body)) => {
-                let snapshot = disk_format::decode_snapshot(&body)
+                let snapshot = disk_format::decode_snapshot::<M>(&body)
                     .with_context(|| format!("decoding the snapshot at index {index} in {}", dir.display()))?;
                 anyhow::ensure!(
                     snapshot.state.last.index == index,
@@ -180,7 +182,7 @@ impl NodeDisk {
                 if index <= state.last.index {
                     return Ok(());
                 }
-                let entry = disk_format::decode_entry(record)
+                let entry = disk_format::decode_entry::<M>(record)
                     .with_context(|| format!("decoding log record {index} in {}", dir.display()))?;
                 anyhow::ensure!(
                     entry.index == index && index == state.last.index + 1,
@@ -227,6 +229,7 @@ impl NodeDisk {
             replacements: 0,
             encoding: Arc::new(AtomicBool::new(false)),
             inline: matches!(config.writer, WriterMode::Inline { .. }),
+            machine: PhantomData,
         };
         info!(dir = %dir.display(), last_index = written, replayed, fsync = ?config.fsync, "recovered state from disk");
         Ok((disk, Recovered { state, epoch, replayed }))
@@ -234,9 +237,9 @@ impl NodeDisk {
 
     /// Hands entries to the writer, in index order; an entry at or below the
     /// last one written replaces the log from there.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+    pub fn append(&mut self, entries: &[Entry<M::Command>]) -> Result<(), StorageError> {
         let Some(last) = entries.last() else { return Ok(()) };
-        let records = entries.iter().map(|entry| (entry.index, disk_format::encode_entry(entry))).collect();
+        let records = entries.iter().map(|entry| (entry.index, disk_format::encode_entry::<M>(entry))).collect();
         self.handle.append(records)?;
         self.written = last.index;
         self.since_snapshot += entries.len() as u64;
@@ -251,7 +254,7 @@ impl NodeDisk {
     /// entries that follow it: a large state never stalls the node's loop
     /// (which must keep reading the leader's stream), and the node acks
     /// nothing of it until the writer says it is down.
-    pub fn install(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+    pub fn install(&mut self, snapshot: Snapshot<M>) -> Result<(), StorageError> {
         let index = snapshot.state.last.index;
         self.handle.replace(index, Box::new(move || disk_format::encode_snapshot(snapshot)))?;
         self.replacements += 1;
@@ -265,7 +268,7 @@ impl NodeDisk {
     /// of its own (a large state takes seconds; the persistent maps make
     /// the copy free) and handed to the writer, which skips it if the log
     /// was replaced meanwhile; the entries since go on being written.
-    pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState) -> Result<(), StorageError> {
+    pub fn maybe_snapshot(&mut self, epoch: u64, state: &ReplicatedState<M>) -> Result<(), StorageError> {
         let due = self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every;
         if !due || state.last.index != self.written || self.encoding.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -309,7 +312,7 @@ impl NodeDisk {
     }
 }
 
-impl Drop for NodeDisk {
+impl<M: Wire> Drop for NodeDisk<M> {
     /// Lets the writer finish what it was handed (the node stops, or hands
     /// its role over): a crash needs none of this, a clean stop loses nothing
     /// it wrote.
@@ -346,7 +349,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::auction::machine::Payload;
+    use crate::auction::AuctionBook;
+    use crate::auction::machine::{Entry, Payload, ReplicatedState, Snapshot};
     use crate::replication::LogPosition;
     use crate::storage::{SimDisk, write_snapshot};
 
@@ -381,7 +385,7 @@ mod tests {
     #[test]
     fn a_snapshot_older_than_the_nodes_own_replaces_it() {
         let disk = SimDisk::new();
-        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        let (mut node_disk, _) = NodeDisk::<AuctionBook>::open(&config(&disk)).unwrap();
         node_disk.install(snapshot(1, 60)).unwrap();
         node_disk.append(&entries(1, 61..=65)).unwrap();
 
@@ -392,7 +396,7 @@ mod tests {
         drop(node_disk);
 
         disk.crash_losing_unsynced();
-        let (_, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        let (_, recovered) = NodeDisk::<AuctionBook>::open(&config(&disk)).unwrap();
         assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 58 });
         assert_eq!(recovered.replayed, 2);
     }
@@ -404,15 +408,15 @@ mod tests {
     #[test]
     fn an_empty_log_past_the_snapshot_starts_over_after_it() {
         let disk = SimDisk::new();
-        let (mut node_disk, _) = NodeDisk::open(&config(&disk)).unwrap();
+        let (mut node_disk, _) = NodeDisk::<AuctionBook>::open(&config(&disk)).unwrap();
         node_disk.install(snapshot(1, 60)).unwrap();
         drop(node_disk);
         // The log is empty and starts at 61; the state at 60 is replaced.
-        let body = disk_format::encode_snapshot(snapshot(2, 56));
+        let body = disk_format::encode_snapshot::<AuctionBook>(snapshot(2, 56));
         write_snapshot(&disk, Path::new("data"), 56, &body).unwrap();
 
         disk.crash_losing_unsynced();
-        let (mut node_disk, recovered) = NodeDisk::open(&config(&disk)).unwrap();
+        let (mut node_disk, recovered) = NodeDisk::<AuctionBook>::open(&config(&disk)).unwrap();
         assert_eq!(recovered.state.last, LogPosition { epoch: 2, index: 56 });
         node_disk.append(&entries(2, 57..=57)).unwrap();
         assert_eq!(node_disk.persisted().borrow().index, 57);

@@ -10,11 +10,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::auction::machine::AuctionSettings;
-use crate::auction::machine::{Action, Event, Leader, LeaderSettings, ReplicatedState};
-use crate::auction::{Command, DEFAULT_AUCTION, OpenAuction};
-use crate::replication::{MembershipRecord, NodeId, Now, Role, epoch_number};
-use crate::transport::{self, Incoming, ServiceError, Services};
+use crate::replication::{
+    Action, Event, Leader, LeaderSettings, MembershipRecord, NodeId, Now, ReplicatedState, Role, epoch_number,
+};
+use crate::transport::{self, ClientApi, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
 use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
@@ -35,27 +34,27 @@ const MAX_PENDING_REPLIES: usize = 64 * 1024;
 pub(super) const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the node brings to its leadership.
-pub(super) struct Start {
+pub(super) struct Start<M: ClientApi> {
     /// This leadership's epoch, from the takeover record's version.
     pub epoch: u64,
     /// The takeover record, stored: this node first, then the backups to
     /// expect (the members that answered the takeover probe).
     pub record: MembershipRecord,
     /// Empty when the node bootstraps a new cluster.
-    pub state: ReplicatedState,
+    pub state: ReplicatedState<M>,
     pub lost_leader: Option<NodeId>,
     /// This node's disk, if it keeps one: the leader counts an entry only
     /// once it holds it.
-    pub disk: Option<NodeDisk>,
+    pub disk: Option<NodeDisk<M>>,
 }
 
 /// Leads until shutdown. The client port is already bound: holding it is
 /// what makes this node the leader.
-pub(super) async fn lead(
-    shared: &Arc<Shared>,
-    config: &NodeConfig,
+pub(super) async fn lead<M: ClientApi>(
+    shared: &Arc<Shared<M>>,
+    config: &NodeConfig<M>,
     coordinator: &dyn RecordStore,
-    start: Start,
+    start: Start<M>,
     client_listener: Incoming,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -64,20 +63,14 @@ pub(super) async fn lead(
     let settings = LeaderSettings {
         ack_timeout: config.ack_timeout,
         durable: disk.is_some(),
-        machine: AuctionSettings { retain_closed: config.retain_closed },
+        machine: config.machine.clone(),
         ..LeaderSettings::default()
     };
     let mut leader = if start.state.last.index == 0 {
         let mut leader = Leader::bootstrap(start.record, start.epoch, settings, now);
-        let ends_at_unix_ms = now.unix_ms + config.auction_duration.as_millis() as i64;
-        let open = OpenAuction {
-            auction_id: DEFAULT_AUCTION.to_string(),
-            description: "the default auction".to_string(),
-            minimum_amount: 1,
-            ends_at_unix_ms,
-            at_unix_ms: now.unix_ms,
-        };
-        leader.handle(Event::Propose { token: None, command: Command::Open(open) }, now);
+        for command in M::genesis(&config.machine, now.unix_ms) {
+            leader.handle(Event::Propose { token: None, command }, now);
+        }
         info!(
             epoch = epoch_number(leader.epoch()),
             client_port = %config.client_address,
@@ -155,12 +148,12 @@ pub(super) async fn lead(
             }
             _ = ticker.tick() => {
                 let now = shared.network().now();
-                // The ones this tick closes, found through the deadline
-                // index: listing every open auction each tick cost a leader
-                // of 100,000 auctions most of its time.
-                let closing = leader.state().machine.overdue(now.unix_ms.max(leader.state().clock_unix_ms));
+                // What this tick will apply, for the log.
+                let due = leader.state().machine.due(now.unix_ms.max(leader.state().clock_unix_ms), &config.machine);
                 leader.handle(Event::Tick, now);
-                log_closed_auctions(&leader, &closing);
+                if !due.is_empty() {
+                    leader.state().machine.log_due(&due);
+                }
             }
             input = input_receiver.recv() => {
                 let Some(input) = input else { break };
@@ -216,7 +209,7 @@ struct Publisher {
 impl Publisher {
     /// `index` is the one the leader last announced (see
     /// [`Action::Publish`]).
-    fn publish(&mut self, shared: &Shared, leader: &Leader, index: Option<u64>) {
+    fn publish<M: ClientApi>(&mut self, shared: &Shared<M>, leader: &Leader<M>, index: Option<u64>) {
         let watchers = shared.watchers();
         let newcomers = watchers > self.watchers;
         self.watchers = watchers;
@@ -227,35 +220,21 @@ impl Publisher {
         let state = leader.state();
         shared.publish(index.map(|commit_index| CommittedView {
             commit_index,
-            book: state.machine.clone(),
+            machine: state.machine.clone(),
             clock_unix_ms: state.clock_unix_ms,
         }));
     }
 }
 
-/// Logs the auctions among `were_open` that the last tick closed.
-fn log_closed_auctions(leader: &Leader, were_open: &[String]) {
-    let auctions = &leader.state().machine.auctions;
-    let closed = were_open.iter().filter_map(|id| auctions.get(id)).filter(|auction| auction.closed);
-    for auction in closed {
-        info!(
-            auction = %auction.auction_id,
-            winner = %auction.highest_bidder,
-            amount = auction.highest_amount,
-            "auction over"
-        );
-    }
-}
-
 /// The leader loop's bookkeeping of replies and backup streams.
-struct Driver {
-    replies: HashMap<u64, ReplySender>,
-    streams: HashMap<NodeId, BackupStream>,
+struct Driver<M: ClientApi> {
+    replies: HashMap<u64, ReplySender<M>>,
+    streams: HashMap<NodeId, BackupStream<M>>,
     next_token: u64,
     /// Backups whose queue was full: they cannot keep up, and are removed.
     overflowed: Vec<(NodeId, u64)>,
     /// This node's disk, if it keeps one.
-    disk: Option<NodeDisk>,
+    disk: Option<NodeDisk<M>>,
     /// Why the disk (or the record's store) can take no more: the leader
     /// must stop.
     disk_failure: Option<String>,
@@ -267,8 +246,8 @@ struct Driver {
     published: Option<u64>,
 }
 
-impl Driver {
-    fn new(disk: Option<NodeDisk>) -> Self {
+impl<M: ClientApi> Driver<M> {
+    fn new(disk: Option<NodeDisk<M>>) -> Self {
         Driver {
             replies: HashMap::new(),
             streams: HashMap::new(),
@@ -282,7 +261,7 @@ impl Driver {
         }
     }
 
-    fn handle(&mut self, leader: &mut Leader, input: LeaderInput, now: Now) {
+    fn handle(&mut self, leader: &mut Leader<M>, input: LeaderInput<M>, now: Now) {
         let event = match input {
             LeaderInput::Propose { command, reply } => match self.hold(leader, reply) {
                 Some(token) => Event::Propose { token: Some(token), command },
@@ -319,7 +298,7 @@ impl Driver {
 
     /// Keeps the reply channel until the answer is released, or refuses
     /// the request when too many wait already.
-    fn hold(&mut self, leader: &Leader, reply: ReplySender) -> Option<u64> {
+    fn hold(&mut self, leader: &Leader<M>, reply: ReplySender<M>) -> Option<u64> {
         if leader.pending_replies() >= MAX_PENDING_REPLIES {
             let _ = reply.send(Err(ServiceError::Overloaded(MAX_PENDING_REPLIES)));
             return None;
@@ -332,7 +311,7 @@ impl Driver {
     /// Performs the leader's actions; a backup whose queue overflowed is
     /// reported lost, a stored record reported stored, and the actions
     /// that causes performed in turn.
-    fn perform(&mut self, leader: &mut Leader, coordinator: &dyn RecordStore, shared: &Shared, now: Now) {
+    fn perform(&mut self, leader: &mut Leader<M>, coordinator: &dyn RecordStore, shared: &Shared<M>, now: Now) {
         loop {
             for action in leader.take_actions() {
                 match action {
@@ -365,7 +344,7 @@ impl Driver {
     /// Stores the membership record: a synced write, on the loop itself,
     /// at membership changes only (never per bid). A failure ends this
     /// leadership: the record is what a successor trusts.
-    fn store_record(&mut self, coordinator: &dyn RecordStore, shared: &Shared, record: MembershipRecord) {
+    fn store_record(&mut self, coordinator: &dyn RecordStore, shared: &Shared<M>, record: MembershipRecord) {
         if self.draining {
             debug!(version = record.version, "draining: the record is left to the next leader");
             return;
@@ -382,7 +361,7 @@ impl Driver {
         }
     }
 
-    fn perform_one(&mut self, action: Action) {
+    fn perform_one(&mut self, action: Action<M>) {
         match action {
             Action::Send { to, connection, message } => {
                 if let Some(stream) = self.streams.get(&to)
@@ -426,6 +405,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::auction::AuctionBook;
     use crate::node::coordinator::{Presence, RecordError};
     use crate::replication::{LogPosition, Member};
 
@@ -453,10 +433,10 @@ mod tests {
         let now = Now::read();
         let me = Member { node: "127.0.0.1:1".into(), incarnation: 1 };
         let record = MembershipRecord { cluster_id: "c".into(), version: 1, epoch: 1, members: vec![me] };
-        let mut leader = Leader::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
+        let mut leader = Leader::<AuctionBook>::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
         let records = MemoryRecord::default();
         let shared = Shared::new(
-            crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
+            &crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
         let mut driver = Driver::new(None);
@@ -490,10 +470,10 @@ mod tests {
         let now = Now::read();
         let me = Member { node: "127.0.0.1:1".into(), incarnation: 1 };
         let record = MembershipRecord { cluster_id: "c".into(), version: 1, epoch: 1, members: vec![me] };
-        let mut leader = Leader::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
+        let mut leader = Leader::<AuctionBook>::bootstrap(record, 1 << 32, LeaderSettings::default(), now);
         let records = MemoryRecord::default();
         let shared = Shared::new(
-            crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
+            &crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
         let mut driver = Driver::new(None);

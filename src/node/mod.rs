@@ -7,6 +7,10 @@
 //! *Leader*: it drives the replication core from the client calls and the
 //! backups' acks. This is the only layer that owns tasks and timers; the
 //! protocol decisions live in [`crate::replication`].
+//!
+//! A node runs any state machine the transport can carry
+//! ([`ClientApi`]): what it replicates, serves and shows watchers is the
+//! machine's; the server chooses the auction book.
 
 mod backend;
 mod coordinator;
@@ -21,13 +25,14 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::auction::machine::Backup;
 use crate::replication::{
-    Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, Succession, UNKNOWN_INCARNATION,
-    choose_successor, epoch_number, epoch_of_record, highest_credible_epoch, successor_epoch_floor,
-    takeover_epoch_number,
+    Backup, Member, MembershipRecord, NodeId, ReplicationError, Role, SelfView, StateMachine, Succession,
+    UNKNOWN_INCARNATION, choose_successor, epoch_number, epoch_of_record, highest_credible_epoch,
+    successor_epoch_floor, takeover_epoch_number,
 };
-use crate::transport::{self, CallError, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings};
+use crate::transport::{
+    self, CallError, ClientApi, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings, Wire,
+};
 
 use backend::Shared;
 use coordinator::{Coordinator, LocalCoordinator, Presence, RecordStore};
@@ -35,9 +40,9 @@ pub use coordinator::{CoordinatorConfig, OperatorRemoval, RecordError, remove_wi
 use durable::persisted_changed;
 pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
 
-/// Everything a node needs to know at start.
+/// Everything a node that replicates `M` needs to know at start.
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub struct NodeConfig<M: StateMachine> {
     /// This node's own address: its identity, and where its listener is.
     pub node_address: SocketAddr,
     /// The well-known port clients dial, held by the leader alone.
@@ -52,10 +57,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// How long the chosen successor has to take over before the next one does.
     pub takeover_timeout: Duration,
-    /// How long the default auction runs, from the bootstrap.
-    pub auction_duration: Duration,
-    /// How long a closed auction and its history are kept.
-    pub retain_closed: Duration,
+    /// The state machine's settings (see [`StateMachine::Settings`]).
+    pub machine: M::Settings,
     /// Where the node keeps its log and snapshots; `None` keeps state in
     /// memory only (replication is then all that keeps it).
     pub storage: Option<StorageConfig>,
@@ -70,7 +73,7 @@ pub struct NodeConfig {
     pub new_cluster: bool,
 }
 
-impl NodeConfig {
+impl<M: StateMachine> NodeConfig<M> {
     /// A configuration with the default timeouts.
     pub fn new(node_address: SocketAddr, client_address: SocketAddr) -> Self {
         NodeConfig {
@@ -81,8 +84,7 @@ impl NodeConfig {
             leader_timeout: Duration::from_millis(1000),
             heartbeat_interval: Duration::from_millis(100),
             takeover_timeout: Duration::from_millis(1000),
-            auction_duration: Duration::from_secs(120),
-            retain_closed: crate::auction::machine::DEFAULT_RETAIN_CLOSED,
+            machine: M::Settings::default(),
             storage: None,
             http_address: None,
             coordinator: CoordinatorConfig::for_client_port(client_address),
@@ -119,13 +121,13 @@ pub fn parse_worker_threads(value: &str) -> Result<usize, String> {
 
 /// Runs a node until `shutdown` is cancelled. The network and the node's own
 /// listener are passed in, so the same code runs over TCP and in simulation.
-pub async fn run(
-    config: NodeConfig,
+pub async fn run<M: ClientApi>(
+    config: NodeConfig<M>,
     network: Network,
     node_listener: Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(config.clone(), network));
+    let shared = Arc::new(Shared::new(&config, network));
     // Not serving the client API until it leads.
     shared.set_leader(None).await;
     let server = tokio::spawn(transport::serve(
@@ -161,7 +163,11 @@ enum FollowEnd {
     DiskFailed(anyhow::Error),
 }
 
-async fn drive(shared: &Arc<Shared>, config: &NodeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn drive<M: ClientApi>(
+    shared: &Arc<Shared<M>>,
+    config: &NodeConfig<M>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let id = shared.id().to_string();
     let transport = config.transport();
     // `_data_dir_claim` holds the data directory's lock for the process's life.
@@ -396,11 +402,11 @@ impl Standing {
 }
 
 /// Where `record` leaves this node.
-fn standing(
+fn standing<M: StateMachine>(
     coordinator: &impl RecordStore,
     record: Option<MembershipRecord>,
     me: &Member,
-    backup: &Backup,
+    backup: &Backup<M>,
     new_cluster: bool,
 ) -> Standing {
     let Some(record) = record else { return Standing::Unrecorded };
@@ -459,7 +465,10 @@ fn holding_state(coordinator: &impl RecordStore, record: &MembershipRecord) -> V
 
 /// A node whose data directory holds another cluster's state than the
 /// record's live cluster on this client port is started in the wrong place.
-fn refuse_another_clusters_record(coordinator: &impl RecordStore, backup: &Backup) -> anyhow::Result<()> {
+fn refuse_another_clusters_record<M: StateMachine>(
+    coordinator: &impl RecordStore,
+    backup: &Backup<M>,
+) -> anyhow::Result<()> {
     let ours = &backup.state().cluster_id;
     let Ok(Some(record)) = coordinator.load_record() else { return Ok(()) };
     if ours.is_empty() || record.cluster_id == *ours {
@@ -494,10 +503,10 @@ struct Takeover<'a> {
 /// for (the record's, or where it has none the live backups), with an
 /// epoch number above the record's and every epoch it has seen: the new
 /// leadership's.
-fn write_takeover_record(
+fn write_takeover_record<M: StateMachine>(
     coordinator: &impl RecordStore,
     standing: &Standing,
-    backup: &Backup,
+    backup: &Backup<M>,
     takeover: Takeover<'_>,
 ) -> Result<MembershipRecord, RecordError> {
     let Takeover { me, live_backups, highest_epoch, lost_leader, new_cluster_id } = takeover;
@@ -552,12 +561,12 @@ fn write_takeover_record(
 
 /// Finds the leader through the client port and opens the replication
 /// stream on its node port.
-async fn join(
+async fn join<M: Wire>(
     lock: &impl Coordinator,
     network: &Network,
     hello: &Hello,
     transport: &TransportSettings,
-) -> Result<transport::LeaderLink, CallError> {
+) -> Result<transport::LeaderLink<M>, CallError> {
     let leader = lock.find_leader().await?;
     if leader == hello.node {
         return Err(CallError::Unavailable { message: "this node's own address leads".into(), leader_hint: None });
@@ -567,7 +576,12 @@ async fn join(
 
 /// The members (of the record and of the log) and configured peers to
 /// probe when the leader is gone.
-fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup, membership: &[NodeId]) -> Vec<NodeId> {
+fn survey_targets<M: StateMachine>(
+    id: &str,
+    config: &NodeConfig<M>,
+    backup: &Backup<M>,
+    membership: &[NodeId],
+) -> Vec<NodeId> {
     let mut targets: Vec<String> = backup.state().membership.clone();
     targets.extend(membership.iter().cloned());
     targets.extend(config.peers.iter().cloned());
@@ -579,12 +593,12 @@ fn survey_targets(id: &str, config: &NodeConfig, backup: &Backup, membership: &[
 
 /// Applies the leader's stream until it ends, goes silent or misbehaves.
 /// With a disk, an entry is acked only once the disk holds it.
-async fn follow(
-    shared: &Shared,
-    config: &NodeConfig,
-    backup: &mut Backup,
-    mut disk: Option<&mut NodeDisk>,
-    mut link: transport::LeaderLink,
+async fn follow<M: ClientApi>(
+    shared: &Shared<M>,
+    config: &NodeConfig<M>,
+    backup: &mut Backup<M>,
+    mut disk: Option<&mut NodeDisk<M>>,
+    mut link: transport::LeaderLink<M>,
     shutdown: &CancellationToken,
 ) -> FollowEnd {
     let mut announced = false;

@@ -20,9 +20,10 @@ pub trait StateMachine: Clone + Debug + Default + PartialEq + Eq + Send + Sync +
     type Query: Clone + Debug + Send + 'static;
     /// The answer to a read.
     type Answer: Clone + Debug + PartialEq + Eq + Send + 'static;
-    /// What the leader stamps into commands besides the time (the node's
-    /// settings, not replicated state: each command carries what it used).
-    type Settings: Clone + Debug + Default + Send + 'static;
+    /// The node's settings for the machine, not replicated state: what the
+    /// leader stamps into commands besides the time (each command carries
+    /// what it used), and what a new cluster starts with.
+    type Settings: Clone + Debug + Default + Send + Sync + 'static;
 
     /// Checks a proposed command before it is sequenced, and brings it to
     /// its one normal form (the log holds that). Malformed input changes
@@ -49,4 +50,49 @@ pub trait StateMachine: Clone + Debug + Default + PartialEq + Eq + Send + Sync +
     /// The commands that time alone calls for at `at_unix_ms` (deadlines
     /// passed), stamped: the leader sequences them on a tick.
     fn due(&self, at_unix_ms: i64, settings: &Self::Settings) -> Vec<Self::Command>;
+
+    /// The commands a new cluster starts with, at `at_unix_ms`: its leader
+    /// proposes them first. None by default.
+    fn genesis(_settings: &Self::Settings, _at_unix_ms: i64) -> Vec<Self::Command> {
+        Vec::new()
+    }
+
+    /// Says in the operator's log what the commands that time called for
+    /// (`due`, now applied) did. Nothing by default.
+    fn log_due(&self, _due: &[Self::Command]) {}
+}
+
+/// What a proposed command came to: its output, and the index it was
+/// applied at (`None` for input refused before it was sequenced).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposed<Output> {
+    pub index: Option<u64>,
+    pub output: Output,
+}
+
+/// What watchers of a state machine see: the events of its committed
+/// entries, each at a revision (the entry's log index).
+pub trait EventSource: StateMachine {
+    /// One thing that happened.
+    type Event: Clone + Debug + Send + Sync + 'static;
+    /// Which events a watcher asks for.
+    type Scope: Clone + Debug + Send + Sync + 'static;
+
+    /// Checks a watcher's scope before it is served: why it is malformed.
+    fn check_scope(scope: &Self::Scope) -> Result<(), String>;
+
+    /// The events in `scope` of the entries after `after` up to `upto`, in
+    /// order, with `clock_unix_ms` the log's clock at `upto`.
+    fn events(&self, scope: &Self::Scope, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<Self::Event>;
+
+    /// The revision an event belongs to.
+    fn revision(event: &Self::Event) -> u64;
+
+    /// The event that tells a watcher where "now" is: no change, at
+    /// `revision`.
+    fn progress(revision: u64) -> Self::Event;
+
+    /// The revision up to which events are forgotten: no watcher resumes
+    /// before it.
+    fn compacted(&self) -> u64;
 }

@@ -34,6 +34,26 @@ pub struct NodeStatus {
     pub record: Option<RecordView>,
 }
 
+impl NodeStatus {
+    /// A node that leads alone at `epoch`, with an empty log and no disk:
+    /// what a stand-in server (no replication behind it) reports.
+    pub fn lone_leader(node: NodeId, epoch: u64) -> Self {
+        NodeStatus {
+            leader: Some(node.clone()),
+            membership: vec![node.clone()],
+            node,
+            role: Role::Leader,
+            epoch,
+            last: LogPosition::default(),
+            pid: std::process::id(),
+            cluster_id: String::new(),
+            disk: None,
+            http: None,
+            record: None,
+        }
+    }
+}
+
 /// The membership record as people are shown it: without incarnations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordView {

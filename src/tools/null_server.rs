@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::auction::machine::Proposed;
-use crate::auction::{Applied, AuctionEvent, AuctionView, BidOutcome, Command, Placed, Query, QueryAnswer, Verdict};
-use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
+use crate::auction::{
+    Applied, AuctionBook, AuctionEvent, AuctionView, BidOutcome, Command, Placed, Query, QueryAnswer, QueryError,
+    Verdict,
+};
+use crate::replication::{NodeId, NodeStatus};
 
 use crate::transport::{
     Backend, BackupSession, Hello, Incoming, MAX_CLIENT_CONNECTIONS, MemberRemoval, ServiceError, Services,
@@ -25,7 +28,7 @@ struct NullBackend {
     revision: AtomicU64,
 }
 
-impl Backend for NullBackend {
+impl Backend<AuctionBook> for NullBackend {
     async fn propose(&self, command: Command) -> Result<Proposed, ServiceError> {
         let Command::Bid(bid) = command else {
             return Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()));
@@ -45,7 +48,7 @@ impl Backend for NullBackend {
         Ok(Proposed { index: None, output: Applied::Bid(outcome) })
     }
 
-    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), ServiceError> {
+    async fn read(&self, query: Query) -> Result<(Result<QueryAnswer, QueryError>, NodeId), ServiceError> {
         let Query::View { auction_id } = query else {
             return Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()));
         };
@@ -58,7 +61,7 @@ impl Backend for NullBackend {
             accepted_bids: 0,
             now_unix_ms: 0,
         };
-        Ok((QueryAnswer::View(view), self.node.clone()))
+        Ok((Ok(QueryAnswer::View(view)), self.node.clone()))
     }
 
     fn watch(
@@ -70,22 +73,10 @@ impl Backend for NullBackend {
     }
 
     fn status(&self) -> NodeStatus {
-        NodeStatus {
-            node: self.node.clone(),
-            role: Role::Leader,
-            epoch: 0,
-            leader: Some(self.node.clone()),
-            membership: vec![self.node.clone()],
-            last: LogPosition::default(),
-            pid: std::process::id(),
-            cluster_id: String::new(),
-            disk: None,
-            http: None,
-            record: None,
-        }
+        NodeStatus::lone_leader(self.node.clone(), 0)
     }
 
-    async fn backup_connected(&self, _hello: Hello) -> Result<BackupSession, ServiceError> {
+    async fn backup_connected(&self, _hello: Hello) -> Result<BackupSession<AuctionBook>, ServiceError> {
         Err(ServiceError::InvalidArgument("the null server keeps no log to replicate".into()))
     }
 

@@ -10,19 +10,18 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status, Streaming};
 
-use crate::auction::machine::{Entry, Snapshot};
 use crate::auction::{
     AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome,
     CreateAuction, CreateOutcome, HistoryPage,
 };
-use crate::replication::{NodeStatus, Role};
+use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
 use super::pb::auction_client::AuctionClient;
 use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
     ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA, MAX_REPLICATION_MESSAGE,
-    NOT_FOUND_METADATA, Network, TransportSettings, convert, pb, uri_for,
+    NOT_FOUND_METADATA, Network, TransportSettings, Wire, convert, pb, uri_for,
 };
 
 /// Why a call failed, by the kind of its gRPC code: the client library and
@@ -379,21 +378,21 @@ pub fn check_address(address: &str) -> Result<(), CallError> {
 
 /// What the leader sends a backup, in domain types.
 #[derive(Debug)]
-pub enum LeaderMessage {
-    Snapshot(Box<Snapshot>),
+pub enum LeaderMessage<M: Wire> {
+    Snapshot(Box<Snapshot<M>>),
     /// A chunk of a snapshot still coming: the leader is alive, nothing to
     /// apply or ack yet.
     SnapshotPart,
-    Entries(Vec<Entry>),
+    Entries(Vec<Entry<M::Command>>),
     Heartbeat {
         epoch: u64,
     },
 }
 
 /// A backup's end of the replication stream.
-pub struct LeaderLink {
+pub struct LeaderLink<M: Wire> {
     inbound: Streaming<rpb::FromLeader>,
-    snapshot: convert::SnapshotAssembler,
+    snapshot: M::SnapshotAssembler,
     /// Acks are cumulative, so only the latest matters: a watch channel
     /// coalesces them and never blocks the backup.
     acks: watch::Sender<u64>,
@@ -401,13 +400,13 @@ pub struct LeaderLink {
 
 /// Opens the replication stream to the leader's node port, introducing
 /// this backup with `hello`.
-pub async fn open_replication(
+pub async fn open_replication<M: Wire>(
     network: &Network,
     leader: &str,
     hello: &Hello,
     settings: &TransportSettings,
     timeout: Duration,
-) -> Result<LeaderLink, CallError> {
+) -> Result<LeaderLink<M>, CallError> {
     let endpoint = endpoint(leader, settings)?;
     let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector(network.clone())))
         .await
@@ -432,25 +431,27 @@ pub async fn open_replication(
         .await
         .map_err(|_| CallError::unavailable("the leader did not answer the join in time"))?
         .map_err(CallError::from_peer)?;
-    Ok(LeaderLink { inbound: response.into_inner(), snapshot: convert::SnapshotAssembler::default(), acks })
+    Ok(LeaderLink { inbound: response.into_inner(), snapshot: M::SnapshotAssembler::default(), acks })
 }
 
-impl LeaderLink {
+impl<M: Wire> LeaderLink<M> {
     /// The next message; `Ok(None)` when the leader ended the stream.
-    pub async fn next(&mut self) -> Result<Option<LeaderMessage>, CallError> {
-        use rpb::from_leader::Message as M;
+    pub async fn next(&mut self) -> Result<Option<LeaderMessage<M>>, CallError> {
+        use rpb::from_leader::Message;
         let Some(message) = self.inbound.message().await.map_err(CallError::from_peer)? else { return Ok(None) };
         let malformed = |error: super::MalformedMessage| CallError::Rejected { message: error.to_string() };
         match message.message {
-            Some(M::Snapshot(chunk)) => match self.snapshot.add(chunk).map_err(malformed)? {
-                Some(snapshot) => Ok(Some(LeaderMessage::Snapshot(Box::new(snapshot)))),
-                None => Ok(Some(LeaderMessage::SnapshotPart)),
-            },
-            Some(M::Entries(entries)) => {
-                let entries = entries.entries.into_iter().map(Entry::try_from).collect::<Result<_, _>>();
+            Some(Message::Snapshot(chunk)) => {
+                match M::add_snapshot_chunk(&mut self.snapshot, chunk).map_err(malformed)? {
+                    Some(snapshot) => Ok(Some(LeaderMessage::Snapshot(Box::new(snapshot)))),
+                    None => Ok(Some(LeaderMessage::SnapshotPart)),
+                }
+            }
+            Some(Message::Entries(entries)) => {
+                let entries = entries.entries.into_iter().map(M::entry_from_wire).collect::<Result<_, _>>();
                 Ok(Some(LeaderMessage::Entries(entries.map_err(malformed)?)))
             }
-            Some(M::Heartbeat(heartbeat)) => Ok(Some(LeaderMessage::Heartbeat { epoch: heartbeat.epoch })),
+            Some(Message::Heartbeat(heartbeat)) => Ok(Some(LeaderMessage::Heartbeat { epoch: heartbeat.epoch })),
             None => Err(CallError::Rejected { message: "empty message from the leader".into() }),
         }
     }

@@ -2,9 +2,13 @@
 //!
 //! This is the only layer that names tonic or prost types. The services call
 //! a [`Backend`] (the node) with domain types; the client-side helpers return
-//! domain types and a [`CallError`] that says whether a retry can help.
+//! domain types and a [`CallError`] that says whether a retry can help. The
+//! peer API serves any state machine with an encoding ([`Wire`]); the
+//! client API is the machine's own ([`ClientApi`], the auction's in
+//! `auction_service.rs`).
 //! Every port also serves `grpc.health.v1` and server reflection ([`Health`]).
 
+mod auction_service;
 mod client;
 mod convert;
 mod health;
@@ -17,10 +21,10 @@ pub use client::{
     AuctionConnection, CallError, InvalidCode, LeaderLink, LeaderMessage, MemberRemovalAnswer, check_address,
     connector, endpoint, find_leader, open_replication, probe_peer, probe_status, remove_member,
 };
-pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, disk_format};
+pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, Wire, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
-pub use server::{Backend, BackupSession, Hello, MemberRemoval, ServiceError, Services, serve};
+pub use server::{Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, serve};
 
 /// The generated protobuf code, in modules nested as its packages are
 /// (the replication package names client types, such as `Reason`, by that

@@ -1,32 +1,33 @@
 //! The tonic services of a node: the client API on the client port and on
 //! the node's own port, and the peer API (the replication stream and the
-//! takeover probe) on the node's own port only.
+//! takeover probe) on the node's own port only. The peer API is generic
+//! over the replicated state machine; the client API is the machine's own
+//! ([`ClientApi`]).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataValue;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auction::machine::{Message, Proposed};
-use crate::auction::{Applied, AuctionEvent, CancelAuction, Command, CreateOutcome, Query, QueryAnswer};
-use crate::replication::{LogPosition, NodeId, NodeStatus};
+use crate::replication::{EventSource, LogPosition, Message, NodeId, NodeStatus, Proposed};
 
 use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
-use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
 use super::{
-    ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Incoming, LEADER_METADATA, MAX_CLIENT_MESSAGE,
-    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, TransportSettings, convert,
+    ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Incoming, LEADER_METADATA, MAX_REPLICATION_MESSAGE,
+    NOT_FOUND_METADATA, TransportSettings, Wire, convert,
 };
 
 /// Why a node could not serve a call.
@@ -92,13 +93,13 @@ impl From<ServiceError> for Status {
 }
 
 /// A backup's stream, as the node hands it to the transport.
-pub struct BackupSession {
+pub struct BackupSession<M: Wire> {
     /// Tells this stream from the node's earlier ones.
     pub connection: u64,
     /// The leader's epoch, for heartbeats.
     pub epoch: u64,
     /// Bounded: a backup that cannot keep up is removed, not buffered.
-    pub messages: mpsc::Receiver<Message>,
+    pub messages: mpsc::Receiver<Message<M>>,
     /// Cancelled when the leader drops the stream: its tasks end, even one
     /// blocked on a peer that never reads.
     pub closed: CancellationToken,
@@ -115,23 +116,22 @@ pub struct Hello {
     pub cluster_id: String,
 }
 
-/// What the services need from the node.
-pub trait Backend: Send + Sync + 'static {
+/// What the services need from the node, which replicates `M`.
+pub trait Backend<M: Wire + EventSource>: Send + Sync + 'static {
     /// A command, checked and sequenced, answered once committed: the one
     /// path of every write.
-    fn propose(&self, command: Command) -> impl Future<Output = Result<Proposed, ServiceError>> + Send;
+    fn propose(&self, command: M::Command) -> impl Future<Output = Result<Proposed<M::Output>, ServiceError>> + Send;
     /// A linearizable read, with the node that answered.
-    fn read(&self, query: Query) -> impl Future<Output = Result<(QueryAnswer, NodeId), ServiceError>> + Send;
-    /// The committed events after `after_revision` (0: from now on), of one
-    /// auction or all, as they commit; ends with an error the client can
-    /// resume from.
+    fn read(&self, query: M::Query) -> impl Future<Output = Result<(M::Answer, NodeId), ServiceError>> + Send;
+    /// The committed events in `scope` after `after_revision` (0: from now
+    /// on), as they commit; ends with an error the client can resume from.
     fn watch(
         &self,
-        auction_id: Option<String>,
+        scope: M::Scope,
         after_revision: u64,
-    ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError>;
+    ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError>;
     fn status(&self) -> NodeStatus;
-    fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession, ServiceError>> + Send;
+    fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession<M>, ServiceError>> + Send;
     /// Waits while the leader is busy: a flood of acks slows its sender only.
     fn backup_acked(&self, node: &str, connection: u64, index: u64) -> impl Future<Output = ()> + Send;
     fn backup_lost(&self, node: &str, connection: u64) -> impl Future<Output = ()> + Send;
@@ -143,6 +143,13 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Option<Health> {
         None
     }
+}
+
+/// A state machine's own client API: the gRPC service that turns its
+/// requests into commands, reads and watches of a [`Backend`].
+pub trait ClientApi: Wire + EventSource {
+    /// The client API's services over `backend`.
+    fn client_routes<B: Backend<Self>>(backend: Arc<B>) -> Routes;
 }
 
 /// What a node did with an operator's removal of a member.
@@ -164,129 +171,18 @@ const MAX_FROM_BACKUP_MESSAGE: usize = 1024;
 /// request in flight, a backup one stream.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
-struct AuctionService<B> {
-    backend: Arc<B>,
-}
-
-type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
-
-impl<B: Backend> AuctionService<B> {
-    /// Proposes a command and takes its kind of output from what it came to.
-    async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
-        let proposed = self.backend.propose(command).await?;
-        output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
-    }
-}
-
-#[tonic::async_trait]
-impl<B: Backend> Auction for AuctionService<B> {
-    type WatchStream = AuctionEventStream;
-
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        let request = request.into_inner();
-        let auction_id = (!request.auction_id.is_empty()).then_some(request.auction_id);
-        let events = self.backend.watch(auction_id, request.after_revision)?;
-        let stream = ReceiverStream::new(events).map(|event| match event {
-            Ok(event) => Ok(pb::AuctionEvent::from(event)),
-            Err(error) => Err(Status::from(error)),
-        });
-        Ok(Response::new(Box::pin(stream)))
-    }
-
-    async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
-        let bid = convert::bid_from_request(request.into_inner());
-        let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
-        Ok(Response::new(outcome.into()))
-    }
-
-    async fn result(&self, request: Request<pb::ResultRequest>) -> Result<Response<pb::ResultReply>, Status> {
-        let query = Query::View { auction_id: request.into_inner().auction_id };
-        match self.backend.read(query).await? {
-            (QueryAnswer::View(view), leader) => Ok(Response::new(convert::result_reply(view, leader))),
-            _ => Err(Status::internal("a result answered with something else")),
-        }
-    }
-
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
-        Ok(Response::new(convert::status_reply(self.backend.status())))
-    }
-
-    async fn create_auction(
-        &self,
-        request: Request<pb::CreateAuctionRequest>,
-    ) -> Result<Response<pb::CreateAuctionReply>, Status> {
-        let outcome = match convert::create_from_request(request.into_inner()) {
-            Ok(create) => self.propose(Command::Create(create), Applied::into_created).await?,
-            Err(reason) => CreateOutcome::exception(reason),
-        };
-        Ok(Response::new(outcome.into()))
-    }
-
-    async fn cancel_auction(
-        &self,
-        request: Request<pb::CancelAuctionRequest>,
-    ) -> Result<Response<pb::CancelAuctionReply>, Status> {
-        let request = request.into_inner();
-        let cancel = CancelAuction {
-            auction_id: request.auction_id,
-            seller: request.seller,
-            client_id: request.client_id,
-            request_id: request.request_id,
-            at_unix_ms: 0,
-            retain_ms: 0,
-        };
-        Ok(Response::new(self.propose(Command::Cancel(cancel), Applied::into_cancelled).await?.into()))
-    }
-
-    async fn list_auctions(
-        &self,
-        request: Request<pb::ListAuctionsRequest>,
-    ) -> Result<Response<pb::ListAuctionsReply>, Status> {
-        let request = request.into_inner();
-        let query = Query::List { open_only: request.open_only, limit: request.limit, page_token: request.page_token };
-        match self.backend.read(query).await?.0 {
-            QueryAnswer::Page(page) => Ok(Response::new(pb::ListAuctionsReply {
-                auctions: page.auctions.into_iter().map(pb::AuctionInfo::from).collect(),
-                next_page_token: page.next_page_token,
-            })),
-            _ => Err(Status::internal("a list answered with something else")),
-        }
-    }
-
-    async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
-        let request = request.into_inner();
-        let query =
-            Query::History { auction_id: request.auction_id, limit: request.limit, page_token: request.page_token };
-        match self.backend.read(query).await?.0 {
-            QueryAnswer::History(page) => Ok(Response::new(pb::HistoryReply {
-                auction_id: page.auction_id,
-                bids: page.bids.into_iter().map(pb::AcceptedBid::from).collect(),
-                next_page_token: page.next_page_token,
-            })),
-            _ => Err(Status::internal("a history answered with something else")),
-        }
-    }
-
-    async fn get_auction(&self, request: Request<pb::GetAuctionRequest>) -> Result<Response<pb::AuctionInfo>, Status> {
-        let query = Query::Get { auction_id: request.into_inner().auction_id };
-        match self.backend.read(query).await?.0 {
-            QueryAnswer::Auction(info) => Ok(Response::new(info.into())),
-            _ => Err(Status::internal("a get answered with something else")),
-        }
-    }
-}
-
-struct ReplicationService<B> {
+struct ReplicationService<M, B> {
     backend: Arc<B>,
     settings: TransportSettings,
     /// Each stream's reader and writer: [`serve`] waits for them to end.
     tasks: TaskTracker,
+    machine: PhantomData<fn() -> M>,
 }
 
 type FromLeaderStream = Pin<Box<dyn Stream<Item = Result<rpb::FromLeader, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<B: Backend> Replication for ReplicationService<B> {
+impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M, B> {
     type ReplicateStream = FromLeaderStream;
 
     async fn replicate(
@@ -365,8 +261,8 @@ impl<B: Backend> Replication for ReplicationService<B> {
 /// load, small enough to keep a message well under a megabyte.
 const MAX_ENTRIES_PER_MESSAGE: usize = 2048;
 
-async fn write_to_backup(
-    session: BackupSession,
+async fn write_to_backup<M: Wire>(
+    session: BackupSession<M>,
     outbound: mpsc::Sender<Result<rpb::FromLeader, Status>>,
     heartbeat_interval: std::time::Duration,
 ) {
@@ -377,13 +273,13 @@ async fn write_to_backup(
     }
 }
 
-async fn write_until_closed(
-    mut session: BackupSession,
+async fn write_until_closed<M: Wire>(
+    mut session: BackupSession<M>,
     outbound: mpsc::Sender<Result<rpb::FromLeader, Status>>,
     heartbeat_interval: std::time::Duration,
 ) {
-    use rpb::from_leader::Message as M;
-    let mut pending: Option<Message> = None;
+    use rpb::from_leader::Message as Wired;
+    let mut pending: Option<Message<M>> = None;
     loop {
         let message = match pending.take() {
             Some(message) => message,
@@ -392,7 +288,7 @@ async fn write_until_closed(
                 // The node dropped the stream: the backup left the membership.
                 Ok(None) => return,
                 Err(_idle) => {
-                    let heartbeat = M::Heartbeat(rpb::Heartbeat { epoch: session.epoch });
+                    let heartbeat = Wired::Heartbeat(rpb::Heartbeat { epoch: session.epoch });
                     if outbound.send(Ok(rpb::FromLeader { message: Some(heartbeat) })).await.is_err() {
                         return;
                     }
@@ -405,8 +301,8 @@ async fn write_until_closed(
                 // In bounded chunks, made one at a time from the consistent
                 // state the leader handed over; between two, the leader's
                 // loop and the other streams run.
-                for chunk in convert::SnapshotChunks::new(*snapshot) {
-                    if outbound.send(Ok(rpb::FromLeader { message: Some(M::Snapshot(chunk)) })).await.is_err() {
+                for chunk in M::snapshot_chunks(*snapshot) {
+                    if outbound.send(Ok(rpb::FromLeader { message: Some(Wired::Snapshot(chunk)) })).await.is_err() {
                         return;
                     }
                     tokio::task::yield_now().await;
@@ -414,11 +310,11 @@ async fn write_until_closed(
                 continue;
             }
             Message::Entries(entries) => {
-                let mut batch: Vec<rpb::Entry> = entries.iter().map(rpb::Entry::from).collect();
+                let mut batch: Vec<rpb::Entry> = entries.iter().map(M::entry_to_wire).collect();
                 // Coalesce what else is already queued into the same message.
                 while batch.len() < MAX_ENTRIES_PER_MESSAGE {
                     match session.messages.try_recv() {
-                        Ok(Message::Entries(more)) => batch.extend(more.iter().map(rpb::Entry::from)),
+                        Ok(Message::Entries(more)) => batch.extend(more.iter().map(M::entry_to_wire)),
                         Ok(other) => {
                             pending = Some(other);
                             break;
@@ -426,7 +322,7 @@ async fn write_until_closed(
                         Err(_) => break,
                     }
                 }
-                M::Entries(rpb::Entries { entries: batch })
+                Wired::Entries(rpb::Entries { entries: batch })
             }
         };
         if outbound.send(Ok(rpb::FromLeader { message: Some(message) })).await.is_err() {
@@ -447,7 +343,7 @@ pub enum Services {
 
 /// Serves `services` on the connections of `incoming` until `shutdown` is
 /// cancelled, with the health and reflection services beside them.
-pub async fn serve<B: Backend>(
+pub async fn serve<M: ClientApi, B: Backend<M>>(
     backend: Arc<B>,
     incoming: Incoming,
     services: Services,
@@ -472,17 +368,17 @@ pub async fn serve<B: Backend>(
             (None, None)
         }
     };
-    let auction = AuctionServer::new(AuctionService { backend: Arc::clone(&backend) })
-        .max_decoding_message_size(MAX_CLIENT_MESSAGE);
+    let client_api = M::client_routes(Arc::clone(&backend));
     let tasks = TaskTracker::new();
     let peers = (services == Services::Node).then(|| {
-        let service = ReplicationService { backend, settings: settings.clone(), tasks: tasks.clone() };
+        let service =
+            ReplicationService { backend, settings: settings.clone(), tasks: tasks.clone(), machine: PhantomData };
         ReplicationServer::new(service)
             .max_decoding_message_size(MAX_FROM_BACKUP_MESSAGE)
             .max_encoding_message_size(MAX_REPLICATION_MESSAGE)
     });
     server_builder(&settings)
-        .add_service(auction)
+        .add_routes(client_api)
         .add_optional_service(peers)
         .add_service(health.service())
         .add_optional_service(reflection_v1)

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::auction::machine::Proposed;
-use crate::auction::{AuctionEvent, Command, Query, QueryAnswer};
-use crate::replication::{LogPosition, NodeId, NodeStatus, Role};
+use crate::auction::{AuctionBook, AuctionEvent, Command, Query, QueryAnswer, QueryError};
+use crate::replication::{NodeId, NodeStatus};
 use crate::transport::{
     Backend, BackupSession, Connection, Hello, Incoming, MemberRemoval, ServiceError, Services, TransportSettings,
     serve,
@@ -29,12 +29,12 @@ struct Refusing {
     node: NodeId,
 }
 
-impl Backend for Refusing {
+impl Backend<AuctionBook> for Refusing {
     async fn propose(&self, _command: Command) -> Result<Proposed, ServiceError> {
         Err(ServiceError::InvalidArgument("no writes here".into()))
     }
 
-    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), ServiceError> {
+    async fn read(&self, query: Query) -> Result<(Result<QueryAnswer, QueryError>, NodeId), ServiceError> {
         match query {
             Query::Get { auction_id } | Query::View { auction_id } => Err(ServiceError::UnknownAuction(auction_id)),
             Query::List { page_token, .. } | Query::History { page_token, .. } => {
@@ -54,22 +54,10 @@ impl Backend for Refusing {
     }
 
     fn status(&self) -> NodeStatus {
-        NodeStatus {
-            node: self.node.clone(),
-            role: Role::Leader,
-            epoch: 1,
-            leader: Some(self.node.clone()),
-            membership: vec![self.node.clone()],
-            last: LogPosition::default(),
-            pid: std::process::id(),
-            cluster_id: String::new(),
-            disk: None,
-            http: None,
-            record: None,
-        }
+        NodeStatus::lone_leader(self.node.clone(), 1)
     }
 
-    async fn backup_connected(&self, _hello: Hello) -> Result<BackupSession, ServiceError> {
+    async fn backup_connected(&self, _hello: Hello) -> Result<BackupSession<AuctionBook>, ServiceError> {
         Err(ServiceError::PeerRefused("no replication here".into()))
     }
 

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
+use gavel::auction::AuctionBook;
+use gavel::auction::machine::AuctionSettings;
 use gavel::client::{Client, ClientConfig, ClientError};
 use gavel::node::{CoordinatorConfig, NodeConfig, StorageConfig};
 use gavel::replication::NodeStatus;
@@ -284,7 +286,7 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
     let observer_ip = sim.lookup("observer");
 
     for (index, name) in node_names.iter().enumerate() {
-        let config = NodeConfig {
+        let config = NodeConfig::<AuctionBook> {
             peers: node_addresses
                 .iter()
                 .filter(|address| **address != node_addresses[index])
@@ -294,7 +296,7 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
             leader_timeout: LEADER_TIMEOUT,
             heartbeat_interval: HEARTBEAT_INTERVAL,
             takeover_timeout: TAKEOVER_TIMEOUT,
-            auction_duration: AUCTION_DURATION,
+            machine: AuctionSettings { default_auction_duration: AUCTION_DURATION, ..AuctionSettings::default() },
             storage: Some(StorageConfig {
                 dir: PathBuf::from(DATA_DIR),
                 fsync: scenario.fsync,

@@ -59,7 +59,7 @@ fn settings() -> LeaderSettings {
         tail_capacity: 64,
         learner_timeout: Duration::from_millis(LEARNER_TIMEOUT_MS),
         durable: false,
-        machine: AuctionSettings { retain_closed: DEFAULT_RETAIN_CLOSED },
+        machine: AuctionSettings { retain_closed: DEFAULT_RETAIN_CLOSED, ..AuctionSettings::default() },
     }
 }
 

@@ -6,39 +6,38 @@
 
 use prost::Message as _;
 
-use crate::auction::machine::{Entry, Snapshot};
-
+use crate::replication::{Entry, Snapshot};
 use crate::transport::pb::replication as rpb;
 
-use super::{MalformedMessage, SnapshotAssembler, SnapshotChunks};
+use super::{MalformedMessage, Wire};
 
 /// The record of one log entry.
-pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    rpb::Entry::from(entry).encode_to_vec()
+pub fn encode_entry<M: Wire>(entry: &Entry<M::Command>) -> Vec<u8> {
+    M::entry_to_wire(entry).encode_to_vec()
 }
 
 /// An entry back from its record.
-pub fn decode_entry(record: &[u8]) -> Result<Entry, MalformedMessage> {
+pub fn decode_entry<M: Wire>(record: &[u8]) -> Result<Entry<M::Command>, MalformedMessage> {
     let message = rpb::Entry::decode(record).map_err(|_| MalformedMessage("a log record that is not an entry"))?;
-    Entry::try_from(message)
+    M::entry_from_wire(message)
 }
 
 /// A snapshot as one blob: its chunks, each length-delimited.
-pub fn encode_snapshot(snapshot: Snapshot) -> Vec<u8> {
+pub fn encode_snapshot<M: Wire>(snapshot: Snapshot<M>) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for chunk in SnapshotChunks::new(snapshot) {
+    for chunk in M::snapshot_chunks(snapshot) {
         chunk.encode_length_delimited(&mut bytes).expect("a Vec grows as needed");
     }
     bytes
 }
 
 /// A snapshot back from its blob.
-pub fn decode_snapshot(mut bytes: &[u8]) -> Result<Snapshot, MalformedMessage> {
-    let mut assembler = SnapshotAssembler::default();
+pub fn decode_snapshot<M: Wire>(mut bytes: &[u8]) -> Result<Snapshot<M>, MalformedMessage> {
+    let mut assembler = M::SnapshotAssembler::default();
     while !bytes.is_empty() {
         let chunk = rpb::Snapshot::decode_length_delimited(&mut bytes)
             .map_err(|_| MalformedMessage("a snapshot file whose chunks do not decode"))?;
-        if let Some(snapshot) = assembler.add(chunk)? {
+        if let Some(snapshot) = M::add_snapshot_chunk(&mut assembler, chunk)? {
             return if bytes.is_empty() {
                 Ok(snapshot)
             } else {
@@ -52,6 +51,7 @@ pub fn decode_snapshot(mut bytes: &[u8]) -> Result<Snapshot, MalformedMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auction::AuctionBook;
     use crate::auction::machine::{Payload, ReplicatedState};
     use crate::auction::{Bid, Command, OpenAuction};
     use crate::replication::LogPosition;
@@ -74,8 +74,8 @@ mod tests {
             at_unix_ms: 0,
         });
         let entry = Entry { epoch: 1 << 32, index: 2, payload: Payload::Command(open.clone()) };
-        assert_eq!(decode_entry(&encode_entry(&entry)).ok(), Some(entry));
-        assert!(decode_entry(&[0xff, 0xff, 0xff]).is_err());
+        assert_eq!(decode_entry::<AuctionBook>(&encode_entry::<AuctionBook>(&entry)).ok(), Some(entry));
+        assert!(decode_entry::<AuctionBook>(&[0xff, 0xff, 0xff]).is_err());
 
         let mut state = ReplicatedState { cluster_id: "c".into(), ..ReplicatedState::default() };
         state.machine.apply_at(next_revision(&mut revision), &open);
@@ -93,9 +93,9 @@ mod tests {
         state.last = LogPosition { epoch: 1 << 32, index: 10_002 };
         let snapshot = Snapshot { epoch: 1 << 32, state };
         let bytes = encode_snapshot(snapshot.clone());
-        assert_eq!(decode_snapshot(&bytes).ok(), Some(snapshot));
-        assert!(decode_snapshot(&bytes[..bytes.len() / 2]).is_err());
-        assert!(decode_snapshot(&[]).is_err());
+        assert_eq!(decode_snapshot::<AuctionBook>(&bytes).ok(), Some(snapshot));
+        assert!(decode_snapshot::<AuctionBook>(&bytes[..bytes.len() / 2]).is_err());
+        assert!(decode_snapshot::<AuctionBook>(&[]).is_err());
     }
 
     /// Not a check: how long a large state takes to encode, which the node
@@ -132,7 +132,7 @@ mod tests {
         let bytes = encode_snapshot(Snapshot { epoch: 1 << 32, state });
         let encoded = started.elapsed();
         let started = std::time::Instant::now();
-        decode_snapshot(&bytes).expect("decodes");
+        decode_snapshot::<AuctionBook>(&bytes).expect("decodes");
         println!(
             "1,000,000 bidders and sessions: {} MB, encoded in {encoded:?}, decoded in {:?}",
             bytes.len() / 1_000_000,

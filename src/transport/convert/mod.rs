@@ -9,9 +9,11 @@ pub mod disk_format;
 mod peer;
 mod snapshot;
 
-use crate::auction::{NameProblem, Party, Placed, Reason, Verdict};
+use crate::auction::{AuctionBook, NameProblem, Party, Placed, Reason, Verdict};
+use crate::replication::{Entry, Snapshot, StateMachine};
 
 use super::pb;
+use super::pb::replication as rpb;
 
 pub use client_api::{bid_from_request, create_from_request, result_reply, status_from_reply, status_reply};
 pub use peer::{hello_from_message, probe_reply, status_from_probe};
@@ -21,6 +23,48 @@ pub use snapshot::{SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 #[derive(Debug, thiserror::Error)]
 #[error("malformed replication message: {0}")]
 pub struct MalformedMessage(pub &'static str);
+
+/// How a state machine's log entries and snapshots are written: on the
+/// peer wire and, in the same protobuf, on disk (see [`disk_format`]).
+pub trait Wire: StateMachine {
+    /// A snapshot, in bounded chunks made one at a time.
+    type SnapshotChunks: Iterator<Item = rpb::Snapshot> + Send;
+    /// Puts a snapshot back together, one chunk at a time.
+    type SnapshotAssembler: Default + Send;
+
+    fn entry_to_wire(entry: &Entry<Self::Command>) -> rpb::Entry;
+    fn entry_from_wire(entry: rpb::Entry) -> Result<Entry<Self::Command>, MalformedMessage>;
+    fn snapshot_chunks(snapshot: Snapshot<Self>) -> Self::SnapshotChunks;
+    /// Adds a chunk; the whole snapshot once the last one came.
+    fn add_snapshot_chunk(
+        assembler: &mut Self::SnapshotAssembler,
+        chunk: rpb::Snapshot,
+    ) -> Result<Option<Snapshot<Self>>, MalformedMessage>;
+}
+
+impl Wire for AuctionBook {
+    type SnapshotChunks = SnapshotChunks;
+    type SnapshotAssembler = SnapshotAssembler;
+
+    fn entry_to_wire(entry: &Entry<Self::Command>) -> rpb::Entry {
+        rpb::Entry::from(entry)
+    }
+
+    fn entry_from_wire(entry: rpb::Entry) -> Result<Entry<Self::Command>, MalformedMessage> {
+        Entry::try_from(entry)
+    }
+
+    fn snapshot_chunks(snapshot: Snapshot<Self>) -> SnapshotChunks {
+        SnapshotChunks::new(snapshot)
+    }
+
+    fn add_snapshot_chunk(
+        assembler: &mut SnapshotAssembler,
+        chunk: rpb::Snapshot,
+    ) -> Result<Option<Snapshot<Self>>, MalformedMessage> {
+        assembler.add(chunk)
+    }
+}
 
 impl From<Verdict> for pb::Outcome {
     fn from(verdict: Verdict) -> Self {

@@ -1,0 +1,146 @@
+//! The auction's client API: the gRPC service that turns requests into
+//! auction commands, reads and watches of the node ([`Backend`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use crate::auction::{
+    Applied, AuctionBook, CancelAuction, Command, CreateOutcome, Query, QueryAnswer, QueryError, ReadError,
+};
+use crate::replication::NodeId;
+
+use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
+use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert};
+
+struct AuctionService<B> {
+    backend: Arc<B>,
+}
+
+type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
+
+impl<B: Backend<AuctionBook>> AuctionService<B> {
+    /// Proposes a command and takes its kind of output from what it came to.
+    async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
+        let proposed = self.backend.propose(command).await?;
+        output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
+    }
+
+    /// Asks a read; a refused one is the client's error.
+    async fn read(&self, query: Query) -> Result<(QueryAnswer, NodeId), Status> {
+        let (answer, node) = self.backend.read(query).await?;
+        let answer = answer.map_err(|error| match error {
+            QueryError::Read(ReadError::UnknownAuction(auction_id)) => ServiceError::UnknownAuction(auction_id),
+            error @ QueryError::BadPageToken(_) => ServiceError::InvalidArgument(error.to_string()),
+        })?;
+        Ok((answer, node))
+    }
+}
+
+impl ClientApi for AuctionBook {
+    fn client_routes<B: Backend<Self>>(backend: Arc<B>) -> Routes {
+        Routes::new(AuctionServer::new(AuctionService { backend }).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+    }
+}
+
+#[tonic::async_trait]
+impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
+    type WatchStream = AuctionEventStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let auction_id = (!request.auction_id.is_empty()).then_some(request.auction_id);
+        let events = self.backend.watch(auction_id, request.after_revision)?;
+        let stream = ReceiverStream::new(events).map(|event| match event {
+            Ok(event) => Ok(pb::AuctionEvent::from(event)),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
+        let bid = convert::bid_from_request(request.into_inner());
+        let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
+        Ok(Response::new(outcome.into()))
+    }
+
+    async fn result(&self, request: Request<pb::ResultRequest>) -> Result<Response<pb::ResultReply>, Status> {
+        let query = Query::View { auction_id: request.into_inner().auction_id };
+        match self.read(query).await? {
+            (QueryAnswer::View(view), leader) => Ok(Response::new(convert::result_reply(view, leader))),
+            _ => Err(Status::internal("a result answered with something else")),
+        }
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+        Ok(Response::new(convert::status_reply(self.backend.status())))
+    }
+
+    async fn create_auction(
+        &self,
+        request: Request<pb::CreateAuctionRequest>,
+    ) -> Result<Response<pb::CreateAuctionReply>, Status> {
+        let outcome = match convert::create_from_request(request.into_inner()) {
+            Ok(create) => self.propose(Command::Create(create), Applied::into_created).await?,
+            Err(reason) => CreateOutcome::exception(reason),
+        };
+        Ok(Response::new(outcome.into()))
+    }
+
+    async fn cancel_auction(
+        &self,
+        request: Request<pb::CancelAuctionRequest>,
+    ) -> Result<Response<pb::CancelAuctionReply>, Status> {
+        let request = request.into_inner();
+        let cancel = CancelAuction {
+            auction_id: request.auction_id,
+            seller: request.seller,
+            client_id: request.client_id,
+            request_id: request.request_id,
+            at_unix_ms: 0,
+            retain_ms: 0,
+        };
+        Ok(Response::new(self.propose(Command::Cancel(cancel), Applied::into_cancelled).await?.into()))
+    }
+
+    async fn list_auctions(
+        &self,
+        request: Request<pb::ListAuctionsRequest>,
+    ) -> Result<Response<pb::ListAuctionsReply>, Status> {
+        let request = request.into_inner();
+        let query = Query::List { open_only: request.open_only, limit: request.limit, page_token: request.page_token };
+        match self.read(query).await?.0 {
+            QueryAnswer::Page(page) => Ok(Response::new(pb::ListAuctionsReply {
+                auctions: page.auctions.into_iter().map(pb::AuctionInfo::from).collect(),
+                next_page_token: page.next_page_token,
+            })),
+            _ => Err(Status::internal("a list answered with something else")),
+        }
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+        let request = request.into_inner();
+        let query =
+            Query::History { auction_id: request.auction_id, limit: request.limit, page_token: request.page_token };
+        match self.read(query).await?.0 {
+            QueryAnswer::History(page) => Ok(Response::new(pb::HistoryReply {
+                auction_id: page.auction_id,
+                bids: page.bids.into_iter().map(pb::AcceptedBid::from).collect(),
+                next_page_token: page.next_page_token,
+            })),
+            _ => Err(Status::internal("a history answered with something else")),
+        }
+    }
+
+    async fn get_auction(&self, request: Request<pb::GetAuctionRequest>) -> Result<Response<pb::AuctionInfo>, Status> {
+        let query = Query::Get { auction_id: request.into_inner().auction_id };
+        match self.read(query).await?.0 {
+            QueryAnswer::Auction(info) => Ok(Response::new(info.into())),
+            _ => Err(Status::internal("a get answered with something else")),
+        }
+    }
+}
