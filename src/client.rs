@@ -10,7 +10,7 @@ use crate::auction::{
 };
 use crate::replication::NodeStatus;
 pub use crate::transport::InvalidCode;
-use crate::transport::{AuctionConnection, CallError, Network, TransportSettings};
+use crate::transport::{AuctionConnection, CallError, InProcessNode, Network, TransportSettings};
 
 /// The default client port.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5000";
@@ -31,6 +31,9 @@ pub struct ClientConfig {
     /// How long one attempt may take.
     pub attempt_timeout: Duration,
     pub network: Network,
+    /// A node in this process: requests for its address go to its service
+    /// directly, without the network (the HTTP API beside a node uses it).
+    pub in_process: Option<InProcessNode>,
 }
 
 impl Default for ClientConfig {
@@ -40,6 +43,7 @@ impl Default for ClientConfig {
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_millis(1000),
             network: Network::tcp(),
+            in_process: None,
         }
     }
 }
@@ -140,11 +144,10 @@ impl Client {
         for server in &config.servers {
             crate::transport::check_address(server).map_err(|error| ClientError::invalid(error.to_string()))?;
         }
-        let settings = TransportSettings::default();
         let connections = config
             .servers
             .iter()
-            .map(|server| AuctionConnection::new(&config.network, server, &settings, config.attempt_timeout))
+            .map(|server| connect(&config, server))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| ClientError::invalid(error.to_string()))?;
         if connections.is_empty() {
@@ -405,14 +408,22 @@ impl Client {
         if let Some(index) = self.connections.iter().position(|connection| connection.address() == address) {
             return index;
         }
-        let settings = TransportSettings::default();
-        match AuctionConnection::new(&self.config.network, address, &settings, self.config.attempt_timeout) {
+        match connect(&self.config, address) {
             Ok(connection) => {
                 self.connections.push(connection);
                 self.connections.len() - 1
             }
             Err(_) => (self.current + 1) % self.connections.len(),
         }
+    }
+}
+
+/// A connection to `address`: in process if that is the node in this
+/// process, over the network otherwise.
+fn connect(config: &ClientConfig, address: &str) -> Result<AuctionConnection, CallError> {
+    match &config.in_process {
+        Some(node) if node.address() == address => Ok(AuctionConnection::in_process(node, config.attempt_timeout)),
+        _ => AuctionConnection::new(&config.network, address, &TransportSettings::default(), config.attempt_timeout),
     }
 }
 

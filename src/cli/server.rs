@@ -12,7 +12,7 @@ use gavel::auction::AuctionBook;
 use gavel::auction::machine::AuctionSettings;
 use gavel::node::{self, NodeConfig, StorageConfig};
 use gavel::storage::{OsDisk, WriterMode};
-use gavel::transport::{Network, Port};
+use gavel::transport::{InProcessNode, Network, Port};
 
 use super::args::{NullServerArgs, Peer, ServerArgs};
 use super::process::termination_signal;
@@ -83,16 +83,22 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         std::process::exit(i32::from(code));
     });
     tracing::info!(node = %node_address, client_port = args.client_port, pid = std::process::id(), "node starting");
-    // The HTTP API beside the node, sharing its stop; it reaches the
-    // cluster as any client does: the client port, then every node.
-    let web = http_listener.map(|listener| {
+    let servers = {
         let mut servers = vec![config.client_address.to_string(), node_address.to_string()];
         servers.extend(config.peers.iter().cloned());
-        let web_config = gavel::web::WebConfig { node_address: node_address.to_string(), servers };
+        servers
+    };
+    let node = node::Node::new(config, network);
+    // The HTTP API beside the node, sharing its stop; it reaches the
+    // cluster as any client does (its own node first, in process, then the
+    // client port and every node).
+    let web = http_listener.map(|listener| {
+        let in_process = Some(InProcessNode::new(&node_address.to_string(), node.backend()));
+        let web_config = gavel::web::WebConfig { node_address: node_address.to_string(), servers, in_process };
         tracing::info!(address = ?listener.local_addr().ok(), "serving the HTTP API");
         tokio::spawn(gavel::web::serve(listener, web_config, shutdown.clone()))
     });
-    let result = node::run(config, network, listener, shutdown.clone()).await;
+    let result = node.run(listener, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(web) = web {
         match tokio::time::timeout(Duration::from_secs(2), web).await {

@@ -31,7 +31,7 @@ use crate::replication::{
     successor_epoch_floor, takeover_epoch_number,
 };
 use crate::transport::{
-    self, CallError, ClientApi, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings, Wire,
+    self, Backend, CallError, ClientApi, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings, Wire,
 };
 
 use backend::Shared;
@@ -127,25 +127,50 @@ pub async fn run<M: ClientApi>(
     node_listener: Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(&config, network));
-    // Not serving the client API until it leads.
-    shared.set_leader(None).await;
-    let server = tokio::spawn(transport::serve(
-        Arc::clone(&shared),
-        transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),
-        Services::Node,
-        config.transport(),
-        shutdown.clone(),
-    ));
-    let result = drive(&shared, &config, &shutdown).await;
-    shutdown.cancel();
-    if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, server).await.is_err() {
-        debug!("node port connections still open; closing them");
+    Node::new(config, network).run(node_listener, shutdown).await
+}
+
+/// A node, made but not yet running: what serves its client API can be
+/// handed out first (see [`Node::backend`]).
+pub struct Node<M: ClientApi> {
+    config: NodeConfig<M>,
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: ClientApi> Node<M> {
+    pub fn new(config: NodeConfig<M>, network: Network) -> Self {
+        let shared = Arc::new(Shared::new(&config, network));
+        Node { config, shared }
     }
-    if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, shared.tasks_ended()).await.is_err() {
-        debug!("watchers' tasks still running; leaving them");
+
+    /// What the node's client API calls: for a service in the same process
+    /// (the HTTP API beside it), without the network.
+    pub fn backend(&self) -> Arc<impl Backend<M> + use<M>> {
+        Arc::clone(&self.shared)
     }
-    result
+
+    /// Runs the node until `shutdown` is cancelled.
+    pub async fn run(self, node_listener: Incoming, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Node { config, shared } = self;
+        // Not serving the client API until it leads.
+        shared.set_leader(None).await;
+        let server = tokio::spawn(transport::serve(
+            Arc::clone(&shared),
+            transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),
+            Services::Node,
+            config.transport(),
+            shutdown.clone(),
+        ));
+        let result = drive(&shared, &config, &shutdown).await;
+        shutdown.cancel();
+        if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, server).await.is_err() {
+            debug!("node port connections still open; closing them");
+        }
+        if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, shared.tasks_ended()).await.is_err() {
+            debug!("watchers' tasks still running; leaving them");
+        }
+        result
+    }
 }
 
 /// Connections a node's own port serves at once: its peers, and clients

@@ -17,13 +17,18 @@ use crate::replication::NodeId;
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
 use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert};
 
-struct AuctionService<B> {
+pub(super) struct AuctionService<B> {
     backend: Arc<B>,
 }
 
-type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
+/// The events of a watch, as the service streams them.
+pub(super) type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
 
 impl<B: Backend<AuctionBook>> AuctionService<B> {
+    pub(super) fn new(backend: Arc<B>) -> Self {
+        AuctionService { backend }
+    }
+
     /// Proposes a command and takes its kind of output from what it came to.
     async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
         let proposed = self.backend.propose(command).await?;

@@ -1,6 +1,7 @@
 //! Client-side calls: the client API, status probes, and a backup's
 //! replication stream to the leader.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -8,20 +9,22 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::transport::{Channel, Endpoint, Uri};
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Request, Status, Streaming};
 
 use crate::auction::{
-    AcceptedBid, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome,
-    CreateAuction, CreateOutcome, HistoryPage,
+    AcceptedBid, AuctionBook, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction,
+    CancelOutcome, CreateAuction, CreateOutcome, HistoryPage,
 };
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 
+use super::auction_service::{AuctionEventStream, AuctionService};
 use super::pb::auction_client::AuctionClient;
+use super::pb::auction_server::Auction;
 use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
-    ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA, MAX_REPLICATION_MESSAGE,
-    NOT_FOUND_METADATA, Network, TransportSettings, Wire, convert, pb, uri_for,
+    ASKED_REVISION_METADATA, Backend, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA,
+    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, TransportSettings, Wire, convert, pb, uri_for,
 };
 
 /// Why a call failed, by the kind of its gRPC code: the client library and
@@ -149,8 +152,53 @@ pub fn connector(
 #[derive(Clone, Debug)]
 pub struct AuctionConnection {
     address: String,
-    client: AuctionClient<Channel>,
+    target: Target,
     request_timeout: Duration,
+}
+
+/// Where a connection's calls go.
+#[derive(Clone, Debug)]
+enum Target {
+    /// Over gRPC.
+    Remote(AuctionClient<Channel>),
+    /// To the service of a node in this process, without the network: the
+    /// same service, conversions and errors, less the encoding and the hop.
+    InProcess(InProcessNode),
+}
+
+/// The client API of a node that runs in this process (see
+/// [`AuctionConnection::in_process`]), under the node's own address.
+#[derive(Clone)]
+pub struct InProcessNode {
+    address: String,
+    service: Arc<dyn Auction<WatchStream = AuctionEventStream>>,
+}
+
+impl InProcessNode {
+    /// The client API over `backend`, the node at `address`.
+    pub fn new<B: Backend<AuctionBook>>(address: &str, backend: Arc<B>) -> Self {
+        InProcessNode { address: address.to_string(), service: Arc::new(AuctionService::new(backend)) }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl std::fmt::Debug for InProcessNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessNode").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// Calls `$method` with `$request` on whichever target `$connection` has.
+macro_rules! rpc {
+    ($connection:expr, $method:ident, $request:expr) => {
+        match &$connection.target {
+            Target::Remote(client) => $connection.call(client.clone().$method($request)).await,
+            Target::InProcess(node) => $connection.call(node.service.$method(Request::new($request))).await,
+        }
+    };
 }
 
 impl AuctionConnection {
@@ -161,7 +209,13 @@ impl AuctionConnection {
         request_timeout: Duration,
     ) -> Result<Self, CallError> {
         let channel = endpoint(address, settings)?.connect_with_connector_lazy(connector(network.clone()));
-        Ok(AuctionConnection { address: address.to_string(), client: AuctionClient::new(channel), request_timeout })
+        let target = Target::Remote(AuctionClient::new(channel));
+        Ok(AuctionConnection { address: address.to_string(), target, request_timeout })
+    }
+
+    /// A connection to a node in this process, under its address.
+    pub fn in_process(node: &InProcessNode, request_timeout: Duration) -> Self {
+        AuctionConnection { address: node.address.clone(), target: Target::InProcess(node.clone()), request_timeout }
     }
 
     pub fn address(&self) -> &str {
@@ -187,15 +241,13 @@ impl AuctionConnection {
             client_id: bid.client_id.clone(),
             request_id: bid.request_id,
         };
-        let mut client = self.client.clone();
-        let reply = self.call(client.bid(request)).await?;
+        let reply = rpc!(self, bid, request)?;
         BidOutcome::try_from(reply).map_err(|error| CallError::Rejected { message: error.to_string() })
     }
 
     /// The auction as the leader sees it, and the leader's address.
     pub async fn result(&mut self, auction_id: &str) -> Result<(AuctionView, String), CallError> {
-        let mut client = self.client.clone();
-        let reply = self.call(client.result(pb::ResultRequest { auction_id: auction_id.to_string() })).await?;
+        let reply = rpc!(self, result, pb::ResultRequest { auction_id: auction_id.to_string() })?;
         let leader = reply.leader.clone();
         Ok((AuctionView::from(reply), leader))
     }
@@ -212,8 +264,7 @@ impl AuctionConnection {
             request_id: create.request_id,
             ends_at_unix_ms: if create.duration_ms > 0 { 0 } else { create.ends_at_unix_ms },
         };
-        let mut client = self.client.clone();
-        let reply = self.call(client.create_auction(request)).await?;
+        let reply = rpc!(self, create_auction, request)?;
         let outcome = pb::Outcome::try_from(reply.outcome)
             .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
         let verdict = crate::auction::Verdict::try_from(outcome)
@@ -231,8 +282,7 @@ impl AuctionConnection {
             client_id: cancel.client_id.clone(),
             request_id: cancel.request_id,
         };
-        let mut client = self.client.clone();
-        let reply = self.call(client.cancel_auction(request)).await?;
+        let reply = rpc!(self, cancel_auction, request)?;
         let outcome = pb::Outcome::try_from(reply.outcome)
             .map_err(|_| CallError::Rejected { message: format!("unknown outcome {}", reply.outcome) })?;
         let verdict = crate::auction::Verdict::try_from(outcome)
@@ -250,8 +300,7 @@ impl AuctionConnection {
         page_token: &str,
     ) -> Result<AuctionPage, CallError> {
         let request = pb::ListAuctionsRequest { open_only, limit, page_token: page_token.to_string() };
-        let mut client = self.client.clone();
-        let reply = self.call(client.list_auctions(request)).await?;
+        let reply = rpc!(self, list_auctions, request)?;
         Ok(AuctionPage {
             auctions: reply.auctions.into_iter().map(AuctionInfo::from).collect(),
             next_page_token: reply.next_page_token,
@@ -267,9 +316,11 @@ impl AuctionConnection {
         after_revision: u64,
     ) -> Result<impl tokio_stream::Stream<Item = Result<AuctionEvent, CallError>> + use<>, CallError> {
         let request = pb::WatchRequest { auction_id: auction_id.unwrap_or_default().to_string(), after_revision };
-        let mut client = self.client.clone();
         // Only opening the stream is bounded by the request timeout.
-        let events = self.call(client.watch(request)).await?;
+        let events: AuctionEventStream = match &self.target {
+            Target::Remote(client) => Box::pin(self.call(client.clone().watch(request)).await?),
+            Target::InProcess(node) => self.call(node.service.watch(Request::new(request))).await?,
+        };
         Ok(events.map(|event| match event {
             Ok(event) => {
                 AuctionEvent::try_from(event).map_err(|error| CallError::Rejected { message: error.to_string() })
@@ -282,8 +333,7 @@ impl AuctionConnection {
     pub async fn history(&mut self, auction_id: &str, limit: u32, page_token: &str) -> Result<HistoryPage, CallError> {
         let request =
             pb::HistoryRequest { auction_id: auction_id.to_string(), limit, page_token: page_token.to_string() };
-        let mut client = self.client.clone();
-        let reply = self.call(client.history(request)).await?;
+        let reply = rpc!(self, history, request)?;
         Ok(HistoryPage {
             auction_id: reply.auction_id,
             bids: reply.bids.into_iter().map(AcceptedBid::from).collect(),
@@ -292,14 +342,12 @@ impl AuctionConnection {
     }
 
     pub async fn get_auction(&mut self, auction_id: &str) -> Result<AuctionInfo, CallError> {
-        let mut client = self.client.clone();
-        let reply = self.call(client.get_auction(pb::GetAuctionRequest { auction_id: auction_id.to_string() })).await?;
+        let reply = rpc!(self, get_auction, pb::GetAuctionRequest { auction_id: auction_id.to_string() })?;
         Ok(AuctionInfo::from(reply))
     }
 
     pub async fn status(&mut self) -> Result<NodeStatus, CallError> {
-        let mut client = self.client.clone();
-        let reply = self.call(client.status(pb::StatusRequest {})).await?;
+        let reply = rpc!(self, status, pb::StatusRequest {})?;
         Ok(convert::status_from_reply(reply))
     }
 }

@@ -44,6 +44,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::client::{ClientConfig, ClientError};
+use crate::transport::InProcessNode;
 
 pub use error::ApiError;
 pub use events::MAX_EVENT_STREAMS;
@@ -64,6 +65,10 @@ pub struct WebConfig {
     /// Where requests go: the client port first, then every node, so that
     /// a request finds the leader while it changes.
     pub servers: Vec<String>,
+    /// The node beside this API in the same process, if there is one:
+    /// requests go to it first, without the network, and from it to the
+    /// leader it names (while it leads, a request takes no second hop).
+    pub in_process: Option<InProcessNode>,
 }
 
 /// The state the routes share.
@@ -91,7 +96,12 @@ pub fn router(config: &WebConfig, shutdown: CancellationToken) -> Result<Router,
 }
 
 fn state(config: &WebConfig, shutdown: CancellationToken) -> Result<Arc<Web>, ClientError> {
-    let client_config = ClientConfig { servers: config.servers.clone(), ..ClientConfig::default() };
+    let mut servers = config.servers.clone();
+    if let Some(node) = &config.in_process {
+        servers.retain(|server| server != node.address());
+        servers.insert(0, node.address().to_string());
+    }
+    let client_config = ClientConfig { servers, in_process: config.in_process.clone(), ..ClientConfig::default() };
     Ok(Arc::new(Web {
         cluster: pool::ClientPool::new(client_config)?,
         metrics: Arc::default(),

@@ -1,6 +1,7 @@
 //! The REST answers to the service's refusals, by kind: the routes run
 //! against a gRPC server whose backend refuses every read and watch in a
-//! chosen way, so each kind reaches the HTTP layer as a real client sees it.
+//! chosen way, so each kind reaches the HTTP layer as a real client sees it;
+//! and against the same backend in process, which must answer the same.
 
 use std::sync::Arc;
 
@@ -14,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::auction::machine::Proposed;
-use crate::auction::{AuctionBook, AuctionEvent, Command, Query, QueryAnswer, QueryError};
+use crate::auction::{AuctionBook, AuctionEvent, Command, Query, QueryAnswer, QueryError, ReadError};
 use crate::replication::{NodeId, NodeStatus};
 use crate::transport::{
-    Backend, BackupSession, Connection, Hello, Incoming, MemberRemoval, ServiceError, Services, TransportSettings,
-    serve,
+    Backend, BackupSession, Connection, Hello, InProcessNode, Incoming, MemberRemoval, ServiceError, Services,
+    TransportSettings, serve,
 };
 
 use super::{WebConfig, router};
@@ -36,9 +37,11 @@ impl Backend<AuctionBook> for Refusing {
 
     async fn read(&self, query: Query) -> Result<(Result<QueryAnswer, QueryError>, NodeId), ServiceError> {
         match query {
-            Query::Get { auction_id } | Query::View { auction_id } => Err(ServiceError::UnknownAuction(auction_id)),
+            Query::Get { auction_id } | Query::View { auction_id } => {
+                Ok((Err(QueryError::Read(ReadError::UnknownAuction(auction_id))), self.node.clone()))
+            }
             Query::List { page_token, .. } | Query::History { page_token, .. } => {
-                Err(ServiceError::InvalidArgument(format!("bad page token {page_token:?}")))
+                Ok((Err(QueryError::BadPageToken(page_token)), self.node.clone()))
             }
         }
     }
@@ -70,15 +73,31 @@ impl Backend<AuctionBook> for Refusing {
     }
 }
 
-/// The API's router in front of a [`Refusing`] server on a port of its own.
-async fn refused_api(shutdown: &CancellationToken) -> axum::Router {
+/// The API's router in front of a [`Refusing`] server on a port of its
+/// own, or beside it in this process.
+async fn refused_api(shutdown: &CancellationToken, beside: Beside) -> axum::Router {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address").to_string();
-    let incoming: Incoming = Box::pin(TcpListenerStream::new(listener).map(|accepted| accepted.map(Connection::new)));
     let backend = Arc::new(Refusing { node: address.clone() });
-    tokio::spawn(serve(backend, incoming, Services::Clients, TransportSettings::default(), shutdown.clone()));
-    let config = WebConfig { node_address: address.clone(), servers: vec![address] };
+    let in_process = match beside {
+        Beside::OverTheNetwork => {
+            let incoming: Incoming =
+                Box::pin(TcpListenerStream::new(listener).map(|accepted| accepted.map(Connection::new)));
+            tokio::spawn(serve(backend, incoming, Services::Clients, TransportSettings::default(), shutdown.clone()));
+            None
+        }
+        // Nothing listens: only the in-process way can answer.
+        Beside::InProcess => Some(InProcessNode::new(&address, backend)),
+    };
+    let config = WebConfig { node_address: address.clone(), servers: vec![address], in_process };
     router(&config, shutdown.clone()).expect("router")
+}
+
+/// How the API reaches the server.
+#[derive(Clone, Copy, Debug)]
+enum Beside {
+    OverTheNetwork,
+    InProcess,
 }
 
 /// The status and the body of `GET path`.
@@ -92,8 +111,18 @@ async fn get(api: &axum::Router, path: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn a_refusal_that_is_not_an_unknown_auction_is_not_reported_as_one() {
+    assert_refusals_by_kind(Beside::OverTheNetwork).await;
+}
+
+/// The node beside the API answers in process exactly as over gRPC.
+#[tokio::test]
+async fn a_node_in_process_refuses_as_one_over_the_network() {
+    assert_refusals_by_kind(Beside::InProcess).await;
+}
+
+async fn assert_refusals_by_kind(beside: Beside) {
     let shutdown = CancellationToken::new();
-    let api = refused_api(&shutdown).await;
+    let api = refused_api(&shutdown, beside).await;
 
     // The history's read is refused as a bad argument: a 400 saying so,
     // not a 404 for an auction nobody said was unknown.
@@ -115,6 +144,17 @@ async fn a_refusal_that_is_not_an_unknown_auction_is_not_reported_as_one() {
         (body["error"].as_str(), body["message"].as_str()),
         (Some("unknown_auction"), Some("unknown auction \"a1\""))
     );
+
+    // A write the service refuses as malformed is the client's 400.
+    let request = Request::post("/auctions/a1/bids")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"participant_id": "ann", "bid_price": 5}"#))
+        .expect("request");
+    let response = api.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!((status, body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("no writes here")), "{body}");
 
     // A compacted watch ends its stream with an error event that says so
     // (it was "watch_refused").

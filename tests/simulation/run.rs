@@ -473,6 +473,7 @@ impl Worker {
             deadline: LIBRARY_DEADLINE,
             attempt_timeout: ATTEMPT_TIMEOUT,
             network: self.network.clone(),
+            in_process: None,
         };
         let mut client = Client::new(config).expect("a client with one server address");
         let mut highest_seen = 0u64;
@@ -533,6 +534,7 @@ async fn final_read(network: &Network) -> Result<ModelState, String> {
         deadline: LIBRARY_DEADLINE,
         attempt_timeout: ATTEMPT_TIMEOUT,
         network: network.clone(),
+        in_process: None,
     };
     let mut reader = Client::new(config).map_err(|error| error.to_string())?;
     match tokio::time::timeout(FINAL_READ_DEADLINE, reader.result("")).await {
