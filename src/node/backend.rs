@@ -85,6 +85,8 @@ pub(super) struct LeaderHandle<M: StateMachine> {
     /// Cleared when the leader stops: clients are turned away while the
     /// backups' acks still come in, so that what is in flight commits.
     pub serving_clients: Arc<AtomicBool>,
+    /// The index the leader last published, for every backup's stream.
+    pub published: watch::Sender<u64>,
 }
 
 // Derived, it would ask `M: Clone` of every machine for no reason.
@@ -95,6 +97,7 @@ impl<M: StateMachine> Clone for LeaderHandle<M> {
             epoch: self.epoch,
             cluster_id: self.cluster_id.clone(),
             serving_clients: Arc::clone(&self.serving_clients),
+            published: self.published.clone(),
         }
     }
 }
@@ -131,6 +134,34 @@ pub(super) struct CommittedView<M> {
     pub commit_index: u64,
     pub machine: M,
     pub clock_unix_ms: i64,
+}
+
+/// Publishes the committed state to watchers when it moved on, or when a
+/// watcher arrived; not at all while nobody watches (a published copy makes
+/// the leader's next writes copy what they change).
+#[derive(Default)]
+pub(super) struct Publisher {
+    published: Option<u64>,
+    watchers: usize,
+}
+
+impl Publisher {
+    /// `index` is the one the leader or the backup last announced (see
+    /// `Action::Publish` and `Backup::observe_published`), of `state`.
+    pub fn publish<M: ClientApi>(&mut self, shared: &Shared<M>, state: &ReplicatedState<M>, index: Option<u64>) {
+        let watchers = shared.watchers();
+        let newcomers = watchers > self.watchers;
+        self.watchers = watchers;
+        if watchers == 0 || index.is_none() || (index == self.published && !newcomers) {
+            return;
+        }
+        self.published = index;
+        shared.publish(index.map(|commit_index| CommittedView {
+            commit_index,
+            machine: state.machine.clone(),
+            clock_unix_ms: state.clock_unix_ms,
+        }));
+    }
 }
 
 /// Events queued for one watcher. One that falls this far behind is cut
@@ -391,7 +422,8 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         let connected =
             LeaderInput::BackupConnected { node: hello.node, incarnation: hello.incarnation, last: hello.last, stream };
         handle.inputs.send(connected).await.map_err(|_| ServiceError::Stopped)?;
-        Ok(BackupSession { connection, epoch: handle.epoch, messages, closed })
+        let published = handle.published.subscribe();
+        Ok(BackupSession { connection, epoch: handle.epoch, messages, published, closed })
     }
 
     async fn backup_acked(&self, node: &str, connection: u64, index: u64) {

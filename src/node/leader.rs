@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -16,7 +16,7 @@ use crate::replication::{
 use crate::transport::{self, ClientApi, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::backend::{BackupStream, CommittedView, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
+use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, Publisher, ReplySender, Shared};
 use super::coordinator::RecordStore;
 use super::durable::{NodeDisk, persisted_changed};
 
@@ -95,10 +95,16 @@ pub(super) async fn lead<M: ClientApi>(
     };
 
     let (inputs, mut input_receiver) = mpsc::channel(MAX_QUEUED_INPUTS);
+    let published_to_backups = watch::channel(0).0;
     let cluster_id = leader.state().cluster_id.clone();
     let serving_clients = Arc::new(AtomicBool::new(true));
-    let handle =
-        LeaderHandle { inputs, epoch: leader.epoch(), cluster_id, serving_clients: Arc::clone(&serving_clients) };
+    let handle = LeaderHandle {
+        inputs,
+        epoch: leader.epoch(),
+        cluster_id,
+        serving_clients: Arc::clone(&serving_clients),
+        published: published_to_backups.clone(),
+    };
     shared.set_leader(Some(handle)).await;
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());
     // Its own token: a graceful stop closes the client port first, while
@@ -119,7 +125,7 @@ pub(super) async fn lead<M: ClientApi>(
         // What the disk held when it stopped following: its own log so far.
         leader.handle(Event::Persisted { index }, shared.network().now());
     }
-    let mut driver = Driver::new(disk.take());
+    let mut driver = Driver::new(disk.take(), published_to_backups);
     driver.perform(&mut leader, coordinator, shared, shared.network().now());
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,7 +184,7 @@ pub(super) async fn lead<M: ClientApi>(
             shared.publish(None);
             return Err(anyhow::anyhow!("{failure}; this node stops leading and exits"));
         }
-        publisher.publish(shared, &leader, driver.published);
+        publisher.publish(shared, leader.state(), driver.published);
         if let Some(deadline) = drain_until
             && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
         {
@@ -195,35 +201,6 @@ pub(super) async fn lead<M: ClientApi>(
     }
     info!("stepped down");
     Ok(())
-}
-
-/// Publishes the committed state to watchers when it moved on, or when a
-/// watcher arrived; not at all while nobody watches (a published copy makes
-/// the leader's next writes copy what they change).
-#[derive(Default)]
-struct Publisher {
-    published: Option<u64>,
-    watchers: usize,
-}
-
-impl Publisher {
-    /// `index` is the one the leader last announced (see
-    /// [`Action::Publish`]).
-    fn publish<M: ClientApi>(&mut self, shared: &Shared<M>, leader: &Leader<M>, index: Option<u64>) {
-        let watchers = shared.watchers();
-        let newcomers = watchers > self.watchers;
-        self.watchers = watchers;
-        if watchers == 0 || index.is_none() || (index == self.published && !newcomers) {
-            return;
-        }
-        self.published = index;
-        let state = leader.state();
-        shared.publish(index.map(|commit_index| CommittedView {
-            commit_index,
-            machine: state.machine.clone(),
-            clock_unix_ms: state.clock_unix_ms,
-        }));
-    }
 }
 
 /// The leader loop's bookkeeping of replies and backup streams.
@@ -244,10 +221,12 @@ struct Driver<M: ClientApi> {
     draining: bool,
     /// The index the leader last announced as published.
     published: Option<u64>,
+    /// The same, for the backups' streams: every message carries it.
+    published_to_backups: watch::Sender<u64>,
 }
 
 impl<M: ClientApi> Driver<M> {
-    fn new(disk: Option<NodeDisk<M>>) -> Self {
+    fn new(disk: Option<NodeDisk<M>>, published_to_backups: watch::Sender<u64>) -> Self {
         Driver {
             replies: HashMap::new(),
             streams: HashMap::new(),
@@ -258,6 +237,7 @@ impl<M: ClientApi> Driver<M> {
             records_stored: Vec::new(),
             draining: false,
             published: None,
+            published_to_backups,
         }
     }
 
@@ -388,7 +368,10 @@ impl<M: ClientApi> Driver<M> {
                 }
             }
             Action::StoreRecord { .. } => unreachable!("performed by Driver::perform"),
-            Action::Publish { index } => self.published = Some(index),
+            Action::Publish { index } => {
+                self.published = Some(index);
+                self.published_to_backups.send_replace(index);
+            }
             Action::Persist { entries } => {
                 if let Some(disk) = &mut self.disk
                     && let Err(error) = disk.append(&entries)
@@ -407,6 +390,7 @@ mod tests {
     use super::*;
     use crate::auction::AuctionBook;
     use crate::node::coordinator::{Presence, RecordError};
+    use crate::replication::Reply;
     use crate::replication::{LogPosition, Member};
 
     /// A record kept in memory, stored as asked.
@@ -439,7 +423,7 @@ mod tests {
             &crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
-        let mut driver = Driver::new(None);
+        let mut driver = Driver::new(None, watch::channel(0).0);
         let node = "127.0.0.1:2".to_string();
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);
@@ -476,7 +460,7 @@ mod tests {
             &crate::node::NodeConfig::new("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()),
             crate::transport::Network::tcp(),
         );
-        let mut driver = Driver::new(None);
+        let mut driver = Driver::new(None, watch::channel(0).0);
         let node = "127.0.0.1:2".to_string();
         let (messages, _kept) = mpsc::channel(64);
         let stream = BackupStream { connection: 1, messages, closed: CancellationToken::new() };
@@ -512,7 +496,10 @@ mod tests {
 
         let stored = records.load_record().unwrap().expect("a record stored");
         assert!(!stored.nodes().contains(&node), "{stored:?}");
-        assert!(answer.try_recv().is_ok(), "the bid is answered");
+        let Ok(Ok(Reply::Applied { index: bid_index, .. })) = answer.try_recv() else { panic!("the bid is answered") };
+        let published = *driver.published_to_backups.borrow();
+        assert_eq!(Some(published), leader.published_index(), "the backups' streams carry what it published");
+        assert!(published >= bid_index, "the bid among it: {published} < {bid_index}");
         let left = leader.take_actions();
         assert!(left.is_empty(), "nothing left undone: {left:?}");
     }

@@ -34,7 +34,7 @@ use crate::transport::{
     self, Backend, CallError, ClientApi, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings, Wire,
 };
 
-use backend::Shared;
+use backend::{Publisher, Shared};
 use coordinator::{Coordinator, LocalCoordinator, Presence, RecordStore};
 pub use coordinator::{CoordinatorConfig, OperatorRemoval, RecordError, remove_without_leader};
 use durable::persisted_changed;
@@ -634,6 +634,9 @@ async fn follow<M: ClientApi>(
     };
     let mut applied = backup.last().index;
     let mut acked = 0;
+    // What this backup publishes: the same as the leader's publisher, for
+    // what the leader said it published.
+    let mut publisher = Publisher::default();
     loop {
         let next = tokio::select! {
             biased;
@@ -667,6 +670,8 @@ async fn follow<M: ClientApi>(
             Ok(Ok(None)) => return FollowEnd::LeaderLost(leader),
             Ok(Ok(Some(message))) => message,
         };
+        // What the message says the leader published (a snapshot says nothing).
+        let mut leader_published = 0;
         let outcome = match message {
             LeaderMessage::Snapshot(snapshot) => {
                 let to_disk = disk.is_some().then(|| (*snapshot).clone());
@@ -683,7 +688,7 @@ async fn follow<M: ClientApi>(
                 }
                 installed.map(Some)
             }
-            LeaderMessage::Entries(entries) => {
+            LeaderMessage::Entries { entries, published } => {
                 let from = backup.last().index;
                 let result = backup.apply(&entries).map(Some);
                 if let Some(disk) = disk.as_deref_mut() {
@@ -702,11 +707,20 @@ async fn follow<M: ClientApi>(
                         return FollowEnd::DiskFailed(anyhow::anyhow!("writing a snapshot failed: {error}"));
                     }
                 }
+                leader_published = published;
                 result
             }
-            LeaderMessage::Heartbeat { epoch } => backup.observe_epoch(epoch).map(|()| None),
+            LeaderMessage::Heartbeat { epoch, published } => {
+                leader_published = published;
+                backup.observe_epoch(epoch).map(|()| None)
+            }
             LeaderMessage::SnapshotPart => Ok(None),
         };
+        if outcome.is_ok()
+            && let Some(index) = backup.observe_published(leader_published)
+        {
+            publisher.publish(shared, backup.state(), Some(index));
+        }
         match outcome {
             Ok(Some(index)) => {
                 applied = index;

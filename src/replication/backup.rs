@@ -23,12 +23,40 @@ pub struct Backup<M> {
     /// The highest epoch seen: entries from an older leader are refused.
     epoch: u64,
     state: ReplicatedState<M>,
+    /// The highest index a leader said it published.
+    leader_published: u64,
+    /// The index this backup last announced as published: what its
+    /// readers may see.
+    published: u64,
 }
 
 impl<M: StateMachine> Backup<M> {
     /// A backup holding `state` (empty for a node that just started).
     pub fn new(epoch: u64, state: ReplicatedState<M>) -> Self {
-        Backup { epoch, state }
+        Backup { epoch, state, leader_published: 0, published: 0 }
+    }
+
+    /// Notes the index up to which the leader published its log (every
+    /// message carries it), and announces the index up to which this
+    /// backup may publish its own, when that moved on: the leader's, as
+    /// far as this backup holds it. Its log up to there is the leader's
+    /// (it applies only the leader's stream, in order), and committed
+    /// entries are never lost, so the index only grows, across leaders too.
+    /// The backup's counterpart of the leader's [`Action::Publish`].
+    ///
+    /// [`Action::Publish`]: super::Action::Publish
+    pub fn observe_published(&mut self, leader_published: u64) -> Option<u64> {
+        self.leader_published = self.leader_published.max(leader_published);
+        let publishable = self.leader_published.min(self.state.last.index);
+        (publishable > self.published).then(|| {
+            self.published = publishable;
+            publishable
+        })
+    }
+
+    /// The index this backup last announced as published.
+    pub fn published(&self) -> u64 {
+        self.published
     }
 
     pub fn epoch(&self) -> u64 {

@@ -431,9 +431,14 @@ pub enum LeaderMessage<M: Wire> {
     /// A chunk of a snapshot still coming: the leader is alive, nothing to
     /// apply or ack yet.
     SnapshotPart,
-    Entries(Vec<Entry<M::Command>>),
+    /// Entries, and the index up to which the leader's log is published.
+    Entries {
+        entries: Vec<Entry<M::Command>>,
+        published: u64,
+    },
     Heartbeat {
         epoch: u64,
+        published: u64,
     },
 }
 
@@ -495,11 +500,13 @@ impl<M: Wire> LeaderLink<M> {
                     None => Ok(Some(LeaderMessage::SnapshotPart)),
                 }
             }
-            Some(Message::Entries(entries)) => {
-                let entries = entries.entries.into_iter().map(M::entry_from_wire).collect::<Result<_, _>>();
-                Ok(Some(LeaderMessage::Entries(entries.map_err(malformed)?)))
+            Some(Message::Entries(rpb::Entries { entries, published })) => {
+                let entries = entries.into_iter().map(M::entry_from_wire).collect::<Result<_, _>>();
+                Ok(Some(LeaderMessage::Entries { entries: entries.map_err(malformed)?, published }))
             }
-            Some(Message::Heartbeat(heartbeat)) => Ok(Some(LeaderMessage::Heartbeat { epoch: heartbeat.epoch })),
+            Some(Message::Heartbeat(rpb::Heartbeat { epoch, published })) => {
+                Ok(Some(LeaderMessage::Heartbeat { epoch, published }))
+            }
             None => Err(CallError::Rejected { message: "empty message from the leader".into() }),
         }
     }

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -100,6 +100,11 @@ pub struct BackupSession<M: Wire> {
     pub epoch: u64,
     /// Bounded: a backup that cannot keep up is removed, not buffered.
     pub messages: mpsc::Receiver<Message<M>>,
+    /// The leader's published index, as it moves: every message the
+    /// backup gets carries the latest (see [`Action::Publish`]).
+    ///
+    /// [`Action::Publish`]: crate::replication::Action::Publish
+    pub published: watch::Receiver<u64>,
     /// Cancelled when the leader drops the stream: its tasks end, even one
     /// blocked on a peer that never reads.
     pub closed: CancellationToken,
@@ -288,7 +293,8 @@ async fn write_until_closed<M: Wire>(
                 // The node dropped the stream: the backup left the membership.
                 Ok(None) => return,
                 Err(_idle) => {
-                    let heartbeat = Wired::Heartbeat(rpb::Heartbeat { epoch: session.epoch });
+                    let published = *session.published.borrow();
+                    let heartbeat = Wired::Heartbeat(rpb::Heartbeat { epoch: session.epoch, published });
                     if outbound.send(Ok(rpb::FromLeader { message: Some(heartbeat) })).await.is_err() {
                         return;
                     }
@@ -322,7 +328,9 @@ async fn write_until_closed<M: Wire>(
                         Err(_) => break,
                     }
                 }
-                Wired::Entries(rpb::Entries { entries: batch })
+                // Read after the batch: it never claims less than the
+                // leader had published when the entries left.
+                Wired::Entries(rpb::Entries { entries: batch, published: *session.published.borrow() })
             }
         };
         if outbound.send(Ok(rpb::FromLeader { message: Some(message) })).await.is_err() {
@@ -398,4 +406,56 @@ pub(super) fn server_builder(settings: &TransportSettings) -> Server {
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc as SharedEntries;
+
+    use super::*;
+    use crate::auction::AuctionBook;
+    use crate::auction::machine::{Entry, Payload};
+
+    /// Every message a backup gets carries the leader's published index as
+    /// it was when the message left: entries and heartbeats alike.
+    #[tokio::test]
+    async fn every_message_to_a_backup_carries_the_published_index() {
+        let (to_backup, messages) = mpsc::channel(8);
+        let (published_index, published) = watch::channel(0);
+        let closed = CancellationToken::new();
+        let session = BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, closed };
+        let (outbound, mut wire) = mpsc::channel(8);
+        let heartbeat_interval = Duration::from_millis(20);
+        let writer = tokio::spawn(write_to_backup(session, outbound, heartbeat_interval));
+
+        published_index.send_replace(3);
+        let entry = Entry { epoch: 7, index: 5, payload: Payload::Join { node: "127.0.0.1:2".into() } };
+        to_backup.send(Message::Entries(SharedEntries::new(vec![entry]))).await.expect("queued");
+        let deadline = Duration::from_secs(5);
+        match next_message(&mut wire, deadline).await {
+            Some(rpb::from_leader::Message::Entries(entries)) => {
+                assert_eq!((entries.entries.len(), entries.published), (1, 3))
+            }
+            other => panic!("expected entries, got {other:?}"),
+        }
+
+        // Idle: a heartbeat, with what was published since.
+        published_index.send_replace(5);
+        match next_message(&mut wire, deadline).await {
+            Some(rpb::from_leader::Message::Heartbeat(heartbeat)) => {
+                assert_eq!((heartbeat.epoch, heartbeat.published), (7, 5))
+            }
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+        drop(to_backup);
+        tokio::time::timeout(deadline, writer).await.expect("the writer ends with its queue").expect("no panic");
+    }
+
+    async fn next_message(
+        wire: &mut mpsc::Receiver<Result<rpb::FromLeader, Status>>,
+        deadline: Duration,
+    ) -> Option<rpb::from_leader::Message> {
+        let received = tokio::time::timeout(deadline, wire.recv()).await.expect("in time");
+        received.expect("open").expect("a message").message
+    }
 }

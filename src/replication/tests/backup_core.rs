@@ -70,3 +70,24 @@ fn backup_adopts_a_newer_epoch_and_then_refuses_the_old_leader() {
     );
     assert_eq!(backup.last(), LogPosition { epoch: epoch_of(2), index: 4 });
 }
+
+/// A backup publishes what the leader said it published, as far as its own
+/// log holds it; the index only grows, and is announced once per move.
+#[test]
+fn a_backup_publishes_the_leaders_published_index_as_far_as_it_holds_it() {
+    let (mut backup, _) = backup_with_three_entries(2);
+    assert_eq!(backup.observe_published(0), None, "nothing published yet");
+    assert_eq!(backup.observe_published(2), Some(2));
+    assert_eq!(backup.observe_published(2), None, "announced once");
+
+    // The leader published beyond what this backup holds: only its own log
+    // up to there counts, and the rest once it arrives.
+    assert_eq!(backup.observe_published(5), Some(3));
+    assert_eq!(backup.apply(&[entry(2, 4, anonymous_bid("bob", 20))]), Ok(4));
+    assert_eq!(backup.observe_published(0), Some(4), "what the leader said before still counts");
+
+    // A message that says less (a new leader whose takeover has not
+    // committed yet says 0) takes nothing back: committed stays committed.
+    assert_eq!(backup.observe_published(1), None);
+    assert_eq!(backup.published(), 4);
+}
