@@ -94,7 +94,12 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     // client port and every node).
     let web = http_listener.map(|listener| {
         let in_process = Some(InProcessNode::new(&node_address.to_string(), node.backend()));
-        let web_config = gavel::web::WebConfig { node_address: node_address.to_string(), servers, in_process };
+        let web_config = gavel::web::WebConfig {
+            node_address: node_address.to_string(),
+            servers,
+            in_process,
+            limits: gavel::web::ConnectionLimits::default(),
+        };
         tracing::info!(address = ?listener.local_addr().ok(), "serving the HTTP API");
         tokio::spawn(gavel::web::serve(listener, web_config, shutdown.clone()))
     });

@@ -10,6 +10,7 @@
 //! client retries with the same request id), and the node knows nothing of
 //! HTTP.
 //!
+//! - `connections`: the server's connections, bounded in number and time.
 //! - `routes`: the REST routes.
 //! - `json`: the JSON shapes and their conversions, whole-number amounts.
 //! - `error`: refusals and failures as status codes and JSON errors.
@@ -19,6 +20,7 @@
 //! - `page`: the web page at `/` (`index.html`) and `GET /cluster`.
 //! - `openapi.json`: the API's description, served at `/openapi.json`.
 
+mod connections;
 mod error;
 mod events;
 pub mod json;
@@ -36,7 +38,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::client::{ClientConfig, ClientError};
 use crate::transport::InProcessNode;
 
+pub use connections::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_HTTP_CONNECTIONS};
 pub use error::ApiError;
 pub use events::MAX_EVENT_STREAMS;
 pub use pool::{IDEMPOTENCY_KEY, MAX_REQUESTS_IN_FLIGHT};
@@ -69,6 +71,9 @@ pub struct WebConfig {
     /// requests go to it first, without the network, and from it to the
     /// leader it names (while it leads, a request takes no second hop).
     pub in_process: Option<InProcessNode>,
+    /// How many connections it holds, and how long a request's headers
+    /// may take.
+    pub limits: ConnectionLimits,
 }
 
 /// The state the routes share.
@@ -146,14 +151,9 @@ fn build(web: Arc<Web>) -> Router {
 pub async fn serve(listener: TcpListener, config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let web = state(&config, shutdown.clone())?;
     web.tasks.spawn(Arc::clone(&web.metrics).watch_epochs(config.node_address.clone(), shutdown.clone()));
-    // Small answers go out at once, as gRPC's do.
-    let nodelay = listener.tap_io(|connection| {
-        let _ = connection.set_nodelay(true);
-    });
-    let served =
-        axum::serve(nodelay, build(Arc::clone(&web))).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    connections::serve(listener, build(Arc::clone(&web)), config.limits, shutdown, CLOSE_TIMEOUT).await;
     // The event streams' tasks and the epoch watcher end with `shutdown`.
     web.tasks.close();
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, web.tasks.wait()).await;
-    Ok(served?)
+    Ok(())
 }

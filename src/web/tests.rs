@@ -89,7 +89,8 @@ async fn refused_api(shutdown: &CancellationToken, beside: Beside) -> axum::Rout
         // Nothing listens: only the in-process way can answer.
         Beside::InProcess => Some(InProcessNode::new(&address, backend)),
     };
-    let config = WebConfig { node_address: address.clone(), servers: vec![address], in_process };
+    let config =
+        WebConfig { node_address: address.clone(), servers: vec![address], in_process, limits: Default::default() };
     router(&config, shutdown.clone()).expect("router")
 }
 
