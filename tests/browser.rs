@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use common::eventually;
 
@@ -47,8 +48,7 @@ async fn browser(driver_port: u16) -> Client {
     eventually("chromedriver to take a session", DEADLINE, || {
         let (url, capabilities) = (url.clone(), capabilities.clone());
         async move {
-            ClientBuilder::rustls()
-                .expect("a TLS setup for the webdriver client")
+            ClientBuilder::new(HttpConnector::new())
                 .capabilities(capabilities)
                 .connect(&url)
                 .await
