@@ -47,13 +47,7 @@ async fn browser(driver_port: u16) -> Client {
     let url = format!("http://127.0.0.1:{driver_port}");
     eventually("chromedriver to take a session", DEADLINE, || {
         let (url, capabilities) = (url.clone(), capabilities.clone());
-        async move {
-            ClientBuilder::new(HttpConnector::new())
-                .capabilities(capabilities)
-                .connect(&url)
-                .await
-                .ok()
-        }
+        async move { ClientBuilder::new(HttpConnector::new()).capabilities(capabilities).connect(&url).await.ok() }
     })
     .await
 }

@@ -138,6 +138,9 @@ pub enum BodyProblem {
     NotJson(String),
     #[error("the body must be a JSON object")]
     NotAnObject,
+    /// A field given twice: which value was meant is unknown.
+    #[error("{field} is given twice")]
+    Repeated { field: String },
     #[error("{field} is required")]
     Missing { field: &'static str },
     #[error("{field} must be a {expected}")]
@@ -156,7 +159,7 @@ impl BodyProblem {
     /// The error code the API answers it with.
     pub fn code(&self) -> &'static str {
         match self {
-            BodyProblem::NotJson(_) | BodyProblem::NotAnObject => "malformed_json",
+            BodyProblem::NotJson(_) | BodyProblem::NotAnObject | BodyProblem::Repeated { .. } => "malformed_json",
             BodyProblem::NotWhole { .. } | BodyProblem::Negative { .. } | BodyProblem::TooLarge { .. } => {
                 "invalid_amount"
             }
@@ -230,10 +233,49 @@ impl CreateRequest {
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, BodyProblem> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err(BodyProblem::NotAnObject),
+    match serde_json::from_slice::<FieldsOnce>(body) {
+        Ok(FieldsOnce(fields)) => Ok(fields),
+        // JSON, but not an object whose fields appear once.
+        Err(error) if error.classify() == serde_json::error::Category::Data => {
+            let message = error.to_string();
+            match message.strip_prefix(REPEATED) {
+                Some(rest) => {
+                    Err(BodyProblem::Repeated { field: rest.split(" at line").next().unwrap_or(rest).into() })
+                }
+                None => Err(BodyProblem::NotAnObject),
+            }
+        }
         Err(error) => Err(BodyProblem::NotJson(error.to_string())),
+    }
+}
+
+/// What [`FieldsOnce`] says of a repeated field, before its name.
+const REPEATED: &str = "repeated field ";
+
+/// A JSON object whose top-level fields each appear once (a map would keep
+/// the last of a repeated one, and which was meant is unknown).
+struct FieldsOnce(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for FieldsOnce {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FieldsOnce;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<FieldsOnce, A::Error> {
+                let mut fields = Map::new();
+                while let Some((field, value)) = access.next_entry::<String, Value>()? {
+                    if fields.contains_key(&field) {
+                        return Err(serde::de::Error::custom(format_args!("{REPEATED}{field}")));
+                    }
+                    fields.insert(field, value);
+                }
+                Ok(FieldsOnce(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -345,6 +387,12 @@ mod tests {
     fn malformed_bodies_say_what_is_wrong() {
         assert_eq!(bid("{").unwrap_err().code(), "malformed_json");
         assert_eq!(bid("[1]").unwrap_err(), BodyProblem::NotAnObject);
+        assert_eq!(bid("5").unwrap_err(), BodyProblem::NotAnObject);
+        let repeated = bid(r#"{"participant_id": "ann", "bid_price": 5, "bid_price": 500}"#).unwrap_err();
+        assert_eq!(repeated, BodyProblem::Repeated { field: "bid_price".into() });
+        assert_eq!((repeated.code(), repeated.to_string().as_str()), ("malformed_json", "bid_price is given twice"));
+        // Only the top level counts: a nested object is nobody's field.
+        assert!(bid(r#"{"participant_id": "ann", "bid_price": 5, "x": {"a": 1, "a": 2}}"#).is_ok());
         assert_eq!(bid(r#"{"bid_price": 5}"#).unwrap_err(), BodyProblem::Missing { field: "participant_id" });
         assert_eq!(
             bid(r#"{"participant_id": 5, "bid_price": 5}"#).unwrap_err(),
