@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gavel::auction::{AuctionEvent, EventKind, Verdict};
+use gavel::client::InvalidCode;
 
 use common::{client, eventually, start};
 
@@ -94,5 +95,36 @@ async fn watchers_see_every_committed_event_once_across_a_leader_crash() {
     })
     .await;
     assert_eq!(got, expected);
+    task.abort();
+}
+
+/// A watch after a revision the log has not reached is refused at once,
+/// saying where the log is, rather than waiting for ever (a resume after a
+/// revision it saw is never ahead: a leader publishes every committed entry
+/// before it serves a watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_after_a_revision_nobody_wrote_is_refused() {
+    let cluster = start(76, 1, &[]).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+
+    let mut reader = client(&cluster);
+    let refused = tokio::time::timeout(SETTLE, reader.watch(None, u64::MAX, |_| true)).await.expect("answered");
+    match refused {
+        Err(gavel::client::ClientError::Invalid { code: InvalidCode::OutOfRange, message }) => {
+            assert!(message.contains(&format!("revision {} is ahead of the log", u64::MAX)), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Where the log is still works: from its last revision on.
+    let last = bidder.history("", 0, "").await.expect("history").bids.last().expect("a bid").revision;
+    let (seen, task) = watcher(cluster.client_address(), last);
+    assert_eq!(bidder.bid("", "bob", 2).await.expect("bid").verdict, Verdict::Success);
+    eventually("the bid after it", SETTLE, || {
+        let bids = bids_of(&seen.lock().unwrap());
+        async move { bids.iter().any(|(_, bidder, amount)| bidder == "bob" && *amount == 2).then_some(()) }
+    })
+    .await;
     task.abort();
 }

@@ -339,6 +339,8 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
             // From now on when 0: the first view says where "now" is.
             let mut last = (after_revision > 0).then_some(after_revision);
             let mut first = true;
+            // Whether a published view came yet.
+            let mut viewed = false;
             loop {
                 let view = views.borrow_and_update().clone();
                 match view {
@@ -351,6 +353,18 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
                         return;
                     }
                     Some(view) => {
+                        // A revision that leadership's log has not reached
+                        // (it publishes every committed entry before its
+                        // first view): nobody wrote it.
+                        if let Some(asked) = last
+                            && !viewed
+                            && asked > view.commit_index
+                        {
+                            let published = view.commit_index;
+                            let _ = events.try_send(Err(ServiceError::AheadOfLog { asked, published }));
+                            return;
+                        }
+                        viewed = true;
                         if let Some(asked) = last
                             && asked < view.machine.compacted()
                         {

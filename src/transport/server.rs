@@ -51,6 +51,10 @@ pub enum ServiceError {
     /// with `after_revision` = the last revision it saw.
     #[error("{0}")]
     WatchInterrupted(String),
+    /// A watch after a revision the log has not reached: it would wait
+    /// for ever for a revision nobody wrote.
+    #[error("revision {asked} is ahead of the log, which is published up to revision {published}")]
+    AheadOfLog { asked: u64, published: u64 },
     /// The events after this revision were forgotten with expired auctions.
     #[error(
         "revision {asked} is compacted: events up to revision {compacted} went with expired auctions; \
@@ -81,6 +85,7 @@ impl From<ServiceError> for Status {
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
             ServiceError::WatchInterrupted(_) => Status::unavailable(message),
+            ServiceError::AheadOfLog { .. } => Status::out_of_range(message),
             // Where to resume, for a client to read rather than parse.
             ServiceError::Compacted { asked, compacted } => {
                 let mut status = Status::out_of_range(message);
