@@ -118,6 +118,18 @@ async fn every_route_answers_on_every_node_with_its_codes() {
     let (status, items) = get(&cluster, 1, "/auctions").await;
     assert_eq!(status, StatusCode::OK);
     assert!(items.as_array().expect("an array").contains(&lamp), "{items}");
+    // The list is paged: a page of one links to the next, which holds the
+    // lamp (the cluster's own auction comes first).
+    let response = http().get(url(&cluster, 2, "/auctions?limit=1")).send().await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let next = response.headers()["link"].to_str().expect("ascii").to_string();
+    let first: Value = response.json().await.expect("json");
+    assert_eq!(first.as_array().map(Vec::len), Some(1), "{first}");
+    let next = next.strip_prefix('<').and_then(|link| link.strip_suffix(">; rel=\"next\"")).expect("a next link");
+    let (status, second) = get(&cluster, 0, next).await;
+    assert_eq!((status, second), (StatusCode::OK, json!([lamp.clone()])));
+    assert_error(&get(&cluster, 1, "/auctions?limit=0").await, StatusCode::BAD_REQUEST, "invalid_query");
+    assert_error(&get(&cluster, 1, "/auctions?limit=1001").await, StatusCode::BAD_REQUEST, "invalid_query");
     assert_eq!(get(&cluster, 2, &format!("/auctions/{id}")).await, (StatusCode::OK, lamp.clone()));
 
     // Bids, spread over the nodes.

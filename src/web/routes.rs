@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use crate::auction::{self, AcceptedBid, AuctionInfo, MAX_AUCTION_ID_LEN, MAX_PAGE, Party, Reason, Verdict};
 use crate::client::{Client, ClientError};
@@ -19,8 +20,8 @@ use super::json::{AuctionStatus, BidJson, BidRequest, CreateRequest, Item, Place
 use super::metrics::BidCount;
 use super::pool::session_key;
 
-/// The most items `GET /auctions` and bids `GET /auctions/{id}/history`
-/// return: the oldest first (a larger answer is better paged over gRPC).
+/// The most bids `GET /auctions/{id}/history` returns: the oldest first (a
+/// larger answer is better paged over gRPC). `GET /auctions` is paged.
 pub const MAX_LISTED: usize = 10_000;
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -91,20 +92,38 @@ fn refused(verdict: Verdict, reason: Option<&Reason>) -> ApiError {
 }
 
 /// `GET /auctions`: every auction the cluster holds, in creation order.
-pub(super) async fn list_auctions(State(web): State<Arc<Web>>) -> Result<Json<Vec<Item>>, ApiError> {
-    let mut client = web.cluster.lease()?;
-    let mut items = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client.list_auctions(false, MAX_PAGE as u32, &page_token).await?;
-        items.extend(page.auctions.iter().map(Item::from));
-        if page.next_page_token.is_empty() || items.len() >= MAX_LISTED {
-            break;
-        }
-        page_token = page.next_page_token;
+pub(super) async fn list_auctions(
+    State(web): State<Arc<Web>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(MAX_PAGE as u32);
+    if limit == 0 || limit as usize > MAX_PAGE {
+        return Err(ApiError::bad_request("invalid_query", format!("limit must be from 1 to {MAX_PAGE}")));
     }
-    items.truncate(MAX_LISTED);
-    Ok(Json(items))
+    let page_token = query.page_token.unwrap_or_default();
+    let page = web.cluster.lease()?.list_auctions(false, limit, &page_token).await?;
+    let items: Vec<Item> = page.auctions.iter().map(Item::from).collect();
+    let mut response = Json(items).into_response();
+    // The next page, as a link (RFC 8288): the body stays the array of items.
+    if !page.next_page_token.is_empty() {
+        let next = form_urlencoded::Serializer::new(String::new())
+            .append_pair("limit", &limit.to_string())
+            .append_pair("page_token", &page.next_page_token)
+            .finish();
+        if let Ok(link) = HeaderValue::from_str(&format!("</auctions?{next}>; rel=\"next\"")) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// `GET /auctions`' paging: at most `limit` items (1 to [`MAX_PAGE`], that
+/// by default), after the page the token ends.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<u32>,
+    page_token: Option<String>,
 }
 
 /// `POST /auctions`: 201 and the created item.
