@@ -108,6 +108,7 @@ async fn a_create_retried_after_failover_creates_one_auction() {
         client_id: "seller-session".into(),
         request_id: 1,
         at_unix_ms: 0,
+        max_auctions: 0,
     };
     let first = connection.clone().create_auction(&create).await.expect("created");
     assert_eq!((first.verdict, first.auction_id.as_str()), (Verdict::Success, "a1"));
@@ -163,4 +164,17 @@ async fn the_prompt_creates_lists_switches_auctions_and_shows_their_history() {
     assert!(lines[7].starts_with("SUCCESS: bid 7 by sam"), "{stdout}");
     assert!(lines[8].starts_with("sam bid 7 (revision "), "{stdout}");
     assert!(output.status.success());
+}
+
+/// `--max-auctions` bounds the house: the default auction counts, so a limit
+/// of 2 takes one create and fails the next, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_past_the_max_auctions_of_the_server_fails() {
+    let cluster = start(77, 1, &["--max-auctions", "2"]).await;
+    let server = cluster.client_address();
+    let create = ["create", "--seller", "sam", "--title", "a vase", "--duration", "10m", "--server", server.as_str()];
+    let (line, code) = gavel(&create);
+    assert_eq!((line.as_str(), code), ("CREATED: auction a1 (a vase)", 0));
+    let (line, _) = gavel(&create);
+    assert!(line.starts_with("FAIL: the auction house holds 2 auctions already"), "{line}");
 }

@@ -40,6 +40,9 @@ pub struct CreateAuction {
     pub request_id: u64,
     /// When the leader sequenced it.
     pub at_unix_ms: i64,
+    /// The most auctions the house may hold, stamped by the leader from its
+    /// settings (0: no limit, as in entries written before there was one).
+    pub max_auctions: u64,
 }
 
 impl CreateAuction {
@@ -56,6 +59,7 @@ impl CreateAuction {
             client_id: String::new(),
             request_id: 0,
             at_unix_ms: 0,
+            max_auctions: 0,
         }
     }
 
@@ -279,6 +283,11 @@ impl AuctionBook {
     pub(super) fn create(&mut self, create: &CreateAuction, revision: u64) -> CreateOutcome {
         if let Err(reason) = validate_create(create) {
             return CreateOutcome::exception(reason);
+        }
+        // Closed auctions count until they expire: they hold memory too.
+        if create.max_auctions > 0 && self.auctions.len() as u64 >= create.max_auctions {
+            let reason = Reason::TooManyAuctions { max: create.max_auctions };
+            return CreateOutcome { verdict: Verdict::Fail, reason: Some(reason), auction_id: String::new() };
         }
         self.created += 1;
         let auction_id = format!("a{}", self.created);

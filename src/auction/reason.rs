@@ -78,6 +78,11 @@ pub enum Reason {
     EndNotInFuture,
     /// Longer than [`super::catalogue::MAX_AUCTION_MS`].
     TooLong,
+    /// The house holds its most auctions (open, or closed and not yet
+    /// expired): a FAIL, until some expire.
+    TooManyAuctions {
+        max: u64,
+    },
     UnknownAuction {
         auction_id: String,
     },
@@ -148,6 +153,7 @@ impl Reason {
             Reason::DurationAndEnd => "duration_and_end",
             Reason::EndNotInFuture => "end_not_in_future",
             Reason::TooLong => "too_long",
+            Reason::TooManyAuctions { .. } => "too_many_auctions",
             Reason::UnknownAuction { .. } => "unknown_auction",
             Reason::RequestIdReused { .. } => "request_id_reused",
             Reason::RequestKindDiffers { .. } => "request_kind_differs",
@@ -188,6 +194,10 @@ impl fmt::Display for Reason {
             Reason::DurationAndEnd => f.write_str("give a duration or an end, not both"),
             Reason::EndNotInFuture => f.write_str("the auction must end in the future"),
             Reason::TooLong => f.write_str("an auction runs for a year at most"),
+            Reason::TooManyAuctions { max } => write!(
+                f,
+                "the auction house holds {max} auctions already (closed ones until they expire); try again later"
+            ),
             Reason::UnknownAuction { auction_id } => write!(f, "unknown auction {auction_id:?}"),
             Reason::RequestIdReused { request_id } => {
                 write!(f, "request {request_id} of this session was a different request; it was not applied")

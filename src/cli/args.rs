@@ -231,6 +231,11 @@ pub struct ServerArgs {
     /// forgotten (by every replica at the same point of the log).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub retain_closed: Duration,
+    /// The most auctions the house holds at once, closed ones until they
+    /// are forgotten: past it, creating one fails until some expire (0: no
+    /// limit). What bounds each node's memory.
+    #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_AUCTIONS)]
+    pub max_auctions: u64,
     /// Threads serving the node: 1 is a single-threaded event loop, the
     /// faster choice when nodes share a host's cores; 0 is one per core.
     #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]

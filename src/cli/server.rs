@@ -47,7 +47,11 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     config.leader_timeout = args.leader_timeout;
     config.heartbeat_interval = args.heartbeat;
     config.takeover_timeout = args.takeover_timeout;
-    config.machine = AuctionSettings { retain_closed: args.retain_closed, default_auction_duration: args.duration };
+    config.machine = AuctionSettings {
+        retain_closed: args.retain_closed,
+        default_auction_duration: args.duration,
+        max_auctions: args.max_auctions,
+    };
     config.storage = args.data_dir.map(|dir| StorageConfig {
         dir,
         fsync: args.fsync,

@@ -136,7 +136,8 @@ pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool
 pub fn format_create(title: &str, outcome: &CreateOutcome) -> String {
     match outcome.verdict {
         Verdict::Success => format!("CREATED: auction {} ({title})", outcome.auction_id),
-        _ => format!("EXCEPTION: {}", render(&outcome.reason)),
+        Verdict::Fail => format!("FAIL: {}", render(&outcome.reason)),
+        Verdict::Exception => format!("EXCEPTION: {}", render(&outcome.reason)),
     }
 }
 

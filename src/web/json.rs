@@ -228,6 +228,7 @@ impl CreateRequest {
             client_id: String::new(),
             request_id: 0,
             at_unix_ms: 0,
+            max_auctions: 0,
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct Ports {
 /// | 14 | signals.rs |
 /// | 15, 43-47, 56-59, 75 | durable.rs (75: the fixture data-before-placement, whose node is port 24500) |
 /// | 30-36, 39, 40 | hostile.rs |
-/// | 37, 38, 42 | catalogue.rs |
+/// | 37, 38, 42, 77 | catalogue.rs |
 /// | 41, 76 | watch.rs |
 /// | 48 | demo.rs |
 /// | 49 | browser.rs |

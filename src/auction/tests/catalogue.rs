@@ -1,6 +1,8 @@
 //! The catalogue: sellers create auctions; anyone lists and reads them.
 
 use super::*;
+use crate::auction::machine::AuctionSettings;
+use crate::replication::StateMachine;
 
 fn create(seller: &str, title: &str, client_id: &str, request_id: u64) -> CreateAuction {
     CreateAuction {
@@ -13,6 +15,7 @@ fn create(seller: &str, title: &str, client_id: &str, request_id: u64) -> Create
         client_id: client_id.to_string(),
         request_id,
         at_unix_ms: DURING_MS,
+        max_auctions: 0,
     }
 }
 
@@ -272,4 +275,34 @@ fn a_seller_cancels_an_auction_without_bids_and_only_then() {
         .map(|event| event.revision)
         .collect();
     assert_eq!(closed, [7]);
+}
+
+/// The house holds at most the limit its leader stamped into a create
+/// (closed auctions count until they expire): past it, a create FAILs and
+/// changes nothing; an entry from before the limit (0) has none.
+#[test]
+fn a_create_past_the_houses_limit_fails_and_changes_nothing() {
+    let mut book = book_with_default_auction(1);
+    let limited = |request_id| CreateAuction { max_auctions: 2, ..create("sam", "vase", "s1", request_id) };
+    assert_eq!(created(&mut book, 10, limited(1)).verdict, Verdict::Success);
+    let before = book.clone();
+
+    let refused = created(&mut book, 11, limited(2));
+    assert_eq!((refused.verdict, refused.reason.clone()), (Verdict::Fail, Some(Reason::TooManyAuctions { max: 2 })));
+    assert_eq!(refused.reason.as_ref().map(Reason::code), Some("too_many_auctions"));
+    assert_eq!(book.auctions, before.auctions);
+    assert_eq!(book.created, before.created);
+
+    let unlimited = created(&mut book, 12, create("sam", "clock", "s1", 3));
+    assert_eq!((unlimited.verdict, unlimited.auction_id.as_str()), (Verdict::Success, "a2"));
+}
+
+/// The leader stamps its limit into every create it sequences.
+#[test]
+fn the_leader_stamps_its_limit_into_a_create() {
+    let settings = AuctionSettings { max_auctions: 7, ..AuctionSettings::default() };
+    let mut command = Command::Create(create("sam", "vase", "s1", 1));
+    AuctionBook::stamp(&mut command, DURING_MS, &settings);
+    let Command::Create(stamped) = command else { unreachable!("a create stays one") };
+    assert_eq!(stamped.max_auctions, 7);
 }

@@ -84,6 +84,7 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
         client_id: request.client_id,
         request_id: request.request_id,
         at_unix_ms: 0,
+        max_auctions: 0,
     };
     Ok(create)
 }

@@ -117,6 +117,7 @@ impl From<&Reason> for pb::Reason {
             Reason::RequestIdReused { request_id } | Reason::RequestKindDiffers { request_id } => {
                 message.request_id = *request_id;
             }
+            Reason::TooManyAuctions { max } => message.limit = *max,
             Reason::RequestTooOld { request_id, window } => {
                 message.request_id = *request_id;
                 message.limit = *window as u64;
@@ -182,6 +183,7 @@ impl TryFrom<pb::Reason> for Reason {
             "duration_and_end" => Reason::DurationAndEnd,
             "end_not_in_future" => Reason::EndNotInFuture,
             "too_long" => Reason::TooLong,
+            "too_many_auctions" => Reason::TooManyAuctions { max: limit },
             "unknown_auction" => Reason::UnknownAuction { auction_id: message.name },
             "request_id_reused" => Reason::RequestIdReused { request_id: message.request_id },
             "request_kind_differs" => Reason::RequestKindDiffers { request_id: message.request_id },

@@ -45,6 +45,7 @@ impl From<&Entry> for rpb::Entry {
                 client_id: create.client_id.clone(),
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
+                max_auctions: create.max_auctions,
             }),
             Payload::Command(Command::Cancel(cancel)) => P::CancelAuction(rpb::CancelAuction {
                 auction_id: cancel.auction_id.clone(),
@@ -101,6 +102,7 @@ impl TryFrom<rpb::Entry> for Entry {
                 client_id: create.client_id,
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
+                max_auctions: create.max_auctions,
             })),
             P::CancelAuction(cancel) => Payload::Command(Command::Cancel(CancelAuction {
                 auction_id: cancel.auction_id,

@@ -367,6 +367,7 @@ mod tests {
                 client_id: "seller".into(),
                 request_id: 1,
                 at_unix_ms: 5,
+                max_auctions: 0,
             }),
         );
         for n in 1..=bidders {
