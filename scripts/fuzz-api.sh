@@ -12,7 +12,7 @@ base_port=${BASE_PORT:-6600}
 client_port=${CLIENT_PORT:-6650}
 http_port=${HTTP_PORT:-6680}
 examples=${EXAMPLES:-60}
-venv=target/schemathesis-venv
+venv=$PWD/target/schemathesis-venv
 if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet schemathesis
@@ -37,6 +37,8 @@ for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$http_port/auctions" >/dev/null && break
     sleep 0.1
 done
+# From the temporary directory: schemathesis writes its cache where it runs.
+cd "$data"
 "$venv/bin/schemathesis" run "http://127.0.0.1:$http_port/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --exclude-path /events \
