@@ -1,7 +1,7 @@
 //! The command line: clap's definitions of every command and its flags,
 //! and the parsers of the values they take.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -208,8 +208,8 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 5000)]
     pub client_port: u16,
     /// Other nodes to ask before bootstrapping a new cluster, comma-separated
-    /// ports (on --host) or addresses (default: the eight ports on either
-    /// side of --port, on this host).
+    /// ports (on --host) or addresses (IP:PORT or HOST:PORT; default: the
+    /// eight ports on either side of --port, on this host).
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Option<Vec<Peer>>,
     /// A backup that acks nothing for this long is removed.
@@ -279,7 +279,7 @@ fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
 }
 
 /// A `--peers` entry: a port on this node's host, or a full address.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
     Port(u16),
     Address(SocketAddr),
@@ -295,12 +295,32 @@ impl Peer {
     }
 }
 
+/// A peer as `--peers` takes it: a port, `IP:PORT`, or `HOST:PORT` (the
+/// host looked up once, now: a node's identity is its address).
 fn parse_peer(value: &str) -> Result<Peer, String> {
     let value = value.trim();
     if let Ok(port) = value.parse::<u16>() {
         return if port > 0 { Ok(Peer::Port(port)) } else { Err("port 0 is not a peer".into()) };
     }
-    value.parse::<SocketAddr>().map(Peer::Address).map_err(|_| format!("expected a port or IP:PORT, got {value:?}"))
+    if let Ok(address) = value.parse::<SocketAddr>() {
+        return Ok(Peer::Address(address));
+    }
+    let expected = || format!("expected a port or IP:PORT (or HOST:PORT), got {value:?}");
+    let addresses: Vec<SocketAddr> = value.to_socket_addrs().map_err(|_| expected())?.collect();
+    // IPv4 first, as the servers listen on 127.0.0.1 by default.
+    let address = addresses.iter().find(|address| address.is_ipv4()).or(addresses.first()).ok_or_else(expected)?;
+    Ok(Peer::Address(*address))
+}
+
+/// A server as `--server` takes it: `HOST:PORT`, `IP:PORT`, or a port (on
+/// 127.0.0.1), as `--peers` takes ports.
+fn parse_server(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return if port > 0 { Ok(format!("127.0.0.1:{port}")) } else { Err("port 0 is not a server".into()) };
+    }
+    gavel::transport::check_address(value).map_err(|error| error.to_string())?;
+    Ok(value.to_string())
 }
 
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {
@@ -313,8 +333,9 @@ fn parse_positive_duration(value: &str) -> Result<Duration, String> {
 
 #[derive(Args, Clone)]
 pub struct Target {
-    /// Where to send requests: the client port, or node addresses.
-    #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',')]
+    /// Where to send requests: the client port, or node addresses
+    /// (HOST:PORT, IP:PORT or a port on 127.0.0.1), comma-separated.
+    #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',', value_parser = parse_server)]
     pub servers: Vec<String>,
     /// The auction to bid on.
     #[arg(long, default_value = "")]
@@ -389,4 +410,27 @@ pub enum Script {
     /// Crashes a backup and the leader under bids, restarts them, ends the
     /// auction: the story of `log.txt`.
     CrashTour,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--server` and `--peers` take the same forms: a port, IP:PORT and
+    /// HOST:PORT (`--peers localhost:5400` and `--server 5000` were refused).
+    #[test]
+    fn servers_and_peers_take_a_port_an_address_or_a_host_name() {
+        assert_eq!(parse_server("5000"), Ok("127.0.0.1:5000".to_string()));
+        assert_eq!(parse_server("localhost:5000"), Ok("localhost:5000".to_string()));
+        assert_eq!(parse_server("10.0.0.7:5000"), Ok("10.0.0.7:5000".to_string()));
+        assert!(parse_server("0").is_err());
+        assert!(parse_server("localhost").is_err());
+
+        assert_eq!(parse_peer("5400"), Ok(Peer::Port(5400)));
+        let local: SocketAddr = "127.0.0.1:5400".parse().unwrap();
+        assert_eq!(parse_peer("127.0.0.1:5400"), Ok(Peer::Address(local)));
+        assert_eq!(parse_peer("localhost:5400"), Ok(Peer::Address(local)));
+        assert!(parse_peer("0").is_err());
+        assert!(parse_peer("no such host here:5400").is_err());
+    }
 }
