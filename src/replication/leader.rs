@@ -415,24 +415,36 @@ impl<M: StateMachine> Leader<M> {
         }
     }
 
+    /// The members that gate commits, as (node, incarnation): this node,
+    /// then the member backups in leaderQueue order.
+    fn gating_members(&self) -> impl Iterator<Item = (&NodeId, u64)> {
+        let backups = self.state.leader_queue().iter().filter_map(|node| {
+            let progress = self.backups.get(node).filter(|progress| !progress.is_learner())?;
+            Some((node, progress.incarnation))
+        });
+        std::iter::once((&self.id, self.incarnation)).chain(backups)
+    }
+
+    /// Whether the stored record lists exactly the members that gate
+    /// commits, in order. Checked after every event, so compared in place:
+    /// building the list each time cost a clone of every member's name
+    /// per event.
+    fn record_lists_gating_members(&self) -> bool {
+        let mut listed = self.record.members.iter();
+        self.gating_members().all(|(node, incarnation)| {
+            listed.next().is_some_and(|member| member.node == *node && member.incarnation == incarnation)
+        }) && listed.next().is_none()
+    }
+
     /// Starts the write of the record when the members that gate commits
     /// (this node, then the member backups in leaderQueue order) are no
     /// longer the ones the record lists, and no write is in flight.
     fn store_record_if_changed(&mut self) {
-        if self.record_in_flight.is_some() {
+        if self.record_in_flight.is_some() || self.record_lists_gating_members() {
             return;
         }
-        let mut members = vec![Member { node: self.id.clone(), incarnation: self.incarnation }];
-        for node in self.state.leader_queue() {
-            if let Some(progress) = self.backups.get(node)
-                && !progress.is_learner()
-            {
-                members.push(Member { node: node.clone(), incarnation: progress.incarnation });
-            }
-        }
-        if members == self.record.members {
-            return;
-        }
+        let members =
+            self.gating_members().map(|(node, incarnation)| Member { node: node.clone(), incarnation }).collect();
         let record = MembershipRecord {
             cluster_id: self.state.cluster_id.clone(),
             version: self.record.version + 1,
