@@ -26,6 +26,8 @@ pub struct ClusterSpec {
     pub server_args: Vec<String>,
     /// Where each node's log goes (`node-PORT.log`); none discards them.
     pub log_dir: Option<PathBuf>,
+    /// Whether the logs stay once the cluster is dropped.
+    pub keep_logs: KeepLogs,
     /// The `RUST_LOG` filter given to the servers.
     pub log_filter: String,
     /// Where the nodes keep their state (`node-PORT` each), so that it
@@ -41,6 +43,16 @@ pub struct ClusterSpec {
     pub record_dir: Option<PathBuf>,
 }
 
+/// Whether a cluster's logs outlive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepLogs {
+    /// For the person who ran it (the demo, the tools): they read them after.
+    Always,
+    /// For a test: kept where it failed, to read why; removed where it
+    /// passed, so that runs do not fill the temporary directory.
+    IfFailed,
+}
+
 impl ClusterSpec {
     pub fn new(binary: impl Into<PathBuf>, nodes: usize, base_port: u16, client_port: u16) -> Self {
         ClusterSpec {
@@ -50,6 +62,7 @@ impl ClusterSpec {
             client_port,
             server_args: Vec::new(),
             log_dir: None,
+            keep_logs: KeepLogs::Always,
             log_filter: "info".into(),
             data_dir: None,
             http_base_port: None,
@@ -361,6 +374,17 @@ impl Drop for LocalCluster {
         }
         if self.owns_record_dir {
             let _ = std::fs::remove_dir_all(&self.record_dir);
+        }
+        // A test that failed is unwinding through this drop. Only this
+        // cluster's logs go: another cluster may share the directory.
+        if self.spec.keep_logs == KeepLogs::IfFailed && !std::thread::panicking() {
+            for log in (0..self.nodes.len()).filter_map(|i| self.log_file(i)) {
+                let _ = std::fs::remove_file(log);
+            }
+            if let Some(dir) = &self.spec.log_dir {
+                // Refused while anything else is in it.
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }

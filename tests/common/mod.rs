@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gavel::client::{Client, ClientConfig};
-use gavel::tools::cluster::{ClusterSpec, LocalCluster};
+use gavel::tools::cluster::{ClusterSpec, KeepLogs, LocalCluster};
 
 /// The ports of one test: nodes on `base..base+nodes`, clients on `client`.
 pub struct Ports {
@@ -60,6 +60,7 @@ pub fn spec(slot: u16, nodes: usize, server_args: &[&str]) -> ClusterSpec {
     spec.server_args = server_args.iter().map(|arg| arg.to_string()).collect();
     let log_dir = std::env::temp_dir().join(format!("gavel-test-{}-slot{slot}", std::process::id()));
     spec.log_dir = Some(log_dir);
+    spec.keep_logs = KeepLogs::IfFailed;
     spec.log_filter = "info,gavel=debug".into();
     spec
 }
