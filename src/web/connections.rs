@@ -2,8 +2,9 @@
 //! [`MAX_HTTP_CONNECTIONS`] at once (past that, new ones wait in the
 //! listen backlog until one closes, as on the gRPC ports), and every
 //! request's headers within [`HEADER_READ_TIMEOUT`], so a client that opens
-//! connections and sends half a request holds neither memory nor a slot
-//! for long. A stop closes every connection gracefully.
+//! connections and sends half a request, or keeps one open and sends
+//! nothing more, holds neither memory nor a slot for long. A stop closes
+//! every connection gracefully.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tracing::{debug, warn};
 /// [`super::MAX_EVENT_STREAMS`]), few enough that their buffers stay small.
 pub const MAX_HTTP_CONNECTIONS: usize = 4096;
 /// How long a client has to send a request's headers, on a new connection
-/// or a kept-alive one.
+/// or a kept-alive one (so it is also how long a connection may idle).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait before accepting again after the process ran out of
 /// file descriptors (or another accept error).
@@ -132,6 +133,21 @@ mod tests {
         stream.write_all(b"GET / HTTP/1.1\r\nHost: gavel\r\nX-Half: ").await.expect("write");
         let answer = read_to_close(&mut stream).await.expect("closed by the server");
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        shutdown.cancel();
+    }
+
+    /// A kept-alive connection that sends no next request is closed after
+    /// the same deadline: an idle connection holds no slot for long.
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_is_closed() {
+        let shutdown = CancellationToken::new();
+        let limits =
+            ConnectionLimits { header_read_timeout: Duration::from_millis(200), ..ConnectionLimits::default() };
+        let address = server(limits, &shutdown).await;
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: gavel\r\n\r\n").await.expect("write");
+        let answer = read_to_close(&mut stream).await.expect("closed by the server once idle");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
         shutdown.cancel();
     }
 
