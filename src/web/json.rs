@@ -234,46 +234,41 @@ impl CreateRequest {
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, BodyProblem> {
-    match serde_json::from_slice::<FieldsOnce>(body) {
-        Ok(FieldsOnce(fields)) => Ok(fields),
-        // JSON, but not an object whose fields appear once.
-        Err(error) if error.classify() == serde_json::error::Category::Data => {
-            let message = error.to_string();
-            match message.strip_prefix(REPEATED) {
-                Some(rest) => {
-                    Err(BodyProblem::Repeated { field: rest.split(" at line").next().unwrap_or(rest).into() })
-                }
-                None => Err(BodyProblem::NotAnObject),
-            }
-        }
+    match serde_json::from_slice::<Fields>(body) {
+        Ok(Fields { fields, repeated: None }) => Ok(fields),
+        Ok(Fields { repeated: Some(field), .. }) => Err(BodyProblem::Repeated { field }),
+        // JSON, but not an object.
+        Err(error) if error.classify() == serde_json::error::Category::Data => Err(BodyProblem::NotAnObject),
         Err(error) => Err(BodyProblem::NotJson(error.to_string())),
     }
 }
 
-/// What [`FieldsOnce`] says of a repeated field, before its name.
-const REPEATED: &str = "repeated field ";
+/// A JSON object's top-level fields, and the first one it gives twice, if
+/// any (a map would keep the last value, and which was meant is unknown).
+struct Fields {
+    fields: Map<String, Value>,
+    repeated: Option<String>,
+}
 
-/// A JSON object whose top-level fields each appear once (a map would keep
-/// the last of a repeated one, and which was meant is unknown).
-struct FieldsOnce(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for FieldsOnce {
+impl<'de> serde::Deserialize<'de> for Fields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = FieldsOnce;
+            type Value = Fields;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<FieldsOnce, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Fields, A::Error> {
                 let mut fields = Map::new();
+                let mut repeated = None;
                 while let Some((field, value)) = access.next_entry::<String, Value>()? {
                     if fields.contains_key(&field) {
-                        return Err(serde::de::Error::custom(format_args!("{REPEATED}{field}")));
+                        repeated.get_or_insert(field);
+                    } else {
+                        fields.insert(field, value);
                     }
-                    fields.insert(field, value);
                 }
-                Ok(FieldsOnce(fields))
+                Ok(Fields { fields, repeated })
             }
         }
         deserializer.deserialize_map(Visitor)
