@@ -8,7 +8,7 @@ use crate::replication::{self, EventSource, StateMachine};
 
 use super::{
     Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
-    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, command_time, normalize_in_place,
+    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason, command_time, normalize_in_place,
     validate_bid, validate_create_fields, validate_ids,
 };
 
@@ -77,12 +77,10 @@ impl StateMachine for AuctionBook {
 
     fn check_read(query: &Query) -> Result<(), String> {
         match query {
-            Query::View { auction_id } | Query::Get { auction_id } | Query::History { auction_id, .. }
-                if auction_id.len() > MAX_AUCTION_ID_LEN =>
-            {
-                Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"))
+            Query::View { auction_id } | Query::Get { auction_id } | Query::History { auction_id, .. } => {
+                check_auction_id(auction_id)
             }
-            _ => Ok(()),
+            Query::List { .. } => Ok(()),
         }
     }
 
@@ -166,12 +164,7 @@ impl EventSource for AuctionBook {
     type Scope = Option<String>;
 
     fn check_scope(auction_id: &Option<String>) -> Result<(), String> {
-        match auction_id {
-            Some(auction_id) if auction_id.len() > MAX_AUCTION_ID_LEN => {
-                Err(format!("auction id is longer than {MAX_AUCTION_ID_LEN} bytes"))
-            }
-            _ => Ok(()),
-        }
+        auction_id.as_deref().map_or(Ok(()), check_auction_id)
     }
 
     fn events(&self, auction_id: &Option<String>, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {
@@ -189,6 +182,14 @@ impl EventSource for AuctionBook {
     fn compacted(&self) -> u64 {
         self.compacted
     }
+}
+
+/// A read's or a watch's auction id, checked before it is asked.
+fn check_auction_id(auction_id: &str) -> Result<(), String> {
+    if auction_id.len() > MAX_AUCTION_ID_LEN {
+        return Err(Reason::AuctionIdTooLong { max: MAX_AUCTION_ID_LEN }.to_string());
+    }
+    Ok(())
 }
 
 /// What a proposed auction command came to.
