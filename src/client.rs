@@ -427,9 +427,9 @@ fn connect(config: &ClientConfig, address: &str) -> Result<AuctionConnection, Ca
     }
 }
 
-/// Asks one node about itself, over TCP.
-pub async fn node_status(address: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
-    crate::transport::probe_status(&Network::tcp(), address, timeout)
+/// Asks one node about itself.
+pub async fn node_status(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
+    crate::transport::probe_status(network, address, timeout)
         .await
         .map_err(|error| ClientError::from_call(error, timeout))
 }

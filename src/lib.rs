@@ -15,6 +15,8 @@
 //! - [`node`]: the async driver of one server process: roles, timers,
 //!   takeover, and the leadership seam (today the client port as the lock),
 //!   generic over the state machine it runs.
+//! - [`security`]: TLS with a cluster CA, the roles certificates carry, and
+//!   `gavel cert`'s certificates.
 //! - [`client`]: the client library: failover and retries with the same request id.
 //! - [`web`]: the HTTP/JSON API, server-sent events and metrics each node
 //!   serves, on top of the client library.
@@ -37,6 +39,7 @@ pub mod auction;
 pub mod client;
 pub mod node;
 pub mod replication;
+pub mod security;
 pub mod storage;
 pub mod tools;
 pub mod transport;

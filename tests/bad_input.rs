@@ -90,7 +90,7 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
         (before.highest_amount, "kim", 1)
     );
     for i in 0..cluster.len() {
-        node_status(&cluster.node_address(i), Duration::from_secs(1)).await.expect("node alive");
+        node_status(&Network::tcp(), &cluster.node_address(i), Duration::from_secs(1)).await.expect("node alive");
     }
 }
 

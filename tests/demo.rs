@@ -20,7 +20,11 @@ impl Drop for Demo {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             for port in &self.node_ports {
                 let address = format!("127.0.0.1:{port}");
-                if let Ok(status) = runtime.block_on(gavel::client::node_status(&address, Duration::from_millis(300))) {
+                if let Ok(status) = runtime.block_on(gavel::client::node_status(
+                    &gavel::transport::Network::tcp(),
+                    &address,
+                    Duration::from_millis(300),
+                )) {
                     // SAFETY: kill(2) has no memory effects; the pid is a node this test's demo started.
                     unsafe { libc::kill(status.pid as libc::pid_t, libc::SIGKILL) };
                 }

@@ -16,6 +16,7 @@ use gavel::auction::Verdict;
 use gavel::client::{Client, ClientConfig, node_status};
 use gavel::replication::Role;
 use gavel::tools::cluster::LocalCluster;
+use gavel::transport::Network;
 
 use common::{client, eventually, spec};
 
@@ -159,7 +160,7 @@ async fn a_node_removed_before_the_others_died_and_restarted_first_does_not_lead
     eventually("node 2 to be removed", SETTLE, || {
         let leader = cluster.node_address(0);
         async move {
-            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_millis(500)).await.ok()?;
             (status.membership.len() == 2).then_some(())
         }
     })
@@ -179,7 +180,8 @@ async fn a_node_removed_before_the_others_died_and_restarted_first_does_not_lead
         async move { log_says(&log, "not in the membership record").then_some(()) }
     })
     .await;
-    let status = node_status(&cluster.node_address(2), Duration::from_secs(1)).await.expect("node 2 answers");
+    let status =
+        node_status(&Network::tcp(), &cluster.node_address(2), Duration::from_secs(1)).await.expect("node 2 answers");
     assert_ne!(status.role, Role::Leader);
 
     // The members return: one of them leads, and bea's bid is there.
@@ -294,7 +296,8 @@ async fn after_a_full_restart_the_listed_members_lead_without_waiting_for_one_wh
     assert!(leader < 2);
     let (view, _) = client(&cluster).result("").await.expect("result");
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
-    let status = node_status(&cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
+    let status =
+        node_status(&Network::tcp(), &cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&cluster.node_address(2)), "{:?}", status.membership);
     // The leader's status shows the record it stored: the members that
     // gate commits, the same as its view once a change is stored.
@@ -302,7 +305,7 @@ async fn after_a_full_restart_the_listed_members_lead_without_waiting_for_one_wh
     eventually("the leader to show a record listing its view", SETTLE, || {
         let leader_address = leader_address.clone();
         async move {
-            let status = node_status(&leader_address, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader_address, Duration::from_millis(500)).await.ok()?;
             (status.record?.members == status.membership).then_some(())
         }
     })
@@ -360,7 +363,7 @@ async fn the_only_listed_member_restarted_without_its_disk_does_not_start_over()
     eventually("the backup to be removed", SETTLE, || {
         let leader = cluster.node_address(0);
         async move {
-            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_millis(500)).await.ok()?;
             (status.record?.members.len() == 1).then_some(())
         }
     })
@@ -386,7 +389,8 @@ async fn the_only_listed_member_restarted_without_its_disk_does_not_start_over()
         async move { log_says(&log, "members of the record may still hold").then_some(()) }
     })
     .await;
-    let status = node_status(&cluster.node_address(0), Duration::from_secs(1)).await.expect("it answers");
+    let status =
+        node_status(&Network::tcp(), &cluster.node_address(0), Duration::from_secs(1)).await.expect("it answers");
     assert_ne!(status.role, Role::Leader, "{}", std::fs::read_to_string(&log).unwrap_or_default());
     drop(without_disk);
 
@@ -418,7 +422,7 @@ async fn without_a_leader_an_operator_removes_a_member_from_the_record() {
 
     cluster.restart(2).expect("restart node 2");
     assert_eq!(cluster.wait_for_leader(SETTLE).await.expect("a leader"), 2, "the listed member with state leads");
-    let status = node_status(&nodes[2], Duration::from_secs(1)).await.expect("status");
+    let status = node_status(&Network::tcp(), &nodes[2], Duration::from_secs(1)).await.expect("status");
     let listed = status.record.expect("a record").members;
     assert!(!listed.contains(&nodes[1]), "the removed member is not expected: {listed:?}");
     // Node 1 comes back as a learner, and is listed again once caught up.
@@ -426,7 +430,7 @@ async fn without_a_leader_an_operator_removes_a_member_from_the_record() {
     eventually("node 1 to be listed again", SETTLE, || {
         let (leader, node_1) = (nodes[2].clone(), nodes[1].clone());
         async move {
-            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_millis(500)).await.ok()?;
             status.record?.members.contains(&node_1).then_some(())
         }
     })
@@ -472,7 +476,8 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     assert_eq!((view.highest_amount, view.highest_bidder.as_str()), (10, "ann"));
 
     // The new leader does not count the released node as a member.
-    let status = node_status(&cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
+    let status =
+        node_status(&Network::tcp(), &cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&gone), "{:?}", status.membership);
     // With a leader, a removal is an entry of the log, answered once
     // committed; a node that is no member is said to be none.
@@ -480,7 +485,7 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     eventually("the other survivor to be a member", SETTLE, || {
         let (leader, other) = (cluster.node_address(leader), other.clone());
         async move {
-            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_millis(500)).await.ok()?;
             status.membership.contains(&other).then_some(())
         }
     })

@@ -58,7 +58,7 @@ async fn bid_until(cluster_client: String, bidders: usize, stop: Arc<AtomicBool>
 /// Waits until the node at `address` has appended an entry past `index`.
 async fn appended_past(address: &str, index: u64) {
     eventually(&format!("{address} to append past index {index}"), SETTLE, || async move {
-        let status = node_status(address, Duration::from_secs(1)).await.ok()?;
+        let status = node_status(&Network::tcp(), address, Duration::from_secs(1)).await.ok()?;
         (status.last.index > index).then_some(())
     })
     .await
@@ -182,13 +182,15 @@ async fn a_cascade_of_leader_crashes_and_the_restarted_nodes_rejoin_and_lead_lat
     cluster.wait_until_settled(0, SETTLE).await.expect("node 0 settles");
     cluster.restart(1).expect("restart 1");
     cluster.wait_until_settled(1, SETTLE).await.expect("node 1 settles");
-    let leader_status = node_status(&cluster.node_address(2), Duration::from_secs(1)).await.expect("status");
+    let leader_status =
+        node_status(&Network::tcp(), &cluster.node_address(2), Duration::from_secs(1)).await.expect("status");
     assert_eq!(
         leader_status.membership,
         vec![cluster.node_address(2), cluster.node_address(0), cluster.node_address(1)]
     );
     for backup in [0, 1] {
-        let status = node_status(&cluster.node_address(backup), Duration::from_secs(1)).await.expect("status");
+        let status =
+            node_status(&Network::tcp(), &cluster.node_address(backup), Duration::from_secs(1)).await.expect("status");
         assert_eq!(status.role, Role::Backup);
     }
 
@@ -213,7 +215,7 @@ async fn a_killed_backup_is_dropped_and_bidding_goes_on() {
     eventually("the leader to drop the killed backup", SETTLE, || {
         let (leader, dropped) = (leader.clone(), dropped.clone());
         async move {
-            let status = node_status(&leader, Duration::from_secs(1)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_secs(1)).await.ok()?;
             (!status.membership.contains(&dropped)).then_some(())
         }
     })
@@ -234,7 +236,7 @@ async fn a_frozen_backup_is_dropped_then_rejoins_and_never_leads_while_the_leade
     }
     let leader_address = cluster.node_address(0);
     let frozen = cluster.node_address(1);
-    let status = node_status(&leader_address, Duration::from_secs(1)).await.expect("status");
+    let status = node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&frozen), "dropped from the membership: {:?}", status.membership);
 
     // Thawed, it finds its stream gone, and rejoins as a backup behind the live leader.
@@ -242,8 +244,8 @@ async fn a_frozen_backup_is_dropped_then_rejoins_and_never_leads_while_the_leade
     eventually("the thawed node to rejoin as a backup", SETTLE, || {
         let (leader_address, frozen) = (leader_address.clone(), frozen.clone());
         async move {
-            let status = node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
-            let thawed = node_status(&frozen, Duration::from_secs(1)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.ok()?;
+            let thawed = node_status(&Network::tcp(), &frozen, Duration::from_secs(1)).await.ok()?;
             (status.membership.last() == Some(&frozen) && thawed.role == Role::Backup && thawed.last == status.last)
                 .then_some(())
         }
@@ -300,7 +302,8 @@ async fn a_result_shows_every_acknowledged_bid_and_never_an_unacknowledged_one()
     let leader_address = cluster.node_address(leader);
     cluster.freeze(1).expect("freeze");
     cluster.freeze(2).expect("freeze");
-    let last_before = node_status(&leader_address, Duration::from_secs(1)).await.expect("status").last.index;
+    let last_before =
+        node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.expect("status").last.index;
     let mut pending_bidder = client(&cluster);
     let pending = tokio::spawn(async move { pending_bidder.bid("", "ivy", 500).await });
     appended_past(&leader_address, last_before).await;
@@ -332,7 +335,9 @@ async fn the_leaders_status_is_never_behind_its_backups() {
         // leader published its status before the entry left it.
         let mut statuses = Vec::new();
         for i in 0..cluster.len() {
-            statuses.push(node_status(&cluster.node_address(i), Duration::from_secs(1)).await.expect("status"));
+            statuses.push(
+                node_status(&Network::tcp(), &cluster.node_address(i), Duration::from_secs(1)).await.expect("status"),
+            );
         }
         let leader = statuses.iter().find(|status| status.role == Role::Leader).expect("a leader");
         assert_eq!(leader.membership.len(), 3, "{statuses:?}");

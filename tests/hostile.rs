@@ -87,7 +87,7 @@ async fn an_impostor_of_a_frozen_backup_cannot_make_the_leader_lose_acknowledged
         assert_eq!(bidder.bid("", "alice", amount).await.expect("bid").verdict, Verdict::Success);
         acknowledged += 1;
     }
-    let status = node_status(&cluster.node_address(0), Duration::from_secs(1)).await.expect("status");
+    let status = node_status(&Network::tcp(), &cluster.node_address(0), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&cluster.node_address(2)), "the frozen node is out: {:?}", status.membership);
 
     // The leader dies; whoever takes over holds every acknowledged bid.
@@ -157,7 +157,7 @@ async fn a_rogue_that_claims_to_lead_with_an_absurd_epoch_neither_joins_nor_stop
     let rogue = RoguePeer { node: rogue_address.to_string(), epoch: u64::MAX, role: PeerRole::PeerLeader };
     let rogue_server = serve_rogue(rogue_address, rogue);
     let stream = lying_backup(&cluster.node_address(0), &rogue_address.to_string(), u64::MAX).await;
-    let status = node_status(&cluster.node_address(0), Duration::from_secs(1)).await.expect("status");
+    let status = node_status(&Network::tcp(), &cluster.node_address(0), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&rogue_address.to_string()), "{:?}", status.membership);
     drop(stream);
 
@@ -173,7 +173,7 @@ async fn a_rogue_that_claims_to_lead_with_an_absurd_epoch_neither_joins_nor_stop
     let status = eventually("node 2 to rejoin the new leader", SETTLE, || {
         let (leader, follower) = (leader.clone(), follower.clone());
         async move {
-            let status = node_status(&leader, Duration::from_secs(1)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_secs(1)).await.ok()?;
             status.membership.contains(&follower).then_some(status)
         }
     })
@@ -224,7 +224,7 @@ async fn a_fresh_node_given_bare_peer_ports_never_wipes_the_auction() {
     let fresh_address = format!("127.0.0.1:{fresh_port}");
     eventually("the fresh node to answer", SETTLE, || {
         let address = fresh_address.clone();
-        async move { node_status(&address, Duration::from_millis(200)).await.ok() }
+        async move { node_status(&Network::tcp(), &address, Duration::from_millis(200)).await.ok() }
     })
     .await;
     eventually("the fresh node to find no leader to join", SETTLE, || {
@@ -239,7 +239,12 @@ async fn a_fresh_node_given_bare_peer_ports_never_wipes_the_auction() {
     assert_eq!(leader, cluster.node_address(1));
     let status = eventually("the fresh node to join as a backup", SETTLE, || {
         let address = fresh_address.clone();
-        async move { node_status(&address, Duration::from_millis(500)).await.ok().filter(|s| s.role == Role::Backup) }
+        async move {
+            node_status(&Network::tcp(), &address, Duration::from_millis(500))
+                .await
+                .ok()
+                .filter(|s| s.role == Role::Backup)
+        }
     })
     .await;
     assert_eq!(status.leader.as_deref(), Some(cluster.node_address(1).as_str()));
@@ -262,7 +267,12 @@ async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     eventually("node 1 to lead", SETTLE, || {
         let address = cluster.node_address(1);
-        async move { node_status(&address, Duration::from_millis(500)).await.ok().filter(|s| s.role == Role::Leader) }
+        async move {
+            node_status(&Network::tcp(), &address, Duration::from_millis(500))
+                .await
+                .ok()
+                .filter(|s| s.role == Role::Leader)
+        }
     })
     .await;
     eventually("the old leader to exit", SETTLE, || async move { (!is_alive(pid)).then_some(()) }).await;
@@ -281,7 +291,7 @@ async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     eventually("the backup to leave", SETTLE, || {
         let (leader, leaving) = (cluster.node_address(1), leaving.clone());
         async move {
-            let status = node_status(&leader, Duration::from_millis(500)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_millis(500)).await.ok()?;
             (!status.membership.contains(&leaving)).then_some(())
         }
     })
@@ -397,8 +407,8 @@ async fn a_backup_rejoins_a_large_state_while_bidding_goes_on() {
     eventually("the restarted backup to rejoin as a member", SETTLE, || {
         let (leader, rejoining) = (leader.clone(), rejoining.clone());
         async move {
-            let status = node_status(&leader, Duration::from_secs(1)).await.ok()?;
-            let backup = node_status(&rejoining, Duration::from_secs(1)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader, Duration::from_secs(1)).await.ok()?;
+            let backup = node_status(&Network::tcp(), &rejoining, Duration::from_secs(1)).await.ok()?;
             (status.membership.contains(&rejoining) && backup.role == Role::Backup).then_some(())
         }
     })
@@ -467,12 +477,13 @@ async fn a_stopping_leader_answers_the_bid_in_flight() {
     // A frozen backup holds the next bid's commit.
     cluster.freeze(2).expect("freeze");
     let leader_address = cluster.node_address(0);
-    let last_before = node_status(&leader_address, Duration::from_secs(1)).await.expect("status").last.index;
+    let last_before =
+        node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.expect("status").last.index;
     let in_flight = tokio::spawn(async move { connection.bid(&Bid { request_id: 2, ..drain_bid(2) }).await });
     eventually("the leader to append the bid", SETTLE, || {
         let leader_address = leader_address.clone();
         async move {
-            let status = node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
+            let status = node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.ok()?;
             (status.last.index > last_before).then_some(())
         }
     })

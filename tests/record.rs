@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gavel::auction::Verdict;
@@ -21,7 +20,7 @@ use gavel::tools::cluster::LocalCluster;
 use gavel::tools::rogue::RogueStream;
 use gavel::transport::Network;
 
-use common::{client, eventually, spec};
+use common::{accepted_amounts, client, eventually, membership, spawn_bidders, spec};
 
 const SETTLE: Duration = Duration::from_secs(15);
 /// The finding's timeout: a backup that acks nothing for 1 s is removed.
@@ -62,60 +61,6 @@ async fn start(slot: u16, nodes: usize, server_args: &[&str], data: Option<&Data
     let mut spec = spec(slot, nodes, server_args);
     spec.data_dir = data.map(|data| data.0.clone());
     LocalCluster::start(spec).await.expect("cluster starts")
-}
-
-/// Bids increasing amounts from several clients until `stop`; returns the
-/// amounts the service acknowledged as SUCCESS.
-fn spawn_bidders(server: String, bidders: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
-    let next_amount = Arc::new(AtomicU64::new(1));
-    tokio::spawn(async move {
-        let mut tasks = Vec::new();
-        for bidder in 0..bidders {
-            let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
-            tasks.push(tokio::spawn(async move {
-                let config =
-                    ClientConfig { servers: vec![server], deadline: Duration::from_secs(10), ..Default::default() };
-                let mut client = Client::new(config).expect("client");
-                let name = format!("bidder{bidder}");
-                let mut acknowledged = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let amount = next_amount.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(outcome) = client.bid("", &name, amount).await
-                        && outcome.verdict == Verdict::Success
-                    {
-                        acknowledged.push(amount);
-                    }
-                }
-                acknowledged
-            }));
-        }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("bidder"));
-        }
-        all.sort_unstable();
-        all
-    })
-}
-
-/// Every accepted bid of the default auction, by amount.
-async fn accepted_amounts(cluster: &LocalCluster) -> BTreeSet<u64> {
-    let mut reader = client(cluster);
-    let mut amounts = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = reader.history("", 1000, &token).await.expect("history");
-        amounts.extend(page.bids.iter().map(|bid| bid.amount));
-        if page.next_page_token.is_empty() {
-            return amounts;
-        }
-        token = page.next_page_token;
-    }
-}
-
-/// Node `node`'s own view of the membership, leader first.
-async fn membership(cluster: &LocalCluster, node: usize) -> Option<Vec<String>> {
-    node_status(&cluster.node_address(node), Duration::from_millis(500)).await.ok().map(|status| status.membership)
 }
 
 /// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
@@ -193,7 +138,7 @@ async fn a_removed_backup_wakes_up_alone(
     let frozen = cluster.node_address(FROZEN);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop));
+    let bidders = spawn_bidders(cluster.network().clone(), cluster.client_address(), 4, Arc::clone(&stop));
     eventually("bids to be accepted by all three nodes", SETTLE, || {
         let mut reader = client(&cluster);
         async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids >= 20) }
@@ -476,7 +421,8 @@ async fn a_member_that_misses_the_takeover_probe_stays_in_the_record_and_can_lea
     cluster.kill(LEADER).expect("kill the leader");
     let leader = cluster.wait_for_leader(SETTLE).await.expect("a new leader");
     assert_eq!(leader, successor);
-    let status = node_status(&cluster.node_address(successor), Duration::from_secs(1)).await.expect("status");
+    let status =
+        node_status(&Network::tcp(), &cluster.node_address(successor), Duration::from_secs(1)).await.expect("status");
     let listed = status.record.expect("the new leader's record").members;
     assert!(listed.contains(&cluster.node_address(late)), "the frozen member stays listed: {listed:?}");
 

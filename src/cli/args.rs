@@ -9,9 +9,11 @@ use clap::{Args, Parser, Subcommand};
 
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::node;
+use gavel::security::Tls;
 use gavel::storage::FsyncPolicy;
 use gavel::tools::bench::BenchArgs;
 use gavel::tools::chaos::FaultKind;
+use gavel::transport::Network;
 
 #[derive(Parser)]
 #[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
@@ -136,6 +138,10 @@ pub enum Commands {
     Demo(DemoArgs),
     /// Bid and read under injected faults, then check the history.
     Chaos(ChaosArgs),
+    /// Make the cluster's certificates: a CA, then one per node, client and
+    /// operator, into one directory (see "Running securely" in the README).
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Measure throughput, latency, failover and memory under load.
     Bench(BenchArgs),
     /// The server `gavel bench --system null` starts: the client API on a
@@ -268,6 +274,22 @@ pub struct ServerArgs {
     /// that may still hold the old one's state (it is then lost).
     #[arg(long)]
     pub new_cluster: bool,
+    #[command(flatten)]
+    pub security: ServerSecurity,
+}
+
+/// How a server proves itself and checks its callers.
+#[derive(Args, Clone, Debug)]
+pub struct ServerSecurity {
+    /// The cluster's certificates (`gavel cert`): the node serves TLS with
+    /// its own (`node.IP-PORT.crt`), peers must show a node certificate of
+    /// the same CA, and membership changes an operator's.
+    #[arg(long, env = "GAVEL_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// Serve without TLS or authentication on an address other hosts can
+    /// reach (on loopback that is the default).
+    #[arg(long, conflicts_with = "certs_dir")]
+    pub insecure: bool,
 }
 
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
@@ -343,14 +365,92 @@ pub struct Target {
     /// How long to keep retrying a request before giving up.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub security: ClientSecurity,
 }
 
 impl Target {
     /// A client of the servers named, with the timeout given.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let config = ClientConfig { servers: self.servers.clone(), deadline: self.timeout, ..ClientConfig::default() };
+        let config = ClientConfig {
+            servers: self.servers.clone(),
+            deadline: self.timeout,
+            network: self.security.network(None)?,
+            ..ClientConfig::default()
+        };
         Ok(Client::new(config)?)
     }
+}
+
+/// How a client reaches a secure cluster.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ClientSecurity {
+    /// The cluster's certificates (`gavel cert`): speak TLS, trusting only
+    /// the cluster's CA. Needed when the servers run with `--certs-dir`.
+    #[arg(long, env = "GAVEL_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// The certificate of yours to show, `client.NAME.crt` in --certs-dir
+    /// (the operator's for `gavel member remove`).
+    #[arg(long, requires = "certs_dir")]
+    pub cert_name: Option<String>,
+}
+
+impl ClientSecurity {
+    /// The network to reach the cluster by: over TLS with the certificates
+    /// given, showing `--cert-name`'s certificate, or `default_name`'s.
+    pub fn network(&self, default_name: Option<&str>) -> anyhow::Result<Network> {
+        let tls = match &self.certs_dir {
+            Some(dir) => Some(Tls::for_client(dir, self.cert_name.as_deref().or(default_name))?),
+            None => None,
+        };
+        Ok(Network::tcp().with_tls(tls))
+    }
+}
+
+/// `gavel cert`: what each command makes, in `--certs-dir`.
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// The cluster's CA: `ca.crt`, and its key (`ca.key`, or `--ca-key`).
+    CreateCa(CertFiles),
+    /// A node's certificate, `node.IP-PORT.crt` and its key.
+    CreateNode {
+        /// The node id, IP:PORT, as the node's `--host` and `--port`.
+        node: String,
+        /// Other names clients reach the node by (host names or IPs).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[command(flatten)]
+        files: CertFiles,
+    },
+    /// A client's certificate, `client.NAME.crt` and its key.
+    CreateClient {
+        name: String,
+        #[command(flatten)]
+        files: CertFiles,
+    },
+    /// An operator's certificate, `client.NAME.crt` and its key: it may
+    /// change the membership (`gavel member remove`).
+    CreateOperator {
+        #[arg(default_value = "operator")]
+        name: String,
+        #[command(flatten)]
+        files: CertFiles,
+    },
+}
+
+/// Where `gavel cert` writes.
+#[derive(Args)]
+pub struct CertFiles {
+    /// The directory of the certificates.
+    #[arg(long, env = "GAVEL_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// The CA's key (default: `ca.key` in --certs-dir). Whoever holds it
+    /// can make any certificate: keep it apart from the nodes.
+    #[arg(long)]
+    pub ca_key: Option<PathBuf>,
+    /// Replace files that exist.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Subcommand)]
@@ -375,6 +475,8 @@ pub enum MemberCommand {
         /// server --record-dir`; default: the client port's).
         #[arg(long)]
         record_dir: Option<PathBuf>,
+        #[command(flatten)]
+        security: ClientSecurity,
     },
 }
 
@@ -403,6 +505,10 @@ pub struct DemoArgs {
     /// The first node's HTTP/JSON API port; the others follow.
     #[arg(long, default_value_t = 8080)]
     pub http_base_port: u16,
+    /// Run the whole demo over TLS, with certificates it makes (a CA, one
+    /// per node, and the prompt's operator certificate).
+    #[arg(long)]
+    pub secure: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -8,10 +8,11 @@ use anyhow::Context;
 
 use gavel::client::{Client, ClientConfig};
 use gavel::replication::{Role, epoch_number};
+use gavel::security::certs::CertsDir;
 use gavel::tools::cluster::{ClusterSpec, LocalCluster};
 use gavel::tools::tour::{self, TourConfig};
 
-use super::args::{DemoArgs, Script, Target};
+use super::args::{ClientSecurity, DemoArgs, Script, Target};
 use super::interactive::{self, bidding_prompt};
 
 /// `gavel demo`: a local cluster and the prompt on it, or the crash tour.
@@ -37,6 +38,15 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // node loses no acknowledged bid.
     spec.data_dir = Some(log_dir.join("data"));
     spec.http_base_port = Some(args.http_base_port);
+    if args.secure {
+        let certs = log_dir.join("certs");
+        let nodes: Vec<String> =
+            (0..args.nodes).map(|i| format!("127.0.0.1:{}", args.base_port as usize + i)).collect();
+        CertsDir::new(&certs).create_cluster(&nodes).context("making the demo's certificates")?;
+        println!("TLS on: certificates in {} (a CA, one per node, an operator's)", certs.display());
+        spec.certs_dir = Some(certs);
+    }
+    let security = ClientSecurity { certs_dir: spec.certs_dir.clone(), cert_name: None };
     println!(
         "starting {} nodes on ports {}..{}; logs and data in {}",
         args.nodes,
@@ -61,6 +71,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         servers: vec![format!("127.0.0.1:{}", args.client_port)],
         auction: String::new(),
         timeout: Duration::from_secs(10),
+        security,
     };
     let mut client = target.client()?;
     let mut stdin = interactive::stdin();
@@ -164,7 +175,11 @@ async fn restart_crashed(cluster: &mut LocalCluster) -> String {
         });
     }
     if everyone {
-        let config = ClientConfig { servers: vec![cluster.client_address()], ..ClientConfig::default() };
+        let config = ClientConfig {
+            servers: vec![cluster.client_address()],
+            network: cluster.network().clone(),
+            ..ClientConfig::default()
+        };
         let line = match Client::new(config) {
             Ok(mut client) => match client.result("").await {
                 Ok((view, _)) if view.highest_amount > 0 => format!(

@@ -11,11 +11,13 @@
 //! - [`demo`]: `gavel demo`, a local cluster with the prompt and its
 //!   crash commands, or the crash tour.
 //! - [`chaos`]: `gavel chaos`.
+//! - [`cert`]: `gavel cert`, the cluster's certificates.
 //! - [`pager`]: the one pager every listing walks.
 //! - [`render`]: the JSON printed for `--json`.
 
 pub mod args;
 mod auctions;
+mod cert;
 mod chaos;
 mod demo;
 mod interactive;
@@ -51,19 +53,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Cancel { id, seller, target } => auctions::cancel(&id, &seller, &target).await,
         Commands::List { open, json, target } => auctions::list(open, json, &target).await,
         Commands::Status { json, target } => operator::cluster_status(&target, json).await,
-        Commands::Member(MemberCommand::Remove { member, nodes, client_port, record_dir }) => {
+        Commands::Member(MemberCommand::Remove { member, nodes, client_port, record_dir, security }) => {
             let client = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), client_port);
             let mut record = CoordinatorConfig::for_client_port(client);
             if let Some(dir) = record_dir {
                 record.dir = dir;
             }
-            operator::remove_member(&member, &nodes, client, &record).await
+            // An operator's certificate: only operators change the membership.
+            let network = security.network(Some("operator"))?;
+            operator::remove_member(&network, &member, &nodes, client, &record).await
         }
         Commands::Watch { id, after, json, target } => auctions::watch(id.as_deref(), after, json, &target).await,
         Commands::History { id, json, target } => auctions::history(&id, json, &target).await,
         Commands::Show { id, json, target } => auctions::show(&id, json, &target).await,
         Commands::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Chaos(args) => chaos::chaos(args).await,
+        Commands::Cert(command) => cert::cert(command),
         Commands::Bench(args) => gavel::tools::bench::run(args).await,
         Commands::NullServer(args) => server::null_server(args).await.map(|()| ExitCode::SUCCESS),
     }

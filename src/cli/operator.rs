@@ -15,6 +15,7 @@ use super::render::{StatusJson, json_line};
 /// `gavel member remove`: tells every node that answers to remove
 /// `member`, one line per answer; without a leader, changes the record.
 pub async fn remove_member(
+    network: &Network,
     member: &str,
     nodes: &[Peer],
     client_address: SocketAddr,
@@ -32,7 +33,7 @@ pub async fn remove_member(
         if address.to_string() == member {
             continue;
         }
-        match gavel::transport::remove_member(&Network::tcp(), &address.to_string(), member, timeout).await {
+        match gavel::transport::remove_member(network, &address.to_string(), member, timeout).await {
             Ok(reply) => {
                 println!("{address}: {}", reply.answer);
                 led |= reply.removed_at.is_some();
@@ -44,7 +45,7 @@ pub async fn remove_member(
     }
     if !led {
         // No leader took it: change the record, as the leader would.
-        match gavel::node::remove_without_leader(&Network::tcp(), client_address, record, member).await {
+        match gavel::node::remove_without_leader(network, client_address, record, member).await {
             Ok(OperatorRemoval::Removed { version, members }) => {
                 println!(
                     "membership record: {member} removed (version {version}, members {members:?}); no leader was running"
@@ -79,9 +80,10 @@ pub async fn remove_member(
 /// `gavel status`: asks the given servers who leads, then each member.
 pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(1);
+    let network = target.security.network(None)?;
     let mut leader = None;
     for server in &target.servers {
-        if let Ok(status) = gavel::client::node_status(server, timeout).await {
+        if let Ok(status) = gavel::client::node_status(&network, server, timeout).await {
             let leads = status.role == Role::Leader;
             let named = status.leader.clone();
             leader = Some(status);
@@ -89,7 +91,7 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
                 break;
             }
             if let Some(address) = named
-                && let Ok(status) = gavel::client::node_status(&address, timeout).await
+                && let Ok(status) = gavel::client::node_status(&network, &address, timeout).await
             {
                 leader = Some(status);
                 break;
@@ -102,7 +104,7 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     };
     let mut members = Vec::new();
     for member in &leader.membership {
-        members.push((member.clone(), gavel::client::node_status(member, timeout).await.ok()));
+        members.push((member.clone(), gavel::client::node_status(&network, member, timeout).await.ok()));
     }
     if json {
         println!("{}", json_line(&StatusJson::new(&leader, &members)));

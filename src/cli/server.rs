@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use gavel::auction::AuctionBook;
 use gavel::auction::machine::AuctionSettings;
 use gavel::node::{self, NodeConfig, StorageConfig};
+use gavel::security::Tls;
 use gavel::storage::{OsDisk, WriterMode};
 use gavel::transport::{InProcessNode, Network, Port};
 
-use super::args::{NullServerArgs, Peer, ServerArgs};
+use super::args::{NullServerArgs, Peer, ServerArgs, ServerSecurity};
 use super::process::termination_signal;
 
 /// `gavel server`: one node, and its HTTP API if asked, until a signal.
@@ -24,7 +25,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     raise_open_file_limit();
     let node_address = SocketAddr::new(args.host, args.port);
-    let network = Network::tcp();
+    let network = Network::tcp().with_tls(server_tls(&args.security, node_address)?);
     let listener = network.bind(node_address, Port::Node).await.with_context(|| format!("binding {node_address}"))?;
     let mut config = NodeConfig::<AuctionBook>::new(node_address, SocketAddr::new(args.host, args.client_port));
     config.peers = match args.peers {
@@ -103,6 +104,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             servers,
             in_process,
             limits: gavel::web::ConnectionLimits::default(),
+            network: node.network().clone(),
         };
         tracing::info!(address = ?listener.local_addr().ok(), "serving the HTTP API");
         tokio::spawn(gavel::web::serve(listener, web_config, shutdown.clone()))
@@ -117,6 +119,31 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// The node's TLS credentials, if it has certificates. Without them it
+/// serves in the clear, where anyone who reaches its ports can join the
+/// cluster, remove members and bid under any name: on loopback only, unless
+/// told `--insecure` (CockroachDB's convention).
+fn server_tls(security: &ServerSecurity, node: SocketAddr) -> anyhow::Result<Option<Arc<Tls>>> {
+    match &security.certs_dir {
+        Some(dir) => {
+            let tls = Tls::for_node(dir, &node.to_string())?;
+            tracing::info!(certs_dir = %dir.display(), "TLS on: peers and operators show certificates");
+            Ok(Some(tls))
+        }
+        None if node.ip().is_loopback() => Ok(None),
+        None if security.insecure => {
+            tracing::warn!("--insecure: serving {} without TLS or authentication", node.ip());
+            Ok(None)
+        }
+        None => anyhow::bail!(
+            "refusing to serve on {} without certificates: any host that reaches it could join the cluster, \
+             remove members and bid under any name. Give --certs-dir (make them with `gavel cert`), or \
+             --insecure to serve without TLS and authentication",
+            node.ip()
+        ),
+    }
 }
 
 /// Serves the null client API on 127.0.0.1 until SIGINT, as `serve` does a node.

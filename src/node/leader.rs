@@ -115,6 +115,7 @@ pub(super) async fn lead<M: ClientApi>(
         transport::limit_connections(client_listener, transport::MAX_CLIENT_CONNECTIONS),
         Services::Clients,
         config.transport(),
+        shared.network().tls().cloned(),
         client_port_open.clone(),
     ));
 

@@ -143,6 +143,12 @@ impl<M: ClientApi> Node<M> {
         Node { config, shared }
     }
 
+    /// The network the node speaks over, with its TLS credentials: what
+    /// a service beside it (the HTTP API) reaches the other nodes by.
+    pub fn network(&self) -> &Network {
+        self.shared.network()
+    }
+
     /// What the node's client API calls: for a service in the same process
     /// (the HTTP API beside it), without the network.
     pub fn backend(&self) -> Arc<impl Backend<M> + use<M>> {
@@ -159,6 +165,7 @@ impl<M: ClientApi> Node<M> {
             transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),
             Services::Node,
             config.transport(),
+            shared.network().tls().cloned(),
             shutdown.clone(),
         ));
         let result = drive(&shared, &config, &shutdown).await;

@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 
 use crate::client::node_status;
 use crate::replication::{NodeStatus, Role};
+use crate::security::Tls;
+use crate::transport::Network;
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -36,6 +38,9 @@ pub struct ClusterSpec {
     /// Node `i` serves the HTTP/JSON API on `http_base_port + i`; none
     /// serves no HTTP.
     pub http_base_port: Option<u16>,
+    /// The cluster's certificates (`gavel cert`): each node runs with
+    /// `--certs-dir`, and the cluster's own probes speak TLS. None: plain.
+    pub certs_dir: Option<PathBuf>,
     /// Where the nodes keep the membership record. None: beside the data
     /// directories (`record`) when they have them, else a directory of this
     /// cluster's own, removed when it is dropped, so that no cluster reads
@@ -66,6 +71,7 @@ impl ClusterSpec {
             log_filter: "info".into(),
             data_dir: None,
             http_base_port: None,
+            certs_dir: None,
             record_dir: None,
         }
     }
@@ -85,6 +91,8 @@ pub struct LocalCluster {
     /// Whether the record's directory is this cluster's alone, to remove
     /// when it is dropped.
     owns_record_dir: bool,
+    /// How the cluster's own probes reach the nodes.
+    network: Network,
 }
 
 /// How long a node may take to start and find its place.
@@ -113,12 +121,23 @@ impl LocalCluster {
                 (dir, true)
             }
         };
-        let mut cluster = LocalCluster { spec, nodes, record_dir, owns_record_dir };
+        let tls = match &spec.certs_dir {
+            Some(dir) => Some(Tls::for_client(dir, None)?),
+            None => None,
+        };
+        let network = Network::tcp().with_tls(tls);
+        let mut cluster = LocalCluster { spec, nodes, record_dir, owns_record_dir, network };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
             cluster.wait_until_settled(i, START_DEADLINE).await?;
         }
         Ok(cluster)
+    }
+
+    /// The network the cluster's nodes are reached by: over TLS, trusting
+    /// the cluster's CA, when it has certificates.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     pub fn len(&self) -> usize {
@@ -186,6 +205,10 @@ impl LocalCluster {
             Some(dir) => vec!["--data-dir".into(), dir.display().to_string()],
             None => Vec::new(),
         };
+        let certs_dir: Vec<String> = match &self.spec.certs_dir {
+            Some(dir) => vec!["--certs-dir".into(), dir.display().to_string()],
+            None => Vec::new(),
+        };
         let http_port: Vec<String> = match self.spec.http_base_port {
             Some(base) => vec!["--http-port".into(), (base + i as u16).to_string()],
             None => Vec::new(),
@@ -214,6 +237,7 @@ impl LocalCluster {
             .arg(&self.record_dir)
             .args(&data_dir)
             .args(&http_port)
+            .args(&certs_dir)
             .env("RUST_LOG", &self.spec.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -307,7 +331,7 @@ impl LocalCluster {
         let mut statuses = Vec::with_capacity(self.nodes.len());
         for i in 0..self.nodes.len() {
             let status = if self.is_running(i) && !self.is_frozen(i) {
-                node_status(&self.node_address(i), PROBE).await.ok()
+                node_status(&self.network, &self.node_address(i), PROBE).await.ok()
             } else {
                 None
             };
@@ -318,7 +342,7 @@ impl LocalCluster {
 
     /// The node that says it leads and holds the client port.
     pub async fn leader(&self) -> Option<usize> {
-        let on_client_port = node_status(&self.client_address(), PROBE).await.ok()?;
+        let on_client_port = node_status(&self.network, &self.client_address(), PROBE).await.ok()?;
         (on_client_port.role == Role::Leader).then(|| self.index_of(&on_client_port.node)).flatten()
     }
 
@@ -326,7 +350,7 @@ impl LocalCluster {
     pub async fn wait_until_settled(&self, i: usize, deadline: Duration) -> anyhow::Result<NodeStatus> {
         let what = format!("node {} to join", self.node_address(i));
         poll_until(&what, deadline, Duration::from_millis(20), || async {
-            let status = node_status(&self.node_address(i), PROBE).await.ok()?;
+            let status = node_status(&self.network, &self.node_address(i), PROBE).await.ok()?;
             let settled = status.role == Role::Leader
                 || (status.role == Role::Backup && status.membership.contains(&status.node));
             settled.then_some(status)

@@ -105,6 +105,7 @@ pub async fn serve_null(
         incoming,
         Services::Clients,
         settings,
+        None,
         shutdown,
     )
     .await

@@ -26,7 +26,7 @@ impl RogueStream {
         let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
         let channel = tokio::time::timeout(
             timeout,
-            endpoint(leader, &settings)?.connect_with_connector(connector(network.clone())),
+            endpoint(network, leader, &settings)?.connect_with_connector(connector(network.clone())),
         )
         .await
         .map_err(|_| CallError::Unavailable { message: "connect timed out".into(), leader_hint: None })?

@@ -81,7 +81,8 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     cluster.kill(backup)?;
     let leader_address = cluster.node_address(leader);
     poll_until("the removal", SETTLE, POLL, || async {
-        let status = crate::client::node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
+        let status =
+            crate::client::node_status(cluster.network(), &leader_address, Duration::from_secs(1)).await.ok()?;
         (!status.membership.contains(&backup_address)).then_some(())
     })
     .await
@@ -162,7 +163,7 @@ async fn leader_queue_line(cluster: &LocalCluster, leader: usize, members: usize
     let address = cluster.node_address(leader);
     let what = format!("{address} to count {members} members");
     let status = poll_until(&what, SETTLE, POLL, || async {
-        let status = crate::client::node_status(&address, Duration::from_secs(1)).await.ok()?;
+        let status = crate::client::node_status(cluster.network(), &address, Duration::from_secs(1)).await.ok()?;
         (status.membership.len() == members).then_some(status)
     })
     .await?;

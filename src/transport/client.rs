@@ -16,6 +16,7 @@ use crate::auction::{
     CancelOutcome, CreateAuction, CreateOutcome, HistoryPage,
 };
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
+use crate::security::node_dns_name;
 
 use super::auction_service::{AuctionEventStream, AuctionService};
 use super::pb::auction_client::AuctionClient;
@@ -119,10 +120,33 @@ impl From<Status> for CallError {
     }
 }
 
-/// The endpoint of `address` with the transport's timeouts and keepalives.
-pub fn endpoint(address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
-    let endpoint = Endpoint::from_shared(uri_for(address))
-        .map_err(|error| CallError::Rejected { message: format!("bad address {address:?}: {error}") })?;
+/// The endpoint of `address` with the transport's timeouts and keepalives;
+/// over TLS when `network` has credentials, and then the server's
+/// certificate must name the host dialed.
+pub fn endpoint(network: &Network, address: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
+    secured_endpoint(network, address, settings, None)
+}
+
+/// The endpoint of the node `node`'s own port: over TLS, the server's
+/// certificate must be that node's (see [`node_dns_name`]), so that what
+/// answers is the peer asked, not any holder of a node certificate.
+pub fn peer_endpoint(network: &Network, node: &str, settings: &TransportSettings) -> Result<Endpoint, CallError> {
+    secured_endpoint(network, node, settings, Some(node_dns_name(node)))
+}
+
+fn secured_endpoint(
+    network: &Network,
+    address: &str,
+    settings: &TransportSettings,
+    server_name: Option<String>,
+) -> Result<Endpoint, CallError> {
+    let bad_address =
+        |error: &dyn std::fmt::Display| CallError::Rejected { message: format!("bad address {address:?}: {error}") };
+    let tls = network.tls();
+    let mut endpoint = Endpoint::from_shared(uri_for(address, tls.is_some())).map_err(|error| bad_address(&error))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client_config(server_name)).map_err(|error| bad_address(&error))?;
+    }
     Ok(endpoint
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
@@ -208,7 +232,7 @@ impl AuctionConnection {
         settings: &TransportSettings,
         request_timeout: Duration,
     ) -> Result<Self, CallError> {
-        let channel = endpoint(address, settings)?.connect_with_connector_lazy(connector(network.clone()));
+        let channel = endpoint(network, address, settings)?.connect_with_connector_lazy(connector(network.clone()));
         let target = Target::Remote(AuctionClient::new(channel));
         Ok(AuctionConnection { address: address.to_string(), target, request_timeout })
     }
@@ -363,7 +387,7 @@ pub async fn probe_status(network: &Network, address: &str, timeout: Duration) -
 /// The peer-only probe of a takeover, on a node's own port.
 pub async fn probe_peer(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
     let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
-    let channel = endpoint(address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
+    let channel = peer_endpoint(network, address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
     let mut client = ReplicationClient::new(channel);
     let reply = tokio::time::timeout(timeout, client.probe(rpb::ProbeRequest {}))
         .await
@@ -381,7 +405,7 @@ pub async fn remove_member(
     timeout: Duration,
 ) -> Result<MemberRemovalAnswer, CallError> {
     let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
-    let channel = endpoint(address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
+    let channel = endpoint(network, address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
     let mut client = ReplicationClient::new(channel);
     let request = rpb::RemoveMemberRequest { node: member.to_string() };
     let reply = tokio::time::timeout(timeout, client.remove_member(request))
@@ -413,7 +437,7 @@ pub async fn find_leader(network: &Network, client_address: &str, timeout: Durat
 /// typo is reported at once rather than after a deadline of retries.
 pub fn check_address(address: &str) -> Result<(), CallError> {
     let bad = |why: &str| CallError::Rejected { message: format!("bad address {address:?}: {why}") };
-    let uri: Uri = uri_for(address).parse().map_err(|_| bad("expected host:port"))?;
+    let uri: Uri = uri_for(address, false).parse().map_err(|_| bad("expected host:port"))?;
     let authority = uri.authority().ok_or_else(|| bad("expected host:port"))?;
     if authority.host().is_empty() {
         return Err(bad("no host"));
@@ -460,7 +484,7 @@ pub async fn open_replication<M: Wire>(
     settings: &TransportSettings,
     timeout: Duration,
 ) -> Result<LeaderLink<M>, CallError> {
-    let endpoint = endpoint(leader, settings)?;
+    let endpoint = peer_endpoint(network, leader, settings)?;
     let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector(network.clone())))
         .await
         .map_err(|_| CallError::unavailable("connect timed out"))?

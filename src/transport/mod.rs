@@ -19,7 +19,8 @@ use std::time::Duration;
 
 pub use client::{
     AuctionConnection, CallError, InProcessNode, InvalidCode, LeaderLink, LeaderMessage, MemberRemovalAnswer,
-    check_address, connector, endpoint, find_leader, open_replication, probe_peer, probe_status, remove_member,
+    check_address, connector, endpoint, find_leader, open_replication, peer_endpoint, probe_peer, probe_status,
+    remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, Wire, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
@@ -90,7 +91,12 @@ impl Default for TransportSettings {
     }
 }
 
-/// A URI for an address given as `host:port` or as a URI.
-fn uri_for(address: &str) -> String {
-    if address.contains("://") { address.to_string() } else { format!("http://{address}") }
+/// A URI for an address given as `host:port` or as a URI; `https` when
+/// the call goes over TLS (tonic applies TLS to `https` URIs only).
+fn uri_for(address: &str, secure: bool) -> String {
+    match (address.contains("://"), secure) {
+        (true, _) => address.to_string(),
+        (false, true) => format!("https://{address}"),
+        (false, false) => format!("http://{address}"),
+    }
 }

@@ -15,6 +15,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::replication::Now;
+use crate::security::Tls;
 
 /// Anything a connection can be carried over.
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -80,34 +81,47 @@ pub trait NetworkBackend: Send + Sync + 'static {
     }
 }
 
-/// A shareable handle to a network.
+/// A shareable handle to a network, and the TLS credentials its calls
+/// and servers use (none: plain HTTP/2, as on loopback by default).
 #[derive(Clone)]
-pub struct Network(Arc<dyn NetworkBackend>);
+pub struct Network {
+    backend: Arc<dyn NetworkBackend>,
+    tls: Option<Arc<Tls>>,
+}
 
 impl Network {
     /// Real TCP with `TCP_NODELAY`, and the system clock.
     pub fn tcp() -> Self {
-        Network(Arc::new(Tcp))
+        Network::new(Tcp)
     }
 
     pub fn new(backend: impl NetworkBackend) -> Self {
-        Network(Arc::new(backend))
+        Network { backend: Arc::new(backend), tls: None }
+    }
+
+    /// The same network, every call and server over TLS with `tls`.
+    pub fn with_tls(self, tls: Option<Arc<Tls>>) -> Self {
+        Network { tls, ..self }
+    }
+
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     pub async fn bind(&self, address: SocketAddr, port: Port) -> io::Result<Incoming> {
-        self.0.bind(address, port).await
+        self.backend.bind(address, port).await
     }
 
     pub async fn connect(&self, address: String) -> io::Result<Connection> {
-        self.0.connect(address).await
+        self.backend.connect(address).await
     }
 
     pub fn now(&self) -> Now {
-        self.0.now()
+        self.backend.now()
     }
 
     pub fn random(&self) -> u64 {
-        self.0.random()
+        self.backend.random()
     }
 }
 
@@ -119,7 +133,7 @@ impl Default for Network {
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Network")
+        f.debug_struct("Network").field("tls", &self.tls).finish_non_exhaustive()
     }
 }
 

@@ -21,6 +21,7 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::replication::{EventSource, LogPosition, Message, NodeId, NodeStatus, Proposed};
+use crate::security::{Role, Tls, peer_role};
 
 use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;
@@ -184,6 +185,9 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 struct ReplicationService<M, B> {
     backend: Arc<B>,
     settings: TransportSettings,
+    /// Whether callers must prove their role with a certificate: the server
+    /// speaks TLS with the cluster's CA.
+    authenticate: bool,
     /// Each stream's reader and writer: [`serve`] waits for them to end.
     tasks: TaskTracker,
     machine: PhantomData<fn() -> M>,
@@ -199,6 +203,9 @@ impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M,
         &self,
         request: Request<Streaming<rpb::FromBackup>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
+        // Before any message is read: only a node may replicate, and only
+        // under its own name (checked against the Hello below).
+        let certified = self.require(&request, "replicate", |role| matches!(role, Role::Node(_)))?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -208,6 +215,11 @@ impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M,
             _ => return Err(Status::invalid_argument("a replication stream starts with hello")),
         };
         let hello = convert::hello_from_message(hello).map_err(|error| Status::invalid_argument(error.to_string()))?;
+        if let Some(role) = certified
+            && role != Role::Node(hello.node.clone())
+        {
+            return Err(Status::permission_denied(format!("{role} may not replicate as node {}", hello.node)));
+        }
         let node = hello.node.clone();
         let session = self.backend.backup_connected(hello).await?;
         let connection = session.connection;
@@ -243,7 +255,8 @@ impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M,
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 
-    async fn probe(&self, _request: Request<rpb::ProbeRequest>) -> Result<Response<rpb::ProbeReply>, Status> {
+    async fn probe(&self, request: Request<rpb::ProbeRequest>) -> Result<Response<rpb::ProbeReply>, Status> {
+        self.require(&request, "probe", |role| matches!(role, Role::Node(_)))?;
         Ok(Response::new(convert::probe_reply(self.backend.status())))
     }
 
@@ -251,6 +264,7 @@ impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M,
         &self,
         request: Request<rpb::RemoveMemberRequest>,
     ) -> Result<Response<rpb::RemoveMemberReply>, Status> {
+        self.require(&request, "change the membership", |role| matches!(role, Role::Operator(_)))?;
         let node = request.into_inner().node;
         if node.parse::<std::net::SocketAddr>().is_err() {
             return Err(Status::invalid_argument(format!("{node:?} is not a node address (IP:PORT)")));
@@ -264,6 +278,23 @@ impl<M: Wire + EventSource, B: Backend<M>> Replication for ReplicationService<M,
             }
         };
         Ok(Response::new(rpb::RemoveMemberReply { answer, removed_at }))
+    }
+}
+
+impl<M, B> ReplicationService<M, B> {
+    /// The caller's role, if callers must prove one and it is `allowed` to
+    /// `act`; `Ok(None)` when nothing is authenticated (no TLS).
+    fn require<T>(&self, request: &Request<T>, act: &str, allowed: fn(&Role) -> bool) -> Result<Option<Role>, Status> {
+        if !self.authenticate {
+            return Ok(None);
+        }
+        match peer_role(request) {
+            Some(role) if allowed(&role) => Ok(Some(role)),
+            Some(role) => Err(Status::permission_denied(format!("{role} may not {act}"))),
+            None => Err(Status::unauthenticated(format!(
+                "to {act} a caller needs a certificate of this cluster's CA naming its role"
+            ))),
+        }
     }
 }
 
@@ -355,14 +386,17 @@ pub enum Services {
 }
 
 /// Serves `services` on the connections of `incoming` until `shutdown` is
-/// cancelled, with the health and reflection services beside them.
+/// cancelled, with the health and reflection services beside them; over
+/// TLS with `tls`, and then the peer API asks callers for their role.
 pub async fn serve<M: ClientApi, B: Backend<M>>(
     backend: Arc<B>,
     incoming: Incoming,
     services: Services,
     settings: TransportSettings,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let tls_config = tls.as_deref().and_then(Tls::server_config);
     let health = match backend.health() {
         Some(health) => health,
         None => {
@@ -384,13 +418,23 @@ pub async fn serve<M: ClientApi, B: Backend<M>>(
     let client_api = M::client_routes(Arc::clone(&backend));
     let tasks = TaskTracker::new();
     let peers = (services == Services::Node).then(|| {
-        let service =
-            ReplicationService { backend, settings: settings.clone(), tasks: tasks.clone(), machine: PhantomData };
+        let authenticate = tls_config.is_some();
+        let service = ReplicationService {
+            backend,
+            settings: settings.clone(),
+            authenticate,
+            tasks: tasks.clone(),
+            machine: PhantomData,
+        };
         ReplicationServer::new(service)
             .max_decoding_message_size(MAX_FROM_BACKUP_MESSAGE)
             .max_encoding_message_size(MAX_REPLICATION_MESSAGE)
     });
-    server_builder(&settings)
+    let mut server = server_builder(&settings);
+    if let Some(config) = tls_config {
+        server = server.tls_config(config)?;
+    }
+    server
         .add_routes(client_api)
         .add_optional_service(peers)
         .add_service(health.service())

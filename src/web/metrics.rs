@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::node_status;
 use crate::replication::{NodeStatus, Role, epoch_number};
+use crate::transport::Network;
 
 use super::Web;
 
@@ -73,9 +74,9 @@ impl Metrics {
 
     /// Reads this node's epoch until `shutdown`, counting each rise after
     /// the first reading: every takeover raises it.
-    pub async fn watch_epochs(self: Arc<Self>, node: String, shutdown: CancellationToken) {
+    pub async fn watch_epochs(self: Arc<Self>, network: Network, node: String, shutdown: CancellationToken) {
         loop {
-            if let Ok(status) = node_status(&node, PROBE_TIMEOUT).await
+            if let Ok(status) = node_status(&network, &node, PROBE_TIMEOUT).await
                 && status.epoch > 0
             {
                 let epoch = epoch_number(status.epoch);
@@ -109,11 +110,11 @@ pub(super) struct ClusterRead {
     pub members: Vec<(String, Option<NodeStatus>)>,
 }
 
-pub(super) async fn read_cluster(node_address: &str) -> ClusterRead {
-    let own = node_status(node_address, PROBE_TIMEOUT).await.ok();
+pub(super) async fn read_cluster(network: &Network, node_address: &str) -> ClusterRead {
+    let own = node_status(network, node_address, PROBE_TIMEOUT).await.ok();
     let leader = match &own {
         Some(status) if status.role == Role::Leader => Some(status.clone()),
-        Some(NodeStatus { leader: Some(leader), .. }) => node_status(leader, PROBE_TIMEOUT).await.ok(),
+        Some(NodeStatus { leader: Some(leader), .. }) => node_status(network, leader, PROBE_TIMEOUT).await.ok(),
         _ => None,
     };
     let mut members = Vec::new();
@@ -123,7 +124,7 @@ pub(super) async fn read_cluster(node_address: &str) -> ClusterRead {
             let known = own.as_ref().filter(|own| own.node == *member).or((leader.node == *member).then_some(leader));
             let status = match known {
                 Some(status) => Some(status.clone()),
-                None => node_status(member, PROBE_TIMEOUT).await.ok(),
+                None => node_status(network, member, PROBE_TIMEOUT).await.ok(),
             };
             members.push((member.clone(), status));
         }
@@ -133,7 +134,7 @@ pub(super) async fn read_cluster(node_address: &str) -> ClusterRead {
 
 /// `GET /metrics`.
 pub(super) async fn metrics(State(web): State<Arc<Web>>) -> impl IntoResponse {
-    let ClusterRead { own, leader, members } = read_cluster(&web.node_address).await;
+    let ClusterRead { own, leader, members } = read_cluster(&web.cluster.config().network, &web.node_address).await;
     let text = render(&web, own.as_ref(), leader.as_ref(), &members);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

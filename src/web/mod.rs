@@ -45,7 +45,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::client::{ClientConfig, ClientError};
-use crate::transport::InProcessNode;
+use crate::transport::{InProcessNode, Network};
 
 pub use connections::{ConnectionLimits, HEADER_READ_TIMEOUT, MAX_HTTP_CONNECTIONS};
 pub use error::ApiError;
@@ -74,6 +74,8 @@ pub struct WebConfig {
     /// How many connections it holds, and how long a request's headers
     /// may take.
     pub limits: ConnectionLimits,
+    /// How it reaches the nodes (over TLS in a secure cluster).
+    pub network: Network,
 }
 
 /// The state the routes share.
@@ -106,7 +108,12 @@ fn state(config: &WebConfig, shutdown: CancellationToken) -> Result<Arc<Web>, Cl
         servers.retain(|server| server != node.address());
         servers.insert(0, node.address().to_string());
     }
-    let client_config = ClientConfig { servers, in_process: config.in_process.clone(), ..ClientConfig::default() };
+    let client_config = ClientConfig {
+        servers,
+        in_process: config.in_process.clone(),
+        network: config.network.clone(),
+        ..ClientConfig::default()
+    };
     Ok(Arc::new(Web {
         cluster: pool::ClientPool::new(client_config)?,
         metrics: Arc::default(),
@@ -150,7 +157,11 @@ fn build(web: Arc<Web>) -> Router {
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let web = state(&config, shutdown.clone())?;
-    web.tasks.spawn(Arc::clone(&web.metrics).watch_epochs(config.node_address.clone(), shutdown.clone()));
+    web.tasks.spawn(Arc::clone(&web.metrics).watch_epochs(
+        config.network.clone(),
+        config.node_address.clone(),
+        shutdown.clone(),
+    ));
     connections::serve(listener, build(Arc::clone(&web)), config.limits, shutdown, CLOSE_TIMEOUT).await;
     // The event streams' tasks and the epoch watcher end with `shutdown`.
     web.tasks.close();

@@ -46,7 +46,7 @@ pub(super) struct ClusterNode {
 /// `GET /cluster`: the leader, the leaderQueue and every member with its
 /// role and HTTP address, read from the nodes' status.
 pub(super) async fn cluster(State(web): State<Arc<Web>>) -> Json<Cluster> {
-    let ClusterRead { own, leader, members } = read_cluster(&web.node_address).await;
+    let ClusterRead { own, leader, members } = read_cluster(&web.cluster.config().network, &web.node_address).await;
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         let nodes = own.into_iter().map(|status| node_of(&status.node, Some(&status))).collect();
         return Json(Cluster { leader: None, leader_queue: Vec::new(), nodes });

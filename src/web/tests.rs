@@ -18,7 +18,7 @@ use crate::auction::machine::Proposed;
 use crate::auction::{AuctionBook, AuctionEvent, Command, Query, QueryAnswer, QueryError, ReadError};
 use crate::replication::{NodeId, NodeStatus};
 use crate::transport::{
-    Backend, BackupSession, Connection, Hello, InProcessNode, Incoming, MemberRemoval, ServiceError, Services,
+    Backend, BackupSession, Connection, Hello, InProcessNode, Incoming, MemberRemoval, Network, ServiceError, Services,
     TransportSettings, serve,
 };
 
@@ -83,14 +83,26 @@ async fn refused_api(shutdown: &CancellationToken, beside: Beside) -> axum::Rout
         Beside::OverTheNetwork => {
             let incoming: Incoming =
                 Box::pin(TcpListenerStream::new(listener).map(|accepted| accepted.map(Connection::new)));
-            tokio::spawn(serve(backend, incoming, Services::Clients, TransportSettings::default(), shutdown.clone()));
+            tokio::spawn(serve(
+                backend,
+                incoming,
+                Services::Clients,
+                TransportSettings::default(),
+                None,
+                shutdown.clone(),
+            ));
             None
         }
         // Nothing listens: only the in-process way can answer.
         Beside::InProcess => Some(InProcessNode::new(&address, backend)),
     };
-    let config =
-        WebConfig { node_address: address.clone(), servers: vec![address], in_process, limits: Default::default() };
+    let config = WebConfig {
+        node_address: address.clone(),
+        servers: vec![address],
+        in_process,
+        limits: Default::default(),
+        network: Network::tcp(),
+    };
     router(&config, shutdown.clone()).expect("router")
 }
 

@@ -9,8 +9,14 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gavel::client::{Client, ClientConfig};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use gavel::auction::Verdict;
+use gavel::client::{Client, ClientConfig, node_status};
 use gavel::tools::cluster::{ClusterSpec, KeepLogs, LocalCluster};
+use gavel::transport::Network;
 
 /// The ports of one test: nodes on `base..base+nodes`, clients on `client`.
 pub struct Ports {
@@ -69,8 +75,15 @@ pub async fn start(slot: u16, nodes: usize, server_args: &[&str]) -> LocalCluste
     LocalCluster::start(spec(slot, nodes, server_args)).await.expect("cluster starts")
 }
 
+/// A client of the cluster's client port (over TLS if the cluster has
+/// certificates).
 pub fn client(cluster: &LocalCluster) -> Client {
-    Client::new(ClientConfig { servers: vec![cluster.client_address()], ..ClientConfig::default() }).expect("client")
+    let config = ClientConfig {
+        servers: vec![cluster.client_address()],
+        network: cluster.network().clone(),
+        ..ClientConfig::default()
+    };
+    Client::new(config).expect("client")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline`.
@@ -93,6 +106,73 @@ pub async fn accepted_more_than(cluster: &LocalCluster, deadline: Duration, coun
         async move { reader.result("").await.ok().map(|(view, _)| view.accepted_bids).filter(|&accepted| accepted > count) }
     })
     .await
+}
+
+/// Bids increasing amounts from several clients until `stop`; returns the
+/// amounts the service acknowledged as SUCCESS.
+pub fn spawn_bidders(
+    network: Network,
+    server: String,
+    bidders: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    let next_amount = Arc::new(AtomicU64::new(1));
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for bidder in 0..bidders {
+            let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
+            let network = network.clone();
+            tasks.push(tokio::spawn(async move {
+                let config = ClientConfig {
+                    servers: vec![server],
+                    deadline: Duration::from_secs(10),
+                    network,
+                    ..Default::default()
+                };
+                let mut client = Client::new(config).expect("client");
+                let name = format!("bidder{bidder}");
+                let mut acknowledged = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let amount = next_amount.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(outcome) = client.bid("", &name, amount).await
+                        && outcome.verdict == Verdict::Success
+                    {
+                        acknowledged.push(amount);
+                    }
+                }
+                acknowledged
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("bidder"));
+        }
+        all.sort_unstable();
+        all
+    })
+}
+
+/// Every accepted bid of the default auction, by amount.
+pub async fn accepted_amounts(cluster: &LocalCluster) -> BTreeSet<u64> {
+    let mut reader = client(cluster);
+    let mut amounts = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = reader.history("", 1000, &token).await.expect("history");
+        amounts.extend(page.bids.iter().map(|bid| bid.amount));
+        if page.next_page_token.is_empty() {
+            return amounts;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Node `node`'s own view of the membership, leader first.
+pub async fn membership(cluster: &LocalCluster, node: usize) -> Option<Vec<String>> {
+    node_status(cluster.network(), &cluster.node_address(node), Duration::from_millis(500))
+        .await
+        .ok()
+        .map(|status| status.membership)
 }
 
 /// What a `gavel` tool (bench, chaos) said, once it ended.

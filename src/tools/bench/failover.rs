@@ -141,11 +141,12 @@ pub(crate) async fn rejoin_trial(
     cluster.restart(backup)?;
     let leader = cluster.wait_for_leader(RECOVERY_LIMIT).await?;
     let (leader_address, rejoining) = (cluster.node_address(leader), cluster.node_address(backup));
+    let network = cluster.network().clone();
     poll_until("the backup to rejoin", LARGE_REJOIN_LIMIT, Duration::from_millis(20), || {
-        let (leader_address, rejoining) = (leader_address.clone(), rejoining.clone());
+        let (leader_address, rejoining, network) = (leader_address.clone(), rejoining.clone(), network.clone());
         async move {
-            let leader = crate::client::node_status(&leader_address, Duration::from_secs(1)).await.ok()?;
-            let backup = crate::client::node_status(&rejoining, Duration::from_secs(1)).await.ok()?;
+            let leader = crate::client::node_status(&network, &leader_address, Duration::from_secs(1)).await.ok()?;
+            let backup = crate::client::node_status(&network, &rejoining, Duration::from_secs(1)).await.ok()?;
             (leader.membership.contains(&rejoining) && backup.last.index + 1_000 >= leader.last.index).then_some(())
         }
     })
@@ -176,7 +177,8 @@ pub(crate) async fn recovery_trial(
     wait_for_preload(load, preload).await?;
     load.stop_now();
     let leader = cluster.wait_for_leader(RECOVERY_LIMIT).await?;
-    let status = crate::client::node_status(&cluster.node_address(leader), Duration::from_secs(1)).await?;
+    let status =
+        crate::client::node_status(cluster.network(), &cluster.node_address(leader), Duration::from_secs(1)).await?;
     let (view_before, _) = read_default(cluster).await?;
     cluster.kill_all()?;
     let started = Instant::now();

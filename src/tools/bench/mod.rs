@@ -289,7 +289,10 @@ impl Subject {
                 None => ("unknown".into(), None),
             },
             Subject::Remote(address) => {
-                let pid = crate::client::node_status(address, ATTEMPT_TIMEOUT).await.ok().map(|status| status.pid);
+                let pid = crate::client::node_status(&Network::tcp(), address, ATTEMPT_TIMEOUT)
+                    .await
+                    .ok()
+                    .map(|status| status.pid);
                 (address.clone(), pid)
             }
             Subject::Null(server) => (server.address(), Some(server.pid())),
@@ -571,7 +574,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
 
 /// The syncs of the leader's log so far, if it keeps one.
 async fn disk_counts(leader: &str) -> Option<crate::replication::DiskCounts> {
-    crate::client::node_status(leader, ATTEMPT_TIMEOUT).await.ok()?.disk
+    crate::client::node_status(&Network::tcp(), leader, ATTEMPT_TIMEOUT).await.ok()?.disk
 }
 
 /// Creates `count` auctions for the run, one after the other.
@@ -631,10 +634,12 @@ async fn local_memory(cluster: &LocalCluster) -> Vec<NodeMemory> {
 /// The members of a running cluster, found through its leader; their memory
 /// is readable when they run on this host.
 async fn remote_memory(address: &str) -> Vec<NodeMemory> {
-    let Ok(leader) = crate::client::node_status(address, ATTEMPT_TIMEOUT).await else { return Vec::new() };
+    let Ok(leader) = crate::client::node_status(&Network::tcp(), address, ATTEMPT_TIMEOUT).await else {
+        return Vec::new();
+    };
     let mut nodes = Vec::new();
     for member in &leader.membership {
-        let status = crate::client::node_status(member, ATTEMPT_TIMEOUT).await.ok();
+        let status = crate::client::node_status(&Network::tcp(), member, ATTEMPT_TIMEOUT).await.ok();
         let role = status.as_ref().map_or("down".to_string(), |status| role_name(status.role));
         nodes.push(NodeMemory::read(member.clone(), role, status.map(|status| status.pid)));
     }

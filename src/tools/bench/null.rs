@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow};
 
 use crate::client::node_status;
 use crate::tools::cluster::poll_until;
+use crate::transport::Network;
 
 use super::BenchArgs;
 
@@ -79,7 +80,7 @@ impl NullServer {
                     }
                     Err(error) => Some(Err(anyhow!("waiting for the null server: {error}"))),
                     Ok(None) => {
-                        let status = node_status(address, PROBE).await.ok()?;
+                        let status = node_status(&Network::tcp(), address, PROBE).await.ok()?;
                         (status.pid == pid).then_some(Ok(()))
                     }
                 }

@@ -577,8 +577,10 @@ impl Injector {
         let removed =
             poll_until("the frozen backup's removal", Duration::from_secs(10), Duration::from_millis(20), || {
                 let (leader_address, frozen_address) = (leader_address.clone(), frozen_address.clone());
+                let network = cluster.network().clone();
                 async move {
-                    let status = crate::client::node_status(&leader_address, Duration::from_millis(300)).await.ok()?;
+                    let status =
+                        crate::client::node_status(&network, &leader_address, Duration::from_millis(300)).await.ok()?;
                     (!status.membership.contains(&frozen_address)).then_some(())
                 }
             })
