@@ -100,6 +100,17 @@ fn chaos_of_three_nodes_freezes_beside_a_hostile_client_and_writes_its_history()
     }
 }
 
+/// TLS and authentication on: the run stays linearizable through kills,
+/// freezes and restarts (each restarted node proves itself again), and the
+/// hostile client, holding a client certificate, opens no replication
+/// stream under any name.
+#[test]
+fn chaos_with_tls_on_stays_linearizable_and_a_hostile_client_opens_no_stream() {
+    // A stream the hostile client opened would be a violation: no PASS.
+    let faults = chaos(81, 3, &["--secure", "--faults", "kill,stop,restart", "--hostile", "1"]);
+    assert_ne!(faults, "faults injected: none");
+}
+
 /// With data directories the faults include killing every node at once.
 #[test]
 fn chaos_of_three_durable_nodes_kills_them_all() {

@@ -200,6 +200,11 @@ pub struct ChaosArgs {
     /// Each client pauses up to this long between operations (0 for none).
     #[arg(long, default_value = "4ms", value_parser = humantime::parse_duration)]
     pub max_pause: Duration,
+    /// TLS and authentication on, with certificates the run makes; the
+    /// hostile clients hold a client certificate and must open no
+    /// replication stream.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 #[derive(Args)]

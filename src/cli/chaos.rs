@@ -35,14 +35,20 @@ pub async fn chaos(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         max_pause: args.max_pause,
         hostile: args.hostile,
         auctions: args.auctions,
+        secure: args.secure,
         // Short timeouts, so that faults resolve well within the run.
         server_args: ["--ack-timeout", "500ms", "--leader-timeout", "500ms", "--duration", "24h"]
             .map(String::from)
             .to_vec(),
     };
     println!(
-        "chaos: {} nodes, {} clients and {} hostile, {:?}, faults {:?}, seed {seed}",
-        config.nodes, config.clients, config.hostile, config.duration, config.faults
+        "chaos: {} nodes, {} clients and {} hostile, {:?}, faults {:?}, seed {seed}{}",
+        config.nodes,
+        config.clients,
+        config.hostile,
+        config.duration,
+        config.faults,
+        if config.secure { ", TLS and authentication on" } else { "" }
     );
     let report = chaos::run(config).await?;
     println!("{}", report.render());

@@ -37,6 +37,12 @@ pub(super) struct HostileClient {
     /// Its number among the history's clients.
     pub index: u32,
     pub client_address: String,
+    /// How it reaches the cluster: over TLS with a client certificate in a
+    /// secure run.
+    pub network: Network,
+    /// Whether the cluster authenticates its peers: then no lie may open a
+    /// replication stream at all.
+    pub secure: bool,
     /// A port no node uses, for the names it invents.
     pub invented_port: u16,
     pub rng: StdRng,
@@ -48,7 +54,7 @@ pub(super) struct HostileClient {
 impl HostileClient {
     /// Runs until told to stop.
     pub async fn run(mut self) -> HostileReport {
-        let network = Network::tcp();
+        let network = self.network.clone();
         let Ok(mut connection) =
             AuctionConnection::new(&network, &self.client_address, &TransportSettings::default(), TIMEOUT)
         else {
@@ -63,6 +69,9 @@ impl HostileClient {
             if self.rng.random_bool(0.5) {
                 if self.join_and_lie(&network).await {
                     report.rogue_streams += 1;
+                    if self.secure {
+                        report.violations.push("a client certificate opened a replication stream".into());
+                    }
                 }
                 continue;
             }

@@ -14,7 +14,10 @@ use rand::{Rng, SeedableRng};
 use crate::auction::{AuctionEvent, CreateAuction, DEFAULT_AUCTION, EventKind, Verdict};
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::replication::Role;
+use crate::security::certs::CertsDir;
+use crate::security::{Role as CertificateRole, Tls};
 use crate::tools::cluster::{ClusterSpec, LocalCluster, poll_until};
+use crate::transport::Network;
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
 use super::history::{History, Operation, OperationKind, Outcome};
@@ -69,6 +72,10 @@ pub struct ChaosConfig {
     /// Without a pause a release build makes millions of operations in a few
     /// minutes: more history than the check needs, and slower to check.
     pub max_pause: Duration,
+    /// TLS and authentication on: the run makes a CA and certificates, the
+    /// clients speak TLS, and the hostile ones hold a client certificate,
+    /// which must open no replication stream.
+    pub secure: bool,
 }
 
 /// What a chaos run found.
@@ -197,6 +204,15 @@ async fn check_watch(reader: &mut Client, auctions: &[String], watched: &Mutex<V
     violations
 }
 
+/// A directory removed when the run ends, however it ends.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the cluster, the clients and the faults, then checks the history.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut spec = ClusterSpec::new(&config.binary, config.nodes, config.base_port, config.client_port);
@@ -206,12 +222,36 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     if config.faults.contains(&FaultKind::KillAll) && config.data_dir.is_none() {
         anyhow::bail!("kill-all needs --data-dir: without one, the crash of every node loses every bid by design");
     }
+    // The run's own CA and certificates, kept while nodes restart; the
+    // hostile clients hold a client certificate, the most an outsider could
+    // be given.
+    let mut hostile_network = Network::tcp();
+    let _certs = match config.secure {
+        true => {
+            let dir =
+                std::env::temp_dir().join(format!("gavel-chaos-certs-{}-{}", std::process::id(), config.client_port));
+            let _ = std::fs::remove_dir_all(&dir);
+            let certs = RemovedOnDrop(dir.clone());
+            let nodes: Vec<String> =
+                (0..config.nodes).map(|i| format!("127.0.0.1:{}", config.base_port as usize + i)).collect();
+            let made = CertsDir::new(&dir);
+            made.create_cluster(&nodes).context("making the run's certificates")?;
+            made.create_client(&CertificateRole::Client("hostile".into()), false)?;
+            hostile_network = hostile_network.with_tls(Some(Tls::for_client(&dir, Some("hostile"))?));
+            spec.certs_dir = Some(dir);
+            Some(certs)
+        }
+        false => None,
+    };
     let cluster = LocalCluster::start(spec).await.context("starting the cluster")?;
+    let network = cluster.network().clone();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let client_address = cluster.lock().await.client_address();
+    let client_config =
+        |server: String| ClientConfig { servers: vec![server], network: network.clone(), ..ClientConfig::default() };
 
     // The auctions: the default one, and the others created before the run.
-    let mut seller = Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
+    let mut seller = Client::new(client_config(client_address.clone()))?;
     let auctions: AuctionList = Arc::new(Mutex::new(vec![DEFAULT_AUCTION.to_string()]));
     for _ in 1..config.auctions.max(1) {
         let created = create_auction(&mut seller).await.context("creating the run's auctions")?;
@@ -221,9 +261,9 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     // against the histories at the end.
     let watched: Arc<Mutex<Vec<AuctionEvent>>> = Arc::default();
     let watcher = {
-        let (watched, server) = (Arc::clone(&watched), client_address.clone());
+        let (watched, config) = (Arc::clone(&watched), client_config(client_address.clone()));
         tokio::spawn(async move {
-            let Ok(mut client) = Client::new(ClientConfig { servers: vec![server], ..ClientConfig::default() }) else {
+            let Ok(mut client) = Client::new(config) else {
                 return;
             };
             let _ = client
@@ -257,6 +297,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         let worker = ClientWorker {
             index: index as u32,
             server: client_address.clone(),
+            network: network.clone(),
             rng: StdRng::seed_from_u64(config.seed.wrapping_mul(1_000_003).wrapping_add(index as u64)),
             started,
             max_pause: config.max_pause,
@@ -271,6 +312,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         let hostile = HostileClient {
             index: (config.clients + index) as u32,
             client_address: client_address.clone(),
+            network: hostile_network.clone(),
+            secure: config.secure,
             invented_port: config.base_port + config.nodes as u16 + index as u16,
             rng: StdRng::seed_from_u64(config.seed.wrapping_mul(7_000_003).wrapping_add(index as u64)),
             started,
@@ -305,7 +348,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     // Heal: every node back, then one final read of each auction.
     let auctions = auctions.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut final_states = BTreeMap::new();
-    let mut reader = Client::new(ClientConfig { servers: vec![client_address.clone()], ..ClientConfig::default() })?;
+    let mut reader = Client::new(client_config(client_address.clone()))?;
     {
         let mut cluster = cluster.lock().await;
         heal(&mut cluster).await?;
@@ -404,6 +447,7 @@ type AuctionList = Arc<Mutex<Vec<String>>>;
 struct ClientWorker {
     index: u32,
     server: String,
+    network: Network,
     rng: StdRng,
     started: Instant,
     max_pause: Duration,
@@ -416,8 +460,12 @@ const BIDDERS: [&str; 5] = ["ada", "bo", "cy", "di", "ed"];
 
 impl ClientWorker {
     async fn run(mut self) {
-        let config =
-            ClientConfig { servers: vec![self.server.clone()], deadline: CLIENT_DEADLINE, ..Default::default() };
+        let config = ClientConfig {
+            servers: vec![self.server.clone()],
+            deadline: CLIENT_DEADLINE,
+            network: self.network.clone(),
+            ..Default::default()
+        };
         let Ok(mut client) = Client::new(config) else { return };
         let mut highest_seen_by_auction: BTreeMap<String, u64> = BTreeMap::new();
         while !self.stop.load(Ordering::Relaxed) {
