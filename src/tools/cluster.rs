@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use crate::client::node_status;
 use crate::replication::{NodeStatus, Role};
 use crate::security::Tls;
+use crate::security::certs::CertsDir;
 use crate::transport::Network;
 
 /// What to start.
@@ -39,8 +40,12 @@ pub struct ClusterSpec {
     /// serves no HTTP.
     pub http_base_port: Option<u16>,
     /// The cluster's certificates (`gavel cert`): each node runs with
-    /// `--certs-dir`, and the cluster's own probes speak TLS. None: plain.
+    /// `--certs-dir`, and the cluster's own probes speak TLS. None: plain,
+    /// unless `secure`.
     pub certs_dir: Option<PathBuf>,
+    /// Without `certs_dir`: make a CA and certificates of the cluster's own
+    /// (each node's, and an operator's), removed when it is dropped.
+    pub secure: bool,
     /// Where the nodes keep the membership record. None: beside the data
     /// directories (`record`) when they have them, else a directory of this
     /// cluster's own, removed when it is dropped, so that no cluster reads
@@ -72,6 +77,7 @@ impl ClusterSpec {
             data_dir: None,
             http_base_port: None,
             certs_dir: None,
+            secure: false,
             record_dir: None,
         }
     }
@@ -93,6 +99,9 @@ pub struct LocalCluster {
     owns_record_dir: bool,
     /// How the cluster's own probes reach the nodes.
     network: Network,
+    /// Whether the certificates are this cluster's own, to remove when it
+    /// is dropped.
+    owns_certs_dir: bool,
 }
 
 /// How long a node may take to start and find its place.
@@ -121,17 +130,32 @@ impl LocalCluster {
                 (dir, true)
             }
         };
+        let mut spec = spec;
+        let owns_certs_dir = spec.secure && spec.certs_dir.is_none();
+        if owns_certs_dir {
+            let dir = std::env::temp_dir().join(format!("gavel-certs-{}-{}", std::process::id(), spec.client_port));
+            let _ = std::fs::remove_dir_all(&dir);
+            let nodes: Vec<String> =
+                (0..spec.nodes).map(|i| format!("127.0.0.1:{}", spec.base_port as usize + i)).collect();
+            CertsDir::new(&dir).create_cluster(&nodes).context("making the cluster's certificates")?;
+            spec.certs_dir = Some(dir);
+        }
         let tls = match &spec.certs_dir {
             Some(dir) => Some(Tls::for_client(dir, None)?),
             None => None,
         };
         let network = Network::tcp().with_tls(tls);
-        let mut cluster = LocalCluster { spec, nodes, record_dir, owns_record_dir, network };
+        let mut cluster = LocalCluster { spec, nodes, record_dir, owns_record_dir, network, owns_certs_dir };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
             cluster.wait_until_settled(i, START_DEADLINE).await?;
         }
         Ok(cluster)
+    }
+
+    /// The cluster's certificates, if it runs with TLS.
+    pub fn certs_dir(&self) -> Option<&std::path::Path> {
+        self.spec.certs_dir.as_deref()
     }
 
     /// The network the cluster's nodes are reached by: over TLS, trusting
@@ -398,6 +422,9 @@ impl Drop for LocalCluster {
         }
         if self.owns_record_dir {
             let _ = std::fs::remove_dir_all(&self.record_dir);
+        }
+        if let (true, Some(dir)) = (self.owns_certs_dir, &self.spec.certs_dir) {
+            let _ = std::fs::remove_dir_all(dir);
         }
         // A test that failed is unwinding through this drop. Only this
         // cluster's logs go: another cluster may share the directory.

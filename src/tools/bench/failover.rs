@@ -211,6 +211,10 @@ pub(crate) async fn recovery_trial(
 }
 
 async fn read_default(cluster: &LocalCluster) -> anyhow::Result<(crate::auction::AuctionView, String)> {
-    let config = crate::client::ClientConfig { servers: vec![cluster.client_address()], ..Default::default() };
+    let config = crate::client::ClientConfig {
+        servers: vec![cluster.client_address()],
+        network: cluster.network().clone(),
+        ..Default::default()
+    };
     Ok(crate::client::Client::new(config)?.result("").await?)
 }

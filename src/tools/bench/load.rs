@@ -293,9 +293,14 @@ pub(crate) struct ConnectionBidder {
 impl ConnectionBidder {
     /// Session `id` bids on `auctions[id % len]`, or on the default auction
     /// when `auctions` is empty.
-    pub fn new(address: &str, nonce: u32, session_ids: &[usize], auctions: &[String]) -> anyhow::Result<Self> {
-        let connection =
-            AuctionConnection::new(&Network::tcp(), address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
+    pub fn new(
+        network: &Network,
+        address: &str,
+        nonce: u32,
+        session_ids: &[usize],
+        auctions: &[String],
+    ) -> anyhow::Result<Self> {
+        let connection = AuctionConnection::new(network, address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
         let sessions = session_ids
             .iter()
             .map(|&id| Session {
@@ -372,9 +377,10 @@ pub(crate) struct ClientBidder {
 }
 
 impl ClientBidder {
-    pub fn new(address: &str, _nonce: u32, id: usize) -> anyhow::Result<Self> {
+    pub fn new(network: &Network, address: &str, _nonce: u32, id: usize) -> anyhow::Result<Self> {
         let config = ClientConfig {
             servers: vec![address.to_string()],
+            network: network.clone(),
             deadline: REQUEST_DEADLINE,
             attempt_timeout: ATTEMPT_TIMEOUT,
             ..ClientConfig::default()

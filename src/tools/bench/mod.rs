@@ -168,6 +168,10 @@ pub struct BenchArgs {
     /// gavel with --data-dir: `gavel server --snapshot-every`.
     #[arg(long, requires = "data_dir")]
     pub snapshot_every: Option<u64>,
+    /// gavel: TLS and authentication on, with certificates of the cluster's
+    /// own (the bench's clients trust its CA and show no certificate).
+    #[arg(long, conflicts_with = "target")]
+    pub secure: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +285,14 @@ impl Subject {
         }
     }
 
+    /// How the bench reaches it: over TLS to a secure local cluster.
+    fn network(&self) -> Network {
+        match self {
+            Subject::Local(cluster) => cluster.network().clone(),
+            Subject::Remote(_) | Subject::Null(_) => Network::tcp(),
+        }
+    }
+
     /// The leader's address and, when it runs here, its pid.
     async fn leader(&self) -> (String, Option<u32>) {
         match self {
@@ -311,6 +323,7 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             spec.server_args =
                 vec!["--duration".into(), "30days".into(), "--worker-threads".into(), args.server_threads.to_string()];
             spec.log_dir = args.log_dir.clone();
+            spec.secure = args.secure;
             if let Some(dir) = &data_dir {
                 spec.data_dir = Some(dir.clone());
                 spec.server_args.extend(["--fsync".into(), args.fsync.clone()]);
@@ -341,11 +354,13 @@ async fn run_null(args: &BenchArgs) -> anyhow::Result<Report> {
 /// Runs the workload against `subject`, then stops it.
 async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Report> {
     let address = subject.client_address();
-    let first_amount = current_highest(&address).await? + 1;
+    let network = subject.network();
+    let first_amount = current_highest(&network, &address).await? + 1;
 
     let sessions = args.sessions.unwrap_or(args.clients);
     let nonce = rand::random::<u32>();
-    let auctions = if args.auctions > 1 { create_auctions(&address, args.auctions, args).await? } else { Vec::new() };
+    let auctions =
+        if args.auctions > 1 { create_auctions(&network, &address, args.auctions, args).await? } else { Vec::new() };
     let measure_from = if args.bids.is_some() { Duration::ZERO } else { args.warmup };
     let foreign_cpu = memory::ForeignCpu::start(&subject.pids());
     let mut load = Load::new(first_amount, measure_from, args.bids);
@@ -362,8 +377,9 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     let watchers: Vec<_> = (0..args.watchers)
         .map(|_| {
             let (load, deliveries, address) = (Arc::clone(&load), Arc::clone(&deliveries), address.clone());
+            let network = network.clone();
             tokio::spawn(async move {
-                let config = crate::client::ClientConfig { servers: vec![address], ..Default::default() };
+                let config = crate::client::ClientConfig { servers: vec![address], network, ..Default::default() };
                 let Ok(mut client) = crate::client::Client::new(config) else { return };
                 let _ = client
                     .watch(Some(crate::auction::DEFAULT_AUCTION), 0, |event| {
@@ -393,11 +409,11 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         let load = Arc::clone(&load);
         let worker = match args.driver {
             Driver::Connection => {
-                let bidder = ConnectionBidder::new(&address, nonce, &session_ids, &auctions)?;
+                let bidder = ConnectionBidder::new(&network, &address, nonce, &session_ids, &auctions)?;
                 tokio::spawn(load::drive(bidder, load))
             }
             Driver::Client => {
-                let bidder = ClientBidder::new(&address, nonce, client)?;
+                let bidder = ClientBidder::new(&network, &address, nonce, client)?;
                 tokio::spawn(load::drive(bidder, load))
             }
         };
@@ -578,9 +594,18 @@ async fn disk_counts(leader: &str) -> Option<crate::replication::DiskCounts> {
 }
 
 /// Creates `count` auctions for the run, one after the other.
-async fn create_auctions(address: &str, count: usize, args: &BenchArgs) -> anyhow::Result<Vec<String>> {
+async fn create_auctions(
+    network: &Network,
+    address: &str,
+    count: usize,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<String>> {
     progress(args, format_args!("creating {count} auctions"));
-    let config = crate::client::ClientConfig { servers: vec![address.to_string()], ..Default::default() };
+    let config = crate::client::ClientConfig {
+        servers: vec![address.to_string()],
+        network: network.clone(),
+        ..Default::default()
+    };
     let mut seller = crate::client::Client::new(config)?;
     let mut auctions = Vec::with_capacity(count);
     for _ in 0..count {
@@ -604,9 +629,8 @@ async fn join_workers(workers: Vec<tokio::task::JoinHandle<WorkerStats>>) -> any
 }
 
 /// The highest bid so far, so a bench against a running auction bids above it.
-async fn current_highest(address: &str) -> anyhow::Result<u64> {
-    let mut connection =
-        AuctionConnection::new(&Network::tcp(), address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
+async fn current_highest(network: &Network, address: &str) -> anyhow::Result<u64> {
+    let mut connection = AuctionConnection::new(network, address, &TransportSettings::default(), ATTEMPT_TIMEOUT)?;
     let started = Instant::now();
     loop {
         match connection.result("").await {

@@ -204,15 +204,6 @@ async fn check_watch(reader: &mut Client, auctions: &[String], watched: &Mutex<V
     violations
 }
 
-/// A directory removed when the run ends, however it ends.
-struct RemovedOnDrop(PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs the cluster, the clients and the faults, then checks the history.
 pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let mut spec = ClusterSpec::new(&config.binary, config.nodes, config.base_port, config.client_port);
@@ -222,29 +213,19 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     if config.faults.contains(&FaultKind::KillAll) && config.data_dir.is_none() {
         anyhow::bail!("kill-all needs --data-dir: without one, the crash of every node loses every bid by design");
     }
-    // The run's own CA and certificates, kept while nodes restart; the
-    // hostile clients hold a client certificate, the most an outsider could
-    // be given.
-    let mut hostile_network = Network::tcp();
-    let _certs = match config.secure {
-        true => {
-            let dir =
-                std::env::temp_dir().join(format!("gavel-chaos-certs-{}-{}", std::process::id(), config.client_port));
-            let _ = std::fs::remove_dir_all(&dir);
-            let certs = RemovedOnDrop(dir.clone());
-            let nodes: Vec<String> =
-                (0..config.nodes).map(|i| format!("127.0.0.1:{}", config.base_port as usize + i)).collect();
-            let made = CertsDir::new(&dir);
-            made.create_cluster(&nodes).context("making the run's certificates")?;
-            made.create_client(&CertificateRole::Client("hostile".into()), false)?;
-            hostile_network = hostile_network.with_tls(Some(Tls::for_client(&dir, Some("hostile"))?));
-            spec.certs_dir = Some(dir);
-            Some(certs)
-        }
-        false => None,
-    };
+    // The cluster's own CA and certificates, kept while nodes restart.
+    spec.secure = config.secure;
     let cluster = LocalCluster::start(spec).await.context("starting the cluster")?;
     let network = cluster.network().clone();
+    // The hostile clients hold a client certificate of the cluster's CA:
+    // the most an outsider could be given.
+    let hostile_network = match cluster.certs_dir() {
+        Some(dir) => {
+            CertsDir::new(dir).create_client(&CertificateRole::Client("hostile".into()), false)?;
+            Network::tcp().with_tls(Some(Tls::for_client(dir, Some("hostile"))?))
+        }
+        None => Network::tcp(),
+    };
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let client_address = cluster.lock().await.client_address();
     let client_config =
