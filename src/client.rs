@@ -2,6 +2,7 @@
 //! same request id until its deadline, so a leader's crash costs the user a
 //! pause, never a retyped bid and never a double bid.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auction::{
@@ -9,6 +10,7 @@ use crate::auction::{
     CreateOutcome, HistoryPage,
 };
 use crate::replication::NodeStatus;
+use crate::security::NameSecrets;
 pub use crate::transport::InvalidCode;
 use crate::transport::{AuctionConnection, CallError, InProcessNode, Network, TransportSettings};
 
@@ -34,6 +36,10 @@ pub struct ClientConfig {
     /// A node in this process: requests for its address go to its service
     /// directly, without the network (the HTTP API beside a node uses it).
     pub in_process: Option<InProcessNode>,
+    /// The secrets of the names this client acts under (see
+    /// [`NameSecrets`]); none sends no secret, as against a cluster that
+    /// does not authenticate names.
+    pub names: Option<Arc<NameSecrets>>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +50,7 @@ impl Default for ClientConfig {
             attempt_timeout: Duration::from_millis(1000),
             network: Network::tcp(),
             in_process: None,
+            names: None,
         }
     }
 }
@@ -131,6 +138,9 @@ pub struct Client {
     /// request 2 of a session it does not know), so the next write starts a
     /// new one.
     renew_session: bool,
+    /// The secret to send for every name until cleared, instead of the
+    /// names' own (the HTTP API's bearer token of one request).
+    secret_override: Option<Vec<u8>>,
 }
 
 impl Client {
@@ -163,6 +173,7 @@ impl Client {
             last_retries: 0,
             last_request_at: None,
             renew_session: false,
+            secret_override: None,
         })
     }
 
@@ -214,6 +225,27 @@ impl Client {
         self.last_retries
     }
 
+    /// The secret of `name` to send, if this client keeps names' secrets:
+    /// made on the name's first use.
+    fn secret_for(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        if let Some(secret) = &self.secret_override {
+            return Ok(secret.clone());
+        }
+        match &self.config.names {
+            Some(names) => names.secret_for(name).map(|secret| secret.to_vec()).map_err(|error| ClientError::Invalid {
+                code: InvalidCode::InvalidArgument,
+                message: format!("the secret of {name:?}: {error}"),
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Sends `secret` for whatever name the next writes act under (the
+    /// HTTP API's bearer token); `None` goes back to the names' own.
+    pub fn use_secret(&mut self, secret: Option<Vec<u8>>) {
+        self.secret_override = secret;
+    }
+
     /// The address that answered last.
     pub fn current_server(&self) -> &str {
         self.connections[self.current].address()
@@ -223,6 +255,7 @@ impl Client {
     pub async fn bid(&mut self, auction_id: &str, bidder: &str, amount: u64) -> Result<BidOutcome, ClientError> {
         let (client_id, request_id) = self.next_request();
         let bid = Bid {
+            name_digest: None,
             auction_id: auction_id.to_string(),
             bidder: bidder.to_string(),
             amount,
@@ -230,10 +263,11 @@ impl Client {
             request_id,
             at_unix_ms: 0,
         };
+        let secret = self.secret_for(bidder)?;
         let answer = self
             .with_retries(|mut connection| {
-                let bid = bid.clone();
-                async move { connection.bid(&bid).await }
+                let (bid, secret) = (bid.clone(), secret.clone());
+                async move { connection.bid(&bid, &secret).await }
             })
             .await;
         self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));
@@ -243,10 +277,11 @@ impl Client {
     /// Creates an auction; retries reuse the request id, so it is created once.
     pub async fn create_auction(&mut self, mut create: CreateAuction) -> Result<CreateOutcome, ClientError> {
         (create.client_id, create.request_id) = self.next_request();
+        let secret = self.secret_for(&create.seller)?;
         let answer = self
             .with_retries(|mut connection| {
-                let create = create.clone();
-                async move { connection.create_auction(&create).await }
+                let (create, secret) = (create.clone(), secret.clone());
+                async move { connection.create_auction(&create, &secret).await }
             })
             .await;
         self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));
@@ -258,6 +293,7 @@ impl Client {
     pub async fn cancel_auction(&mut self, auction_id: &str, seller: &str) -> Result<CancelOutcome, ClientError> {
         let (client_id, request_id) = self.next_request();
         let cancel = CancelAuction {
+            name_digest: None,
             auction_id: auction_id.to_string(),
             seller: seller.to_string(),
             client_id,
@@ -265,10 +301,11 @@ impl Client {
             at_unix_ms: 0,
             retain_ms: 0,
         };
+        let secret = self.secret_for(seller)?;
         let answer = self
             .with_retries(|mut connection| {
-                let cancel = cancel.clone();
-                async move { connection.cancel_auction(&cancel).await }
+                let (cancel, secret) = (cancel.clone(), secret.clone());
+                async move { connection.cancel_auction(&cancel, &secret).await }
             })
             .await;
         self.renew_after(answer.as_ref().ok().map(|outcome| outcome.verdict));

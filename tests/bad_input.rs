@@ -22,6 +22,7 @@ fn gavel(args: &[&str]) -> (String, i32) {
 
 fn bid_request(bidder: &str, amount: u64, auction_id: &str) -> Bid {
     Bid {
+        name_digest: None,
         auction_id: auction_id.into(),
         bidder: bidder.into(),
         amount,
@@ -53,7 +54,7 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
         (bid_request("kim", 60, &"a".repeat(100)), "auction id"),
     ];
     for (request, expected) in cases {
-        let outcome = connection.bid(&request).await.expect("answered");
+        let outcome = connection.bid(&request, &[]).await.expect("answered");
         assert_eq!(outcome.verdict, Verdict::Exception, "{request:?}");
         let said = gavel::auction::render(&outcome.reason);
         assert!(said.contains(expected), "{said:?} does not say {expected:?}");
@@ -61,7 +62,7 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
 
     // A message larger than any valid request is refused by the transport.
     let oversized = bid_request(&"y".repeat(100_000), 60, "");
-    match connection.bid(&oversized).await {
+    match connection.bid(&oversized, &[]).await {
         Err(CallError::Invalid { code: InvalidCode::OutOfRange, message }) => assert!(!message.is_empty()),
         other => panic!("an oversized message must be refused, got {other:?}"),
     }

@@ -99,6 +99,7 @@ async fn a_create_retried_after_failover_creates_one_auction() {
         AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(1))
             .expect("connection");
     let create = CreateAuction {
+        name_digest: None,
         seller: "sam".into(),
         title: "a lamp".into(),
         description: String::new(),
@@ -110,7 +111,7 @@ async fn a_create_retried_after_failover_creates_one_auction() {
         at_unix_ms: 0,
         max_auctions: 0,
     };
-    let first = connection.clone().create_auction(&create).await.expect("created");
+    let first = connection.clone().create_auction(&create, &[]).await.expect("created");
     assert_eq!((first.verdict, first.auction_id.as_str()), (Verdict::Success, "a1"));
 
     let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
@@ -119,7 +120,7 @@ async fn a_create_retried_after_failover_creates_one_auction() {
     // answer, and no second auction, although its end would come later.
     let retried = eventually("the retry to be answered", SETTLE, || {
         let (mut connection, create) = (connection.clone(), create.clone());
-        async move { connection.create_auction(&create).await.ok() }
+        async move { connection.create_auction(&create, &[]).await.ok() }
     })
     .await;
     assert_eq!(retried, first);

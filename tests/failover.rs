@@ -98,6 +98,7 @@ async fn a_bid_retried_after_failover_gets_its_first_outcome_and_is_applied_once
         AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(1))
             .expect("connection");
     let bid = Bid {
+        name_digest: None,
         auction_id: String::new(),
         bidder: "alice".into(),
         amount: 100,
@@ -107,7 +108,7 @@ async fn a_bid_retried_after_failover_gets_its_first_outcome_and_is_applied_once
         request_id: 1,
         at_unix_ms: 0,
     };
-    let first = connection.bid(&bid).await.expect("first attempt");
+    let first = connection.bid(&bid, &[]).await.expect("first attempt");
     assert_eq!(first.verdict, Verdict::Success);
 
     // The leader dies; the client never learned... and sends the same request again.
@@ -115,7 +116,7 @@ async fn a_bid_retried_after_failover_gets_its_first_outcome_and_is_applied_once
     cluster.kill(leader).expect("kill leader");
     let retried = eventually("the retry to be answered by the new leader", SETTLE, || {
         let (mut connection, bid) = (connection.clone(), bid.clone());
-        async move { connection.bid(&bid).await.ok() }
+        async move { connection.bid(&bid, &[]).await.ok() }
     })
     .await;
     assert_eq!(retried, first, "the retry returns the first outcome, not FAIL");

@@ -321,6 +321,7 @@ async fn an_oversized_hello_is_refused_and_a_reused_request_id_gets_an_error() {
         AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(2))
             .expect("connection");
     let bid = |bidder: &str, amount| Bid {
+        name_digest: None,
         auction_id: String::new(),
         bidder: bidder.into(),
         amount,
@@ -328,10 +329,10 @@ async fn an_oversized_hello_is_refused_and_a_reused_request_id_gets_an_error() {
         request_id: 1,
         at_unix_ms: 0,
     };
-    assert_eq!(connection.bid(&bid("alice", 10)).await.expect("bid").verdict, Verdict::Success);
-    let mallory = connection.bid(&bid("mallory", 11)).await.expect("answered");
+    assert_eq!(connection.bid(&bid("alice", 10), &[]).await.expect("bid").verdict, Verdict::Success);
+    let mallory = connection.bid(&bid("mallory", 11), &[]).await.expect("answered");
     assert_eq!(mallory.verdict, Verdict::Exception, "{mallory:?}");
-    let look_alike = connection.bid(&Bid { request_id: 2, ..bid("\u{202e}ecila", 12) }).await.expect("answered");
+    let look_alike = connection.bid(&Bid { request_id: 2, ..bid("\u{202e}ecila", 12) }, &[]).await.expect("answered");
     assert_eq!(look_alike.verdict, Verdict::Exception, "{look_alike:?}");
     match connection.result("").await {
         Ok((view, _)) => assert_eq!((view.highest_bidder.as_str(), view.accepted_bids), ("alice", 1)),
@@ -384,6 +385,7 @@ async fn a_backup_rejoins_a_large_state_while_bidding_goes_on() {
                 .expect("connection");
             for n in (task..BIDDERS).step_by(TASKS as usize) {
                 let bid = Bid {
+                    name_digest: None,
                     auction_id: String::new(),
                     bidder: format!("bidder-{n}"),
                     amount: n + 1,
@@ -391,7 +393,7 @@ async fn a_backup_rejoins_a_large_state_while_bidding_goes_on() {
                     request_id: 1,
                     at_unix_ms: 0,
                 };
-                connection.bid(&bid).await.expect("answered");
+                connection.bid(&bid, &[]).await.expect("answered");
             }
         }));
     }
@@ -472,14 +474,17 @@ async fn a_stopping_leader_answers_the_bid_in_flight() {
     let mut connection =
         AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(8))
             .expect("connection");
-    assert_eq!(connection.bid(&Bid { request_id: 1, ..drain_bid(1) }).await.expect("bid").verdict, Verdict::Success);
+    assert_eq!(
+        connection.bid(&Bid { request_id: 1, ..drain_bid(1) }, &[]).await.expect("bid").verdict,
+        Verdict::Success
+    );
 
     // A frozen backup holds the next bid's commit.
     cluster.freeze(2).expect("freeze");
     let leader_address = cluster.node_address(0);
     let last_before =
         node_status(&Network::tcp(), &leader_address, Duration::from_secs(1)).await.expect("status").last.index;
-    let in_flight = tokio::spawn(async move { connection.bid(&Bid { request_id: 2, ..drain_bid(2) }).await });
+    let in_flight = tokio::spawn(async move { connection.bid(&Bid { request_id: 2, ..drain_bid(2) }, &[]).await });
     eventually("the leader to append the bid", SETTLE, || {
         let leader_address = leader_address.clone();
         async move {
@@ -506,6 +511,7 @@ async fn a_stopping_leader_answers_the_bid_in_flight() {
 
 fn drain_bid(amount: u64) -> Bid {
     Bid {
+        name_digest: None,
         auction_id: String::new(),
         bidder: "dana".into(),
         amount,

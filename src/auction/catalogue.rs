@@ -43,6 +43,8 @@ pub struct CreateAuction {
     /// The most auctions the house may hold, stamped by the leader from its
     /// settings (0: no limit, as in entries written before there was one).
     pub max_auctions: u64,
+    /// The digest of the seller's secret (see [`super::NameDigest`]).
+    pub name_digest: Option<super::NameDigest>,
 }
 
 impl CreateAuction {
@@ -50,6 +52,7 @@ impl CreateAuction {
     /// service sequences it; the client library fills in the session.
     pub fn lasting(seller: &str, title: &str, description: &str, minimum_amount: u64, duration: Duration) -> Self {
         CreateAuction {
+            name_digest: None,
             seller: seller.to_string(),
             title: title.to_string(),
             description: description.to_string(),
@@ -92,6 +95,8 @@ pub struct CancelAuction {
     /// How long the cancelled auction is kept (the leader stamps its
     /// setting in, as for a close).
     pub retain_ms: u64,
+    /// The digest of the seller's secret (see [`super::NameDigest`]).
+    pub name_digest: Option<super::NameDigest>,
 }
 
 impl CancelAuction {

@@ -108,7 +108,16 @@ pub struct Bid {
     pub request_id: u64,
     /// When the leader received it: decides whether it beat the deadline.
     pub at_unix_ms: i64,
+    /// The digest of the secret the bidder's client gave (see
+    /// [`NameDigest`]); `None` without one, or with authentication off.
+    pub name_digest: Option<NameDigest>,
 }
+
+/// The SHA-256 of the secret a client made for a name. With authentication
+/// on, the first valid act under a name with a secret binds the name to its
+/// digest; from then on every bid, create and cancel under the name must
+/// bring the same. The leader sequences the digest, never the secret.
+pub type NameDigest = [u8; 32];
 
 impl Bid {
     /// A digest of what the request asks for, to tell a retry from a request
@@ -260,6 +269,8 @@ pub struct AuctionBook {
     /// by whole seconds, so that a busy session is re-indexed once a second
     /// rather than on every bid.
     sessions_by_use: OrdSet<(i64, String)>,
+    /// Names bound to a secret, by the secret's digest (see [`NameDigest`]).
+    names: OrdMap<String, NameDigest>,
 }
 
 /// Checks what a bid request can be judged on without the state, so that a
@@ -451,6 +462,9 @@ impl AuctionBook {
                 _ => Applied::Ignored,
             },
             Command::Create(create) => {
+                if let Err(reason) = self.check_owner(Party::Seller, &create.seller, create.name_digest.as_ref()) {
+                    return Applied::Created(CreateOutcome::exception(reason));
+                }
                 let write = WriteOutcome::Create(CreateOutcome::exception(Reason::SessionUnknown));
                 let outcome = self.deduplicated(
                     &create.client_id,
@@ -461,13 +475,21 @@ impl AuctionBook {
                     |book| WriteOutcome::Create(book.create(create, revision)),
                 );
                 match outcome {
-                    WriteOutcome::Create(outcome) => Applied::Created(outcome),
+                    WriteOutcome::Create(outcome) => {
+                        if outcome.verdict == Verdict::Success {
+                            self.bind_name(&create.seller, create.name_digest.as_ref());
+                        }
+                        Applied::Created(outcome)
+                    }
                     _ => Applied::Created(CreateOutcome::exception(Reason::RequestKindDiffers {
                         request_id: create.request_id,
                     })),
                 }
             }
             Command::Cancel(cancel) => {
+                if let Err(reason) = self.check_owner(Party::Seller, &cancel.seller, cancel.name_digest.as_ref()) {
+                    return Applied::Cancelled(CancelOutcome::exception(reason));
+                }
                 let like = WriteOutcome::Cancel(CancelOutcome::exception(Reason::SessionUnknown));
                 let outcome = self.deduplicated(
                     &cancel.client_id,
@@ -478,7 +500,12 @@ impl AuctionBook {
                     |book| WriteOutcome::Cancel(book.cancel(cancel, revision)),
                 );
                 match outcome {
-                    WriteOutcome::Cancel(outcome) => Applied::Cancelled(outcome),
+                    WriteOutcome::Cancel(outcome) => {
+                        if outcome.verdict == Verdict::Success {
+                            self.bind_name(&cancel.seller, cancel.name_digest.as_ref());
+                        }
+                        Applied::Cancelled(outcome)
+                    }
                     _ => Applied::Cancelled(CancelOutcome::exception(Reason::RequestKindDiffers {
                         request_id: cancel.request_id,
                     })),
@@ -515,8 +542,12 @@ impl AuctionBook {
 
     fn bid(&mut self, bid: &Bid, revision: u64) -> BidOutcome {
         // A request that cannot have an effect gets its reason, whatever its
-        // session: the same answer a retry would get.
-        if let Err(reason) = self.check_bid(bid) {
+        // session: the same answer a retry would get. A name's owner is
+        // checked before the session too, so that someone without the
+        // secret changes nothing, not even the session they claim.
+        let checked =
+            self.check_bid(bid).and_then(|()| self.check_owner(Party::Bidder, &bid.bidder, bid.name_digest.as_ref()));
+        if let Err(reason) = checked {
             return BidOutcome::exception(reason);
         }
         let like = WriteOutcome::Bid(BidOutcome::exception(Reason::SessionUnknown));
@@ -525,9 +556,54 @@ impl AuctionBook {
                 WriteOutcome::Bid(book.judge_bid(bid, revision))
             });
         match outcome {
-            WriteOutcome::Bid(outcome) => outcome,
+            WriteOutcome::Bid(outcome) => {
+                // A bid that lost is a valid act under the name too.
+                if outcome.verdict != Verdict::Exception {
+                    self.bind_name(&bid.bidder, bid.name_digest.as_ref());
+                }
+                outcome
+            }
             _ => BidOutcome::exception(Reason::RequestKindDiffers { request_id: bid.request_id }),
         }
+    }
+
+    /// Refuses an act under `name` without the secret it is bound to.
+    fn check_owner(&self, party: Party, name: &str, digest: Option<&NameDigest>) -> Result<(), Reason> {
+        match self.names.get(name) {
+            Some(owner) if Some(owner) != digest => Err(Reason::NameOwned { party, name: name.to_string() }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds a free `name` to the secret of the valid act that used it.
+    fn bind_name(&mut self, name: &str, digest: Option<&NameDigest>) {
+        if let Some(digest) = digest
+            && !self.names.contains_key(name)
+        {
+            self.names.insert(name.to_string(), *digest);
+        }
+    }
+
+    /// The names bound to a secret after `after` (from the first when
+    /// `None`), at most `limit`: a snapshot's chunks.
+    pub fn name_owners_after<'a>(
+        &'a self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Iterator<Item = (&'a String, &'a NameDigest)> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |after| Excluded(after.to_string()));
+        self.names.range((start, Unbounded)).take(limit)
+    }
+
+    /// Puts back a name's binding from a snapshot.
+    pub fn restore_name_owner(&mut self, name: String, digest: NameDigest) {
+        self.names.insert(name, digest);
+    }
+
+    /// The digest `name` is bound to, if it is.
+    pub fn name_owner(&self, name: &str) -> Option<&NameDigest> {
+        self.names.get(name)
     }
 
     /// What refuses a bid whatever its session: malformed input, or an

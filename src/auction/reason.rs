@@ -103,6 +103,12 @@ pub enum Reason {
     },
     /// A request above 1 from a session nobody remembers.
     SessionUnknown,
+    /// The name is bound to a secret this request did not give (TLS on):
+    /// EXCEPTION, and nothing changed.
+    NameOwned {
+        party: Party,
+        name: String,
+    },
 
     // The auction's rules: FAIL (a bid or cancel that loses) or EXCEPTION
     // (a cancel by someone else).
@@ -159,6 +165,7 @@ impl Reason {
             Reason::RequestKindDiffers { .. } => "request_kind_differs",
             Reason::RequestTooOld { .. } => "request_too_old",
             Reason::SessionUnknown => "session_unknown",
+            Reason::NameOwned { .. } => "name_owned",
             Reason::AuctionOver => "auction_over",
             Reason::BelowMinimum { .. } => "below_minimum",
             Reason::NotHigher { .. } => "not_higher",
@@ -210,6 +217,11 @@ impl fmt::Display for Reason {
                 "request {request_id} is older than the last {window} of this session; it was not applied again"
             ),
             Reason::SessionUnknown => f.write_str("session expired or unknown: start a new session"),
+            Reason::NameOwned { party, name } => write!(
+                f,
+                "the {party} name {name:?} belongs to someone else: acting under it needs its secret \
+                 (the client that first used it keeps it)"
+            ),
             Reason::AuctionOver => f.write_str("the auction is over"),
             Reason::BelowMinimum { amount, minimum } => write!(f, "bid {amount} is below the minimum bid {minimum}"),
             Reason::NotHigher { amount, highest, highest_bidder } => {

@@ -3,13 +3,14 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::node;
-use gavel::security::Tls;
+use gavel::security::{NameSecrets, Tls};
 use gavel::storage::FsyncPolicy;
 use gavel::tools::bench::BenchArgs;
 use gavel::tools::chaos::FaultKind;
@@ -381,6 +382,7 @@ impl Target {
             servers: self.servers.clone(),
             deadline: self.timeout,
             network: self.security.network(None)?,
+            names: self.security.names()?,
             ..ClientConfig::default()
         };
         Ok(Client::new(config)?)
@@ -398,6 +400,11 @@ pub struct ClientSecurity {
     /// (the operator's for `gavel member remove`).
     #[arg(long, requires = "certs_dir")]
     pub cert_name: Option<String>,
+    /// Where the secrets of the names you bid and sell under are kept, with
+    /// --certs-dir (default: `gavel/names` in your config directory). A
+    /// secure cluster binds a name to the first secret used with it.
+    #[arg(long, env = "GAVEL_NAMES_DIR", requires = "certs_dir")]
+    pub names_dir: Option<PathBuf>,
 }
 
 impl ClientSecurity {
@@ -410,9 +417,25 @@ impl ClientSecurity {
         };
         Ok(Network::tcp().with_tls(tls))
     }
+
+    /// Where the names' secrets are kept: with certificates only, since a
+    /// cluster without them ignores secrets.
+    pub fn names(&self) -> anyhow::Result<Option<Arc<NameSecrets>>> {
+        if self.certs_dir.is_none() {
+            return Ok(None);
+        }
+        let dir = match &self.names_dir {
+            Some(dir) => dir.clone(),
+            None => NameSecrets::default_dir()
+                .ok_or_else(|| anyhow::anyhow!("no config directory (HOME is not set): give --names-dir"))?,
+        };
+        Ok(Some(Arc::new(NameSecrets::in_dir(&dir))))
+    }
 }
 
 /// `gavel cert`: what each command makes, in `--certs-dir`.
+// The variants are the subcommands, named as `cockroach cert` names them.
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 pub enum CertCommand {
     /// The cluster's CA: `ca.crt`, and its key (`ca.key`, or `--ca-key`).

@@ -46,7 +46,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("TLS on: certificates in {} (a CA, one per node, an operator's)", certs.display());
         spec.certs_dir = Some(certs);
     }
-    let security = ClientSecurity { certs_dir: spec.certs_dir.clone(), cert_name: None };
+    // The prompt's names keep their secrets beside the certificates.
+    let names_dir = spec.certs_dir.as_ref().map(|certs| certs.join("names"));
+    let security = ClientSecurity { certs_dir: spec.certs_dir.clone(), cert_name: None, names_dir };
     println!(
         "starting {} nodes on ports {}..{}; logs and data in {}",
         args.nodes,

@@ -308,6 +308,12 @@ impl<M: ClientApi> Shared<M> {
 }
 
 impl<M: ClientApi> Backend<M> for Shared<M> {
+    /// With TLS on, names are the principals' own: a node with
+    /// certificates authenticates them.
+    fn authenticates_names(&self) -> bool {
+        self.network().tls().is_some()
+    }
+
     async fn propose(&self, mut command: M::Command) -> Result<Proposed<M::Output>, ServiceError> {
         if let Err(output) = M::admit(&mut command) {
             return Ok(Proposed { index: None, output });

@@ -482,6 +482,7 @@ mod tests {
         // commits once the record without it is stored, in this round.
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let bid = crate::auction::Bid {
+            name_digest: None,
             auction_id: String::new(),
             bidder: "ann".into(),
             amount: 10,

@@ -91,7 +91,9 @@ impl CertsDir {
         let now = OffsetDateTime::now_utc();
         (params.not_before, params.not_after) = (now - CLOCK_SKEW, now + CA_LIFETIME);
         let certificate = params.self_signed(&key)?;
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        for dir in [Some(self.dir.as_path()), self.ca_key.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         write_new(&self.ca_key, &key.serialize_pem(), true, overwrite)?;
         write_new(&self.ca_certificate(), &certificate.pem(), false, overwrite)?;
         Ok(self.ca_certificate())

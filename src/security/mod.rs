@@ -17,6 +17,9 @@
 //! loopback, or `--insecure`) nothing is checked: the behaviour of old.
 
 pub mod certs;
+mod names;
+
+pub use names::{NameSecrets, SECRET_BYTES};
 
 use std::fmt;
 use std::path::Path;

@@ -10,7 +10,8 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::auction::{
-    Applied, AuctionBook, CancelAuction, Command, CreateOutcome, Query, QueryAnswer, QueryError, ReadError,
+    Applied, AuctionBook, Bid, CancelAuction, Command, CreateAuction, CreateOutcome, NameDigest, Query, QueryAnswer,
+    QueryError, ReadError,
 };
 use crate::replication::NodeId;
 
@@ -33,6 +34,12 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
     async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
         let proposed = self.backend.propose(command).await?;
         output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
+    }
+
+    /// The digest of a request's secret for its name, if names are
+    /// authenticated here (see [`Backend::authenticates_names`]).
+    fn name_digest(&self, secret: &[u8]) -> Result<Option<NameDigest>, Status> {
+        convert::name_digest(secret, self.backend.authenticates_names()).map_err(Status::invalid_argument)
     }
 
     /// Asks a read; a refused one is the client's error.
@@ -68,7 +75,9 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     }
 
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
-        let bid = convert::bid_from_request(request.into_inner());
+        let request = request.into_inner();
+        let name_digest = self.name_digest(&request.secret)?;
+        let bid = Bid { name_digest, ..convert::bid_from_request(request) };
         let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
         Ok(Response::new(outcome.into()))
     }
@@ -89,8 +98,13 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         &self,
         request: Request<pb::CreateAuctionRequest>,
     ) -> Result<Response<pb::CreateAuctionReply>, Status> {
-        let outcome = match convert::create_from_request(request.into_inner()) {
-            Ok(create) => self.propose(Command::Create(create), Applied::into_created).await?,
+        let request = request.into_inner();
+        let name_digest = self.name_digest(&request.secret)?;
+        let outcome = match convert::create_from_request(request) {
+            Ok(create) => {
+                let create = CreateAuction { name_digest, ..create };
+                self.propose(Command::Create(create), Applied::into_created).await?
+            }
             Err(reason) => CreateOutcome::exception(reason),
         };
         Ok(Response::new(outcome.into()))
@@ -102,6 +116,7 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     ) -> Result<Response<pb::CancelAuctionReply>, Status> {
         let request = request.into_inner();
         let cancel = CancelAuction {
+            name_digest: self.name_digest(&request.secret)?,
             auction_id: request.auction_id,
             seller: request.seller,
             client_id: request.client_id,

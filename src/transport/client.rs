@@ -257,13 +257,16 @@ impl AuctionConnection {
         }
     }
 
-    pub async fn bid(&mut self, bid: &Bid) -> Result<BidOutcome, CallError> {
+    /// Bids, with the bidder's name's secret if it has one (see
+    /// [`crate::auction::NameDigest`]; empty for none).
+    pub async fn bid(&mut self, bid: &Bid, secret: &[u8]) -> Result<BidOutcome, CallError> {
         let request = pb::BidRequest {
             auction_id: bid.auction_id.clone(),
             bidder: bid.bidder.clone(),
             amount: bid.amount,
             client_id: bid.client_id.clone(),
             request_id: bid.request_id,
+            secret: secret.to_vec(),
         };
         let reply = rpc!(self, bid, request)?;
         BidOutcome::try_from(reply).map_err(|error| CallError::Rejected { message: error.to_string() })
@@ -276,8 +279,9 @@ impl AuctionConnection {
         Ok((AuctionView::from(reply), leader))
     }
 
-    /// A seller's new auction (exactly-once through its client and request ids).
-    pub async fn create_auction(&mut self, create: &CreateAuction) -> Result<CreateOutcome, CallError> {
+    /// A seller's new auction (exactly-once through its client and request
+    /// ids), with the seller's name's secret if it has one.
+    pub async fn create_auction(&mut self, create: &CreateAuction, secret: &[u8]) -> Result<CreateOutcome, CallError> {
         let request = pb::CreateAuctionRequest {
             seller: create.seller.clone(),
             title: create.title.clone(),
@@ -287,6 +291,7 @@ impl AuctionConnection {
             client_id: create.client_id.clone(),
             request_id: create.request_id,
             ends_at_unix_ms: if create.duration_ms > 0 { 0 } else { create.ends_at_unix_ms },
+            secret: secret.to_vec(),
         };
         let reply = rpc!(self, create_auction, request)?;
         let outcome = pb::Outcome::try_from(reply.outcome)
@@ -298,13 +303,15 @@ impl AuctionConnection {
         Ok(CreateOutcome { verdict, reason, auction_id: reply.auction_id })
     }
 
-    /// A seller's cancel (exactly-once through its client and request ids).
-    pub async fn cancel_auction(&mut self, cancel: &CancelAuction) -> Result<CancelOutcome, CallError> {
+    /// A seller's cancel (exactly-once through its client and request
+    /// ids), with the seller's name's secret if it has one.
+    pub async fn cancel_auction(&mut self, cancel: &CancelAuction, secret: &[u8]) -> Result<CancelOutcome, CallError> {
         let request = pb::CancelAuctionRequest {
             auction_id: cancel.auction_id.clone(),
             seller: cancel.seller.clone(),
             client_id: cancel.client_id.clone(),
             request_id: cancel.request_id,
+            secret: secret.to_vec(),
         };
         let reply = rpc!(self, cancel_auction, request)?;
         let outcome = pb::Outcome::try_from(reply.outcome)

@@ -149,6 +149,12 @@ pub trait Backend<M: Wire + EventSource>: Send + Sync + 'static {
     /// An operator's removal of a member for good: what happened, and the
     /// index of the committed removal if this node leads.
     fn remove_member(&self, node: NodeId) -> impl Future<Output = Result<MemberRemoval, ServiceError>> + Send;
+    /// Whether names are authenticated: the node runs with TLS, so a name
+    /// bound to a secret needs it (see [`crate::auction::NameDigest`]).
+    /// Off, secrets are ignored and names are anyone's, as they were.
+    fn authenticates_names(&self) -> bool {
+        false
+    }
     /// What the health service reports; `None` for a backend that always
     /// serves (the null server).
     fn health(&self) -> Option<Health> {

@@ -51,6 +51,8 @@ impl ApiError {
     pub fn refusal(verdict: Verdict, reason: &Reason) -> Self {
         let status = match (verdict, reason) {
             (_, Reason::UnknownAuction { .. }) => StatusCode::NOT_FOUND,
+            // Another's name, without its token.
+            (_, Reason::NameOwned { .. }) => StatusCode::FORBIDDEN,
             (
                 _,
                 Reason::RequestIdReused { .. }

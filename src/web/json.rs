@@ -219,6 +219,7 @@ impl CreateRequest {
     /// The replicated create; the client library fills in the session.
     pub fn to_create(&self) -> CreateAuction {
         CreateAuction {
+            name_digest: None,
             seller: self.seller.clone(),
             title: self.name.clone(),
             description: self.description.clone(),

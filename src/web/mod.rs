@@ -131,6 +131,7 @@ fn build(web: Arc<Web>) -> Router {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([
             header::CONTENT_TYPE,
+            header::AUTHORIZATION,
             HeaderName::from_static(IDEMPOTENCY_KEY),
             HeaderName::from_static("last-event-id"),
         ])

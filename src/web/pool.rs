@@ -11,7 +11,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::client::{Client, ClientConfig, ClientError};
@@ -82,6 +82,12 @@ impl Lease<'_> {
         self.client_mut().resume_session(&key.0, 1);
     }
 
+    /// Acts under the names of this request with `secret` (its bearer
+    /// token); the client forgets it before it goes back to the pool.
+    pub fn use_secret(&mut self, secret: Vec<u8>) {
+        self.client_mut().use_secret(Some(secret));
+    }
+
     fn client_mut(&mut self) -> &mut Client {
         self.client.as_mut().expect("a lease holds its client until dropped")
     }
@@ -106,11 +112,36 @@ impl Drop for Lease<'_> {
         if self.keyed {
             client.start_new_session();
         }
+        // One request's token is never another's.
+        client.use_secret(None);
         let mut idle = self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE_CLIENTS {
             idle.push(client);
         }
     }
+}
+
+/// Reads `Authorization: Bearer TOKEN`: the secret of the name a write
+/// acts under, as 32 hex digits (see `crate::auction::NameDigest`); absent
+/// is `None`.
+pub fn bearer_secret(headers: &HeaderMap) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            format!("Authorization must be \"Bearer\" and {} hex digits", 2 * crate::security::SECRET_BYTES),
+        )
+    };
+    let token = value.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or_else(invalid)?.trim();
+    if token.len() != 2 * crate::security::SECRET_BYTES || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    (0..token.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&token[at..at + 2], 16).map_err(|_| invalid()))
+        .collect::<Result<Vec<u8>, ApiError>>()
+        .map(Some)
 }
 
 /// The session an `Idempotency-Key` names: the same on every node and in

@@ -18,7 +18,7 @@ use super::Web;
 use super::error::ApiError;
 use super::json::{AuctionStatus, BidJson, BidRequest, CreateRequest, Item, PlacedBid};
 use super::metrics::BidCount;
-use super::pool::session_key;
+use super::pool::{bearer_secret, session_key};
 
 /// The most bids `GET /auctions/{id}/history` returns: the oldest first (a
 /// larger answer is better paged over gRPC). `GET /auctions` is paged.
@@ -133,6 +133,7 @@ pub(super) async fn create_auction(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let key = session_key(&headers)?;
+    let secret = bearer_secret(&headers)?;
     let request = CreateRequest::parse(&body)?;
     let mut create = request.to_create();
     // The service's own checks, here too: what would fail them must not
@@ -143,6 +144,9 @@ pub(super) async fn create_auction(
     let mut client = web.cluster.lease()?;
     if let Some(key) = &key {
         client.use_key(key);
+    }
+    if let Some(secret) = secret {
+        client.use_secret(secret);
     }
     let outcome = client.create_auction(create).await?;
     if outcome.verdict != Verdict::Success {
@@ -176,6 +180,7 @@ pub(super) async fn place_bid(
 ) -> Result<Response, ApiError> {
     let auction_id = auction_id(path)?;
     let key = session_key(&headers)?;
+    let secret = bearer_secret(&headers)?;
     let mut request = BidRequest::parse(&body).inspect_err(|_| web.metrics.count_bid(BidCount::Invalid))?;
     auction::normalize_in_place(&mut request.participant_id, Party::Bidder)
         .and_then(|()| auction::validate_bid(&auction_id, &request.participant_id, request.bid_price, ""))
@@ -186,6 +191,9 @@ pub(super) async fn place_bid(
     let mut client = web.cluster.lease()?;
     if let Some(key) = &key {
         client.use_key(key);
+    }
+    if let Some(secret) = secret {
+        client.use_secret(secret);
     }
     let outcome = match client.bid(&auction_id, &request.participant_id, request.bid_price).await {
         Ok(outcome) => outcome,

@@ -469,6 +469,7 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let config = ClientConfig {
+            names: None,
             servers: vec![virtual_client_address().to_string()],
             deadline: LIBRARY_DEADLINE,
             attempt_timeout: ATTEMPT_TIMEOUT,
@@ -530,6 +531,7 @@ impl Worker {
 /// The result read after the cluster healed.
 async fn final_read(network: &Network) -> Result<ModelState, String> {
     let config = ClientConfig {
+        names: None,
         servers: vec![virtual_client_address().to_string()],
         deadline: LIBRARY_DEADLINE,
         attempt_timeout: ATTEMPT_TIMEOUT,

@@ -6,6 +6,7 @@ use crate::replication::StateMachine;
 
 fn create(seller: &str, title: &str, client_id: &str, request_id: u64) -> CreateAuction {
     CreateAuction {
+        name_digest: None,
         seller: seller.to_string(),
         title: title.to_string(),
         description: format!("{title}, barely used"),
@@ -227,6 +228,7 @@ fn a_seller_cancels_an_auction_without_bids_and_only_then() {
     book.apply_at(5, &Command::Bid(Bid { auction_id: "a2".into(), ..bid("bo", 10) }));
     let cancel = |auction_id: &str, seller: &str, request_id| {
         Command::Cancel(CancelAuction {
+            name_digest: None,
             auction_id: auction_id.into(),
             seller: seller.into(),
             client_id: "seller-session".into(),
@@ -245,6 +247,7 @@ fn a_seller_cancels_an_auction_without_bids_and_only_then() {
         let refused = outcome(book.apply_at(
             6,
             &Command::Cancel(CancelAuction {
+                name_digest: None,
                 auction_id: auction_id.into(),
                 seller: seller.into(),
                 client_id: String::new(),

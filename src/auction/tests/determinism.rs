@@ -43,6 +43,7 @@ fn command_sequence(seed: u64, length: usize) -> Vec<Command> {
                 }
                 let request_id = request_ids[client].saturating_sub(random.below(12));
                 Command::Bid(Bid {
+                    name_digest: None,
                     auction_id: auctions[random.below(5) as usize].to_string(),
                     bidder: bidders[random.below(5) as usize].to_string(),
                     amount: random.below(400),

@@ -12,6 +12,7 @@ mod dedup;
 mod determinism;
 mod end_of_auction;
 mod exceptions;
+mod names;
 mod opening;
 mod validate_bid;
 
@@ -48,6 +49,7 @@ fn book_with_default_auction(minimum_amount: u64) -> AuctionBook {
 /// A bid on the default auction during the auction, without dedup.
 fn bid(bidder: &str, amount: u64) -> Bid {
     Bid {
+        name_digest: None,
         auction_id: DEFAULT_AUCTION.to_string(),
         bidder: bidder.to_string(),
         amount,

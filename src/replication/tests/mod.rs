@@ -544,6 +544,7 @@ impl Cluster {
 
 fn bid(bidder: &str, amount: u64, client_id: &str, request_id: u64) -> Bid {
     Bid {
+        name_digest: None,
         auction_id: DEFAULT_AUCTION.to_string(),
         bidder: bidder.to_string(),
         amount,

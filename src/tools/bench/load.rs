@@ -321,6 +321,7 @@ impl Bidder for ConnectionBidder {
         self.next_session = (turn + 1) % self.sessions.len();
         let session = &mut self.sessions[turn];
         let bid = Bid {
+            name_digest: None,
             auction_id: session.auction_id.clone(),
             bidder: session.bidder.clone(),
             amount,
@@ -333,7 +334,7 @@ impl Bidder for ConnectionBidder {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let attempt_started = Instant::now();
-            match self.connection.bid(&bid).await {
+            match self.connection.bid(&bid, &[]).await {
                 Ok(outcome) => return Some(Answer { verdict: Ok(outcome.verdict), attempt_started }),
                 Err(error) if !error.is_retryable() => {
                     errors.rejected += 1;

@@ -262,7 +262,7 @@ async fn run_etcd(_args: &BenchArgs) -> anyhow::Result<Report> {
 /// A cluster the bench started, the address of one it was pointed at, or
 /// the null server.
 enum Subject {
-    Local(LocalCluster),
+    Local(Box<LocalCluster>),
     Remote(String),
     Null(NullServer),
 }
@@ -334,7 +334,7 @@ async fn run_gavel(args: &BenchArgs) -> anyhow::Result<Report> {
             progress(args, format_args!("starting {} nodes on ports {}..", args.nodes, args.base_port));
             let cluster = LocalCluster::start(spec).await?;
             cluster.wait_for_leader(Duration::from_secs(15)).await?;
-            Subject::Local(cluster)
+            Subject::Local(Box::new(cluster))
         }
     };
     let report = measure(args, subject).await;

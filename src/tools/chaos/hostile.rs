@@ -77,6 +77,7 @@ impl HostileClient {
             }
             let amount = (highest_seen + self.rng.random_range(0..40_u64)).saturating_sub(10).max(1);
             let bid = Bid {
+                name_digest: None,
                 auction_id: String::new(),
                 bidder: "mallory".into(),
                 amount,
@@ -94,7 +95,7 @@ impl HostileClient {
             };
             highest_seen = highest_seen.max(first.highest_amount);
             report.replays += 1;
-            if let Ok(again) = connection.bid(&bid).await
+            if let Ok(again) = connection.bid(&bid, &[]).await
                 && again != first
             {
                 report
@@ -102,7 +103,7 @@ impl HostileClient {
                     .push(format!("a replay of {bid:?} was told {again:?}, not its first answer {first:?}"));
             }
             let other = Bid { amount: amount + 1_000_000, ..bid };
-            if let Ok(answer) = connection.bid(&other).await
+            if let Ok(answer) = connection.bid(&other, &[]).await
                 && answer.verdict != Verdict::Exception
             {
                 report
@@ -120,7 +121,7 @@ impl HostileClient {
         let invoked = Instant::now();
         let invoked_us = self.started.elapsed().as_micros() as u64;
         let answer = loop {
-            match connection.bid(bid).await {
+            match connection.bid(bid, &[]).await {
                 Ok(outcome) => break Some(outcome),
                 Err(error) if error.is_retryable() && invoked.elapsed() < CLIENT_DEADLINE => {
                     tokio::time::sleep(Duration::from_millis(5)).await;

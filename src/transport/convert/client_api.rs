@@ -3,9 +3,10 @@
 
 use crate::auction::{
     AcceptedBid, AuctionEvent, AuctionInfo, AuctionView, Bid, BidOutcome, CancelOutcome, CreateAuction, CreateOutcome,
-    EventKind, Reason, Verdict, render,
+    EventKind, NameDigest, Reason, Verdict, render,
 };
 use crate::replication::{DiskCounts, LogPosition, NodeStatus, RecordView, Role};
+use crate::security::SECRET_BYTES;
 use crate::transport::pb;
 
 use super::{MalformedMessage, placed_from, reason_from_pb, reason_to_pb};
@@ -85,8 +86,22 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
         request_id: request.request_id,
         at_unix_ms: 0,
         max_auctions: 0,
+        name_digest: None,
     };
     Ok(create)
+}
+
+/// What the leader sequences of a name's secret: its SHA-256, when names
+/// are authenticated and a secret was given; nothing otherwise. A secret of
+/// the wrong length is refused, whether or not names are authenticated.
+pub fn name_digest(secret: &[u8], authenticated: bool) -> Result<Option<NameDigest>, String> {
+    use sha2::Digest as _;
+    match secret.len() {
+        0 => Ok(None),
+        SECRET_BYTES if authenticated => Ok(Some(sha2::Sha256::digest(secret).into())),
+        SECRET_BYTES => Ok(None),
+        length => Err(format!("a name's secret is {SECRET_BYTES} bytes, not {length}")),
+    }
 }
 
 impl From<CancelOutcome> for pb::CancelAuctionReply {
@@ -200,6 +215,7 @@ pub fn bid_from_request(request: pb::BidRequest) -> Bid {
         client_id: request.client_id,
         request_id: request.request_id,
         at_unix_ms: 0,
+        name_digest: None,
     }
 }
 

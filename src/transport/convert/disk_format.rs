@@ -81,6 +81,7 @@ mod tests {
         state.machine.apply_at(next_revision(&mut revision), &open);
         for n in 1..=10_000 {
             let bid = Bid {
+                name_digest: None,
                 auction_id: "vase".into(),
                 bidder: format!("b{n}"),
                 amount: n,
@@ -118,6 +119,7 @@ mod tests {
         );
         for n in 1..=1_000_000 {
             let bid = Bid {
+                name_digest: None,
                 auction_id: "vase".into(),
                 bidder: format!("bidder-{n}"),
                 amount: n,

@@ -15,7 +15,9 @@ use crate::replication::{Entry, Snapshot, StateMachine};
 use super::pb;
 use super::pb::replication as rpb;
 
-pub use client_api::{bid_from_request, create_from_request, result_reply, status_from_reply, status_reply};
+pub use client_api::{
+    bid_from_request, create_from_request, name_digest, result_reply, status_from_reply, status_reply,
+};
 pub use peer::{hello_from_message, probe_reply, status_from_probe};
 pub use snapshot::{SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
 
@@ -107,6 +109,13 @@ impl From<&Reason> for pb::Reason {
                     NameProblem::Empty | NameProblem::Control | NameProblem::Format => {}
                 }
             }
+            Reason::NameOwned { party, name } => {
+                message.party = match party {
+                    Party::Bidder => pb::Party::Bidder,
+                    Party::Seller => pb::Party::Seller,
+                } as i32;
+                message.name.clone_from(name);
+            }
             Reason::AuctionIdTooLong { max }
             | Reason::ClientIdTooLong { max }
             | Reason::TitleTooLong { max }
@@ -155,14 +164,12 @@ impl TryFrom<pb::Reason> for Reason {
     fn try_from(message: pb::Reason) -> Result<Self, Self::Error> {
         let limit = message.limit;
         let max = usize::try_from(limit).map_err(|_| MalformedMessage("reason limit out of range"))?;
-        let name = |problem| {
-            let party = match pb::Party::try_from(message.party) {
-                Ok(pb::Party::Bidder) => Party::Bidder,
-                Ok(pb::Party::Seller) => Party::Seller,
-                _ => return Err(MalformedMessage("reason names no party")),
-            };
-            Ok(Reason::Name { party, problem })
+        let party = || match pb::Party::try_from(message.party) {
+            Ok(pb::Party::Bidder) => Ok(Party::Bidder),
+            Ok(pb::Party::Seller) => Ok(Party::Seller),
+            _ => Err(MalformedMessage("reason names no party")),
         };
+        let name = |problem| Ok(Reason::Name { party: party()?, problem });
         Ok(match message.code.as_str() {
             "registered" => Reason::Registered { bidder: message.name },
             "amount_zero" => Reason::AmountZero,
@@ -189,6 +196,7 @@ impl TryFrom<pb::Reason> for Reason {
             "request_kind_differs" => Reason::RequestKindDiffers { request_id: message.request_id },
             "request_too_old" => Reason::RequestTooOld { request_id: message.request_id, window: max },
             "session_unknown" => Reason::SessionUnknown,
+            "name_owned" => Reason::NameOwned { party: party()?, name: message.name },
             "auction_over" => Reason::AuctionOver,
             "below_minimum" => Reason::BelowMinimum { amount: message.amount, minimum: limit },
             "not_higher" => Reason::NotHigher { amount: message.amount, highest: limit, highest_bidder: message.name },
@@ -247,6 +255,7 @@ mod tests {
             Reason::RequestKindDiffers { request_id: 8 },
             Reason::RequestTooOld { request_id: 9, window: 8 },
             Reason::SessionUnknown,
+            Reason::NameOwned { party: Party::Seller, name: "ann".into() },
             Reason::AuctionOver,
             Reason::BelowMinimum { amount: 5, minimum: 10 },
             Reason::NotHigher { amount: 5, highest: 6, highest_bidder: "bob".into() },

@@ -2,7 +2,7 @@
 //! backup opens its stream with, and the takeover probe's answer.
 
 use crate::auction::machine::{Entry, Payload};
-use crate::auction::{Bid, CancelAuction, Command, CreateAuction, OpenAuction};
+use crate::auction::{Bid, CancelAuction, Command, CreateAuction, NameDigest, OpenAuction};
 use crate::replication::{LogPosition, NodeStatus, Role};
 use crate::transport::Hello;
 use crate::transport::pb::replication as rpb;
@@ -27,6 +27,7 @@ impl From<&Entry> for rpb::Entry {
                 client_id: bid.client_id.clone(),
                 request_id: bid.request_id,
                 at_unix_ms: bid.at_unix_ms,
+                name_digest: digest_to_wire(bid.name_digest.as_ref()),
             }),
             Payload::Command(Command::Close { auction_id, at_unix_ms, retain_ms }) => {
                 P::CloseAuction(rpb::CloseAuction {
@@ -46,6 +47,7 @@ impl From<&Entry> for rpb::Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
                 max_auctions: create.max_auctions,
+                name_digest: digest_to_wire(create.name_digest.as_ref()),
             }),
             Payload::Command(Command::Cancel(cancel)) => P::CancelAuction(rpb::CancelAuction {
                 auction_id: cancel.auction_id.clone(),
@@ -54,6 +56,7 @@ impl From<&Entry> for rpb::Entry {
                 request_id: cancel.request_id,
                 at_unix_ms: cancel.at_unix_ms,
                 retain_ms: cancel.retain_ms,
+                name_digest: digest_to_wire(cancel.name_digest.as_ref()),
             }),
             Payload::Join { node } => P::Join(rpb::Join { node: node.clone() }),
             Payload::Remove { node } => P::Remove(rpb::Remove { node: node.clone() }),
@@ -64,6 +67,18 @@ impl From<&Entry> for rpb::Entry {
             }),
         };
         rpb::Entry { epoch: entry.epoch, index: entry.index, payload: Some(payload) }
+    }
+}
+
+/// A name's digest on the wire: empty when there is none.
+pub(super) fn digest_to_wire(digest: Option<&NameDigest>) -> Vec<u8> {
+    digest.map(|digest| digest.to_vec()).unwrap_or_default()
+}
+
+pub(super) fn digest_from_wire(bytes: &[u8]) -> Result<Option<NameDigest>, MalformedMessage> {
+    match bytes.len() {
+        0 => Ok(None),
+        _ => NameDigest::try_from(bytes).map(Some).map_err(|_| MalformedMessage("a name digest is 32 bytes")),
     }
 }
 
@@ -86,6 +101,7 @@ impl TryFrom<rpb::Entry> for Entry {
                 client_id: bid.client_id,
                 request_id: bid.request_id,
                 at_unix_ms: bid.at_unix_ms,
+                name_digest: digest_from_wire(&bid.name_digest)?,
             })),
             P::CloseAuction(close) => Payload::Command(Command::Close {
                 auction_id: close.auction_id,
@@ -103,6 +119,7 @@ impl TryFrom<rpb::Entry> for Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
                 max_auctions: create.max_auctions,
+                name_digest: digest_from_wire(&create.name_digest)?,
             })),
             P::CancelAuction(cancel) => Payload::Command(Command::Cancel(CancelAuction {
                 auction_id: cancel.auction_id,
@@ -111,6 +128,7 @@ impl TryFrom<rpb::Entry> for Entry {
                 request_id: cancel.request_id,
                 at_unix_ms: cancel.at_unix_ms,
                 retain_ms: cancel.retain_ms,
+                name_digest: digest_from_wire(&cancel.name_digest)?,
             })),
             P::Join(join) => Payload::Join { node: join.node },
             P::Remove(remove) => Payload::Remove { node: remove.node },

@@ -67,10 +67,11 @@ fn write_outcome(remembered: rpb::RememberedOutcome) -> Result<WriteOutcome, Mal
     })
 }
 
-/// The snapshot format written: 1 since remembered bid outcomes carry their
-/// revision and stamp (format 0 did not; such a snapshot still reads, its
-/// remembered bids without a place).
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// The snapshot format written: 2 since names may be bound to secrets (a
+/// gavel that reads 1 at most would drop the bindings: it refuses 2 instead);
+/// 1 since remembered bid outcomes carry their revision and stamp (format 0
+/// did not; such a snapshot still reads, its remembered bids without a place).
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Items (auctions, bidders, a quarter of a session) per snapshot chunk:
 /// a chunk stays well under a megabyte however large the state.
@@ -103,6 +104,10 @@ enum Cursor {
         from: usize,
     },
     Sessions {
+        after: Option<String>,
+    },
+    /// The names bound to a secret, after this one.
+    NameOwners {
         after: Option<String>,
     },
     Done,
@@ -233,6 +238,21 @@ impl Iterator for SnapshotChunks {
                     }));
                     match last {
                         Some(last) if !exhausted => Cursor::Sessions { after: Some(last) },
+                        _ => Cursor::NameOwners { after: None },
+                    }
+                }
+                Cursor::NameOwners { after } => {
+                    let owners: Vec<_> = book.name_owners_after(after.as_deref(), budget).collect();
+                    budget -= owners.len();
+                    let last = owners.last().map(|(name, _)| (*name).clone());
+                    let exhausted = budget > 0;
+                    chunk.name_owners.extend(
+                        owners
+                            .into_iter()
+                            .map(|(name, digest)| rpb::NameOwner { name: name.clone(), digest: digest.to_vec() }),
+                    );
+                    match last {
+                        Some(last) if !exhausted => Cursor::NameOwners { after: Some(last) },
                         _ => Cursor::Done,
                     }
                 }
@@ -321,6 +341,11 @@ impl SnapshotAssembler {
             };
             book.restore_session(session.client_id, restored);
         }
+        for owner in chunk.name_owners {
+            let digest =
+                super::peer::digest_from_wire(&owner.digest)?.ok_or(MalformedMessage("a name bound to no digest"))?;
+            book.restore_name_owner(owner.name, digest);
+        }
         Ok(if more { None } else { self.partial.take() })
     }
 }
@@ -339,7 +364,15 @@ mod tests {
         *revision
     }
 
-    /// A state with a few auctions, one of many bidders, and many sessions.
+    /// A made-up digest of a name's secret, one per `n`.
+    fn digest_of(n: u64) -> crate::auction::NameDigest {
+        let mut digest = [0; 32];
+        digest[..8].copy_from_slice(&n.to_le_bytes());
+        digest
+    }
+
+    /// A state with a few auctions, one of many bidders (each name bound to
+    /// a secret), and many sessions.
     fn large_state(bidders: u64, auctions: usize) -> ReplicatedState {
         let mut revision = 0;
         let mut book = AuctionBook::default();
@@ -358,6 +391,7 @@ mod tests {
         book.apply_at(
             next_revision(&mut revision),
             &Command::Create(CreateAuction {
+                name_digest: None,
                 seller: "sam".into(),
                 title: "a lamp".into(),
                 description: String::new(),
@@ -374,6 +408,8 @@ mod tests {
             book.apply_at(
                 next_revision(&mut revision),
                 &Command::Bid(Bid {
+                    // Every bidder binds its name: more names than a chunk holds.
+                    name_digest: Some(digest_of(n)),
                     auction_id: "auction-1".into(),
                     bidder: format!("bidder-{n}"),
                     amount: n,
@@ -406,7 +442,9 @@ mod tests {
         }
         // 20,000 bidders and sessions cannot fit one chunk.
         assert!(chunks > 10, "{chunks} chunks");
-        assert_eq!(rebuilt, Some(snapshot));
+        let rebuilt = rebuilt.expect("the last chunk came");
+        assert_eq!(rebuilt.state.machine.name_owner("bidder-20000"), Some(&digest_of(20_000)));
+        assert_eq!(rebuilt, snapshot);
     }
 
     /// Auctions of every size around a chunk's budget, so that a chunk ends
@@ -433,6 +471,7 @@ mod tests {
                     book.apply_at(
                         next_revision(&mut revision),
                         &Command::Bid(Bid {
+                            name_digest: None,
                             auction_id: id.clone(),
                             bidder: format!("b{n:05}"),
                             amount: n,
@@ -480,6 +519,7 @@ mod tests {
         let mut revision = 0;
         let mut state = large_state(2, 1);
         let low = Bid {
+            name_digest: None,
             auction_id: "auction-0".into(),
             bidder: "carol".into(),
             amount: 0,
