@@ -68,6 +68,10 @@ pub enum ClientError {
     /// may have gone unanswered.
     #[error("{message} (for {waited:?})")]
     Overloaded { waited: Duration, message: String },
+    /// The principal the request acts for is past its rate: the request
+    /// had no effect; it may be sent again after `retry_after`.
+    #[error("{message}")]
+    RateLimited { retry_after: Duration, message: String },
     /// NOT_FOUND: `what` does not exist (an auction id, when the service
     /// names it).
     #[error("{message}")]
@@ -106,6 +110,7 @@ impl ClientError {
         match error {
             CallError::Unavailable { message, .. } => ClientError::Unreachable { waited, last_error: message },
             CallError::Overloaded { message } => ClientError::Overloaded { waited, message },
+            CallError::RateLimited { retry_after, message } => ClientError::RateLimited { retry_after, message },
             CallError::NotFound { what, message } => ClientError::NotFound { what, message },
             CallError::Invalid { code, message } => ClientError::Invalid { code, message },
             CallError::Compacted { asked, compacted, message } => ClientError::Compacted { asked, compacted, message },

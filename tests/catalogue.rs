@@ -179,3 +179,63 @@ async fn a_create_past_the_max_auctions_of_the_server_fails() {
     let (line, _) = gavel(&create);
     assert!(line.starts_with("FAIL: the auction house holds 2 auctions already"), "{line}");
 }
+
+/// `--max-bids-per-second` holds at the leader for each bidder on its own,
+/// over gRPC and REST alike: past it a bid is refused with when to retry
+/// (RESOURCE_EXHAUSTED naming the wait; 429 with `Retry-After`), has no
+/// effect, and another bidder is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidder_past_its_rate_is_refused_with_when_to_retry_and_others_are_not() {
+    let mut spec = common::spec(83, 1, &["--max-bids-per-second", "5"]);
+    spec.http_base_port = Some(common::ports(83).base + 10);
+    let cluster = gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster starts");
+    let settings = TransportSettings::default();
+    let mut connection =
+        AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(5))
+            .expect("connection");
+    let bid = |bidder: &str, amount: u64, request_id: u64| gavel::auction::Bid {
+        name_digest: None,
+        auction_id: String::new(),
+        bidder: bidder.into(),
+        amount,
+        client_id: format!("{bidder}-session"),
+        request_id,
+        at_unix_ms: 0,
+    };
+    // A burst of five, then refusals, each naming its wait.
+    let mut refused = None;
+    for n in 1..=20 {
+        match connection.bid(&bid("ann", n, n), &[]).await {
+            Ok(outcome) => assert_eq!(outcome.verdict, Verdict::Success, "{outcome:?}"),
+            Err(CallError::RateLimited { retry_after, message }) => {
+                refused = Some((n, retry_after, message));
+                break;
+            }
+            Err(error) => panic!("bid {n}: {error}"),
+        }
+    }
+    let (n, retry_after, message) = refused.expect("twenty bids at once pass a rate of five");
+    assert!(n > 5, "the burst is five: refused at {n}");
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(200), "{retry_after:?}");
+    assert!(message.contains("\"ann\"") && message.contains("5 bids a second"), "{message}");
+    let (view, _) = connection.result("").await.expect("result");
+    assert_eq!(view.highest_amount, n - 1, "the refused bid had no effect");
+    let other = connection.bid(&bid("bob", 1_000, 1), &[]).await.expect("bob's bid");
+    assert_eq!(other.verdict, Verdict::Success, "another bidder is not held back");
+
+    // REST: the same limit, as a 429 with Retry-After.
+    let http = cluster.http_address(0).expect("an HTTP port");
+    let mut statuses = Vec::new();
+    for amount in 2_000..2_020 {
+        let response = reqwest::Client::new()
+            .post(format!("http://{http}/auctions/default/bids"))
+            .json(&serde_json::json!({ "participant_id": "cy", "bid_price": amount }))
+            .send()
+            .await
+            .expect("answered");
+        let retry_after = response.headers().get("retry-after").map(|value| value.to_str().unwrap_or("").to_string());
+        statuses.push((response.status().as_u16(), retry_after));
+    }
+    let limited = statuses.iter().find(|(status, _)| *status == 429).expect("a 429 among twenty bids at once");
+    assert_eq!(limited.1.as_deref(), Some("1"), "{statuses:?}");
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::replication::{self, EventSource, StateMachine};
+use crate::replication::{self, EventSource, RateLimit, StateMachine};
 
 use super::{
     Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
@@ -33,7 +33,20 @@ pub struct AuctionSettings {
     /// The most auctions the house holds at once, closed ones until they
     /// expire: what bounds its memory (0: no limit).
     pub max_auctions: u64,
+    /// Bids one bidder may send a second, with a burst of as many (0: no
+    /// limit): the leader refuses those past it before sequencing.
+    pub max_bids_per_second: u32,
+    /// Creates one seller may send a second, likewise.
+    pub max_creates_per_second: u32,
 }
+
+/// A bidder's bids a second: far above what the benchmark's busiest bidder
+/// sends (one client alone, about 3,300 a second), so that only a flood is
+/// refused.
+pub const DEFAULT_MAX_BIDS_PER_SECOND: u32 = 10_000;
+/// A seller's creates a second: a person never comes near it; a script that
+/// fills the house does.
+pub const DEFAULT_MAX_CREATES_PER_SECOND: u32 = 100;
 
 impl Default for AuctionSettings {
     fn default() -> Self {
@@ -41,6 +54,8 @@ impl Default for AuctionSettings {
             retain_closed: DEFAULT_RETAIN_CLOSED,
             default_auction_duration: DEFAULT_AUCTION_DURATION,
             max_auctions: DEFAULT_MAX_AUCTIONS,
+            max_bids_per_second: DEFAULT_MAX_BIDS_PER_SECOND,
+            max_creates_per_second: DEFAULT_MAX_CREATES_PER_SECOND,
         }
     }
 }
@@ -154,6 +169,21 @@ impl StateMachine for AuctionBook {
                 amount = auction.highest_amount,
                 "auction over"
             );
+        }
+    }
+
+    /// A bidder's bids and a seller's creates, each at its own rate.
+    fn rate_limit<'a>(command: &'a Command, settings: &AuctionSettings) -> Option<RateLimit<'a>> {
+        match command {
+            Command::Bid(bid) => {
+                Some(RateLimit { kind: "bids", principal: &bid.bidder, per_second: settings.max_bids_per_second })
+            }
+            Command::Create(create) => Some(RateLimit {
+                kind: "creates",
+                principal: &create.seller,
+                per_second: settings.max_creates_per_second,
+            }),
+            Command::Cancel(_) | Command::Open(_) | Command::Close { .. } => None,
         }
     }
 }

@@ -248,6 +248,13 @@ pub struct ServerArgs {
     /// limit). What bounds each node's memory.
     #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_AUCTIONS)]
     pub max_auctions: u64,
+    /// Bids one bidder may send a second (a burst of as many): the leader
+    /// refuses those past it before sequencing (0: no limit).
+    #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_BIDS_PER_SECOND)]
+    pub max_bids_per_second: u32,
+    /// Creates one seller may send a second (0: no limit).
+    #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_CREATES_PER_SECOND)]
+    pub max_creates_per_second: u32,
     /// Threads serving the node: 1 is a single-threaded event loop, the
     /// faster choice when nodes share a host's cores; 0 is one per core.
     #[arg(long, default_value_t = 1, value_parser = node::parse_worker_threads)]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use crate::storage::StorageHandle;
 use crate::transport::{Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, ServiceError};
 
 use super::NodeConfig;
+use super::limits::RateLimiter;
 
 /// Where the leader's loop sends a client its answer.
 pub(super) type ReplySender<M> = oneshot::Sender<Result<Reply<M>, ServiceError>>;
@@ -87,6 +89,8 @@ pub(super) struct LeaderHandle<M: StateMachine> {
     pub serving_clients: Arc<AtomicBool>,
     /// The index the leader last published, for every backup's stream.
     pub published: watch::Sender<u64>,
+    /// The per-principal rate limits, checked before a command is queued.
+    pub limiter: Arc<RateLimiter<M>>,
 }
 
 // Derived, it would ask `M: Clone` of every machine for no reason.
@@ -98,6 +102,7 @@ impl<M: StateMachine> Clone for LeaderHandle<M> {
             cluster_id: self.cluster_id.clone(),
             serving_clients: Arc::clone(&self.serving_clients),
             published: self.published.clone(),
+            limiter: Arc::clone(&self.limiter),
         }
     }
 }
@@ -283,6 +288,9 @@ impl<M: ClientApi> Shared<M> {
         let handle = self.leader_handle()?;
         if !handle.serving_clients.load(Ordering::Relaxed) {
             return Err(ServiceError::NotLeader { leader: None });
+        }
+        if let LeaderInput::Propose { command, .. } = &input {
+            handle.limiter.admit(command, Instant::now())?;
         }
         handle.inputs.try_send(input).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded(MAX_QUEUED_INPUTS),

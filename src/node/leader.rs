@@ -19,6 +19,7 @@ use super::NodeConfig;
 use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, Publisher, ReplySender, Shared};
 use super::coordinator::RecordStore;
 use super::durable::{NodeDisk, persisted_changed};
+use super::limits::RateLimiter;
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.
@@ -104,6 +105,7 @@ pub(super) async fn lead<M: ClientApi>(
         cluster_id,
         serving_clients: Arc::clone(&serving_clients),
         published: published_to_backups.clone(),
+        limiter: Arc::new(RateLimiter::new(config.machine.clone())),
     };
     shared.set_leader(Some(handle)).await;
     shared.set_status(Role::Leader, leader.epoch(), Some(shared.id()), leader.state());

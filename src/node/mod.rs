@@ -16,6 +16,7 @@ mod backend;
 mod coordinator;
 mod durable;
 mod leader;
+mod limits;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -60,6 +60,25 @@ pub trait StateMachine: Clone + Debug + Default + PartialEq + Eq + Send + Sync +
     /// Says in the operator's log what the commands that time called for
     /// (`due`, now applied) did. Nothing by default.
     fn log_due(&self, _due: &[Self::Command]) {}
+
+    /// The per-principal rate limit a proposed command counts against, as
+    /// `settings` set it; the leader checks it before sequencing. None by
+    /// default (and for a command no limit applies to).
+    fn rate_limit<'a>(_command: &'a Self::Command, _settings: &Self::Settings) -> Option<RateLimit<'a>> {
+        None
+    }
+}
+
+/// A limit on how many commands of a kind one principal may send a second,
+/// with a burst of as many: the leader refuses those beyond it before they
+/// are sequenced, never in apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit<'a> {
+    /// The kind of command it limits (a name for messages and metrics).
+    pub kind: &'static str,
+    /// Whom the command acts for (a bidder's or seller's name).
+    pub principal: &'a str,
+    pub per_second: u32,
 }
 
 /// What a proposed command came to: its output, and the index it was

@@ -20,7 +20,7 @@ mod tests;
 
 pub use backup::{Backup, ReplicationError};
 pub use leader::{Action, Event, Leader, LeaderSettings, Message, Reply};
-pub use machine::{EventSource, Proposed, StateMachine};
+pub use machine::{EventSource, Proposed, RateLimit, StateMachine};
 pub use record::{Member, MembershipRecord, UNKNOWN_INCARNATION};
 pub use state::{Entry, LogPosition, Payload, ReplicatedState, Snapshot};
 pub use status::{DiskCounts, NodeStatus, RecordView, Role};

@@ -25,7 +25,8 @@ use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
     ASKED_REVISION_METADATA, Backend, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA,
-    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, TransportSettings, Wire, convert, pb, uri_for,
+    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, RETRY_AFTER_METADATA, TransportSettings, Wire, convert, pb,
+    uri_for,
 };
 
 /// Why a call failed, by the kind of its gRPC code: the client library and
@@ -39,6 +40,11 @@ pub enum CallError {
     /// can help.
     #[error("{message}")]
     Overloaded { message: String },
+    /// RESOURCE_EXHAUSTED naming a wait: the principal is past its rate,
+    /// and the request was not sequenced. Sending it again after
+    /// `retry_after` can help; sooner, it is refused again.
+    #[error("{message}")]
+    RateLimited { retry_after: Duration, message: String },
     /// NOT_FOUND: `what` (an auction id, when the server names it) does not
     /// exist.
     #[error("{message}")]
@@ -102,7 +108,10 @@ impl From<Status> for CallError {
                     metadata.get(LEADER_METADATA).and_then(|value| value.to_str().ok()).map(str::to_string);
                 CallError::Unavailable { message, leader_hint }
             }
-            Code::ResourceExhausted => CallError::Overloaded { message },
+            Code::ResourceExhausted => match revision(RETRY_AFTER_METADATA) {
+                Some(millis) => CallError::RateLimited { retry_after: Duration::from_millis(millis), message },
+                None => CallError::Overloaded { message },
+            },
             Code::NotFound => {
                 let what = metadata
                     .get_bin(NOT_FOUND_METADATA)

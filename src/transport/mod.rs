@@ -55,6 +55,9 @@ pub const NOT_FOUND_METADATA: &str = "x-gavel-not-found-bin";
 /// asked to watch after, and the revision up to which events are gone.
 pub const ASKED_REVISION_METADATA: &str = "x-gavel-asked-revision";
 pub const COMPACTED_REVISION_METADATA: &str = "x-gavel-compacted-revision";
+/// The metadata key of a rate-limited write (RESOURCE_EXHAUSTED): how many
+/// milliseconds until the principal may send another.
+pub const RETRY_AFTER_METADATA: &str = "x-gavel-retry-after-ms";
 
 /// Connections a client port serves at once (a leader's, or the null
 /// server's): past it, new ones wait in the kernel's backlog.

@@ -28,7 +28,7 @@ use super::pb::replication as rpb;
 use super::pb::replication::replication_server::{Replication, ReplicationServer};
 use super::{
     ASKED_REVISION_METADATA, COMPACTED_REVISION_METADATA, Incoming, LEADER_METADATA, MAX_REPLICATION_MESSAGE,
-    NOT_FOUND_METADATA, TransportSettings, Wire, convert,
+    NOT_FOUND_METADATA, RETRY_AFTER_METADATA, TransportSettings, Wire, convert,
 };
 
 /// Why a node could not serve a call.
@@ -56,6 +56,10 @@ pub enum ServiceError {
     /// for ever for a revision nobody wrote.
     #[error("revision {asked} is ahead of the log, which is published up to revision {published}")]
     AheadOfLog { asked: u64, published: u64 },
+    /// A principal past its rate: the command was not sequenced; it may be
+    /// sent again after `retry_after`.
+    #[error("{principal:?} sends more than {per_second} {kind} a second; retry in {}ms", retry_after.as_millis().max(1))]
+    RateLimited { kind: &'static str, principal: String, per_second: u32, retry_after: std::time::Duration },
     /// The events after this revision were forgotten with expired auctions.
     #[error(
         "revision {asked} is compacted: events up to revision {compacted} went with expired auctions; \
@@ -87,6 +91,12 @@ impl From<ServiceError> for Status {
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
             ServiceError::WatchInterrupted(_) => Status::unavailable(message),
             ServiceError::AheadOfLog { .. } => Status::out_of_range(message),
+            ServiceError::RateLimited { retry_after, .. } => {
+                let mut status = Status::resource_exhausted(message);
+                let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+                status.metadata_mut().insert(RETRY_AFTER_METADATA, MetadataValue::from(millis));
+                status
+            }
             // Where to resume, for a client to read rather than parse.
             ServiceError::Compacted { asked, compacted } => {
                 let mut status = Status::out_of_range(message);

@@ -9,7 +9,10 @@
 //! | a watch after a compacted revision | 410 |
 //! | a valid bid that loses (too low, the auction is over, the seller's own) | 409 |
 //! | a body over the size limit | 413 |
+//! | an `Authorization` header that is not a bearer token | 401 |
+//! | a name bound to another secret | 403 |
 //! | an `Idempotency-Key` reused for another request | 422 |
+//! | the name the write acts for is past its rate (with `Retry-After`) | 429 |
 //! | the service refused otherwise (FAILED_PRECONDITION, an unreadable answer) | 502 |
 //! | no leader answered in time, the leader or this node is overloaded, too many event streams | 503 |
 
@@ -27,11 +30,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// When to try again, for `Retry-After`: a rate limit's wait; 1 s for
+    /// any 503 without one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_string(), message: message.into() }
+        ApiError { status, code: code.to_string(), message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -87,6 +93,11 @@ impl From<ClientError> for ApiError {
         match error {
             ClientError::Unreachable { .. } => ApiError::unavailable(message),
             ClientError::Overloaded { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message),
+            ClientError::RateLimited { retry_after, .. } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                error.retry_after = Some(retry_after);
+                error
+            }
             ClientError::NotFound { what: Some(auction_id), .. } => ApiError::unknown_auction(&auction_id),
             ClientError::NotFound { what: None, .. } => ApiError::not_found(message),
             ClientError::Invalid { code: InvalidCode::InvalidArgument, .. } => {
@@ -105,11 +116,15 @@ impl From<ClientError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        // Retry-After counts whole seconds: a wait under one is one.
+        let retry_after = match self.retry_after {
+            Some(wait) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            None => (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        };
         let body = ErrorBody { error: self.code, message: self.message };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if retry {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }
@@ -190,5 +205,15 @@ mod tests {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers().get(header::RETRY_AFTER).map(HeaderValue::as_bytes), Some(&b"1"[..]));
         }
+    }
+
+    /// A rate limit's wait, in whole seconds rounded up.
+    #[test]
+    fn a_rate_limited_write_is_a_429_saying_when_to_retry() {
+        let wait = std::time::Duration::from_millis(1_500);
+        let response =
+            ApiError::from(ClientError::RateLimited { retry_after: wait, message: "slow down".into() }).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(HeaderValue::as_bytes), Some(&b"2"[..]));
     }
 }

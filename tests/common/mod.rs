@@ -38,14 +38,15 @@ pub struct Ports {
 /// | 14 | signals.rs |
 /// | 15, 43-47, 56-59, 75 | durable.rs (75: the fixture data-before-placement, whose node is port 24500) |
 /// | 30-36, 39, 40 | hostile.rs |
-/// | 37, 38, 42, 77 | catalogue.rs |
+/// | 37, 38, 42, 77, 83 | catalogue.rs |
 /// | 41, 76 | watch.rs |
 /// | 48 | demo.rs |
 /// | 49 | browser.rs |
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
 /// | 60-67 | record.rs |
-/// | 68-74 | chaos.rs |
+/// | 68-74, 81 | chaos.rs |
+/// | 78-80, 82 | secure.rs (80: refused before it binds) |
 /// | 150-153 | bench.rs (ports written out: 26000-26079) |
 /// | 154-157 | bench.rs (the node counts 2, 4 and 5; etcd's members' client ports from the base, peer ports from base + 10) |
 ///
