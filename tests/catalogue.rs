@@ -99,6 +99,7 @@ async fn a_create_retried_after_failover_creates_one_auction() {
         AuctionConnection::new(&Network::tcp(), &cluster.client_address(), &settings, Duration::from_secs(1))
             .expect("connection");
     let create = CreateAuction {
+        max_open_per_seller: 0,
         name_digest: None,
         seller: "sam".into(),
         title: "a lamp".into(),

@@ -43,6 +43,9 @@ pub struct CreateAuction {
     /// The most auctions the house may hold, stamped by the leader from its
     /// settings (0: no limit, as in entries written before there was one).
     pub max_auctions: u64,
+    /// The most open auctions one seller may have, stamped likewise (0: no
+    /// limit, as in entries written before there was one).
+    pub max_open_per_seller: u64,
     /// The digest of the seller's secret (see [`super::NameDigest`]).
     pub name_digest: Option<super::NameDigest>,
 }
@@ -52,6 +55,7 @@ impl CreateAuction {
     /// service sequences it; the client library fills in the session.
     pub fn lasting(seller: &str, title: &str, description: &str, minimum_amount: u64, duration: Duration) -> Self {
         CreateAuction {
+            max_open_per_seller: 0,
             name_digest: None,
             seller: seller.to_string(),
             title: title.to_string(),
@@ -294,6 +298,10 @@ impl AuctionBook {
             let reason = Reason::TooManyAuctions { max: create.max_auctions };
             return CreateOutcome { verdict: Verdict::Fail, reason: Some(reason), auction_id: String::new() };
         }
+        if create.max_open_per_seller > 0 && self.open_auctions_of(&create.seller) >= create.max_open_per_seller {
+            let reason = Reason::TooManyOpenAuctions { max: create.max_open_per_seller };
+            return CreateOutcome { verdict: Verdict::Fail, reason: Some(reason), auction_id: String::new() };
+        }
         self.created += 1;
         let auction_id = format!("a{}", self.created);
         let auction = Auction {
@@ -343,6 +351,7 @@ impl AuctionBook {
         let ends_at = auction.ends_at_unix_ms;
         self.deadlines.remove(&(ends_at, auction_id.clone()));
         self.expiries.insert((expires_at, auction_id));
+        self.count_open(&cancel.seller, -1);
         CancelOutcome { verdict: Verdict::Success, reason: None }
     }
 

@@ -33,6 +33,8 @@ pub struct AuctionSettings {
     /// The most auctions the house holds at once, closed ones until they
     /// expire: what bounds its memory (0: no limit).
     pub max_auctions: u64,
+    /// The most open auctions one seller may have (0: no limit).
+    pub max_open_per_seller: u64,
     /// Bids one bidder may send a second, with a burst of as many (0: no
     /// limit): the leader refuses those past it before sequencing.
     pub max_bids_per_second: u32,
@@ -40,6 +42,8 @@ pub struct AuctionSettings {
     pub max_creates_per_second: u32,
 }
 
+/// A seller's open auctions at once: a house, not a flood.
+pub const DEFAULT_MAX_OPEN_PER_SELLER: u64 = 1_000;
 /// A bidder's bids a second: far above what the benchmark's busiest bidder
 /// sends (one client alone, about 3,300 a second), so that only a flood is
 /// refused.
@@ -54,6 +58,7 @@ impl Default for AuctionSettings {
             retain_closed: DEFAULT_RETAIN_CLOSED,
             default_auction_duration: DEFAULT_AUCTION_DURATION,
             max_auctions: DEFAULT_MAX_AUCTIONS,
+            max_open_per_seller: DEFAULT_MAX_OPEN_PER_SELLER,
             max_bids_per_second: DEFAULT_MAX_BIDS_PER_SECOND,
             max_creates_per_second: DEFAULT_MAX_CREATES_PER_SECOND,
         }
@@ -111,6 +116,7 @@ impl StateMachine for AuctionBook {
                 // A duration sets the end from the time stamped.
                 create.at_unix_ms = at_unix_ms;
                 create.max_auctions = settings.max_auctions;
+                create.max_open_per_seller = settings.max_open_per_seller;
                 if create.duration_ms > 0 {
                     let duration_ms = i64::try_from(create.duration_ms).unwrap_or(i64::MAX);
                     create.ends_at_unix_ms = at_unix_ms.saturating_add(duration_ms);

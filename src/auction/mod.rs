@@ -271,6 +271,9 @@ pub struct AuctionBook {
     sessions_by_use: OrdSet<(i64, String)>,
     /// Names bound to a secret, by the secret's digest (see [`NameDigest`]).
     names: OrdMap<String, NameDigest>,
+    /// Each seller's open auctions: what a create's per-seller cap counts.
+    /// Derived from the auctions (a snapshot rebuilds it as it inserts them).
+    open_by_seller: OrdMap<String, u64>,
 }
 
 /// Checks what a bid request can be judged on without the state, so that a
@@ -381,7 +384,13 @@ impl AuctionBook {
         let change = (auction.revision, auction.auction_id.clone());
         let expiry = auction.expires_at_unix_ms.map(|at| (at, auction.auction_id.clone()));
         let deadline = (!auction.closed).then(|| (auction.ends_at_unix_ms, auction.auction_id.clone()));
+        if !auction.closed {
+            self.count_open(&auction.seller, 1);
+        }
         if let Some(replaced) = self.auctions.insert(auction.auction_id.clone(), auction) {
+            if !replaced.closed {
+                self.count_open(&replaced.seller, -1);
+            }
             self.creation_order.remove(&(replaced.created_revision, replaced.auction_id.clone()));
             self.by_last_change.remove(&(replaced.revision, replaced.auction_id.clone()));
             self.deadlines.remove(&(replaced.ends_at_unix_ms, replaced.auction_id.clone()));
@@ -393,6 +402,25 @@ impl AuctionBook {
         self.by_last_change.insert(change);
         self.expiries.extend(expiry);
         self.deadlines.extend(deadline);
+    }
+
+    /// Counts an auction of `seller`'s that opened (+1) or closed (-1); the
+    /// cluster's own auctions have no seller and are not counted.
+    fn count_open(&mut self, seller: &str, change: i64) {
+        if seller.is_empty() {
+            return;
+        }
+        let count = self.open_by_seller.get(seller).copied().unwrap_or(0).saturating_add_signed(change);
+        if count == 0 {
+            self.open_by_seller.remove(seller);
+        } else {
+            self.open_by_seller.insert(seller.to_string(), count);
+        }
+    }
+
+    /// How many auctions of `seller`'s are open.
+    pub fn open_auctions_of(&self, seller: &str) -> u64 {
+        self.open_by_seller.get(seller).copied().unwrap_or(0)
     }
 
     /// Forgets the closed auctions whose retention ended at log time `now`,
@@ -457,6 +485,8 @@ impl AuctionBook {
                     auction.expires_at_unix_ms = Some(expires_at);
                     self.deadlines.remove(&(auction.ends_at_unix_ms, auction_id.clone()));
                     self.expiries.insert((expires_at, auction_id.clone()));
+                    let seller = auction.seller.clone();
+                    self.count_open(&seller, -1);
                     Applied::Closed
                 }
                 _ => Applied::Ignored,

@@ -83,6 +83,11 @@ pub enum Reason {
     TooManyAuctions {
         max: u64,
     },
+    /// The seller has this many open auctions already: a FAIL, until one
+    /// closes.
+    TooManyOpenAuctions {
+        max: u64,
+    },
     UnknownAuction {
         auction_id: String,
     },
@@ -160,6 +165,7 @@ impl Reason {
             Reason::EndNotInFuture => "end_not_in_future",
             Reason::TooLong => "too_long",
             Reason::TooManyAuctions { .. } => "too_many_auctions",
+            Reason::TooManyOpenAuctions { .. } => "too_many_open_auctions",
             Reason::UnknownAuction { .. } => "unknown_auction",
             Reason::RequestIdReused { .. } => "request_id_reused",
             Reason::RequestKindDiffers { .. } => "request_kind_differs",
@@ -205,6 +211,9 @@ impl fmt::Display for Reason {
                 f,
                 "the auction house holds {max} auctions already (closed ones until they expire); try again later"
             ),
+            Reason::TooManyOpenAuctions { max } => {
+                write!(f, "the seller has {max} open auctions already; create more once one closes")
+            }
             Reason::UnknownAuction { auction_id } => write!(f, "unknown auction {auction_id:?}"),
             Reason::RequestIdReused { request_id } => {
                 write!(f, "request {request_id} of this session was a different request; it was not applied")

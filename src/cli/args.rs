@@ -248,6 +248,10 @@ pub struct ServerArgs {
     /// limit). What bounds each node's memory.
     #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_AUCTIONS)]
     pub max_auctions: u64,
+    /// The most open auctions one seller may have: past it, a create FAILs
+    /// (`too_many_open_auctions`) until one closes; 0 for no limit.
+    #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_OPEN_PER_SELLER)]
+    pub max_open_per_seller: u64,
     /// Bids one bidder may send a second (a burst of as many): the leader
     /// refuses those past it before sequencing (0: no limit).
     #[arg(long, default_value_t = gavel::auction::machine::DEFAULT_MAX_BIDS_PER_SECOND)]

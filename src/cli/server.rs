@@ -52,6 +52,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         retain_closed: args.retain_closed,
         default_auction_duration: args.duration,
         max_auctions: args.max_auctions,
+        max_open_per_seller: args.max_open_per_seller,
         max_bids_per_second: args.max_bids_per_second,
         max_creates_per_second: args.max_creates_per_second,
     };

@@ -219,6 +219,7 @@ impl CreateRequest {
     /// The replicated create; the client library fills in the session.
     pub fn to_create(&self) -> CreateAuction {
         CreateAuction {
+            max_open_per_seller: 0,
             name_digest: None,
             seller: self.seller.clone(),
             title: self.name.clone(),

@@ -6,6 +6,7 @@ use crate::replication::StateMachine;
 
 fn create(seller: &str, title: &str, client_id: &str, request_id: u64) -> CreateAuction {
     CreateAuction {
+        max_open_per_seller: 0,
         name_digest: None,
         seller: seller.to_string(),
         title: title.to_string(),
@@ -308,4 +309,45 @@ fn the_leader_stamps_its_limit_into_a_create() {
     AuctionBook::stamp(&mut command, DURING_MS, &settings);
     let Command::Create(stamped) = command else { unreachable!("a create stays one") };
     assert_eq!(stamped.max_auctions, 7);
+}
+
+/// A seller's open auctions are capped by the limit the create carries:
+/// past it a create FAILs, until one of theirs closes; other sellers and
+/// creates logged before there was a cap (0) are not held back.
+#[test]
+fn a_seller_past_their_open_auctions_fails_until_one_closes() {
+    let mut book = AuctionBook::default();
+    let capped = |seller: &str, request_id| CreateAuction {
+        seller: seller.to_string(),
+        max_open_per_seller: 2,
+        ..create(seller, "a lot", &format!("{seller}-{request_id}"), 1)
+    };
+    assert_eq!(created(&mut book, 1, capped("sam", 1)).verdict, Verdict::Success);
+    let second = created(&mut book, 2, capped("sam", 2));
+    assert_eq!(second.verdict, Verdict::Success);
+    let third = created(&mut book, 3, capped("sam", 3));
+    assert_eq!(
+        (third.verdict, third.reason.as_ref().map(Reason::code)),
+        (Verdict::Fail, Some("too_many_open_auctions"))
+    );
+    assert_eq!(created(&mut book, 4, capped("tess", 1)).verdict, Verdict::Success, "another seller");
+    assert_eq!(created(&mut book, 5, create("sam", "old", "sam-old", 1)).verdict, Verdict::Success, "no cap logged");
+
+    let cancel = CancelAuction {
+        name_digest: None,
+        auction_id: second.auction_id.clone(),
+        seller: "sam".into(),
+        client_id: "sam-cancel".into(),
+        request_id: 1,
+        at_unix_ms: DURING_MS,
+        retain_ms: RETAIN_MS,
+    };
+    assert!(matches!(
+        book.apply_at(6, &Command::Cancel(cancel)),
+        Applied::Cancelled(CancelOutcome { verdict: Verdict::Success, .. })
+    ));
+    assert_eq!(book.open_auctions_of("sam"), 2);
+    book.apply_at(7, &close_command("a1", ENDS_AT_MS));
+    assert_eq!(book.open_auctions_of("sam"), 1, "a close counts too");
+    assert_eq!(created(&mut book, 8, capped("sam", 4)).verdict, Verdict::Success);
 }

@@ -49,6 +49,7 @@ fn without_secrets_names_stay_anyones_and_a_losing_bid_binds_as_a_winning_one() 
 fn a_sellers_name_is_bound_by_a_create_and_guards_creates_and_cancels() {
     let mut book = AuctionBook::default();
     let create = |digest, request_id| CreateAuction {
+        max_open_per_seller: 0,
         name_digest: digest,
         seller: "sam".into(),
         title: "a vase".into(),

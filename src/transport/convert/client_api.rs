@@ -76,6 +76,7 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
         _ => return Err(Reason::DurationAndEnd),
     }
     let create = CreateAuction {
+        max_open_per_seller: 0,
         duration_ms: request.duration_ms,
         seller: request.seller,
         title: request.title,

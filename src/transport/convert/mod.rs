@@ -126,7 +126,7 @@ impl From<&Reason> for pb::Reason {
             Reason::RequestIdReused { request_id } | Reason::RequestKindDiffers { request_id } => {
                 message.request_id = *request_id;
             }
-            Reason::TooManyAuctions { max } => message.limit = *max,
+            Reason::TooManyAuctions { max } | Reason::TooManyOpenAuctions { max } => message.limit = *max,
             Reason::RequestTooOld { request_id, window } => {
                 message.request_id = *request_id;
                 message.limit = *window as u64;
@@ -191,6 +191,7 @@ impl TryFrom<pb::Reason> for Reason {
             "end_not_in_future" => Reason::EndNotInFuture,
             "too_long" => Reason::TooLong,
             "too_many_auctions" => Reason::TooManyAuctions { max: limit },
+            "too_many_open_auctions" => Reason::TooManyOpenAuctions { max: limit },
             "unknown_auction" => Reason::UnknownAuction { auction_id: message.name },
             "request_id_reused" => Reason::RequestIdReused { request_id: message.request_id },
             "request_kind_differs" => Reason::RequestKindDiffers { request_id: message.request_id },
@@ -250,6 +251,8 @@ mod tests {
             Reason::DurationAndEnd,
             Reason::EndNotInFuture,
             Reason::TooLong,
+            Reason::TooManyAuctions { max: 100 },
+            Reason::TooManyOpenAuctions { max: 10 },
             Reason::UnknownAuction { auction_id: "vase".into() },
             Reason::RequestIdReused { request_id: 7 },
             Reason::RequestKindDiffers { request_id: 8 },

@@ -47,6 +47,7 @@ impl From<&Entry> for rpb::Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
                 max_auctions: create.max_auctions,
+                max_open_per_seller: create.max_open_per_seller,
                 name_digest: digest_to_wire(create.name_digest.as_ref()),
             }),
             Payload::Command(Command::Cancel(cancel)) => P::CancelAuction(rpb::CancelAuction {
@@ -119,6 +120,7 @@ impl TryFrom<rpb::Entry> for Entry {
                 request_id: create.request_id,
                 at_unix_ms: create.at_unix_ms,
                 max_auctions: create.max_auctions,
+                max_open_per_seller: create.max_open_per_seller,
                 name_digest: digest_from_wire(&create.name_digest)?,
             })),
             P::CancelAuction(cancel) => Payload::Command(Command::Cancel(CancelAuction {

@@ -391,6 +391,7 @@ mod tests {
         book.apply_at(
             next_revision(&mut revision),
             &Command::Create(CreateAuction {
+                max_open_per_seller: 0,
                 name_digest: None,
                 seller: "sam".into(),
                 title: "a lamp".into(),
