@@ -27,7 +27,8 @@ fn bid_request(bidder: &str, amount: u64, auction_id: &str) -> Bid {
         bidder: bidder.into(),
         amount,
         client_id: "bad-input".into(),
-        request_id: rand::random(),
+        // Any id a session may use.
+        request_id: rand::random_range(1..=gavel::auction::MAX_REQUEST_ID),
         at_unix_ms: 0,
     }
 }
@@ -164,4 +165,29 @@ async fn the_stdin_client_answers_each_line() {
     assert!(answers[5].contains("whole number to bid"), "{stdout}");
     assert!(!stdout.contains("bid 200"), "nothing after quit is read: {stdout}");
     assert!(output.status.success());
+}
+
+/// A request id past the largest a session may use is refused before it is
+/// sequenced: it cannot end the session (a request id of 2^64 - 1 used to
+/// be accepted, after which no id of that session was new).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_past_the_largest_is_refused_and_the_session_goes_on() {
+    let cluster = start(84, 1, &[]).await;
+    let mut connection = AuctionConnection::new(
+        &Network::tcp(),
+        &cluster.client_address(),
+        &TransportSettings::default(),
+        Duration::from_secs(5),
+    )
+    .expect("connection");
+    let bid =
+        |amount, request_id| Bid { client_id: "one-session".into(), request_id, ..bid_request("kim", amount, "") };
+    assert_eq!(connection.bid(&bid(10, 1), &[]).await.expect("bid").verdict, Verdict::Success);
+    for request_id in [u64::MAX, gavel::auction::MAX_REQUEST_ID + 1] {
+        let refused = connection.bid(&bid(20, request_id), &[]).await.expect("answered");
+        assert_eq!(refused.verdict, Verdict::Exception, "{refused:?}");
+        assert_eq!(refused.reason.as_ref().map(|reason| reason.code()), Some("request_id_too_large"));
+    }
+    let next = connection.bid(&bid(30, 2), &[]).await.expect("bid");
+    assert_eq!((next.verdict, next.highest_amount), (Verdict::Success, 30), "the session goes on: {next:?}");
 }

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gavel::auction::{CreateAuction, Reason, Verdict};
+use gavel::auction::{Bid, CreateAuction, Reason, Verdict};
 use gavel::client::{Client, ClientConfig};
 use gavel::security::certs::CertsDir;
 use gavel::security::{NameSecrets, Tls};
 use gavel::tools::cluster::LocalCluster;
 use gavel::tools::rogue::RogueStream;
-use gavel::transport::{Network, probe_peer, remove_member};
+use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings, probe_peer, remove_member};
 
 use common::{accepted_amounts, accepted_more_than, client, eventually, membership, spawn_bidders, spec};
 
@@ -299,6 +299,33 @@ async fn a_name_is_its_first_users_and_survives_failovers() {
     assert_eq!(bid_over_rest(None, 6).await, 403, "without the token, bo is someone else's");
     let view = ann.get_auction(&created.auction_id).await.expect("read");
     assert_eq!((view.highest_bidder.as_str(), view.highest_amount), ("bo", 5), "the refusal changed nothing");
+
+    // The HTTP API's sessions are its own: a gRPC client cannot take the
+    // session of an Idempotency-Key before the HTTP API does, while a
+    // keyed REST bid through a backup's HTTP port, forwarded with that
+    // node's certificate, gets it.
+    let mut connection =
+        AuctionConnection::new(cluster.network(), &cluster.client_address(), &TransportSettings::default(), CALL)
+            .expect("connection");
+    let taken = Bid {
+        name_digest: None,
+        auction_id: created.auction_id.clone(),
+        bidder: "dee".into(),
+        amount: 100,
+        client_id: "http:order-1".into(),
+        request_id: 1,
+        at_unix_ms: 0,
+    };
+    let answer = connection.bid(&taken, &[]).await;
+    assert!(matches!(answer, Err(CallError::Invalid { .. })), "{answer:?}");
+    let keyed = reqwest::Client::new()
+        .post(format!("http://{http}/auctions/{}/bids", created.auction_id))
+        .header("Idempotency-Key", "order-1")
+        .json(&serde_json::json!({ "participant_id": "dee", "bid_price": 100 }))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(keyed.status().as_u16(), 201);
 
     // Two failovers: node 0's successor, then node 2 alone, which holds
     // the bindings only as replicated to it.

@@ -8,8 +8,8 @@ use crate::replication::{self, EventSource, RateLimit, StateMachine};
 
 use super::{
     Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
-    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason, command_time, normalize_in_place,
-    validate_bid, validate_create_fields, validate_ids,
+    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason, check_request_id, command_time,
+    normalize_in_place, validate_bid, validate_create_fields, validate_ids,
 };
 
 /// How long a closed auction is kept by default: a day.
@@ -82,13 +82,16 @@ impl StateMachine for AuctionBook {
         match command {
             Command::Bid(bid) => normalize_in_place(&mut bid.bidder, Party::Bidder)
                 .and_then(|()| validate_bid(&bid.auction_id, &bid.bidder, bid.amount, &bid.client_id))
+                .and_then(|()| check_request_id(bid.request_id))
                 .map_err(|reason| Applied::Bid(BidOutcome::exception(reason))),
             // The end is checked once the leader has set it.
             Command::Create(create) => normalize_in_place(&mut create.seller, Party::Seller)
                 .and_then(|()| validate_create_fields(create))
+                .and_then(|()| check_request_id(create.request_id))
                 .map_err(|reason| Applied::Created(CreateOutcome::exception(reason))),
             Command::Cancel(cancel) => normalize_in_place(&mut cancel.seller, Party::Seller)
                 .and_then(|()| validate_ids(&cancel.auction_id, &cancel.client_id))
+                .and_then(|()| check_request_id(cancel.request_id))
                 .map_err(|reason| Applied::Cancelled(CancelOutcome::exception(reason))),
             // The cluster's own commands.
             Command::Open(_) | Command::Close { .. } => Ok(()),

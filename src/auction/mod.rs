@@ -38,6 +38,11 @@ pub const DEFAULT_AUCTION: &str = "default";
 pub const MAX_BIDDER_LEN: usize = 64;
 /// Longest client id accepted, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// The largest request id a session may use (2^53 - 1, exact in JSON): a
+/// session that reaches it is done, and its client starts a new one. Above
+/// it, an id is refused before it is sequenced, so that no request can end
+/// its session at once (ids only rise, and none rises past 2^64 - 1).
+pub const MAX_REQUEST_ID: u64 = (1 << 53) - 1;
 /// Longest auction id accepted, in bytes.
 pub const MAX_AUCTION_ID_LEN: usize = 64;
 /// Outcomes remembered per client session. A client has one request in
@@ -295,6 +300,15 @@ pub fn validate_ids(auction_id: &str, client_id: &str) -> Result<(), Reason> {
     }
     if client_id.len() > MAX_CLIENT_ID_LEN {
         return Err(Reason::ClientIdTooLong { max: MAX_CLIENT_ID_LEN });
+    }
+    Ok(())
+}
+
+/// Refuses a request id past [`MAX_REQUEST_ID`]: at the edge only, since
+/// entries logged before the bound may hold larger ones.
+pub(crate) fn check_request_id(request_id: u64) -> Result<(), Reason> {
+    if request_id > MAX_REQUEST_ID {
+        return Err(Reason::RequestIdTooLarge { max: MAX_REQUEST_ID });
     }
     Ok(())
 }

@@ -108,6 +108,10 @@ pub enum Reason {
     },
     /// A request above 1 from a session nobody remembers.
     SessionUnknown,
+    /// A request id past the largest a session may use.
+    RequestIdTooLarge {
+        max: u64,
+    },
     /// The name is bound to a secret this request did not give (TLS on):
     /// EXCEPTION, and nothing changed.
     NameOwned {
@@ -171,6 +175,7 @@ impl Reason {
             Reason::RequestKindDiffers { .. } => "request_kind_differs",
             Reason::RequestTooOld { .. } => "request_too_old",
             Reason::SessionUnknown => "session_unknown",
+            Reason::RequestIdTooLarge { .. } => "request_id_too_large",
             Reason::NameOwned { .. } => "name_owned",
             Reason::AuctionOver => "auction_over",
             Reason::BelowMinimum { .. } => "below_minimum",
@@ -226,6 +231,9 @@ impl fmt::Display for Reason {
                 "request {request_id} is older than the last {window} of this session; it was not applied again"
             ),
             Reason::SessionUnknown => f.write_str("session expired or unknown: start a new session"),
+            Reason::RequestIdTooLarge { max } => {
+                write!(f, "request ids go up to {max}; this session is done: start a new session")
+            }
             Reason::NameOwned { party, name } => write!(
                 f,
                 "the {party} name {name:?} belongs to someone else: acting under it needs its secret \

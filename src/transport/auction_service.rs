@@ -15,8 +15,10 @@ use crate::auction::{
 };
 use crate::replication::NodeId;
 
+use super::client::InProcessCall;
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
-use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert};
+use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert, is_http_session};
+use crate::security::{Role, peer_role};
 
 pub(super) struct AuctionService<B> {
     backend: Arc<B>,
@@ -34,6 +36,21 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
     async fn propose<T>(&self, command: Command, output: fn(Applied) -> Option<T>) -> Result<T, Status> {
         let proposed = self.backend.propose(command).await?;
         output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
+    }
+
+    /// Refuses a session of the HTTP API (see [`is_http_session`]) to any
+    /// caller but the HTTP API, where callers are authenticated.
+    fn check_session<T>(&self, request: &Request<T>, client_id: &str) -> Result<(), Status> {
+        if !is_http_session(client_id) || !self.backend.authenticates_names() {
+            return Ok(());
+        }
+        let in_process = request.extensions().get::<InProcessCall>().is_some();
+        if in_process || matches!(peer_role(request), Some(Role::Node(_))) {
+            return Ok(());
+        }
+        Err(Status::invalid_argument(format!(
+            "client id {client_id:?} is a session of the HTTP API: choose another (any id without its prefixes)"
+        )))
     }
 
     /// The digest of a request's secret for its name, if names are
@@ -75,6 +92,7 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     }
 
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
+        self.check_session(&request, &request.get_ref().client_id)?;
         let request = request.into_inner();
         let name_digest = self.name_digest(&request.secret)?;
         let bid = Bid { name_digest, ..convert::bid_from_request(request) };
@@ -98,6 +116,7 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         &self,
         request: Request<pb::CreateAuctionRequest>,
     ) -> Result<Response<pb::CreateAuctionReply>, Status> {
+        self.check_session(&request, &request.get_ref().client_id)?;
         let request = request.into_inner();
         let name_digest = self.name_digest(&request.secret)?;
         let outcome = match convert::create_from_request(request) {
@@ -114,6 +133,7 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         &self,
         request: Request<pb::CancelAuctionRequest>,
     ) -> Result<Response<pb::CancelAuctionReply>, Status> {
+        self.check_session(&request, &request.get_ref().client_id)?;
         let request = request.into_inner();
         let cancel = CancelAuction {
             name_digest: self.name_digest(&request.secret)?,

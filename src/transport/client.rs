@@ -224,12 +224,21 @@ impl std::fmt::Debug for InProcessNode {
     }
 }
 
+/// Marks a request a service in the same process made (the HTTP API beside
+/// its node): it comes from no connection, so it shows no certificate.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InProcessCall;
+
 /// Calls `$method` with `$request` on whichever target `$connection` has.
 macro_rules! rpc {
     ($connection:expr, $method:ident, $request:expr) => {
         match &$connection.target {
             Target::Remote(client) => $connection.call(client.clone().$method($request)).await,
-            Target::InProcess(node) => $connection.call(node.service.$method(Request::new($request))).await,
+            Target::InProcess(node) => {
+                let mut request = Request::new($request);
+                request.extensions_mut().insert(InProcessCall);
+                $connection.call(node.service.$method(request)).await
+            }
         }
     };
 }

@@ -59,6 +59,17 @@ pub const COMPACTED_REVISION_METADATA: &str = "x-gavel-compacted-revision";
 /// milliseconds until the principal may send another.
 pub const RETRY_AFTER_METADATA: &str = "x-gavel-retry-after-ms";
 
+/// The sessions of the HTTP API: an `Idempotency-Key` names one, as
+/// `http:KEY`, or `http#DIGEST` for a long key. With authentication on, only
+/// the HTTP API takes them (in process, or with its node's certificate), so
+/// that nobody else can answer for a key first.
+pub const HTTP_SESSION_PREFIXES: [&str; 2] = ["http:", "http#"];
+
+/// Whether `client_id` names a session of the HTTP API.
+pub fn is_http_session(client_id: &str) -> bool {
+    HTTP_SESSION_PREFIXES.iter().any(|prefix| client_id.starts_with(prefix))
+}
+
 /// Connections a client port serves at once (a leader's, or the null
 /// server's): past it, new ones wait in the kernel's backlog.
 pub const MAX_CLIENT_CONNECTIONS: usize = 8 * 1024;

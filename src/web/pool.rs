@@ -168,16 +168,16 @@ pub fn session_key(headers: &HeaderMap) -> Result<Option<SessionKey>, ApiError> 
 /// short, otherwise a 128-bit digest of it. The prefix keeps them apart
 /// from the random ids of other clients.
 fn derive_session(key: &[u8]) -> SessionKey {
-    const SHORT: usize = crate::auction::MAX_CLIENT_ID_LEN - "http:".len();
-    if key.len() <= SHORT {
-        return SessionKey(format!("http:{}", String::from_utf8_lossy(key)));
+    let [short_prefix, digest_prefix] = crate::transport::HTTP_SESSION_PREFIXES;
+    if key.len() <= crate::auction::MAX_CLIENT_ID_LEN - short_prefix.len() {
+        return SessionKey(format!("{short_prefix}{}", String::from_utf8_lossy(key)));
     }
     // FNV-1a from two offset bases: written out, not a hasher crate's,
     // because every node and version must derive the same id.
     let fnv = |offset: u64| {
         key.iter().fold(offset, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
     };
-    SessionKey(format!("http#{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142)))
+    SessionKey(format!("{digest_prefix}{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142)))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub struct Ports {
 /// | slots | tests |
 /// |---|---|
 /// | 0-8 | failover.rs |
-/// | 10-12 | bad_input.rs |
+/// | 10-12, 84 | bad_input.rs |
 /// | 13 | tour.rs |
 /// | 14 | signals.rs |
 /// | 15, 43-47, 56-59, 75 | durable.rs (75: the fixture data-before-placement, whose node is port 24500) |

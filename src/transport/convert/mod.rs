@@ -126,7 +126,9 @@ impl From<&Reason> for pb::Reason {
             Reason::RequestIdReused { request_id } | Reason::RequestKindDiffers { request_id } => {
                 message.request_id = *request_id;
             }
-            Reason::TooManyAuctions { max } | Reason::TooManyOpenAuctions { max } => message.limit = *max,
+            Reason::TooManyAuctions { max }
+            | Reason::TooManyOpenAuctions { max }
+            | Reason::RequestIdTooLarge { max } => message.limit = *max,
             Reason::RequestTooOld { request_id, window } => {
                 message.request_id = *request_id;
                 message.limit = *window as u64;
@@ -197,6 +199,7 @@ impl TryFrom<pb::Reason> for Reason {
             "request_kind_differs" => Reason::RequestKindDiffers { request_id: message.request_id },
             "request_too_old" => Reason::RequestTooOld { request_id: message.request_id, window: max },
             "session_unknown" => Reason::SessionUnknown,
+            "request_id_too_large" => Reason::RequestIdTooLarge { max: limit },
             "name_owned" => Reason::NameOwned { party: party()?, name: message.name },
             "auction_over" => Reason::AuctionOver,
             "below_minimum" => Reason::BelowMinimum { amount: message.amount, minimum: limit },
@@ -258,6 +261,7 @@ mod tests {
             Reason::RequestKindDiffers { request_id: 8 },
             Reason::RequestTooOld { request_id: 9, window: 8 },
             Reason::SessionUnknown,
+            Reason::RequestIdTooLarge { max: 1 << 20 },
             Reason::NameOwned { party: Party::Seller, name: "ann".into() },
             Reason::AuctionOver,
             Reason::BelowMinimum { amount: 5, minimum: 10 },
