@@ -48,6 +48,7 @@ impl Certificates {
         }
         cert(&["create-operator"], &own);
         cert(&["create-client", "ann"], &own);
+        cert(&["create-client", "cy"], &own);
         let other = certificates.other();
         cert(&["create-ca"], &other);
         cert(&["create-node", &nodes[1]], &other);
@@ -327,6 +328,19 @@ async fn a_name_is_its_first_users_and_survives_failovers() {
         .expect("answered");
     assert_eq!(keyed.status().as_u16(), 201);
 
+    // A client certificate is the alternative to a secret: its name is
+    // bound to the certificate, and then neither a secret nor nothing will do.
+    let cy_network = over(Tls::for_client(&certificates.own(), Some("cy")));
+    let cy_config =
+        ClientConfig { servers: vec![cluster.client_address()], network: cy_network, ..ClientConfig::default() };
+    let mut cy = Client::new(cy_config).expect("client");
+    assert_eq!(cy.bid("", "cy", 50).await.expect("bid").verdict, Verdict::Success);
+    for (who, client) in [("a secret", &mut mallory), ("nothing", &mut anonymous)] {
+        let outcome = client.bid("", "cy", 60).await.expect("answered");
+        assert_eq!(outcome.reason.as_ref().map(Reason::code), Some("name_owned"), "{who}: {outcome:?}");
+    }
+    assert_eq!(cy.bid("", "cy", 70).await.expect("bid").verdict, Verdict::Success);
+
     // Two failovers: node 0's successor, then node 2 alone, which holds
     // the bindings only as replicated to it.
     for dying in [0, 1] {
@@ -337,5 +351,5 @@ async fn a_name_is_its_first_users_and_survives_failovers() {
     let mut mallory = client_with_names(&cluster, Some(&mallory_names));
     let outcome = mallory.bid("", "ann", 40).await.expect("answered");
     assert_eq!(outcome.reason.as_ref().map(Reason::code), Some("name_owned"), "{outcome:?}");
-    assert_eq!(ann.bid("", "ann", 30).await.expect("bid").verdict, Verdict::Success);
+    assert_eq!(ann.bid("", "ann", 80).await.expect("bid").verdict, Verdict::Success);
 }

@@ -393,7 +393,8 @@ impl Target {
             servers: self.servers.clone(),
             deadline: self.timeout,
             network: self.security.network(None)?,
-            names: self.security.names()?,
+            // A client certificate proves its name: no secret then.
+            names: if self.security.cert_name.is_some() { None } else { self.security.names()? },
             ..ClientConfig::default()
         };
         Ok(Client::new(config)?)

@@ -53,10 +53,20 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
         )))
     }
 
-    /// The digest of a request's secret for its name, if names are
-    /// authenticated here (see [`Backend::authenticates_names`]).
-    fn name_digest(&self, secret: &[u8]) -> Result<Option<NameDigest>, Status> {
-        convert::name_digest(secret, self.backend.authenticates_names()).map_err(Status::invalid_argument)
+    /// What proves the request's right to `name`, if names are
+    /// authenticated here (see [`Backend::authenticates_names`]): the
+    /// digest of its secret, or, without one, the caller's client
+    /// certificate for that very name.
+    fn name_digest<T>(&self, request: &Request<T>, name: &str, secret: &[u8]) -> Result<Option<NameDigest>, Status> {
+        let authenticated = self.backend.authenticates_names();
+        if authenticated
+            && secret.is_empty()
+            && let Some(Role::Client(certified)) = peer_role(request)
+            && certified == name
+        {
+            return Ok(Some(convert::certificate_digest(name)));
+        }
+        convert::name_digest(secret, authenticated).map_err(Status::invalid_argument)
     }
 
     /// Asks a read; a refused one is the client's error.
@@ -93,8 +103,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
 
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
         self.check_session(&request, &request.get_ref().client_id)?;
+        let name_digest = self.name_digest(&request, &request.get_ref().bidder, &request.get_ref().secret)?;
         let request = request.into_inner();
-        let name_digest = self.name_digest(&request.secret)?;
         let bid = Bid { name_digest, ..convert::bid_from_request(request) };
         let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
         Ok(Response::new(outcome.into()))
@@ -117,8 +127,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         request: Request<pb::CreateAuctionRequest>,
     ) -> Result<Response<pb::CreateAuctionReply>, Status> {
         self.check_session(&request, &request.get_ref().client_id)?;
+        let name_digest = self.name_digest(&request, &request.get_ref().seller, &request.get_ref().secret)?;
         let request = request.into_inner();
-        let name_digest = self.name_digest(&request.secret)?;
         let outcome = match convert::create_from_request(request) {
             Ok(create) => {
                 let create = CreateAuction { name_digest, ..create };
@@ -134,9 +144,10 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         request: Request<pb::CancelAuctionRequest>,
     ) -> Result<Response<pb::CancelAuctionReply>, Status> {
         self.check_session(&request, &request.get_ref().client_id)?;
+        let name_digest = self.name_digest(&request, &request.get_ref().seller, &request.get_ref().secret)?;
         let request = request.into_inner();
         let cancel = CancelAuction {
-            name_digest: self.name_digest(&request.secret)?,
+            name_digest,
             auction_id: request.auction_id,
             seller: request.seller,
             client_id: request.client_id,

@@ -92,6 +92,18 @@ pub fn create_from_request(request: pb::CreateAuctionRequest) -> Result<CreateAu
     Ok(create)
 }
 
+/// What the leader sequences for a name a client certificate proves: a
+/// digest no secret has (a secret's input is 16 bytes; this one is longer),
+/// so a name bound to the certificate needs it, and one bound to a secret
+/// needs the secret.
+pub fn certificate_digest(name: &str) -> NameDigest {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"gavel client certificate\0");
+    hasher.update(name.as_bytes());
+    hasher.finalize().into()
+}
+
 /// What the leader sequences of a name's secret: its SHA-256, when names
 /// are authenticated and a secret was given; nothing otherwise. A secret of
 /// the wrong length is refused, whether or not names are authenticated.

@@ -16,7 +16,8 @@ use super::pb;
 use super::pb::replication as rpb;
 
 pub use client_api::{
-    bid_from_request, create_from_request, name_digest, result_reply, status_from_reply, status_reply,
+    bid_from_request, certificate_digest, create_from_request, name_digest, result_reply, status_from_reply,
+    status_reply,
 };
 pub use peer::{hello_from_message, probe_reply, status_from_probe};
 pub use snapshot::{SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks};
