@@ -128,3 +128,39 @@ async fn a_watch_after_a_revision_nobody_wrote_is_refused() {
     .await;
     task.abort();
 }
+
+/// "From now on" means now: after a watcher came and went, three bids are
+/// made with nobody watching; a watch from now on then starts after them
+/// (it replayed them, from the stale view the leader last published while
+/// someone watched) and sees the next bid first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_on_starts_after_what_was_published_when_it_was_asked() {
+    let cluster = start(85, 1, &[]).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
+    let (earlier, task) = watcher(cluster.client_address(), 0);
+    eventually("the earlier watcher to start", SETTLE, || {
+        let earlier = Arc::clone(&earlier);
+        async move { (!earlier.lock().unwrap().is_empty()).then_some(()) }
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+    for amount in [20, 30, 40] {
+        assert_eq!(bidder.bid("", "bo", amount).await.expect("bid").verdict, Verdict::Success);
+    }
+    let (seen, task) = watcher(cluster.client_address(), 0);
+    eventually("the new watcher to start", SETTLE, || {
+        let seen = Arc::clone(&seen);
+        async move { (!seen.lock().unwrap().is_empty()).then_some(()) }
+    })
+    .await;
+    assert_eq!(bidder.bid("", "cy", 50).await.expect("bid").verdict, Verdict::Success);
+    let bids = eventually("the next bid to reach the watcher", SETTLE, || {
+        let seen = Arc::clone(&seen);
+        async move { Some(bids_of(&seen.lock().unwrap())).filter(|bids| !bids.is_empty()) }
+    })
+    .await;
+    task.abort();
+    assert_eq!(bids.iter().map(|(_, bidder, amount)| (bidder.as_str(), *amount)).collect::<Vec<_>>(), [("cy", 50)]);
+}

@@ -345,8 +345,13 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         scope: M::Scope,
         after_revision: u64,
     ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError> {
-        self.leader_handle()?;
+        let handle = self.leader_handle()?;
         M::check_scope(&scope).map_err(ServiceError::InvalidArgument)?;
+        // "From now on" is what the leader has published at this moment.
+        // The first view a new watcher gets may be older: the publisher
+        // stops while nobody watches, and publishes afresh for the newcomer
+        // on its next round.
+        let now = *handle.published.borrow();
         let mut views = self.committed.subscribe();
         let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
         self.tasks.spawn(async move {
@@ -387,9 +392,11 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
                             return;
                         }
                         if last.is_none() {
-                            let _ = events.try_send(Ok(M::progress(view.commit_index)));
+                            let start = view.commit_index.max(now);
+                            let _ = events.try_send(Ok(M::progress(start)));
+                            last = Some(start);
                         }
-                        let from = *last.get_or_insert(view.commit_index);
+                        let from = last.unwrap_or(view.commit_index);
                         if view.commit_index > from {
                             let new = view.machine.events(&scope, from, view.commit_index, view.clock_unix_ms);
                             // A watcher that cannot take them all gets what
