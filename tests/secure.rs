@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use gavel::auction::{Bid, CreateAuction, Reason, Verdict};
 use gavel::client::{Client, ClientConfig};
+use gavel::security::NameSecrets;
 use gavel::security::certs::CertsDir;
-use gavel::security::{NameSecrets, Tls};
 use gavel::tools::cluster::LocalCluster;
 use gavel::tools::rogue::RogueStream;
+use gavel::transport::Tls;
 use gavel::transport::{AuctionConnection, CallError, Network, TransportSettings, probe_peer, remove_member};
 
 use common::{accepted_amounts, accepted_more_than, client, eventually, membership, spawn_bidders, spec};

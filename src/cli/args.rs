@@ -10,11 +10,12 @@ use clap::{Args, Parser, Subcommand};
 
 use gavel::client::{Client, ClientConfig, DEFAULT_SERVER};
 use gavel::node;
-use gavel::security::{NameSecrets, Tls};
+use gavel::security::NameSecrets;
 use gavel::storage::FsyncPolicy;
 use gavel::tools::bench::BenchArgs;
 use gavel::tools::chaos::FaultKind;
 use gavel::transport::Network;
+use gavel::transport::Tls;
 
 #[derive(Parser)]
 #[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]

@@ -96,6 +96,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // The nodes first, then their data: the logs stay for reading.
     drop(cluster);
     let _ = std::fs::remove_dir_all(log_dir.join("data"));
+    // The demo's CA key signs anything: it goes with the cluster.
+    let _ = std::fs::remove_dir_all(log_dir.join("certs"));
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use gavel::auction::AuctionBook;
 use gavel::auction::machine::AuctionSettings;
 use gavel::node::{self, NodeConfig, StorageConfig};
-use gavel::security::Tls;
 use gavel::storage::{OsDisk, WriterMode};
+use gavel::transport::Tls;
 use gavel::transport::{InProcessNode, Network, Port};
 
 use super::args::{NullServerArgs, Peer, ServerArgs, ServerSecurity};

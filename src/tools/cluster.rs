@@ -12,9 +12,9 @@ use anyhow::{Context, bail};
 
 use crate::client::node_status;
 use crate::replication::{NodeStatus, Role};
-use crate::security::Tls;
 use crate::security::certs::CertsDir;
 use crate::transport::Network;
+use crate::transport::Tls;
 
 /// What to start.
 #[derive(Clone, Debug)]

@@ -17,8 +17,9 @@ use crate::replication::NodeId;
 
 use super::client::InProcessCall;
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
+use super::peer_role;
 use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert, is_http_session};
-use crate::security::{Role, peer_role};
+use crate::security::Role;
 
 pub(super) struct AuctionService<B> {
     backend: Arc<B>,

@@ -14,8 +14,8 @@ use tokio_stream::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use super::Tls;
 use crate::replication::Now;
-use crate::security::Tls;
 
 /// Anything a connection can be carried over.
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}

@@ -20,8 +20,9 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::{Tls, peer_role};
 use crate::replication::{EventSource, LogPosition, Message, NodeId, NodeStatus, Proposed};
-use crate::security::{Role, Tls, peer_role};
+use crate::security::Role;
 
 use super::health::{Health, advertised, reflection};
 use super::pb::replication as rpb;

@@ -14,10 +14,11 @@ use rand::{Rng, SeedableRng};
 use crate::auction::{AuctionEvent, CreateAuction, DEFAULT_AUCTION, EventKind, Verdict};
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::replication::Role;
+use crate::security::Role as CertificateRole;
 use crate::security::certs::CertsDir;
-use crate::security::{Role as CertificateRole, Tls};
 use crate::tools::cluster::{ClusterSpec, LocalCluster, poll_until};
 use crate::transport::Network;
+use crate::transport::Tls;
 
 use super::checker::{self, ModelState, Verdict as Linearizability};
 use super::history::{History, Operation, OperationKind, Outcome};
