@@ -9,14 +9,14 @@
 //!   out), generic over the state machine it replicates.
 //! - [`storage`]: the write-ahead log and snapshots on disk, and the
 //!   group-commit thread that syncs them.
+//! - [`security`]: who may speak for whom: the roles certificates carry,
+//!   `gavel cert`'s certificates, and the secrets of names.
 //! - [`transport`]: tonic services and channels, TLS, protobuf conversions,
 //!   gRPC health and reflection; the peer API generic over the state
 //!   machine's encoding, the auction's client API beside it.
 //! - [`node`]: the async driver of one server process: roles, timers,
 //!   takeover, and the leadership seam (today the client port as the lock),
 //!   generic over the state machine it runs.
-//! - [`security`]: who may speak for whom: the roles certificates carry,
-//!   `gavel cert`'s certificates, and the secrets of names.
 //! - [`client`]: the client library: failover and retries with the same request id.
 //! - [`web`]: the HTTP/JSON API, server-sent events and metrics each node
 //!   serves, on top of the client library.
