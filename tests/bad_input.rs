@@ -97,7 +97,7 @@ async fn malformed_requests_get_a_clear_exception_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_one_shot_commands_print_one_line_and_exit_by_whether_the_service_answered() {
+async fn the_one_shot_commands_print_one_line_and_exit_by_one_rule() {
     let cluster = start(11, 2, &[]).await;
     let server = cluster.client_address();
     let target = ["--server", server.as_str()];
@@ -107,25 +107,44 @@ async fn the_one_shot_commands_print_one_line_and_exit_by_whether_the_service_an
     let (line, code) = run(with(&["bid", "120", "--id", "alice"]));
     assert!(line.starts_with("SUCCESS"), "{line}");
     assert_eq!(code, 0);
+    // Refused, by the service or by the command before it sent anything:
+    // 1, whatever the command (a FAIL, an EXCEPTION, not found).
+    const REFUSED: i32 = 1;
     let (line, code) = run(with(&["bid", "100", "--id", "bob"]));
     assert!(line.starts_with("FAIL") && line.contains("120"), "{line}");
-    assert_eq!(code, 0);
+    assert_eq!(code, REFUSED);
     let (line, code) = run(with(&["bid", "0", "--id", "bob"]));
     assert!(line.starts_with("EXCEPTION"), "{line}");
-    assert_eq!(code, 0, "the service answered");
+    assert_eq!(code, REFUSED, "the service refused it");
     for invalid in ["-5", "abc", "1.5", "99999999999999999999", ""] {
         let (line, code) = run(with(&["bid", invalid, "--id", "bob"]));
         assert!(line.starts_with("EXCEPTION"), "{invalid:?}: {line}");
-        assert_ne!(code, 0, "{invalid:?} is invalid input");
+        assert_eq!(code, REFUSED, "{invalid:?} is invalid input");
     }
     let (line, code) = run(with(&["result"]));
     assert!(line.contains("highest bid 120 by alice"), "{line}");
     assert_eq!(code, 0);
+    for refused in [
+        vec!["show", "a99"],
+        vec!["result", "--auction", "nope"],
+        vec!["history", "a99"],
+        vec!["create", "--seller", "sam", "--title", "a vase", "--duration", "2y"],
+        vec!["cancel", "a99", "--seller", "sam"],
+    ] {
+        let (line, code) = run(with(&refused));
+        assert_eq!(code, REFUSED, "{refused:?}: {line}");
+    }
 
-    // Nobody listens here: a clear error and a non-zero exit.
-    let (line, code) = gavel(&["result", "--server", "127.0.0.1:1", "--timeout", "300ms"]);
-    assert!(line.starts_with("ERROR"), "{line}");
-    assert_ne!(code, 0);
+    // Nobody listens here: a clear error and the code of "unreachable",
+    // for reads and writes alike.
+    const UNREACHABLE: i32 = 3;
+    for command in [vec!["result"], vec!["bid", "5", "--id", "bob"], vec!["show", "a1"], vec!["status"]] {
+        let mut args = command.clone();
+        args.extend(["--server", "127.0.0.1:1", "--timeout", "300ms"]);
+        let (line, code) = gavel(&args);
+        assert!(line.starts_with("ERROR"), "{command:?}: {line}");
+        assert_eq!(code, UNREACHABLE, "{command:?}: {line}");
+    }
 }
 
 #[test]

@@ -18,7 +18,12 @@ use gavel::transport::Network;
 use gavel::transport::Tls;
 
 #[derive(Parser)]
-#[command(name = "gavel", version, about = "A replicated auction service that survives server crashes")]
+#[command(
+    name = "gavel",
+    version,
+    about = "A replicated auction service that survives server crashes",
+    after_help = super::exit::HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Commands,

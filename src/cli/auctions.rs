@@ -1,7 +1,7 @@
 //! The one-shot client commands: `bid`, `result`, `create`, `cancel`,
 //! `list`, `show`, `history` and `watch`. Each prints its answer on stdout,
 //! a line or (`--json`) a line of JSON per item, and says by its exit code
-//! whether the service answered.
+//! what came of it (see [`super::exit`]).
 
 use std::process::ExitCode;
 
@@ -9,44 +9,54 @@ use gavel::auction::{CreateAuction, Verdict, render};
 use gavel::tools::prompt;
 
 use super::args::Target;
+use super::exit;
 use super::pager::{Page, for_each_item};
 use super::render::{AuctionJson, CreateJson, EventJson, HistoryBidJson, json_line};
 
-/// `gavel bid`: exit code 2 for an amount that is not one.
+/// `gavel bid`: an amount that is not one is refused before it is sent.
 pub async fn bid(amount: &str, bidder: &str, target: &Target) -> anyhow::Result<ExitCode> {
     let amount = match prompt::parse_amount(amount) {
         Ok(amount) => amount,
         Err(reason) => {
             println!("EXCEPTION: {reason}");
-            return Ok(ExitCode::from(2));
+            return Ok(exit::refused());
         }
     };
     let mut client = target.client()?;
-    let (line, answered) = prompt::bid_line(&mut client, &target.auction, bidder, amount).await;
-    println!("{line}");
-    Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    match client.bid(&target.auction, bidder, amount).await {
+        Ok(outcome) => {
+            println!("{}", prompt::format_bid(bidder, amount, &outcome));
+            Ok(exit::of_verdict(outcome.verdict))
+        }
+        Err(error) => Ok(exit::of_error(&error)),
+    }
 }
 
 /// `gavel result`.
 pub async fn result(target: &Target) -> anyhow::Result<ExitCode> {
     let mut client = target.client()?;
-    let (line, answered) = prompt::result_line(&mut client, &target.auction).await;
-    println!("{line}");
-    Ok(if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    match client.result(&target.auction).await {
+        Ok((view, _leader)) => {
+            println!("{}", prompt::format_view(&view));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => Ok(exit::of_error(&error)),
+    }
 }
 
 /// `gavel create`: `title` names the auction in the line printed.
 pub async fn create(create: CreateAuction, title: &str, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
     let mut client = target.client()?;
     match client.create_auction(create).await {
-        Ok(outcome) if json => println!("{}", json_line(&CreateJson::from(&outcome))),
-        Ok(outcome) => println!("{}", prompt::format_create(title, &outcome)),
-        Err(error) => {
-            println!("{}", prompt::format_error(&error));
-            return Ok(ExitCode::FAILURE);
+        Ok(outcome) => {
+            match json {
+                true => println!("{}", json_line(&CreateJson::from(&outcome))),
+                false => println!("{}", prompt::format_create(title, &outcome)),
+            }
+            Ok(exit::of_verdict(outcome.verdict))
         }
+        Err(error) => Ok(exit::of_error(&error)),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `gavel cancel`.
@@ -60,12 +70,9 @@ pub async fn cancel(id: &str, seller: &str, target: &Target) -> anyhow::Result<E
                 Verdict::Exception => format!("EXCEPTION: {}", render(&outcome.reason)),
             };
             println!("{line}");
-            Ok(ExitCode::SUCCESS)
+            Ok(exit::of_verdict(outcome.verdict))
         }
-        Err(error) => {
-            println!("{}", prompt::format_error(&error));
-            Ok(ExitCode::FAILURE)
-        }
+        Err(error) => Ok(exit::of_error(&error)),
     }
 }
 
@@ -109,10 +116,7 @@ pub async fn show(id: &str, json: bool, target: &Target) -> anyhow::Result<ExitC
     match client.get_auction(id).await {
         Ok(info) if json => println!("{}", json_line(&AuctionJson::from(&info))),
         Ok(info) => println!("{}", prompt::format_auction(&info)),
-        Err(error) => {
-            println!("{}", prompt::format_error(&error));
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(error) => return Ok(exit::of_error(&error)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -132,13 +136,10 @@ pub async fn watch(id: Option<&str>, after: u64, json: bool, target: &Target) ->
     Ok(answered(printed))
 }
 
-/// Success, or the error's line and failure.
+/// Success, or the error's line and its code.
 fn answered(outcome: Result<(), gavel::client::ClientError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            println!("{}", prompt::format_error(&error));
-            ExitCode::FAILURE
-        }
+        Err(error) => exit::of_error(&error),
     }
 }

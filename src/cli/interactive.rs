@@ -52,8 +52,8 @@ where
             return Ok(());
         }
         let answer = match prompt::parse_input(&line) {
-            Ok(Input::Bid(amount)) => prompt::bid_line(client, &auction_id, bidder, amount).await.0,
-            Ok(Input::Result) => prompt::result_line(client, &auction_id).await.0,
+            Ok(Input::Bid(amount)) => prompt::bid_line(client, &auction_id, bidder, amount).await,
+            Ok(Input::Result) => prompt::result_line(client, &auction_id).await,
             Ok(Input::Help) => help.clone(),
             Ok(Input::Quit) => return Ok(()),
             Ok(Input::Empty) => continue,

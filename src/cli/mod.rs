@@ -20,6 +20,7 @@ mod auctions;
 mod cert;
 mod chaos;
 mod demo;
+mod exit;
 mod interactive;
 mod operator;
 mod pager;

@@ -22,8 +22,8 @@ pub async fn remove_member(
     record: &CoordinatorConfig,
 ) -> anyhow::Result<ExitCode> {
     if member.parse::<SocketAddr>().is_err() {
-        println!("ERROR: {member:?} is not a node address (IP:PORT)");
-        return Ok(ExitCode::from(2));
+        println!("EXCEPTION: {member:?} is not a node address (IP:PORT)");
+        return Ok(super::exit::refused());
     }
     let timeout = Duration::from_secs(3);
     let mut done = false;
@@ -100,7 +100,7 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     }
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         println!("ERROR: no leader answered at {}", target.servers.join(", "));
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::unreachable());
     };
     let mut members = Vec::new();
     for member in &leader.membership {

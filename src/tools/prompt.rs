@@ -116,19 +116,19 @@ pub fn format_error(error: &ClientError) -> String {
     if error.is_refusal() { format!("EXCEPTION: {error}") } else { format!("ERROR: {error}") }
 }
 
-/// Bids and returns the line to print, and whether the service answered.
-pub async fn bid_line(client: &mut Client, auction_id: &str, bidder: &str, amount: u64) -> (String, bool) {
+/// Bids and returns the line to print.
+pub async fn bid_line(client: &mut Client, auction_id: &str, bidder: &str, amount: u64) -> String {
     match client.bid(auction_id, bidder, amount).await {
-        Ok(outcome) => (format_bid(bidder, amount, &outcome), true),
-        Err(error) => (format_error(&error), error.is_refusal()),
+        Ok(outcome) => format_bid(bidder, amount, &outcome),
+        Err(error) => format_error(&error),
     }
 }
 
-/// Reads and returns the line to print, and whether the service answered.
-pub async fn result_line(client: &mut Client, auction_id: &str) -> (String, bool) {
+/// Reads and returns the line to print.
+pub async fn result_line(client: &mut Client, auction_id: &str) -> String {
     match client.result(auction_id).await {
-        Ok((view, _leader)) => (format_view(&view), true),
-        Err(error) => (format_error(&error), error.is_refusal()),
+        Ok((view, _leader)) => format_view(&view),
+        Err(error) => format_error(&error),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     cluster.freeze(leader)?;
     story.say("alice", "> bid 300 (the leader is frozen: the call is in flight)");
     let in_flight = tokio::spawn(async move {
-        let line = prompt::bid_line(&mut alice, "", "alice", 300).await.0;
+        let line = prompt::bid_line(&mut alice, "", "alice", 300).await;
         (alice, line)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -145,7 +145,7 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
 
 async fn bid(story: &mut Story, client: &mut Client, bidder: &str, amount: u64) {
     story.say(bidder, format!("> bid {amount}"));
-    let (line, _) = prompt::bid_line(client, "", bidder, amount).await;
+    let line = prompt::bid_line(client, "", bidder, amount).await;
     story.say(bidder, format!("< {line}"));
 }
 
