@@ -34,7 +34,7 @@ async fn sellers_create_auctions_that_anyone_lists_and_bids_on_through_failover(
     assert_eq!((line.as_str(), code), ("CREATED: auction a1 (a vase)", 0));
     let (line, code) = run(&["create", "--seller", "sam", "--title", "  ", "--duration", "10m"]);
     assert!(line.starts_with("EXCEPTION: title must not be empty"), "{line}");
-    assert_eq!(code, 0, "the service answered");
+    assert_eq!(code, 1, "the service refused it: the code of a refusal, as for every command");
 
     let (line, _) = run(&["bid", "4", "--id", "bo", "--auction", "a1"]);
     assert!(line.starts_with("FAIL") && line.contains("minimum"), "{line}");

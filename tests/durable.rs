@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +17,7 @@ use gavel::replication::Role;
 use gavel::tools::cluster::LocalCluster;
 use gavel::transport::Network;
 
-use common::{client, eventually, spec};
+use common::{accepted_amounts, client, eventually, member_remove, spec};
 
 const SETTLE: Duration = Duration::from_secs(15);
 
@@ -84,21 +83,6 @@ fn spawn_bidders(
         }
         all
     })
-}
-
-/// Every accepted bid of the default auction, by amount.
-async fn accepted_amounts(cluster: &LocalCluster) -> BTreeSet<u64> {
-    let mut reader = client(cluster);
-    let mut amounts = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = reader.history("", 1000, &token).await.expect("history");
-        amounts.extend(page.bids.iter().map(|bid| bid.amount));
-        if page.next_page_token.is_empty() {
-            return amounts;
-        }
-        token = page.next_page_token;
-    }
 }
 
 fn kill_all(cluster: &mut LocalCluster) {
@@ -267,18 +251,6 @@ async fn a_damaged_record_in_the_middle_of_the_log_stops_the_node_with_a_clear_m
     assert!(stderr.contains(&file) && stderr.contains("corrupt at byte"), "{stderr}");
 }
 
-/// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
-fn member_remove(cluster: &LocalCluster, member: &str, nodes: &[String]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["member", "remove", member, "--nodes", &nodes.join(",")])
-        .args(["--client-port", &cluster.client_port().to_string()])
-        .arg("--record-dir")
-        .arg(cluster.record_dir())
-        .output()
-        .expect("gavel member remove runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
-}
-
 /// The record lists the members that hold every committed entry: after a
 /// full restart they lead at once, without waiting for a member whose disk
 /// is gone (it comes back, if ever, as a new member).
@@ -413,7 +385,7 @@ async fn without_a_leader_an_operator_removes_a_member_from_the_record() {
     std::fs::remove_dir_all(cluster.data_dir(0).expect("data dir")).expect("wipe node 0");
 
     let nodes: Vec<String> = (0..3).map(|i| cluster.node_address(i)).collect();
-    let remove = |member: &str| member_remove(&cluster, member, &nodes);
+    let remove = |member: &str| member_remove(&cluster, member, &nodes, &[]);
     let (removed, said) = remove(&nodes[1]);
     assert!(removed && said.contains("membership record"), "{said}");
     // Node 0's disk is gone: node 2 is the last listed member with state.
@@ -467,7 +439,7 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     assert_eq!(cluster.leader().await, None, "nobody leads while a member may hold what the others lack");
 
     let survivors = [cluster.node_address(0), cluster.node_address(1)];
-    let (removed, said) = member_remove(&cluster, &gone, &survivors);
+    let (removed, said) = member_remove(&cluster, &gone, &survivors, &[]);
     assert!(removed, "{said}");
     assert!(said.contains("no longer waits"), "{said}");
     let leader = cluster.wait_for_leader(SETTLE).await.expect("a leader once released");
@@ -490,9 +462,9 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
         }
     })
     .await;
-    let (removed, said) = member_remove(&cluster, &other, &[cluster.node_address(leader)]);
+    let (removed, said) = member_remove(&cluster, &other, &[cluster.node_address(leader)], &[]);
     assert!(removed && said.contains("removed from the membership at index"), "{said}");
-    let (_, said) = member_remove(&cluster, &gone, &[cluster.node_address(leader)]);
+    let (_, said) = member_remove(&cluster, &gone, &[cluster.node_address(leader)], &[]);
     assert!(said.contains("is not a member"), "{said}");
 }
 

@@ -20,7 +20,7 @@ use gavel::tools::cluster::LocalCluster;
 use gavel::tools::rogue::RogueStream;
 use gavel::transport::Network;
 
-use common::{accepted_amounts, client, eventually, membership, spawn_bidders, spec};
+use common::{accepted_amounts, client, eventually, member_remove, membership, spawn_bidders, spec};
 
 const SETTLE: Duration = Duration::from_secs(15);
 /// The finding's timeout: a backup that acks nothing for 1 s is removed.
@@ -61,19 +61,6 @@ async fn start(slot: u16, nodes: usize, server_args: &[&str], data: Option<&Data
     let mut spec = spec(slot, nodes, server_args);
     spec.data_dir = data.map(|data| data.0.clone());
     LocalCluster::start(spec).await.expect("cluster starts")
-}
-
-/// Runs `gavel member remove MEMBER --nodes NODES`; returns its output.
-fn member_remove(cluster: &LocalCluster, member: &str, nodes: &[String]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["member", "remove", member, "--nodes", &nodes.join(",")])
-        .args(["--client-port", &cluster.client_port().to_string()])
-        .arg("--record-dir")
-        .arg(cluster.record_dir())
-        .output()
-        .expect("gavel member remove runs");
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), said)
 }
 
 fn log_says(log: &Path, words: &str) -> bool {
@@ -148,7 +135,7 @@ async fn a_removed_backup_wakes_up_alone(
     // 1. Node 1 freezes and is removed; the leader goes on with node 2.
     cluster.freeze(FROZEN).expect("freeze node 1");
     if removal == Removal::Operator {
-        let (removed, said) = member_remove(&cluster, &frozen, &[cluster.node_address(LEADER)]);
+        let (removed, said) = member_remove(&cluster, &frozen, &[cluster.node_address(LEADER)], &[]);
         assert!(removed, "{said}");
     }
     eventually("the leader to drop node 1 from its membership", SETTLE, || {

@@ -98,22 +98,6 @@ fn over(tls: anyhow::Result<Arc<Tls>>) -> Network {
     Network::tcp().with_tls(Some(tls.expect("credentials load")))
 }
 
-/// Runs `gavel member remove MEMBER` against `node` with the cluster's
-/// certificates, showing `cert_name`'s; returns whether it succeeded.
-fn member_remove(cluster: &LocalCluster, certs: &Path, cert_name: &str, member: &str, node: &str) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["member", "remove", member, "--nodes", node, "--cert-name", cert_name])
-        .args(["--client-port", &cluster.client_port().to_string()])
-        .arg("--certs-dir")
-        .arg(certs)
-        .arg("--record-dir")
-        .arg(cluster.record_dir())
-        .output()
-        .expect("gavel member remove runs");
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), said)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_neither_join_replicate_probe_nor_remove_and_only_an_operator_changes_the_membership() {
     const SLOT: u16 = 78;
@@ -159,7 +143,7 @@ async fn outsiders_neither_join_replicate_probe_nor_remove_and_only_an_operator_
         assert!(removed.is_err(), "with {who}, RemoveMember answered: {removed:?}");
     }
     // A client's certificate is not an operator's, for the tool either.
-    let (removed, said) = member_remove(&cluster, &own, "ann", &impersonated, &leader);
+    let (removed, said) = member_remove_as(&cluster, &own, "ann", &impersonated, &leader);
     assert!(!removed && said.contains("may not change the membership"), "{said}");
 
     accepted_more_than(&cluster, SETTLE, before + 10).await;
@@ -169,7 +153,7 @@ async fn outsiders_neither_join_replicate_probe_nor_remove_and_only_an_operator_
     // removes it; then the leader dies, and node 1 takes over with every
     // acknowledged bid.
     cluster.freeze(2).expect("freeze node 2");
-    let (removed, said) = member_remove(&cluster, &own, "operator", &nodes[2], &leader);
+    let (removed, said) = member_remove_as(&cluster, &own, "operator", &nodes[2], &leader);
     assert!(removed && said.contains("removed from the membership"), "{said}");
     let after = membership(&cluster, 0).await.expect("the leader answers");
     assert_eq!(after, nodes[..2], "node 2 is out");
@@ -239,6 +223,13 @@ fn a_server_off_loopback_needs_certificates_or_insecure() {
     let said = &output.stderr;
     assert!(!output.success, "it started: {said}");
     assert!(said.contains("without certificates") && said.contains("--insecure"), "{said}");
+}
+
+/// Runs `gavel member remove MEMBER` against `node` with the cluster's
+/// certificates, showing `cert_name`'s; returns whether it succeeded.
+fn member_remove_as(cluster: &LocalCluster, certs: &Path, cert_name: &str, member: &str, node: &str) -> (bool, String) {
+    let certs = certs.to_str().expect("a UTF-8 temporary directory");
+    common::member_remove(cluster, member, &[node.to_string()], &["--certs-dir", certs, "--cert-name", cert_name])
 }
 
 /// A client of the cluster's client port that keeps its names' secrets in

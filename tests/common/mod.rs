@@ -176,6 +176,22 @@ pub async fn membership(cluster: &LocalCluster, node: usize) -> Option<Vec<Strin
         .map(|status| status.membership)
 }
 
+/// Runs `gavel member remove MEMBER --nodes NODES` and `extra` flags on
+/// `cluster`'s client port and record; returns whether it succeeded, and
+/// what it said.
+pub fn member_remove(cluster: &LocalCluster, member: &str, nodes: &[String], extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["member", "remove", member, "--nodes", &nodes.join(",")])
+        .args(["--client-port", &cluster.client_port().to_string()])
+        .arg("--record-dir")
+        .arg(cluster.record_dir())
+        .args(extra)
+        .output()
+        .expect("gavel member remove runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), said)
+}
+
 /// What a `gavel` tool (bench, chaos) said, once it ended.
 pub struct ToolOutput {
     pub success: bool,
