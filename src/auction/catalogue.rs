@@ -175,6 +175,23 @@ pub fn validate_create_fields(create: &CreateAuction) -> Result<(), Reason> {
     validate_ids("", &create.client_id)
 }
 
+/// Refuses what a title or description would hide from a reader: control
+/// and invisible format characters (a right-to-left override shows "evil"
+/// as "live"), as names refuse them; a description may keep new lines and
+/// tabs. Checked before sequencing only: entries logged before the rule
+/// replay as they did.
+pub(crate) fn check_visible_text(create: &CreateAuction) -> Result<(), Reason> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let hidden = |c: char| matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format);
+    if create.title.chars().any(hidden) {
+        return Err(Reason::TitleFormat);
+    }
+    if create.description.chars().any(|c| hidden(c) && !matches!(c, '\n' | '\t')) {
+        return Err(Reason::DescriptionHidden);
+    }
+    Ok(())
+}
+
 /// One auction as a reader sees it at `now_unix_ms` (the leader's clock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuctionInfo {

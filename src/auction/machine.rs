@@ -6,6 +6,7 @@ use tracing::info;
 
 use crate::replication::{self, EventSource, RateLimit, StateMachine};
 
+use super::catalogue::check_visible_text;
 use super::{
     Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
     MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason, check_request_id, command_time,
@@ -87,6 +88,7 @@ impl StateMachine for AuctionBook {
             // The end is checked once the leader has set it.
             Command::Create(create) => normalize_in_place(&mut create.seller, Party::Seller)
                 .and_then(|()| validate_create_fields(create))
+                .and_then(|()| check_visible_text(create))
                 .and_then(|()| check_request_id(create.request_id))
                 .map_err(|reason| Applied::Created(CreateOutcome::exception(reason))),
             Command::Cancel(cancel) => normalize_in_place(&mut cancel.seller, Party::Seller)

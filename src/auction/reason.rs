@@ -68,6 +68,13 @@ pub enum Reason {
         max: usize,
     },
     TitleControl,
+    /// Invisible format characters (a right-to-left override, say) in a
+    /// title: refused before sequencing only, so that logs written before
+    /// the rule replay as they did.
+    TitleFormat,
+    /// Control or invisible format characters, other than newlines and
+    /// tabs, in a description (before sequencing only, likewise).
+    DescriptionHidden,
     DescriptionTooLong {
         max: usize,
     },
@@ -163,6 +170,8 @@ impl Reason {
             Reason::TitleEmpty => "title_empty",
             Reason::TitleTooLong { .. } => "title_too_long",
             Reason::TitleControl => "title_control",
+            Reason::TitleFormat => "title_format",
+            Reason::DescriptionHidden => "description_hidden",
             Reason::DescriptionTooLong { .. } => "description_too_long",
             Reason::NoEnd => "no_end",
             Reason::DurationAndEnd => "duration_and_end",
@@ -207,6 +216,12 @@ impl fmt::Display for Reason {
             Reason::TitleEmpty => f.write_str("title must not be empty"),
             Reason::TitleTooLong { max } => write!(f, "title is longer than {max} bytes"),
             Reason::TitleControl => f.write_str("title must not hold control characters"),
+            Reason::TitleFormat => {
+                f.write_str("title must not hold invisible format characters (such as a right-to-left override)")
+            }
+            Reason::DescriptionHidden => f.write_str(
+                "description must not hold control or invisible format characters, other than new lines and tabs",
+            ),
             Reason::DescriptionTooLong { max } => write!(f, "description is longer than {max} bytes"),
             Reason::NoEnd => f.write_str("give the auction a duration or an end"),
             Reason::DurationAndEnd => f.write_str("give a duration or an end, not both"),

@@ -351,3 +351,30 @@ fn a_seller_past_their_open_auctions_fails_until_one_closes() {
     assert_eq!(book.open_auctions_of("sam"), 1, "a close counts too");
     assert_eq!(created(&mut book, 8, capped("sam", 4)).verdict, Verdict::Success);
 }
+
+/// A title or description that would hide something from a reader (a
+/// right-to-left override shows "evil" as "live") is refused before it is
+/// sequenced; a description keeps its new lines and tabs; an entry logged
+/// before the rule still applies as it did.
+#[test]
+fn hidden_characters_in_a_title_or_description_are_refused_at_the_edge_only() {
+    let admitted = |title: &str, description: &str| {
+        let mut command = Command::Create(CreateAuction {
+            title: title.to_string(),
+            description: description.to_string(),
+            ..create("sam", "x", "sam-1", 1)
+        });
+        match AuctionBook::admit(&mut command) {
+            Ok(()) => None,
+            Err(Applied::Created(outcome)) => outcome.reason.map(|reason| reason.code()),
+            Err(other) => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(admitted("\u{202e}live", ""), Some("title_format"));
+    assert_eq!(admitted("a vase", "zero\u{200b}width"), Some("description_hidden"));
+    assert_eq!(admitted("a vase", "bell\u{7}"), Some("description_hidden"));
+    assert_eq!(admitted("a vase", "two lines\n\tand a tab"), None);
+
+    let logged_before = CreateAuction { title: "\u{202e}live".into(), ..create("sam", "x", "sam-2", 1) };
+    assert_eq!(created(&mut AuctionBook::default(), 1, logged_before).verdict, Verdict::Success);
+}

@@ -150,6 +150,8 @@ impl From<&Reason> for pb::Reason {
             Reason::AmountZero
             | Reason::TitleEmpty
             | Reason::TitleControl
+            | Reason::TitleFormat
+            | Reason::DescriptionHidden
             | Reason::NoEnd
             | Reason::DurationAndEnd
             | Reason::EndNotInFuture
@@ -188,6 +190,8 @@ impl TryFrom<pb::Reason> for Reason {
             "title_empty" => Reason::TitleEmpty,
             "title_too_long" => Reason::TitleTooLong { max },
             "title_control" => Reason::TitleControl,
+            "title_format" => Reason::TitleFormat,
+            "description_hidden" => Reason::DescriptionHidden,
             "description_too_long" => Reason::DescriptionTooLong { max },
             "no_end" => Reason::NoEnd,
             "duration_and_end" => Reason::DurationAndEnd,
@@ -250,6 +254,8 @@ mod tests {
             Reason::TitleEmpty,
             Reason::TitleTooLong { max: 128 },
             Reason::TitleControl,
+            Reason::TitleFormat,
+            Reason::DescriptionHidden,
             Reason::DescriptionTooLong { max: 2048 },
             Reason::NoEnd,
             Reason::DurationAndEnd,
