@@ -113,7 +113,22 @@ async fn every_route_answers_on_every_node_with_its_codes() {
     assert_time(&lamp["created_at"]);
     let mut keys: Vec<&String> = lamp.as_object().expect("an object").keys().collect();
     keys.sort();
-    assert_eq!(keys, ["created_at", "description", "expiry_time", "id", "minimum_bid", "name"]);
+    assert_eq!(
+        keys,
+        ["bids", "created_at", "current_price", "description", "expiry_time", "id", "minimum_bid", "name", "seller"]
+    );
+    // What a list shows of each auction: its seller, price and bids (and
+    // its winner, once it is over and somebody bid).
+    assert_eq!(
+        (lamp["seller"].clone(), lamp["current_price"].clone(), lamp["bids"].clone()),
+        (json!("http"), json!(0), json!(0))
+    );
+    // A create may give a duration instead of an end, whatever today's date.
+    let (status, clock) = post(&cluster, 0, "/auctions", json!({"name": "clock", "duration": "10m"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{clock}");
+    assert_time(&clock["expiry_time"]);
+    let both = json!({"name": "clock", "duration": "10m", "expiry_time": rfc3339(now_ms() + 60_000)});
+    assert_error(&post(&cluster, 0, "/auctions", both).await, StatusCode::BAD_REQUEST, "invalid_field");
 
     let (status, items) = get(&cluster, 1, "/auctions").await;
     assert_eq!(status, StatusCode::OK);
@@ -300,7 +315,10 @@ async fn every_route_answers_on_every_node_with_its_codes() {
     // The status: the highest bid, and the time left by the leader's clock.
     let (status, state) = get(&cluster, 0, &format!("/auctions/{id}/status")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(state["auction"], lamp);
+    // The lamp as created, with its price and bids since.
+    let mut bid_on = lamp.clone();
+    (bid_on["current_price"], bid_on["bids"]) = (json!(85), json!(4));
+    assert_eq!(state["auction"], bid_on);
     assert_eq!(state["highest_bid"], history[3]);
     assert_eq!(state["status"], "active");
     let remaining = state["time_remaining"].as_str().expect("a duration");

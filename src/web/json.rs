@@ -20,7 +20,8 @@ pub const MAX_AMOUNT: u64 = (1 << 53) - 1;
 /// (the compared system has no sellers; gavel's create needs one).
 pub const DEFAULT_SELLER: &str = "http";
 
-/// An auction item.
+/// An auction item, with what a list of auctions shows of each: its
+/// seller, price so far, bids and, once it is over, its winner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Item {
     pub id: String,
@@ -29,10 +30,20 @@ pub struct Item {
     pub minimum_bid: u64,
     pub expiry_time: String,
     pub created_at: String,
+    /// Empty for the cluster's own auction.
+    pub seller: String,
+    /// The highest bid so far; 0 while nobody bid.
+    pub current_price: u64,
+    /// Accepted bids so far.
+    pub bids: u64,
+    /// Who won, once it is over and somebody bid (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
 }
 
 impl From<&AuctionInfo> for Item {
     fn from(info: &AuctionInfo) -> Self {
+        let won = info.over && !info.cancelled && !info.highest_bidder.is_empty();
         Item {
             id: info.auction_id.clone(),
             name: info.title.clone(),
@@ -40,6 +51,10 @@ impl From<&AuctionInfo> for Item {
             minimum_bid: info.minimum_amount,
             expiry_time: rfc3339(info.ends_at_unix_ms),
             created_at: rfc3339(info.created_at_unix_ms),
+            seller: info.seller.clone(),
+            current_price: info.highest_amount,
+            bids: info.accepted_bids,
+            winner: won.then(|| info.highest_bidder.clone()),
         }
     }
 }
@@ -153,6 +168,14 @@ pub enum BodyProblem {
     TooLarge { field: &'static str },
     #[error("{field} must be an RFC 3339 time such as 2030-01-31T12:00:00Z, not {given:?}")]
     NotATime { field: &'static str, given: String },
+    #[error("{field} must be a duration above 0 such as 10m, 2h or 1h30m, not {given:?}")]
+    NotADuration { field: &'static str, given: String },
+    /// Two fields that say the same thing two ways, both given.
+    #[error("give {0} or {1}, not both")]
+    EitherOr(&'static str, &'static str),
+    /// Neither of two fields, one of which is required.
+    #[error("give {0} or {1}")]
+    NeitherOf(&'static str, &'static str),
 }
 
 impl BodyProblem {
@@ -163,9 +186,12 @@ impl BodyProblem {
             BodyProblem::NotWhole { .. } | BodyProblem::Negative { .. } | BodyProblem::TooLarge { .. } => {
                 "invalid_amount"
             }
-            BodyProblem::Missing { .. } | BodyProblem::WrongType { .. } | BodyProblem::NotATime { .. } => {
-                "invalid_field"
-            }
+            BodyProblem::Missing { .. }
+            | BodyProblem::WrongType { .. }
+            | BodyProblem::NotATime { .. }
+            | BodyProblem::NotADuration { .. }
+            | BodyProblem::EitherOr(..)
+            | BodyProblem::NeitherOf(..) => "invalid_field",
         }
     }
 }
@@ -190,28 +216,49 @@ impl BidRequest {
     }
 }
 
-/// `POST /auctions`: a new auction that ends at an absolute time, so that
-/// a retried create is the same request.
+/// `POST /auctions`: a new auction, which ends at an absolute time or
+/// after a duration from when the leader takes it (a retry with the same
+/// `Idempotency-Key` is the same request either way).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateRequest {
     pub name: String,
     pub description: String,
     pub minimum_bid: u64,
-    pub expiry_unix_ms: i64,
+    pub end: End,
     /// A gavel extension: the seller, who may not bid on it.
     pub seller: String,
+}
+
+/// When a new auction ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// `expiry_time`, in Unix milliseconds.
+    At(i64),
+    /// `duration`, from when the leader sequences the create.
+    After(std::time::Duration),
 }
 
 impl CreateRequest {
     pub fn parse(body: &[u8]) -> Result<Self, BodyProblem> {
         let fields = object(body)?;
-        let expiry = string(&fields, "expiry_time")?.ok_or(BodyProblem::Missing { field: "expiry_time" })?;
+        let end = match (string(&fields, "expiry_time")?, string(&fields, "duration")?) {
+            (Some(expiry), None) => End::At(
+                parse_rfc3339(&expiry).ok_or(BodyProblem::NotATime { field: "expiry_time", given: expiry.clone() })?,
+            ),
+            (None, Some(duration)) => End::After(
+                humantime::parse_duration(&duration)
+                    .ok()
+                    .filter(|duration| !duration.is_zero())
+                    .ok_or(BodyProblem::NotADuration { field: "duration", given: duration.clone() })?,
+            ),
+            (Some(_), Some(_)) => return Err(BodyProblem::EitherOr("expiry_time", "duration")),
+            (None, None) => return Err(BodyProblem::NeitherOf("expiry_time", "duration")),
+        };
         Ok(CreateRequest {
             name: string(&fields, "name")?.ok_or(BodyProblem::Missing { field: "name" })?,
             description: string(&fields, "description")?.unwrap_or_default(),
             minimum_bid: amount(&fields, "minimum_bid")?.unwrap_or(0),
-            expiry_unix_ms: parse_rfc3339(&expiry)
-                .ok_or(BodyProblem::NotATime { field: "expiry_time", given: expiry.clone() })?,
+            end,
             seller: string(&fields, "seller")?.unwrap_or_else(|| DEFAULT_SELLER.to_string()),
         })
     }
@@ -225,8 +272,14 @@ impl CreateRequest {
             title: self.name.clone(),
             description: self.description.clone(),
             minimum_amount: self.minimum_bid,
-            duration_ms: 0,
-            ends_at_unix_ms: self.expiry_unix_ms,
+            duration_ms: match self.end {
+                End::After(duration) => u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                End::At(_) => 0,
+            },
+            ends_at_unix_ms: match self.end {
+                End::At(at) => at,
+                End::After(_) => 0,
+            },
             client_id: String::new(),
             request_id: 0,
             at_unix_ms: 0,
@@ -403,7 +456,7 @@ mod tests {
         let body = r#"{"name": "lamp", "description": "brass", "minimum_bid": 10.0,
                        "expiry_time": "2030-01-31T13:00:00+01:00"}"#;
         let create = CreateRequest::parse(body.as_bytes()).expect("parses");
-        assert_eq!(create.expiry_unix_ms, 1_896_091_200_000);
+        assert_eq!(create.end, End::At(1_896_091_200_000));
         assert_eq!(create.seller, DEFAULT_SELLER);
         let replicated = create.to_create();
         assert_eq!((replicated.duration_ms, replicated.ends_at_unix_ms), (0, 1_896_091_200_000));
@@ -411,6 +464,57 @@ mod tests {
 
         let problem = CreateRequest::parse(br#"{"name": "lamp", "expiry_time": "tomorrow"}"#).unwrap_err();
         assert_eq!(problem, BodyProblem::NotATime { field: "expiry_time", given: "tomorrow".into() });
+    }
+
+    /// Or a duration from when the leader takes it, whatever today's date:
+    /// one of the two, not both nor neither.
+    #[test]
+    fn a_create_may_carry_a_duration_instead() {
+        let create = CreateRequest::parse(br#"{"name": "lamp", "duration": "1h30m"}"#).expect("parses");
+        let replicated = create.to_create();
+        assert_eq!((replicated.duration_ms, replicated.ends_at_unix_ms), (5_400_000, 0));
+        let parse = |body: &str| CreateRequest::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            parse(r#"{"name": "lamp", "duration": "10m", "expiry_time": "2030-01-31T12:00:00Z"}"#),
+            BodyProblem::EitherOr("expiry_time", "duration")
+        );
+        assert_eq!(parse(r#"{"name": "lamp"}"#), BodyProblem::NeitherOf("expiry_time", "duration"));
+        for bad in ["0s", "soon", "-5m"] {
+            assert_eq!(
+                parse(&format!(r#"{{"name": "lamp", "duration": "{bad}"}}"#)),
+                BodyProblem::NotADuration { field: "duration", given: bad.into() }
+            );
+        }
+    }
+
+    /// An item names its winner once it is over and somebody bid; not while
+    /// it runs, nor when it ended unsold or was cancelled.
+    #[test]
+    fn an_item_names_its_winner_once_over() {
+        let info = crate::auction::AuctionInfo {
+            auction_id: "a1".into(),
+            seller: "sam".into(),
+            title: "lamp".into(),
+            description: String::new(),
+            minimum_amount: 5,
+            created_at_unix_ms: 0,
+            ends_at_unix_ms: 60_000,
+            over: false,
+            highest_amount: 40,
+            highest_bidder: "ann".into(),
+            accepted_bids: 3,
+            now_unix_ms: 1_000,
+            revision: 9,
+            cancelled: false,
+        };
+        let item = Item::from(&info);
+        assert_eq!((item.seller.as_str(), item.current_price, item.bids, item.winner), ("sam", 40, 3, None));
+        let over = crate::auction::AuctionInfo { over: true, ..info.clone() };
+        assert_eq!(Item::from(&over).winner.as_deref(), Some("ann"));
+        let unsold = crate::auction::AuctionInfo { highest_bidder: String::new(), highest_amount: 0, ..over.clone() };
+        assert_eq!(Item::from(&unsold).winner, None);
+        let cancelled = crate::auction::AuctionInfo { cancelled: true, ..unsold };
+        assert_eq!(Item::from(&cancelled).winner, None);
     }
 
     #[test]
