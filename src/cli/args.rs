@@ -542,7 +542,7 @@ pub struct DemoArgs {
     pub base_port: u16,
     #[arg(long, default_value_t = 5000)]
     pub client_port: u16,
-    /// How long the auction runs (default 120s; 8s for the crash tour).
+    /// How long the auction runs (default 1h; 8s for the crash tour).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Instead of the prompt, run a script and print its log.

@@ -10,10 +10,12 @@ use gavel::client::{Client, ClientConfig};
 use gavel::replication::{Role, epoch_number};
 use gavel::security::certs::CertsDir;
 use gavel::tools::cluster::{ClusterSpec, LocalCluster};
+use gavel::tools::prompt;
 use gavel::tools::tour::{self, TourConfig};
 
 use super::args::{ClientSecurity, DemoArgs, Script, Target};
 use super::interactive::{self, bidding_prompt};
+use super::pager::{Page, for_each_item};
 
 /// `gavel demo`: a local cluster and the prompt on it, or the crash tour.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -30,7 +32,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         print!("{}", tour::run(config).await?);
         return Ok(());
     }
-    let duration = args.duration.unwrap_or(Duration::from_secs(120));
+    // Long enough to explore, crash and restart at leisure.
+    let duration = args.duration.unwrap_or(DEMO_AUCTION_DURATION);
     let mut spec = ClusterSpec::new(binary, args.nodes, args.base_port, args.client_port);
     spec.server_args = vec!["--duration".into(), humantime::format_duration(duration).to_string()];
     spec.log_dir = Some(log_dir.clone());
@@ -67,7 +70,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("the web page: {first}/ (every node serves it)");
     }
     println!("HTTP/JSON API on any node: {} (GET /auctions, /openapi.json, /metrics)", http.join(", "));
-    println!("demo commands: {DEMO_COMMANDS}");
 
     let target = Target {
         servers: vec![format!("127.0.0.1:{}", args.client_port)],
@@ -144,6 +146,9 @@ async fn crash_leader(cluster: &mut LocalCluster) -> String {
 }
 
 /// The demo's own commands, as its help lists them.
+/// How long the demo's own auction runs unless `--duration` says otherwise.
+const DEMO_AUCTION_DURATION: Duration = Duration::from_secs(60 * 60);
+
 const DEMO_COMMANDS: &str = "`status`, `crash` (SIGKILL the leader), `crash all` (SIGKILL every node), \
                              `restart` (bring crashed nodes back, from their data directories)";
 
@@ -184,19 +189,28 @@ async fn restart_crashed(cluster: &mut LocalCluster) -> String {
             network: cluster.network().clone(),
             ..ClientConfig::default()
         };
-        let line = match Client::new(config) {
-            Ok(mut client) => match client.result("").await {
-                Ok((view, _)) if view.highest_amount > 0 => format!(
-                    "every node came back from its data directory: the auction is back, highest bid {} by {} \
-                     ({} accepted bids)",
-                    view.highest_amount, view.highest_bidder, view.accepted_bids
-                ),
-                Ok(_) => "every node came back from its data directory: the auction is back, no bid yet".into(),
-                Err(error) => format!("every node restarted, but reading the auction failed: {error}"),
-            },
-            Err(error) => format!("every node restarted, but no client: {error}"),
+        // Every auction it brought back, as `list` shows them.
+        let mut auctions = Vec::new();
+        let listed = match Client::new(config) {
+            Ok(mut client) => {
+                for_each_item(
+                    async |page_token: &str| client.list_auctions(false, 0, page_token).await.map(Page::from),
+                    |info| auctions.push(format!("  {}", prompt::format_auction(info))),
+                )
+                .await
+            }
+            Err(error) => Err(error),
         };
-        lines.push(line);
+        match listed {
+            Ok(()) => {
+                lines.push(format!(
+                    "every node came back from its data directory, and with them {} auctions:",
+                    auctions.len()
+                ));
+                lines.extend(auctions);
+            }
+            Err(error) => lines.push(format!("every node restarted, but reading the auctions failed: {error}")),
+        }
     }
     lines.join("\n")
 }

@@ -39,6 +39,7 @@ where
 {
     let help = format!("{}{extra_help}", prompt::HELP);
     println!("bidding as {bidder}; {help}");
+    let mut bidder = bidder.to_string();
     let mut auction_id = target.auction.clone();
     // The background watch of `watch`, while one runs.
     let mut watching: Option<tokio::task::JoinHandle<()>> = None;
@@ -52,7 +53,7 @@ where
             return Ok(());
         }
         let answer = match prompt::parse_input(&line) {
-            Ok(Input::Bid(amount)) => prompt::bid_line(client, &auction_id, bidder, amount).await,
+            Ok(Input::Bid(amount)) => prompt::bid_line(client, &auction_id, &bidder, amount).await,
             Ok(Input::Result) => prompt::result_line(client, &auction_id).await,
             Ok(Input::Help) => help.clone(),
             Ok(Input::Quit) => return Ok(()),
@@ -62,7 +63,11 @@ where
                 match command.to_ascii_lowercase().as_str() {
                     "list" => list_lines(client).await,
                     "history" => history_lines(client, &auction_id).await,
-                    "create" => prompt::create_line(client, bidder, rest).await,
+                    "create" => prompt::create_line(client, &bidder, rest).await,
+                    "as" if !rest.trim().is_empty() => {
+                        bidder = rest.trim().to_string();
+                        format!("bidding and selling as {bidder}")
+                    }
                     "use" if !rest.trim().is_empty() => {
                         auction_id = rest.trim().to_string();
                         format!("numbers now bid on auction {auction_id}")
@@ -90,12 +95,15 @@ where
 }
 
 /// Prints the bids and the close of one auction as they commit, until
-/// aborted; it resumes across failovers by itself.
+/// aborted; it resumes across failovers by itself, and waits for a
+/// cluster that is down (after the demo's `crash all`) as long as a client
+/// may. If it stops, it says so.
 fn watch_in_background(target: &Target, auction_id: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut watcher = target.client()?;
+    let patient = Target { timeout: gavel::client::MAX_DEADLINE, ..target.clone() };
+    let mut watcher = patient.client()?;
     let auction_id = gavel::auction::resolve_auction_id(auction_id).to_string();
     Ok(tokio::spawn(async move {
-        let _ = watcher
+        let ended = watcher
             .watch(Some(&auction_id), 0, |event| {
                 let line = prompt::format_event(event);
                 if !line.is_empty() {
@@ -104,6 +112,10 @@ fn watch_in_background(target: &Target, auction_id: &str) -> anyhow::Result<toki
                 true
             })
             .await;
+        match ended {
+            Ok(()) => println!("\nthe watch of auction {auction_id} ended"),
+            Err(error) => println!("\nthe watch of auction {auction_id} stopped: {error}; `watch` starts it again"),
+        }
     }))
 }
 

@@ -52,7 +52,8 @@ pub fn parse_amount(text: &str) -> Result<u64, String> {
 
 pub const HELP: &str = "type a whole number to bid that amount, `result` to see the auction, `list` the \
     auctions, `use ID` to bid on another, `history` of its bids, `create DURATION TITLE` to sell (e.g. \
-    `create 10m a blue vase`), `watch` to be told of bids and its close (again to stop), `help`, or `quit`";
+    `create 10m a blue vase`), `as NAME` to bid and sell as someone else, `watch` to be told of bids and \
+    its close (again to stop), `help`, or `quit`";
 
 /// `create DURATION TITLE`: sells as `seller`.
 pub async fn create_line(client: &mut Client, seller: &str, arguments: &str) -> String {
