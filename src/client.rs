@@ -61,12 +61,12 @@ impl Default for ClientConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// No server answered before the deadline: the outcome is unknown.
-    #[error("no server answered in {waited:?}: {last_error}")]
+    #[error("no server answered in {}: {last_error}", in_words(*waited))]
     Unreachable { waited: Duration, last_error: String },
     /// The leader said it was overloaded (RESOURCE_EXHAUSTED) until the
     /// deadline: retry later. The outcome is unknown, as an earlier attempt
     /// may have gone unanswered.
-    #[error("{message} (for {waited:?})")]
+    #[error("{message} (for {})", in_words(*waited))]
     Overloaded { waited: Duration, message: String },
     /// The principal the request acts for is past its rate: the request
     /// had no effect; it may be sent again after `retry_after`.
@@ -89,6 +89,13 @@ pub enum ClientError {
     /// an answer this client cannot read).
     #[error("{message}")]
     Refused { message: String },
+}
+
+/// A wait as a person reads it: whole milliseconds (`9s 982ms`, not
+/// `9.982923508s`).
+fn in_words(wait: Duration) -> String {
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(millis)).to_string()
 }
 
 impl ClientError {
@@ -479,6 +486,16 @@ pub async fn node_status(network: &Network, address: &str, timeout: Duration) ->
 #[cfg(test)]
 mod tests {
     use tonic::{Code, Status};
+
+    /// A wait reads in whole milliseconds ("9.982923508s" before).
+    #[test]
+    fn waits_read_in_words() {
+        let waited = Duration::from_nanos(9_982_923_508);
+        let error = ClientError::Unreachable { waited, last_error: "refused".into() };
+        assert_eq!(error.to_string(), "no server answered in 9s 982ms: refused");
+        let error = ClientError::Overloaded { waited: Duration::from_secs(10), message: "busy".into() };
+        assert_eq!(error.to_string(), "busy (for 10s)");
+    }
 
     use super::*;
     use crate::transport::ServiceError;

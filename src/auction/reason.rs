@@ -200,7 +200,7 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Registered { bidder } => write!(f, "{bidder} registered and now holds the highest bid"),
+            Reason::Registered { bidder } => write!(f, "the first bid by {bidder} on this auction, now the highest"),
             Reason::AmountZero => f.write_str("amount must be a whole number above 0"),
             Reason::Name { party, problem } => match problem {
                 NameProblem::Empty => write!(f, "{party} name must not be empty"),

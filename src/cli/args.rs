@@ -62,8 +62,10 @@ pub enum Commands {
         /// Your seller name.
         #[arg(long)]
         seller: String,
+        /// What it is, as lists show it.
         #[arg(long)]
         title: String,
+        /// More about it.
         #[arg(long, default_value = "")]
         description: String,
         /// The least first bid.
@@ -105,6 +107,7 @@ pub enum Commands {
     /// The cluster: the leader, the leaderQueue, and each member's role,
     /// epoch and log position.
     Status {
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -118,6 +121,7 @@ pub enum Commands {
         /// Start after this revision (0: from now on).
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Print JSON lines instead of lines.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -127,6 +131,7 @@ pub enum Commands {
     History {
         /// The auction's id (as `list` prints it).
         id: String,
+        /// Print JSON lines instead of lines.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -136,6 +141,7 @@ pub enum Commands {
     Show {
         /// The auction's id (as `list` prints it).
         id: String,
+        /// Print JSON instead of a line.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -169,11 +175,13 @@ pub struct NullServerArgs {
 
 #[derive(Args)]
 pub struct ChaosArgs {
+    /// Servers in the cluster.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     /// Concurrent clients bidding and reading.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+    /// How long the faults and the load go on.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// The faults to inject.
@@ -185,8 +193,10 @@ pub struct ChaosArgs {
     /// Write the history as JSON lines.
     #[arg(long)]
     pub history: Option<std::path::PathBuf>,
+    /// The first node's port; the others follow.
     #[arg(long, default_value_t = 6400)]
     pub base_port: u16,
+    /// The cluster's client port.
     #[arg(long, default_value_t = 6000)]
     pub client_port: u16,
     /// Keep the servers' logs here.
@@ -382,7 +392,8 @@ pub struct Target {
     /// (HOST:PORT, IP:PORT or a port on 127.0.0.1), comma-separated.
     #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',', value_parser = parse_server)]
     pub servers: Vec<String>,
-    /// The auction to bid on.
+    /// The auction that `bid`, `result` and the prompt act on (default:
+    /// the cluster's own).
     #[arg(long, default_value = "")]
     pub auction: String,
     /// How long to keep retrying a request before giving up.
@@ -470,6 +481,8 @@ pub enum CertCommand {
     },
     /// A client's certificate, `client.NAME.crt` and its key.
     CreateClient {
+        /// The client's name: the name it may bid and sell as without the
+        /// name's secret.
         name: String,
         #[command(flatten)]
         files: CertFiles,
@@ -477,6 +490,7 @@ pub enum CertCommand {
     /// An operator's certificate, `client.NAME.crt` and its key: it may
     /// change the membership (`gavel member remove`).
     CreateOperator {
+        /// The operator's name.
         #[arg(default_value = "operator")]
         name: String,
         #[command(flatten)]
@@ -535,11 +549,13 @@ pub struct DemoArgs {
     /// Your bidder name at the prompt.
     #[arg(long, default_value = "you")]
     pub id: String,
+    /// Servers in the cluster.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     /// The first node's port; the others follow.
     #[arg(long, default_value_t = 5400)]
     pub base_port: u16,
+    /// The cluster's client port.
     #[arg(long, default_value_t = 5000)]
     pub client_port: u16,
     /// How long the auction runs (default 1h; 8s for the crash tour).
@@ -567,6 +583,26 @@ pub enum Script {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        fn missing(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && !arg.is_hide_set() {
+                    out.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                missing(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut without = Vec::new();
+        missing(&Cli::command(), "gavel", &mut without);
+        assert!(without.is_empty(), "without help: {without:?}");
+    }
 
     /// `--server` and `--peers` take the same forms: a port, IP:PORT and
     /// HOST:PORT (`--peers localhost:5400` and `--server 5000` were refused).
