@@ -487,6 +487,9 @@ pub async fn node_status(network: &Network, address: &str, timeout: Duration) ->
 mod tests {
     use tonic::{Code, Status};
 
+    use super::*;
+    use crate::transport::ServiceError;
+
     /// A wait reads in whole milliseconds ("9.982923508s" before).
     #[test]
     fn waits_read_in_words() {
@@ -496,9 +499,6 @@ mod tests {
         let error = ClientError::Overloaded { waited: Duration::from_secs(10), message: "busy".into() };
         assert_eq!(error.to_string(), "busy (for 10s)");
     }
-
-    use super::*;
-    use crate::transport::ServiceError;
 
     /// What a client makes of a status, given up after `WAITED`.
     fn kind_of(status: Status) -> ClientError {
