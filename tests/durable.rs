@@ -437,6 +437,18 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     })
     .await;
     assert_eq!(cluster.leader().await, None, "nobody leads while a member may hold what the others lack");
+    // A client asking the nodes learns which wait, and why.
+    let status = node_status(&Network::tcp(), &cluster.node_address(0), Duration::from_secs(1)).await.expect("status");
+    let why = status.waiting.expect("node 0 says it waits");
+    assert!(why.contains("waiting for these members") && why.contains(&gone), "{why}");
+    let servers = format!("{},{}", cluster.node_address(0), cluster.node_address(1));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["status", "--server", &servers])
+        .output()
+        .expect("gavel status runs");
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(3), "no leader: unreachable, {said}");
+    assert!(said.contains("waiting:") && said.contains(&gone), "{said}");
 
     let survivors = [cluster.node_address(0), cluster.node_address(1)];
     let (removed, said) = member_remove(&cluster, &gone, &survivors, &[]);
@@ -451,6 +463,7 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     let status =
         node_status(&Network::tcp(), &cluster.node_address(leader), Duration::from_secs(1)).await.expect("status");
     assert!(!status.membership.contains(&gone), "{:?}", status.membership);
+    assert_eq!(status.waiting, None, "a leader waits for nobody");
     // With a leader, a removal is an entry of the log, answered once
     // committed; a node that is no member is said to be none.
     let other = cluster.node_address(1 - leader);

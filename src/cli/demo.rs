@@ -117,7 +117,10 @@ async fn status_report(cluster: &LocalCluster) -> String {
                     format!("LEADER (epoch {}, log index {})", epoch_number(status.epoch), status.last.index)
                 }
                 Role::Backup => format!("backup (log index {})", status.last.index),
-                Role::Joining => "joining".to_string(),
+                Role::Joining => match &status.waiting {
+                    Some(why) => format!("waiting: {why}"),
+                    None => "joining".to_string(),
+                },
             },
             None if cluster.is_running(i) => "not answering".to_string(),
             None => "crashed".to_string(),

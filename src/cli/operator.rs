@@ -82,8 +82,14 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     let timeout = Duration::from_secs(1);
     let network = target.security.network(None)?;
     let mut leader = None;
+    // Nodes that answered but wait, and why: what a cluster without a
+    // leader can say of itself.
+    let mut waiting = Vec::new();
     for server in &target.servers {
         if let Ok(status) = gavel::client::node_status(&network, server, timeout).await {
+            if let Some(why) = &status.waiting {
+                waiting.push(format!("  {}: {why}", status.node));
+            }
             let leads = status.role == Role::Leader;
             let named = status.leader.clone();
             leader = Some(status);
@@ -100,6 +106,12 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     }
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         println!("ERROR: no leader answered at {}", target.servers.join(", "));
+        match waiting.is_empty() {
+            true => println!(
+                "(nodes that wait say why: ask them by their own ports, e.g. `gavel status --server 5400,5401,5402`)"
+            ),
+            false => println!("waiting:\n{}", waiting.join("\n")),
+        }
         return Ok(super::exit::unreachable());
     };
     let mut members = Vec::new();

@@ -230,6 +230,7 @@ mod tests {
 
     fn status(node: &str, role: Role, membership: &[&str], record: Option<RecordView>) -> NodeStatus {
         NodeStatus {
+            waiting: None,
             node: node.into(),
             role,
             epoch: 7,

@@ -178,6 +178,7 @@ impl<M: ClientApi> Shared<M> {
         let id = config.node_address.to_string();
         Shared {
             status: Mutex::new(NodeStatus {
+                waiting: None,
                 node: id.clone(),
                 role: Role::Joining,
                 epoch: 0,
@@ -244,6 +245,9 @@ impl<M: ClientApi> Shared<M> {
     pub fn set_status(&self, role: Role, epoch: u64, leader: Option<&str>, state: &ReplicatedState<M>) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.role = role;
+        if role != Role::Joining {
+            status.waiting = None;
+        }
         status.epoch = epoch;
         if status.leader.as_deref() != leader {
             status.leader = leader.map(str::to_string);
@@ -255,6 +259,12 @@ impl<M: ClientApi> Shared<M> {
         if status.cluster_id != state.cluster_id {
             status.cluster_id = state.cluster_id.clone();
         }
+    }
+
+    /// Publishes why this node waits instead of leading or following (it
+    /// stands aside, or waits for members), for clients that ask.
+    pub fn set_waiting(&self, why: Option<String>) {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).waiting = why;
     }
 
     /// Publishes the membership record this node last read or stored.

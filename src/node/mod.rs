@@ -285,6 +285,7 @@ async fn drive<M: ClientApi>(
         if let Standing::Aside(why) = &standing {
             if said.as_ref() != Some(why) {
                 warn!(reason = %why, "standing aside: this node may not lead");
+                shared.set_waiting(Some(format!("standing aside: {why}")));
                 said = Some(why.clone());
             }
             tokio::select! {
@@ -324,8 +325,12 @@ async fn drive<M: ClientApi>(
             );
             if said.as_ref() != Some(&why) {
                 warn!(?missing, "{why}");
+                shared.set_waiting(Some(why.clone()));
                 said = Some(why);
             }
+        } else {
+            // Neither aside nor waiting: what it said no longer holds.
+            shared.set_waiting(None);
         }
         match decision {
             Succession::TakeOver { live_backups } => {

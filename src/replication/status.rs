@@ -32,6 +32,9 @@ pub struct NodeStatus {
     pub http: Option<String>,
     /// The membership record as it last read or stored it, if it knows one.
     pub record: Option<RecordView>,
+    /// Why it neither leads nor follows, while it waits: it stands aside,
+    /// or waits for members after a restart from its disk.
+    pub waiting: Option<String>,
 }
 
 impl NodeStatus {
@@ -39,6 +42,7 @@ impl NodeStatus {
     /// what a stand-in server (no replication behind it) reports.
     pub fn lone_leader(node: NodeId, epoch: u64) -> Self {
         NodeStatus {
+            waiting: None,
             leader: Some(node.clone()),
             membership: vec![node.clone()],
             node,

@@ -11,6 +11,7 @@ fn position(epoch: u64, index: u64) -> LogPosition {
 
 fn answer(node: &str, last: LogPosition, membership: &[&str]) -> NodeStatus {
     NodeStatus {
+        waiting: None,
         node: node.to_string(),
         role: Role::Joining,
         epoch: last.epoch,

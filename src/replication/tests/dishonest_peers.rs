@@ -91,6 +91,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         released: &[],
     };
     let rogue_leader = NodeStatus {
+        waiting: None,
         node: ROGUE.to_string(),
         role: Role::Leader,
         epoch: epoch_of(1),
@@ -104,6 +105,7 @@ fn a_takeover_ignores_a_leader_claim_from_a_non_member_and_an_absurd_epoch() {
         record: None,
     };
     let poisoned_member = NodeStatus {
+        waiting: None,
         node: NODE_3.to_string(),
         role: Role::Joining,
         epoch: u64::MAX,
@@ -151,6 +153,7 @@ fn an_answer_from_another_cluster_or_with_an_impossible_log_cannot_make_a_member
         released: &[],
     };
     let ahead_without_me = |cluster_id: &str, last_epoch: u64| NodeStatus {
+        waiting: None,
         node: ROGUE.to_string(),
         role: Role::Joining,
         epoch: epoch_of(1),

@@ -476,6 +476,7 @@ impl Cluster {
     fn status(&self, node: &str) -> NodeStatus {
         let backup = self.backup(node);
         NodeStatus {
+            waiting: None,
             node: node.to_string(),
             role: Role::Joining,
             epoch: backup.epoch(),

@@ -257,6 +257,7 @@ pub fn status_reply(status: NodeStatus) -> pb::StatusReply {
         http_address: status.http.unwrap_or_default(),
         record_version: status.record.as_ref().map_or(0, |record| record.version),
         record_members: status.record.map(|record| record.members).unwrap_or_default(),
+        waiting: status.waiting.unwrap_or_default(),
     }
 }
 
@@ -278,5 +279,6 @@ pub fn status_from_reply(reply: pb::StatusReply) -> NodeStatus {
         http: (!reply.http_address.is_empty()).then_some(reply.http_address),
         record: (reply.record_version > 0)
             .then_some(RecordView { version: reply.record_version, members: reply.record_members }),
+        waiting: (!reply.waiting.is_empty()).then_some(reply.waiting),
     }
 }

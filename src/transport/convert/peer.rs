@@ -164,6 +164,7 @@ pub fn probe_reply(status: NodeStatus) -> rpb::ProbeReply {
 
 pub fn status_from_probe(reply: rpb::ProbeReply) -> NodeStatus {
     NodeStatus {
+        waiting: None,
         node: reply.node,
         role: match rpb::PeerRole::try_from(reply.role) {
             Ok(rpb::PeerRole::PeerLeader) => Role::Leader,
