@@ -77,10 +77,16 @@ where
                             task.abort();
                             "stopped watching".to_string()
                         }
-                        None => {
-                            watching = Some(watch_in_background(target, &auction_id)?);
-                            format!("watching auction {}", gavel::auction::resolve_auction_id(&auction_id))
-                        }
+                        // From the auction as read now: every change after
+                        // this command is printed, however long the watch
+                        // takes to reach the leader.
+                        None => match client.get_auction(&auction_id).await {
+                            Ok(info) => {
+                                watching = Some(watch_in_background(target, &info.auction_id, info.revision)?);
+                                format!("watching auction {}", info.auction_id)
+                            }
+                            Err(error) => prompt::format_error(&error),
+                        },
                     },
                     _ => match extra(words.clone()).await {
                         Some(answer) => answer,
@@ -94,17 +100,21 @@ where
     }
 }
 
-/// Prints the bids and the close of one auction as they commit, until
-/// aborted; it resumes across failovers by itself, and waits for a
+/// Prints the bids and the close of one auction after `after_revision` as
+/// they commit, until aborted; it resumes across failovers by itself, and waits for a
 /// cluster that is down (after the demo's `crash all`) as long as a client
 /// may. If it stops, it says so.
-fn watch_in_background(target: &Target, auction_id: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+fn watch_in_background(
+    target: &Target,
+    auction_id: &str,
+    after_revision: u64,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let patient = Target { timeout: gavel::client::MAX_DEADLINE, ..target.clone() };
     let mut watcher = patient.client()?;
-    let auction_id = gavel::auction::resolve_auction_id(auction_id).to_string();
+    let auction_id = auction_id.to_string();
     Ok(tokio::spawn(async move {
         let ended = watcher
-            .watch(Some(&auction_id), 0, |event| {
+            .watch(Some(&auction_id), after_revision, |event| {
                 let line = prompt::format_event(event);
                 if !line.is_empty() {
                     println!("\n{line}");
