@@ -13,6 +13,7 @@ the node had a cap and a header deadline).
 
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -89,3 +90,4 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=10)
+    shutil.rmtree(record, ignore_errors=True)
