@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{
-    Auction, AuctionBook, Party, ReadError, Reason, Verdict, check_normal, fnv_fingerprint, resolve_auction_id,
-    validate_ids,
+    Auction, AuctionBook, Party, ReadError, Reason, Verdict, check_normal, fnv_fingerprint, is_hidden,
+    resolve_auction_id, validate_ids,
 };
 
 /// Longest title accepted, in bytes.
@@ -181,12 +181,10 @@ pub fn validate_create_fields(create: &CreateAuction) -> Result<(), Reason> {
 /// tabs. Checked before sequencing only: entries logged before the rule
 /// replay as they did.
 pub(crate) fn check_visible_text(create: &CreateAuction) -> Result<(), Reason> {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    let hidden = |c: char| matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format);
-    if create.title.chars().any(hidden) {
+    if create.title.chars().any(is_hidden) {
         return Err(Reason::TitleFormat);
     }
-    if create.description.chars().any(|c| hidden(c) && !matches!(c, '\n' | '\t')) {
+    if create.description.chars().any(|c| is_hidden(c) && !matches!(c, '\n' | '\t')) {
         return Err(Reason::DescriptionHidden);
     }
     Ok(())

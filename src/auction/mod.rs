@@ -304,6 +304,14 @@ pub fn validate_ids(auction_id: &str, client_id: &str) -> Result<(), Reason> {
     Ok(())
 }
 
+/// Whether `c` would hide something from a reader: a control character, or
+/// an invisible format one (a right-to-left override, a zero-width space).
+/// Names refuse them all; titles and descriptions too (see
+/// [`catalogue::check_visible_text`]).
+pub(crate) fn is_hidden(c: char) -> bool {
+    matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format)
+}
+
 /// Refuses a request id past [`MAX_REQUEST_ID`]: at the edge only, since
 /// entries logged before the bound may hold larger ones.
 pub(crate) fn check_request_id(request_id: u64) -> Result<(), Reason> {
@@ -345,8 +353,7 @@ pub fn normalize_name(name: &str, party: Party) -> Result<Cow<'_, str>, Reason> 
     if trimmed.is_empty() {
         return refuse(NameProblem::Empty);
     }
-    let hidden = |c: &char| matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format);
-    if let Some(c) = name.chars().find(hidden) {
+    if let Some(c) = name.chars().find(|&c| is_hidden(c)) {
         return refuse(if c.is_control() { NameProblem::Control } else { NameProblem::Format });
     }
     let normal: String = trimmed.nfc().collect();
