@@ -39,35 +39,39 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
         output(proposed.output).ok_or_else(|| Status::internal("a command answered with another's output"))
     }
 
-    /// Refuses a session of the HTTP API (see [`is_http_session`]) to any
-    /// caller but the HTTP API, where callers are authenticated.
-    fn check_session<T>(&self, request: &Request<T>, client_id: &str) -> Result<(), Status> {
-        if !is_http_session(client_id) || !self.backend.authenticates_names() {
-            return Ok(());
-        }
-        let in_process = request.extensions().get::<InProcessCall>().is_some();
-        if in_process || matches!(peer_role(request), Some(Role::Node(_))) {
-            return Ok(());
-        }
-        Err(Status::invalid_argument(format!(
-            "client id {client_id:?} is a session of the HTTP API: choose another (any id without its prefixes)"
-        )))
-    }
-
-    /// What proves the request's right to `name`, if names are
-    /// authenticated here (see [`Backend::authenticates_names`]): the
-    /// digest of its secret, or, without one, the caller's client
-    /// certificate for that very name.
-    fn name_digest<T>(&self, request: &Request<T>, name: &str, secret: &[u8]) -> Result<Option<NameDigest>, Status> {
+    /// Checks a write's credentials before it becomes a command, where
+    /// names are authenticated (see [`Backend::authenticates_names`]):
+    /// a session of the HTTP API (see [`is_http_session`]) is the HTTP
+    /// API's alone (in process, or with its node's certificate); and what
+    /// proves the right to `name` is the digest of `secret`, or, without
+    /// one, the caller's client certificate for that very name.
+    fn authorize_write<T>(
+        &self,
+        request: &Request<T>,
+        client_id: &str,
+        name: &str,
+        secret: &[u8],
+    ) -> Result<Option<NameDigest>, Status> {
         let authenticated = self.backend.authenticates_names();
-        if authenticated
-            && secret.is_empty()
-            && let Some(Role::Client(certified)) = peer_role(request)
-            && certified == name
-        {
-            return Ok(Some(convert::certificate_digest(name)));
+        if !authenticated {
+            return convert::name_digest(secret, false).map_err(Status::invalid_argument);
         }
-        convert::name_digest(secret, authenticated).map_err(Status::invalid_argument)
+        let role = peer_role(request);
+        if is_http_session(client_id) {
+            let in_process = request.extensions().get::<InProcessCall>().is_some();
+            if !in_process && !matches!(role, Some(Role::Node(_))) {
+                return Err(Status::invalid_argument(format!(
+                    "client id {client_id:?} is a session of the HTTP API: choose another (any id without its \
+                     prefixes)"
+                )));
+            }
+        }
+        match role {
+            Some(Role::Client(certified)) if secret.is_empty() && certified == name => {
+                Ok(Some(convert::certificate_digest(name)))
+            }
+            _ => convert::name_digest(secret, true).map_err(Status::invalid_argument),
+        }
     }
 
     /// Asks a read; a refused one is the client's error.
@@ -103,8 +107,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     }
 
     async fn bid(&self, request: Request<pb::BidRequest>) -> Result<Response<pb::BidReply>, Status> {
-        self.check_session(&request, &request.get_ref().client_id)?;
-        let name_digest = self.name_digest(&request, &request.get_ref().bidder, &request.get_ref().secret)?;
+        let asked = request.get_ref();
+        let name_digest = self.authorize_write(&request, &asked.client_id, &asked.bidder, &asked.secret)?;
         let request = request.into_inner();
         let bid = Bid { name_digest, ..convert::bid_from_request(request) };
         let outcome = self.propose(Command::Bid(bid), Applied::into_bid).await?;
@@ -127,8 +131,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         &self,
         request: Request<pb::CreateAuctionRequest>,
     ) -> Result<Response<pb::CreateAuctionReply>, Status> {
-        self.check_session(&request, &request.get_ref().client_id)?;
-        let name_digest = self.name_digest(&request, &request.get_ref().seller, &request.get_ref().secret)?;
+        let asked = request.get_ref();
+        let name_digest = self.authorize_write(&request, &asked.client_id, &asked.seller, &asked.secret)?;
         let request = request.into_inner();
         let outcome = match convert::create_from_request(request) {
             Ok(create) => {
@@ -144,8 +148,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
         &self,
         request: Request<pb::CancelAuctionRequest>,
     ) -> Result<Response<pb::CancelAuctionReply>, Status> {
-        self.check_session(&request, &request.get_ref().client_id)?;
-        let name_digest = self.name_digest(&request, &request.get_ref().seller, &request.get_ref().secret)?;
+        let asked = request.get_ref();
+        let name_digest = self.authorize_write(&request, &asked.client_id, &asked.seller, &asked.secret)?;
         let request = request.into_inner();
         let cancel = CancelAuction {
             name_digest,
