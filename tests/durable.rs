@@ -12,12 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gavel::auction::Verdict;
-use gavel::client::{Client, ClientConfig, node_status};
+use gavel::client::{Client, node_status};
 use gavel::replication::Role;
 use gavel::tools::cluster::LocalCluster;
 use gavel::transport::Network;
 
-use common::{accepted_amounts, client, eventually, member_remove, spec};
+use common::{accepted_amounts, client, eventually, member_remove, spawn_bidders_counted, spec};
+
+/// How long a bid is retried: the bidders go on through the kill of every
+/// node and their restart.
+const FULL_RESTART_DEADLINE: Duration = Duration::from_secs(60);
 
 const SETTLE: Duration = Duration::from_secs(15);
 
@@ -44,47 +48,6 @@ async fn start_durable(slot: u16, nodes: usize, data: &DataDir) -> LocalCluster 
     LocalCluster::start(spec).await.expect("cluster starts")
 }
 
-/// Bids increasing amounts from several clients until `stop`; returns the
-/// amounts the service acknowledged as SUCCESS, and counts them in
-/// `acknowledged_count` as they come, for the test to wait on.
-fn spawn_bidders(
-    server: String,
-    bidders: usize,
-    stop: Arc<AtomicBool>,
-    acknowledged_count: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<Vec<u64>> {
-    let next_amount = Arc::new(AtomicU64::new(1));
-    tokio::spawn(async move {
-        let mut tasks = Vec::new();
-        for bidder in 0..bidders {
-            let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
-            let acknowledged_count = Arc::clone(&acknowledged_count);
-            tasks.push(tokio::spawn(async move {
-                let config =
-                    ClientConfig { servers: vec![server], deadline: Duration::from_secs(60), ..Default::default() };
-                let mut client = Client::new(config).expect("client");
-                let name = format!("bidder{bidder}");
-                let mut acknowledged = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let amount = next_amount.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(outcome) = client.bid("", &name, amount).await
-                        && outcome.verdict == Verdict::Success
-                    {
-                        acknowledged.push(amount);
-                        acknowledged_count.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                acknowledged
-            }));
-        }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("bidder"));
-        }
-        all
-    })
-}
-
 fn kill_all(cluster: &mut LocalCluster) {
     cluster.kill_all().expect("kill every node");
 }
@@ -95,7 +58,14 @@ async fn every_acknowledged_bid_survives_the_kill_of_every_node_restarted_in_any
     let mut cluster = start_durable(43, 3, &data).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged_count = Arc::new(AtomicU64::new(0));
-    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop), Arc::clone(&acknowledged_count));
+    let bidders = spawn_bidders_counted(
+        Network::tcp(),
+        cluster.client_address(),
+        4,
+        Arc::clone(&stop),
+        FULL_RESTART_DEADLINE,
+        Arc::clone(&acknowledged_count),
+    );
 
     let mut accepted_before = 0;
     for order in [[2, 0, 1], [1, 2, 0], [0, 1, 2]] {
@@ -488,7 +458,14 @@ async fn nodes_that_snapshot_often_recover_from_snapshot_and_log_and_rejoin() {
     spec.data_dir = Some(data.0.clone());
     let mut cluster = LocalCluster::start(spec).await.expect("cluster starts");
     let stop = Arc::new(AtomicBool::new(false));
-    let bidders = spawn_bidders(cluster.client_address(), 4, Arc::clone(&stop), Arc::default());
+    let bidders = spawn_bidders_counted(
+        Network::tcp(),
+        cluster.client_address(),
+        4,
+        Arc::clone(&stop),
+        FULL_RESTART_DEADLINE,
+        Arc::default(),
+    );
     let accepted_at_least = |cluster: &LocalCluster, count: u64| {
         let mut reader = client(cluster);
         async move { reader.result("").await.ok().filter(|(view, _)| view.accepted_bids >= count) }

@@ -109,27 +109,37 @@ pub async fn accepted_more_than(cluster: &LocalCluster, deadline: Duration, coun
     .await
 }
 
-/// Bids increasing amounts from several clients until `stop`; returns the
-/// amounts the service acknowledged as SUCCESS.
+/// Bids increasing amounts from several clients until `stop`, each request
+/// retried for up to 10 s; returns the amounts the service acknowledged as
+/// SUCCESS, sorted.
 pub fn spawn_bidders(
     network: Network,
     server: String,
     bidders: usize,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<u64>> {
+    spawn_bidders_counted(network, server, bidders, stop, Duration::from_secs(10), Arc::default())
+}
+
+/// [`spawn_bidders`], each request retried for up to `deadline` (a full
+/// restart takes longer than a failover), counting the acknowledged bids in
+/// `acknowledged_count` as they come, for the test to wait on.
+pub fn spawn_bidders_counted(
+    network: Network,
+    server: String,
+    bidders: usize,
+    stop: Arc<AtomicBool>,
+    deadline: Duration,
+    acknowledged_count: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
     let next_amount = Arc::new(AtomicU64::new(1));
     tokio::spawn(async move {
         let mut tasks = Vec::new();
         for bidder in 0..bidders {
             let (stop, next_amount, server) = (Arc::clone(&stop), Arc::clone(&next_amount), server.clone());
-            let network = network.clone();
+            let (network, acknowledged_count) = (network.clone(), Arc::clone(&acknowledged_count));
             tasks.push(tokio::spawn(async move {
-                let config = ClientConfig {
-                    servers: vec![server],
-                    deadline: Duration::from_secs(10),
-                    network,
-                    ..Default::default()
-                };
+                let config = ClientConfig { servers: vec![server], deadline, network, ..Default::default() };
                 let mut client = Client::new(config).expect("client");
                 let name = format!("bidder{bidder}");
                 let mut acknowledged = Vec::new();
@@ -139,6 +149,7 @@ pub fn spawn_bidders(
                         && outcome.verdict == Verdict::Success
                     {
                         acknowledged.push(amount);
+                        acknowledged_count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 acknowledged
