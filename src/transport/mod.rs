@@ -27,7 +27,7 @@ pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, Sna
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use server::{Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, serve};
-pub use tls::{Tls, install_crypto_provider, peer_role};
+pub use tls::{Tls, peer_role};
 
 /// The generated protobuf code, in modules nested as its packages are
 /// (the replication package names client types, such as `Reason`, by that

@@ -82,11 +82,6 @@ impl Tls {
         Ok(Arc::new(tls))
     }
 
-    /// The role of this process's own certificate.
-    pub fn role(&self) -> Option<&Role> {
-        self.role.as_ref()
-    }
-
     /// How a server of these credentials speaks TLS: its certificate, and
     /// the CA that a caller's certificate (optional: clients have none)
     /// must chain to. `None` without a certificate of its own.
@@ -130,7 +125,7 @@ impl fmt::Debug for Tls {
 // key exchange; tonic's `tls-ring` client uses the same provider, and the
 // one that has it (aws-lc-rs) builds a C library with every fresh clone.
 #[allow(deprecated)]
-pub fn install_crypto_provider() {
+fn install_crypto_provider() {
     // An error means a provider was chosen already: nothing to do.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
