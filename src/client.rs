@@ -362,10 +362,34 @@ impl Client {
     pub async fn watch(
         &mut self,
         auction_id: Option<&str>,
-        mut after_revision: u64,
+        after_revision: u64,
         mut on_event: impl FnMut(&AuctionEvent) -> bool,
     ) -> Result<(), ClientError> {
+        self.watch_with(auction_id, after_revision, |event| std::future::ready(on_event(&event))).await
+    }
+
+    /// [`Client::watch`] with a callback that may wait: the watch reads no
+    /// further event until it is done, so a reader that takes its time
+    /// holds its own watch back (and the node's watch waits for it), rather
+    /// than having events buffered for it.
+    ///
+    /// Every node serves watches, so a watch starts at the node in this
+    /// process if there is one, and otherwise at one of the servers this
+    /// client knows, chosen at random, to spread readers over them.
+    pub async fn watch_with<Fut: Future<Output = bool>>(
+        &mut self,
+        auction_id: Option<&str>,
+        mut after_revision: u64,
+        mut on_event: impl FnMut(AuctionEvent) -> Fut,
+    ) -> Result<(), ClientError> {
         use tokio_stream::StreamExt;
+        let in_process = self
+            .config
+            .in_process
+            .as_ref()
+            .and_then(|node| self.connections.iter().position(|connection| connection.address() == node.address()));
+        let known = u64::try_from(self.connections.len()).unwrap_or(1).max(1);
+        self.current = in_process.unwrap_or_else(|| usize::try_from(self.config.network.random() % known).unwrap_or(0));
         loop {
             let auction = auction_id.map(str::to_string);
             let mut events = self
@@ -382,12 +406,12 @@ impl Client {
                     Err(refusal) => return Err(ClientError::from_call(refusal, Duration::ZERO)),
                 };
                 after_revision = after_revision.max(event.revision);
-                if !on_event(&event) {
+                if !on_event(event).await {
                     return Ok(());
                 }
             }
-            // The stream ended: the leader stepped down or died, or this
-            // watcher fell behind. Resume where it stopped.
+            // The stream ended: its node stopped serving (it stepped down,
+            // lost its leader, or died). Resume where it stopped.
             tokio::time::sleep(FIRST_BACKOFF).await;
         }
     }

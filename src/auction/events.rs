@@ -30,6 +30,24 @@ pub enum EventKind {
     Progress,
 }
 
+impl AuctionEvent {
+    /// About how many bytes the event holds, its strings counted.
+    pub fn size(&self) -> usize {
+        let strings = match &self.kind {
+            EventKind::Opened(info) | EventKind::Closed(info) => {
+                info.auction_id.len()
+                    + info.seller.len()
+                    + info.title.len()
+                    + info.description.len()
+                    + info.highest_bidder.len()
+            }
+            EventKind::BidAccepted(bid) => bid.bidder.len(),
+            EventKind::Progress => 0,
+        };
+        std::mem::size_of::<Self>() + self.auction_id.len() + strings
+    }
+}
+
 impl AuctionBook {
     /// The events with revisions in `(after, up_to]`, oldest first: of one
     /// auction, or of every auction when `auction_id` is `None`. `now_unix_ms`

@@ -216,6 +216,10 @@ impl EventSource for AuctionBook {
         event.revision
     }
 
+    fn event_size(event: &AuctionEvent) -> usize {
+        event.size()
+    }
+
     fn progress(revision: u64) -> AuctionEvent {
         AuctionEvent { revision, auction_id: String::new(), kind: EventKind::Progress }
     }

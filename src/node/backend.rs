@@ -19,6 +19,7 @@ use crate::transport::{Backend, BackupSession, ClientApi, Health, Hello, MemberR
 
 use super::NodeConfig;
 use super::limits::RateLimiter;
+use super::watchers::Watchers;
 
 /// Where the leader's loop sends a client its answer.
 pub(super) type ReplySender<M> = oneshot::Sender<Result<Reply<M>, ServiceError>>;
@@ -116,9 +117,8 @@ pub(super) struct Shared<M: StateMachine> {
     /// Numbers replication streams, so events of a backup's old stream are
     /// told from those of its new one.
     next_connection: AtomicU64,
-    /// What watchers may see: the state up to the published commit index,
-    /// while this node leads; `None` otherwise.
-    committed: watch::Sender<Option<CommittedView<M>>>,
+    /// What this node's watches read: the state up to its published index.
+    watchers: Watchers<M>,
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
@@ -130,48 +130,6 @@ pub(super) struct Shared<M: StateMachine> {
     /// The watchers' tasks: a stopping node waits for them to end.
     tasks: TaskTracker,
 }
-
-/// The leader's state as watchers read it: events up to `commit_index` are
-/// committed; what the machine holds beyond it is not shown. The machine is
-/// a persistent structure, so a copy costs little.
-#[derive(Clone)]
-pub(super) struct CommittedView<M> {
-    pub commit_index: u64,
-    pub machine: M,
-    pub clock_unix_ms: i64,
-}
-
-/// Publishes the committed state to watchers when it moved on, or when a
-/// watcher arrived; not at all while nobody watches (a published copy makes
-/// the leader's next writes copy what they change).
-#[derive(Default)]
-pub(super) struct Publisher {
-    published: Option<u64>,
-    watchers: usize,
-}
-
-impl Publisher {
-    /// `index` is the one the leader or the backup last announced (see
-    /// `Action::Publish` and `Backup::observe_published`), of `state`.
-    pub fn publish<M: ClientApi>(&mut self, shared: &Shared<M>, state: &ReplicatedState<M>, index: Option<u64>) {
-        let watchers = shared.watchers();
-        let newcomers = watchers > self.watchers;
-        self.watchers = watchers;
-        if watchers == 0 || index.is_none() || (index == self.published && !newcomers) {
-            return;
-        }
-        self.published = index;
-        shared.publish(index.map(|commit_index| CommittedView {
-            commit_index,
-            machine: state.machine.clone(),
-            clock_unix_ms: state.clock_unix_ms,
-        }));
-    }
-}
-
-/// Events queued for one watcher. One that falls this far behind is cut
-/// off with an error naming where to resume, rather than buffered.
-const MAX_QUEUED_EVENTS: usize = 1024;
 
 impl<M: ClientApi> Shared<M> {
     pub fn new(config: &NodeConfig<M>, network: Network) -> Self {
@@ -195,7 +153,7 @@ impl<M: ClientApi> Shared<M> {
             network,
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
-            committed: watch::channel(None).0,
+            watchers: Watchers::default(),
             released: Mutex::new(Vec::new()),
             storage: Mutex::new(None),
             health: Health::default(),
@@ -213,15 +171,14 @@ impl<M: ClientApi> Shared<M> {
         self.released.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Publishes the committed state to watchers; `None` when this node
-    /// stops leading, which ends their streams.
-    pub fn publish(&self, view: Option<CommittedView<M>>) {
-        self.committed.send_replace(view);
+    /// What this node's watches read (see [`Publisher`]).
+    pub fn watchers(&self) -> &Watchers<M> {
+        &self.watchers
     }
 
-    /// How many watchers are subscribed: the leader publishes only for them.
-    pub fn watchers(&self) -> usize {
-        self.committed.receiver_count()
+    /// Ends the watches this node serves: it stopped leading or following.
+    pub fn stop_watches(&self) {
+        self.watchers.publish(None);
     }
 
     pub fn id(&self) -> &str {
@@ -355,91 +312,18 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         scope: M::Scope,
         after_revision: u64,
     ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError> {
-        let handle = self.leader_handle()?;
         M::check_scope(&scope).map_err(ServiceError::InvalidArgument)?;
-        // "From now on" is what the leader has published at this moment.
-        // The first view a new watcher gets may be older: the publisher
-        // stops while nobody watches, and publishes afresh for the newcomer
-        // on its next round.
-        let now = *handle.published.borrow();
-        let mut views = self.committed.subscribe();
-        let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
-        self.tasks.spawn(async move {
-            // From now on when 0: the first view says where "now" is.
-            let mut last = (after_revision > 0).then_some(after_revision);
-            let mut first = true;
-            // Whether a published view came yet.
-            let mut viewed = false;
-            loop {
-                let view = views.borrow_and_update().clone();
-                match view {
-                    // Not published yet by this leadership: wait for it.
-                    None if first => {}
-                    None => {
-                        let resume = last.map_or(String::new(), |last| format!("; resume after revision {last}"));
-                        let message = format!("the leader stepped down{resume}");
-                        let _ = events.try_send(Err(ServiceError::WatchInterrupted(message)));
-                        return;
-                    }
-                    Some(view) => {
-                        // A revision that leadership's log has not reached
-                        // (it publishes every committed entry before its
-                        // first view): nobody wrote it.
-                        if let Some(asked) = last
-                            && !viewed
-                            && asked > view.commit_index
-                        {
-                            let published = view.commit_index;
-                            let _ = events.try_send(Err(ServiceError::AheadOfLog { asked, published }));
-                            return;
-                        }
-                        viewed = true;
-                        if let Some(asked) = last
-                            && asked < view.machine.compacted()
-                        {
-                            let compacted = view.machine.compacted();
-                            let _ = events.try_send(Err(ServiceError::Compacted { asked, compacted }));
-                            return;
-                        }
-                        if last.is_none() {
-                            let start = view.commit_index.max(now);
-                            let _ = events.try_send(Ok(M::progress(start)));
-                            last = Some(start);
-                        }
-                        let from = last.unwrap_or(view.commit_index);
-                        if view.commit_index > from {
-                            let new = view.machine.events(&scope, from, view.commit_index, view.clock_unix_ms);
-                            // A watcher that cannot take them all gets what
-                            // fits, then an error naming where to resume:
-                            // it is cut off, not buffered, and still moves on.
-                            let room = events.capacity().saturating_sub(1);
-                            if new.len() > room {
-                                let sent: Vec<M::Event> = new.into_iter().take(room).collect();
-                                let resume = sent.last().map_or(from, |event| M::revision(event).saturating_sub(1));
-                                // Events of one revision go out together, so
-                                // a resume never splits them.
-                                for event in sent.into_iter().filter(|event| M::revision(event) <= resume) {
-                                    let _ = events.try_send(Ok(event));
-                                }
-                                let message = format!("the watcher fell behind; resume after revision {resume}");
-                                let _ = events.try_send(Err(ServiceError::WatchInterrupted(message)));
-                                return;
-                            }
-                            for event in new {
-                                let _ = events.try_send(Ok(event));
-                            }
-                            last = Some(view.commit_index);
-                        }
-                    }
-                }
-                first = false;
-                tokio::select! {
-                    changed = views.changed() => if changed.is_err() { return },
-                    () = events.closed() => return,
-                }
+        // Leaders and backups serve watches from their own state; a node
+        // that follows no leader sends the watcher to the one it knows.
+        {
+            let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            if status.role == Role::Joining {
+                return Err(ServiceError::NotLeader { leader: status.leader.clone() });
             }
-        });
-        Ok(receiver)
+        }
+        let (watch, events) = self.watchers.open(scope, after_revision)?;
+        self.tasks.spawn(watch.run());
+        Ok(events)
     }
 
     fn status(&self) -> NodeStatus {

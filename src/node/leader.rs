@@ -16,10 +16,11 @@ use crate::replication::{
 use crate::transport::{self, ClientApi, Incoming, ServiceError, Services};
 
 use super::NodeConfig;
-use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, Publisher, ReplySender, Shared};
+use super::backend::{BackupStream, LeaderHandle, LeaderInput, MAX_QUEUED_INPUTS, ReplySender, Shared};
 use super::coordinator::RecordStore;
 use super::durable::{NodeDisk, persisted_changed};
 use super::limits::RateLimiter;
+use super::watchers::Publisher;
 
 /// Inputs handled before the actions are performed: batching them lets
 /// many bids share one message to each backup.
@@ -184,10 +185,10 @@ pub(super) async fn lead<M: ClientApi>(
             // Nothing more may be acknowledged: the node stops, and the
             // first of the leaderQueue takes over.
             shared.set_leader(None).await;
-            shared.publish(None);
+            shared.stop_watches();
             return Err(anyhow::anyhow!("{failure}; this node stops leading and exits"));
         }
-        publisher.publish(shared, leader.state(), driver.published);
+        publisher.publish(shared.watchers(), leader.state(), driver.published);
         if let Some(deadline) = drain_until
             && (leader.pending_replies() == 0 || shared.network().now().instant >= deadline)
         {
@@ -195,7 +196,7 @@ pub(super) async fn lead<M: ClientApi>(
         }
     }
     shared.set_leader(None).await;
-    shared.publish(None);
+    shared.stop_watches();
     // Ends every backup's stream: they take the leader for lost at once.
     drop(driver);
     client_port_open.cancel();

@@ -17,6 +17,7 @@ mod coordinator;
 mod durable;
 mod leader;
 mod limits;
+mod watchers;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -35,11 +36,12 @@ use crate::transport::{
     self, Backend, CallError, ClientApi, Hello, Incoming, LeaderMessage, Network, Services, TransportSettings, Wire,
 };
 
-use backend::{Publisher, Shared};
+use backend::Shared;
 use coordinator::{Coordinator, LocalCoordinator, Presence, RecordStore};
 pub use coordinator::{CoordinatorConfig, OperatorRemoval, RecordError, remove_without_leader};
 use durable::persisted_changed;
 pub use durable::{NodeDisk, SNAPSHOT_EVERY, StorageConfig};
+use watchers::Publisher;
 
 /// Everything a node that replicates `M` needs to know at start.
 #[derive(Clone, Debug)]
@@ -254,7 +256,11 @@ async fn drive<M: ClientApi>(
                 retry_pause = FIRST_RETRY_PAUSE;
                 recovered = false;
                 said = None;
-                match follow(shared, config, &mut backup, disk.as_mut(), link, shutdown).await {
+                let followed = follow(shared, config, &mut backup, disk.as_mut(), link, shutdown).await;
+                // Its watchers resume after what they got, here once it
+                // follows or leads again, or at another node.
+                shared.stop_watches();
+                match followed {
                     FollowEnd::LeaderLost(leader) => {
                         info!(leader = leader.as_deref().unwrap_or("?"), "leader lost");
                         lost_leader = leader;
@@ -732,7 +738,7 @@ async fn follow<M: ClientApi>(
         if outcome.is_ok()
             && let Some(index) = backup.observe_published(leader_published)
         {
-            publisher.publish(shared, backup.state(), Some(index));
+            publisher.publish(shared.watchers(), backup.state(), Some(index));
         }
         match outcome {
             Ok(Some(index)) => {

@@ -107,6 +107,9 @@ pub trait EventSource: StateMachine {
     /// The revision an event belongs to.
     fn revision(event: &Self::Event) -> u64;
 
+    /// About how many bytes an event holds: what bounds a watcher's pages.
+    fn event_size(event: &Self::Event) -> usize;
+
     /// The event that tells a watcher where "now" is: no change, at
     /// `revision`.
     fn progress(revision: u64) -> Self::Event;

@@ -357,8 +357,9 @@ impl AuctionConnection {
     }
 
     /// The committed events after `after_revision` (0: from now on), of one
-    /// auction or all; the stream ends with an error when the leader steps
-    /// down or the watcher falls behind: resume with the last revision seen.
+    /// auction or all, from the node's own committed state (any leader or
+    /// backup serves watches); the stream ends, with an error or without,
+    /// when the node stops serving: resume with the last revision seen.
     pub async fn watch(
         &mut self,
         auction_id: Option<&str>,

@@ -49,10 +49,14 @@ pub enum ServiceError {
     Overloaded(usize),
     #[error("{0}")]
     PeerRefused(String),
-    /// A watcher that fell behind, or whose leader stepped down: it resumes
-    /// with `after_revision` = the last revision it saw.
+    /// A watch whose node stopped serving (it stepped down, or lost its
+    /// leader): it resumes with `after_revision` = the last revision it saw.
     #[error("{0}")]
     WatchInterrupted(String),
+    /// This node serves as many watch streams as it may: watch through
+    /// another node.
+    #[error("this node serves {0} watch streams already; watch through another node, or later")]
+    TooManyWatches(usize),
     /// A watch after a revision the log has not reached: it would wait
     /// for ever for a revision nobody wrote.
     #[error("revision {asked} is ahead of the log, which is published up to revision {published}")]
@@ -90,7 +94,7 @@ impl From<ServiceError> for Status {
             ServiceError::Stopped => Status::unavailable(message),
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
-            ServiceError::WatchInterrupted(_) => Status::unavailable(message),
+            ServiceError::WatchInterrupted(_) | ServiceError::TooManyWatches(_) => Status::unavailable(message),
             ServiceError::AheadOfLog { .. } => Status::out_of_range(message),
             ServiceError::RateLimited { retry_after, .. } => {
                 let mut status = Status::resource_exhausted(message);

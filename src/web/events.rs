@@ -1,5 +1,7 @@
 //! `GET /events`: committed auction events as server-sent events, built on
-//! the client library's watch, which resumes across a failover by itself.
+//! the client library's watch of the node beside it (in process: every
+//! node serves watches from its own state), which resumes across a
+//! failover by itself.
 //! Each event's id is its revision, so a browser's `EventSource` resumes
 //! after a dropped connection with `Last-Event-ID` and misses nothing.
 
@@ -27,10 +29,10 @@ use super::routes::read_auction;
 
 /// Event streams one node serves at once; past it, 503.
 pub const MAX_EVENT_STREAMS: usize = 2048;
-/// Events queued for one reader. A reader this far behind is cut off (the
-/// stream ends) rather than buffered; its `EventSource` reconnects with
-/// `Last-Event-ID` and resumes where it stopped.
-const MAX_QUEUED_EVENTS: usize = 1024;
+/// Events queued for one reader. A reader that does not take them holds
+/// its own watch back (the node's watch waits for it too): nothing more is
+/// buffered for it.
+const MAX_QUEUED_EVENTS: usize = 16;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before it reconnects.
@@ -86,7 +88,10 @@ pub(super) async fn events(
     let reader_gone = sender.clone();
     let shutdown = web.shutdown.clone();
     web.tasks.spawn(async move {
-        let watch = client.watch(auction.as_deref(), after, |event| sender.try_send(sse_event(event)).is_ok());
+        let watch = client.watch_with(auction.as_deref(), after, |event| {
+            let sender = sender.clone();
+            async move { sender.send(sse_event(&event)).await.is_ok() }
+        });
         let ended = tokio::select! {
             ended = watch => ended,
             () = reader_gone.closed() => Ok(()),

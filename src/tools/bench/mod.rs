@@ -39,6 +39,7 @@ mod hostile;
 mod load;
 mod memory;
 mod null;
+mod readers;
 pub mod report;
 mod stats;
 
@@ -57,6 +58,7 @@ use crate::transport::{AuctionConnection, Network, TransportSettings};
 
 use load::{ClientBidder, ConnectionBidder, Load};
 use null::NullServer;
+use readers::{Readers, WatchScope};
 use report::{MemoryCheckpoint, MemoryReport, NodeMemory, Report};
 use stats::WorkerStats;
 
@@ -102,10 +104,25 @@ pub struct BenchArgs {
     /// many); 1 bids on the default auction only.
     #[arg(long, default_value_t = 1)]
     pub auctions: usize,
-    /// Watchers of the default auction beside the load; each accepted bid's
-    /// delivery to each of them is timed.
+    /// Watchers beside the load (of what --watch-scope says); each accepted
+    /// bid's delivery to each of them is timed, and the bids each saw are
+    /// checked against the auctions' histories at the end.
     #[arg(long, default_value_t = 0)]
     pub watchers: usize,
+    /// What each watcher watches.
+    #[arg(long, value_enum, default_value_t = WatchScope::Default)]
+    pub watch_scope: WatchScope,
+    /// Watchers (and never-reading streams) on every node of the local
+    /// cluster, spread evenly, instead of on the client port.
+    #[arg(long)]
+    pub watch_every_node: bool,
+    /// Watch streams of every auction after revision 1 that never read,
+    /// beside the load.
+    #[arg(long, default_value_t = 0)]
+    pub silent_watchers: usize,
+    /// With --auctions: the bytes of each created auction's description.
+    #[arg(long, default_value_t = 0)]
+    pub description_bytes: usize,
     /// Holds the bids to about this many per second in all (0: as fast as
     /// the clients go).
     #[arg(long, default_value_t = 0)]
@@ -374,34 +391,12 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     let deliveries = Arc::new(std::sync::Mutex::new(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds"),
     ));
-    let watchers: Vec<_> = (0..args.watchers)
-        .map(|_| {
-            let (load, deliveries, address) = (Arc::clone(&load), Arc::clone(&deliveries), address.clone());
-            let network = network.clone();
-            tokio::spawn(async move {
-                let config = crate::client::ClientConfig { servers: vec![address], network, ..Default::default() };
-                let Ok(mut client) = crate::client::Client::new(config) else { return };
-                let _ = client
-                    .watch(Some(crate::auction::DEFAULT_AUCTION), 0, |event| {
-                        if let crate::auction::EventKind::BidAccepted(bid) = &event.kind
-                            && let Some(invoked_at) = &load.invoked_at
-                        {
-                            let invoked =
-                                invoked_at.lock().unwrap_or_else(|p| p.into_inner()).get(&bid.amount).copied();
-                            if let Some(invoked) = invoked {
-                                let nanos = invoked.elapsed().as_nanos() as u64;
-                                deliveries
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .saturating_record(nanos.max(1_000));
-                            }
-                        }
-                        true
-                    })
-                    .await;
-            })
-        })
-        .collect();
+    let watch_servers = match (&subject, args.watch_every_node) {
+        (Subject::Local(cluster), true) => (0..cluster.len()).map(|node| cluster.node_address(node)).collect(),
+        _ => vec![address.clone()],
+    };
+    let readers =
+        Readers::start(&network, &watch_servers, args, &auctions, Arc::clone(&load), Arc::clone(&deliveries))?;
     let mut workers = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         // Client `c` takes sessions c, c + clients, c + 2 * clients, ...
@@ -483,9 +478,18 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     }
     let leader_rss_at_end = leader_pid.and_then(memory::ProcessMemory::of_pid);
     let syncs_at_end = disk_counts(&leader_address).await;
-    for watcher in &watchers {
-        watcher.abort();
-    }
+    // Every timed watcher sees the last bid, then what each saw is checked.
+    let delivered = if args.watchers > 0 {
+        let last = crate::client::node_status(&network, &leader_address, ATTEMPT_TIMEOUT)
+            .await
+            .map_or(0, |status| status.last.index);
+        let caught_up = readers.caught_up(last, Duration::from_secs(30)).await;
+        let delivered = readers.check(&network, &address, &auctions).await;
+        Some((caught_up, delivered))
+    } else {
+        None
+    };
+    readers.stop();
     hostile_stop.cancel();
     for hostile in hostiles {
         let _ = hostile.await;
@@ -562,14 +566,34 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     if args.watchers > 0 {
         let deliveries = deliveries.lock().unwrap_or_else(|p| p.into_inner());
         let ms = |quantile| deliveries.value_at_quantile(quantile) as f64 / 1e6;
+        let on = if args.watch_every_node { "spread over every node" } else { "on the client port" };
         report.notes.push(format!(
-            "{} watchers of the default auction: {} deliveries, from a bid's invocation to its event at a watcher \
+            "{} watchers ({:?} scope, {on}): {} deliveries, from a bid's invocation to its event at a watcher \
              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             args.watchers,
+            args.watch_scope,
             deliveries.len(),
             ms(0.5),
             ms(0.99),
             deliveries.max() as f64 / 1e6
+        ));
+        match delivered {
+            Some((caught_up, Ok(delivered))) => report.notes.push(format!(
+                "events lost {}, repeated {}, watchers never started {}{}",
+                delivered.lost,
+                delivered.repeated,
+                delivered.unstarted,
+                if caught_up { "" } else { "; some watchers had not reached the last revision in 30 s" }
+            )),
+            Some((_, Err(error))) => report.notes.push(format!("the watchers' bids could not be checked: {error}")),
+            None => {}
+        }
+    }
+    if args.silent_watchers > 0 {
+        report.notes.push(format!(
+            "{} never-reading watch streams after revision 1 held open ({} asked)",
+            readers.silent_streams.load(std::sync::atomic::Ordering::Relaxed),
+            args.silent_watchers
         ));
     }
     if let Subject::Null(_) = subject {
@@ -608,9 +632,12 @@ async fn create_auctions(
     };
     let mut seller = crate::client::Client::new(config)?;
     let mut auctions = Vec::with_capacity(count);
-    for _ in 0..count {
+    let description = "d".repeat(args.description_bytes);
+    for lot_number in 0..count {
         let lot = Duration::from_secs(30 * 24 * 60 * 60);
-        let create = crate::auction::CreateAuction::lasting("bench-house", "a bench lot", "", 1, lot);
+        // Sellers enough that no one's rate or open-auction cap is reached.
+        let seller_name = format!("bench-house-{}", lot_number % 1000);
+        let create = crate::auction::CreateAuction::lasting(&seller_name, "a bench lot", &description, 1, lot);
         let outcome = seller.create_auction(create).await?;
         if outcome.verdict != crate::auction::Verdict::Success {
             bail!("creating an auction: {}", crate::auction::render(&outcome.reason));
