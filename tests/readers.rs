@@ -202,3 +202,38 @@ async fn watchers_that_never_read_leave_the_leaders_memory_and_the_bids_as_they_
     assert!(grown < 128 << 20, "{STREAMS} never-reading watchers grew the leader's peak memory by {} MiB", grown >> 20);
     drop(held);
 }
+
+/// A watch from now on, asked of a backup while nothing commits, sees the
+/// next bid: it starts at what the backup had published when it was asked
+/// (it used to start at the backup's first view, which came with that very
+/// bid committed, and so skipped it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_on_an_idle_backup_sees_the_next_bid() {
+    let cluster = start(88, 3, &[]).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
+    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
+
+    let mut events = connection(&cluster.node_address(backup)).watch(None, 0).await.expect("the watch");
+    let mut next = async || {
+        let event = tokio::time::timeout(SETTLE, events.next()).await.expect("an event in time");
+        event.expect("the stream goes on").expect("an event")
+    };
+    let progress = next().await;
+    assert_eq!(progress.kind, EventKind::Progress);
+    assert_eq!(bidder.bid("", "bob", 2).await.expect("bid").verdict, Verdict::Success);
+    // The backup's "now" may lag the leader's by a heartbeat, so ann's bid
+    // may come first; bob's must come, after the progress.
+    loop {
+        let event = next().await;
+        assert!(event.revision > progress.revision, "{event:?} is not after {progress:?}");
+        if let EventKind::BidAccepted(bid) = event.kind
+            && bid.bidder == "bob"
+        {
+            assert_eq!(bid.amount, 2);
+            break;
+        }
+    }
+}

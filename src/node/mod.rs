@@ -735,10 +735,12 @@ async fn follow<M: ClientApi>(
             }
             LeaderMessage::SnapshotPart => Ok(None),
         };
-        if outcome.is_ok()
-            && let Some(index) = backup.observe_published(leader_published)
-        {
-            publisher.publish(shared.watchers(), backup.state(), Some(index));
+        if outcome.is_ok() {
+            backup.observe_published(leader_published);
+            // On every message, heartbeats too: a watcher that arrives
+            // while nothing commits gets its first view within a heartbeat.
+            let published = backup.published();
+            publisher.publish(shared.watchers(), backup.state(), (published > 0).then_some(published));
         }
         match outcome {
             Ok(Some(index)) => {

@@ -217,10 +217,13 @@ impl<M: EventSource> Watch<M> {
                 Some(from) => from,
                 None => {
                     let Start::Now(now) = self.start else { unreachable!("a watch after a revision has one") };
-                    // The first view may be older than "now" (the node
-                    // publishes views only while someone watches): events
-                    // start after now, never before.
-                    let now = now.max(view.commit_index);
+                    // Events start after what the node had published when
+                    // the watch was asked: never before (the first view may
+                    // be an older one, left from earlier watchers), and
+                    // none after it is skipped (the first view may come
+                    // later, with more committed). A node that had published
+                    // nothing yet starts at its first view.
+                    let now = if now > 0 { now } else { view.commit_index };
                     if !self.send(Ok(M::progress(now))).await {
                         return;
                     }
