@@ -315,13 +315,14 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         M::check_scope(&scope).map_err(ServiceError::InvalidArgument)?;
         // Leaders and backups serve watches from their own state; a node
         // that follows no leader sends the watcher to the one it knows.
-        {
+        let log_end = {
             let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             if status.role == Role::Joining {
                 return Err(ServiceError::NotLeader { leader: status.leader.clone() });
             }
-        }
-        let (watch, events) = self.watchers.open(scope, after_revision)?;
+            status.last.index
+        };
+        let (watch, events) = self.watchers.open(scope, after_revision, log_end)?;
         self.tasks.spawn(watch.run());
         Ok(events)
     }

@@ -103,15 +103,23 @@ impl<M: EventSource> Watchers<M> {
     }
 
     /// Opens a watch of `scope` after `after_revision` (0: from now on,
-    /// which is what this node has published at this moment): the task to
-    /// run it, and the stream of its events.
-    pub fn open(&self, scope: M::Scope, after_revision: u64) -> Result<(Watch<M>, WatchEvents<M>), ServiceError> {
+    /// which is the end of this node's log at this moment, `log_end`): the
+    /// task to run it, and the stream of its events.
+    pub fn open(
+        &self,
+        scope: M::Scope,
+        after_revision: u64,
+        log_end: u64,
+    ) -> Result<(Watch<M>, WatchEvents<M>), ServiceError> {
         let permit = Arc::clone(&self.streams)
             .try_acquire_owned()
             .map_err(|_| ServiceError::TooManyWatches(MAX_WATCH_STREAMS))?;
         let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
-        let start =
-            if after_revision > 0 { Start::After(after_revision) } else { Start::Now(*self.published.borrow()) };
+        let start = if after_revision > 0 {
+            Start::After(after_revision)
+        } else {
+            Start::Now(log_end.max(*self.published.borrow()))
+        };
         let watch = Watch { views: self.views.subscribe(), scope, start, events, _permit: permit };
         Ok((watch, receiver))
     }
@@ -156,7 +164,11 @@ pub(super) type WatchEvents<M> = mpsc::Receiver<Result<<M as EventSource>::Event
 enum Start {
     /// After this revision.
     After(u64),
-    /// From the published index of the moment it was asked.
+    /// After the end of the node's log at the moment it was asked (which
+    /// may lag the leader's published index by a heartbeat if it is
+    /// published, and may run ahead of it if it is not): the watch says
+    /// so once it is published, so "now" is never a revision that could
+    /// still be lost and rewritten.
     Now(u64),
 }
 
@@ -217,13 +229,21 @@ impl<M: EventSource> Watch<M> {
                 Some(from) => from,
                 None => {
                     let Start::Now(now) = self.start else { unreachable!("a watch after a revision has one") };
-                    // Events start after what the node had published when
-                    // the watch was asked: never before (the first view may
-                    // be an older one, left from earlier watchers), and
-                    // none after it is skipped (the first view may come
-                    // later, with more committed). A node that had published
-                    // nothing yet starts at its first view.
+                    // Events start after the node's log end when the watch
+                    // was asked, once that is published: never before (the
+                    // first view may be an older one, left from earlier
+                    // watchers), and none after it is skipped (the first
+                    // view may come later, with more committed). If the
+                    // node stops serving first, the reader never got a
+                    // start, and asks from now on again.
                     let now = if now > 0 { now } else { view.commit_index };
+                    if view.commit_index < now {
+                        drop(view);
+                        if !self.wait_for_change().await {
+                            return;
+                        }
+                        continue;
+                    }
                     if !self.send(Ok(M::progress(now))).await {
                         return;
                     }
