@@ -61,8 +61,14 @@ impl AuctionBook {
                 }
             }
             None => {
-                // Only the auctions changed since `after` can have events.
-                for (_, auction_id) in self.by_last_change.range((Excluded((after, String::new())), Unbounded)) {
+                // Only the auctions changed since `after` can have events,
+                // and only those created by `up_to` (a catch-up through a
+                // house's creations passes over the rest unread).
+                let changed = self.by_last_change.range((Excluded((after, String::new())), Unbounded));
+                for ((_, auction_id), created) in changed {
+                    if *created > up_to {
+                        continue;
+                    }
                     if let Some(auction) = self.auctions.get(auction_id) {
                         auction_events(auction, after, up_to, now_unix_ms, &mut events);
                     }

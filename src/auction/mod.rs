@@ -253,9 +253,11 @@ pub struct AuctionBook {
     pub auctions: OrdMap<String, Auction>,
     /// The auctions by `(created_revision, auction_id)`: the catalogue's order.
     creation_order: OrdSet<(u64, String)>,
-    /// The auctions by `(revision, auction_id)` of their last change: a
-    /// watcher finds what changed since a revision without a scan.
-    by_last_change: OrdSet<(u64, String)>,
+    /// The auctions by `(revision, auction_id)` of their last change, each
+    /// with its creation's revision: a watcher finds what changed since a
+    /// revision without a scan, and passes over an auction created after
+    /// the revisions it pages through without looking it up.
+    by_last_change: OrdMap<(u64, String), u64>,
     /// Closed auctions by `(expires_at_unix_ms, auction_id)`.
     expiries: OrdSet<(i64, String)>,
     /// Open auctions by `(ends_at_unix_ms, auction_id)`: the leader finds
@@ -402,7 +404,7 @@ impl AuctionBook {
     /// Puts an auction back, or in, keeping the catalogue's order.
     pub fn insert_auction(&mut self, auction: Auction) {
         let key = (auction.created_revision, auction.auction_id.clone());
-        let change = (auction.revision, auction.auction_id.clone());
+        let change = ((auction.revision, auction.auction_id.clone()), auction.created_revision);
         let expiry = auction.expires_at_unix_ms.map(|at| (at, auction.auction_id.clone()));
         let deadline = (!auction.closed).then(|| (auction.ends_at_unix_ms, auction.auction_id.clone()));
         if !auction.closed {
@@ -420,7 +422,7 @@ impl AuctionBook {
             }
         }
         self.creation_order.insert(key);
-        self.by_last_change.insert(change);
+        self.by_last_change.insert(change.0, change.1);
         self.expiries.extend(expiry);
         self.deadlines.extend(deadline);
     }
@@ -469,7 +471,7 @@ impl AuctionBook {
             if let Some(before) = before {
                 self.by_last_change.remove(&(before, auction_id.to_string()));
             }
-            self.by_last_change.insert((auction.revision, auction_id.to_string()));
+            self.by_last_change.insert((auction.revision, auction_id.to_string()), auction.created_revision);
         }
     }
 
