@@ -208,6 +208,14 @@ impl EventSource for AuctionBook {
         auction_id.as_deref().map_or(Ok(()), check_auction_id)
     }
 
+    fn everything() -> Option<String> {
+        None
+    }
+
+    fn in_scope(auction_id: &Option<String>, event: &AuctionEvent) -> bool {
+        auction_id.as_ref().is_none_or(|auction_id| *auction_id == event.auction_id)
+    }
+
     fn events(&self, auction_id: &Option<String>, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {
         AuctionBook::events(self, auction_id.as_deref(), after, upto, clock_unix_ms)
     }

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::replication::{
-    DiskCounts, LogPosition, MembershipRecord, Message, NodeId, NodeStatus, Proposed, RecordView, ReplicatedState,
-    Reply, Role, StateMachine,
+    DiskCounts, EventSource, LogPosition, MembershipRecord, Message, NodeId, NodeStatus, Proposed, RecordView,
+    ReplicatedState, Reply, Role, StateMachine,
 };
 use crate::storage::StorageHandle;
 use crate::transport::{Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, ServiceError};
@@ -109,7 +109,7 @@ impl<M: StateMachine> Clone for LeaderHandle<M> {
 }
 
 /// State shared between the node's driver and its gRPC services.
-pub(super) struct Shared<M: StateMachine> {
+pub(super) struct Shared<M: EventSource> {
     id: NodeId,
     network: Network,
     status: Mutex<NodeStatus>,
@@ -118,7 +118,7 @@ pub(super) struct Shared<M: StateMachine> {
     /// told from those of its new one.
     next_connection: AtomicU64,
     /// What this node's watches read: the state up to its published index.
-    watchers: Watchers<M>,
+    watchers: Arc<Watchers<M>>,
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
@@ -153,7 +153,7 @@ impl<M: ClientApi> Shared<M> {
             network,
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
-            watchers: Watchers::default(),
+            watchers: Arc::new(Watchers::default()),
             released: Mutex::new(Vec::new()),
             storage: Mutex::new(None),
             health: Health::default(),
@@ -178,7 +178,7 @@ impl<M: ClientApi> Shared<M> {
 
     /// Ends the watches this node serves: it stopped leading or following.
     pub fn stop_watches(&self) {
-        self.watchers.publish(None);
+        self.watchers.stop();
     }
 
     pub fn id(&self) -> &str {
@@ -323,7 +323,7 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
             status.last.index
         };
         let (watch, events) = self.watchers.open(scope, after_revision, log_end)?;
-        self.tasks.spawn(watch.run());
+        self.tasks.spawn(watch.run(Arc::clone(&self.watchers)));
         Ok(events)
     }
 

@@ -1,25 +1,31 @@
 //! The node's watchers: every watch on this node, whatever its role, reads
-//! the committed events from one published view of the node's state.
+//! its committed events from one hub, the way etcd's synced and unsynced
+//! watcher groups do.
 //!
-//! A node publishes a view of its state with the index up to which that
-//! state is committed (a leader once every backup acked it; a backup once
-//! its leader said so, see `Backup::observe_published`). A watch is a task
-//! that pages through the events of the latest view after the revision it
-//! delivered last, the way etcd's unsynced watchers catch up from the
-//! store. Readers cannot hurt writers:
+//! - **Synced watches** read a ring of the latest committed events. The
+//!   node's publisher computes each committed event once, from its live
+//!   state, as its published index moves, and every watch shares it.
+//! - **Watches behind the ring** (resuming after an older revision) catch
+//!   up from a published view of the node's state, a page at a time, then
+//!   join the ring. A view is published only while some watch needs one:
+//!   a published copy of the state makes the leader's next writes copy
+//!   what they change.
 //!
-//! - publishing is a `watch::Sender::send_replace` on the replication
-//!   loop: it never waits for a reader and never buffers for one;
-//! - a watch holds at most one page of events, bounded in events and in
-//!   bytes, and [`MAX_QUEUED_EVENTS`] more on their way out; a reader that
-//!   does not read makes its own task wait, and no one else;
-//! - a page is made from the latest view and the view is let go before the
-//!   events are sent, so a reader that stalls never pins an old version of
-//!   the state;
+//! Readers cannot hurt writers:
+//!
+//! - the publisher, on the replication loop, never waits for a reader and
+//!   buffers at most [`MAX_RING_BYTES`] of events for all of them;
+//! - a watch holds at most one page of events (bounded in events and in
+//!   bytes) and [`MAX_QUEUED_EVENTS`] more on their way out; a reader that
+//!   does not read makes its own watch wait, and no one else;
+//! - a watch lets a view go before it waits for its reader, so a reader
+//!   that stalls never pins an old version of the state;
 //! - a node serves at most [`MAX_WATCH_STREAMS`] watches; past it, a new
 //!   one is refused with a word to try another node.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -27,44 +33,77 @@ use crate::replication::{EventSource, ReplicatedState};
 use crate::transport::ServiceError;
 
 /// Watch streams one node serves at once. With the per-stream bound below,
-/// never-reading watchers hold at most about 70 KiB each of the node's
-/// memory (events of 2 KiB descriptions), beside what the transport holds.
+/// never-reading watchers hold at most about 55 KiB of events each (of
+/// 2 KiB descriptions), beside what the transport holds for them.
 pub const MAX_WATCH_STREAMS: usize = 10_000;
 /// Events queued between a watch and its transport stream. A reader that
 /// does not take them makes its watch wait here, holding no more.
 pub const MAX_QUEUED_EVENTS: usize = 16;
+/// The bytes of the latest committed events the node keeps for its synced
+/// watches; a watch further behind catches up from the state.
+pub const MAX_RING_BYTES: usize = 8 << 20;
 /// The bytes of events one page may hold (at least one revision's).
 const MAX_PAGE_BYTES: usize = 16 * 1024;
-/// The revisions one page spans at most. An entry has at most one event,
-/// so a page has at most this many events before the byte bound.
+/// The revisions one page from the state spans at most. An entry has at
+/// most one event, so a page has at most this many before the byte bound.
 const MAX_PAGE_REVISIONS: u64 = 1024;
-/// The span a watch starts with; it halves when a page was cut to its byte
-/// bound and doubles when not, so that a catch-up through large events
-/// makes few pages it then throws away.
+/// The span a catch-up starts with; it halves when a page was cut to its
+/// byte bound and doubles when not, so that a catch-up through large
+/// events makes few pages it then throws away.
 const FIRST_PAGE_REVISIONS: u64 = 64;
 
-/// The node's state as watchers read it: events up to `commit_index` are
-/// committed; what the machine holds beyond it is not shown. The machine is
-/// a persistent structure, so a copy costs little.
+/// The node's state as a catching-up watch reads it: events up to
+/// `commit_index` are committed; what the machine holds beyond it is not
+/// shown. The machine is a persistent structure, so a copy costs little.
 #[derive(Clone)]
 pub(super) struct CommittedView<M> {
     pub commit_index: u64,
-    /// The last index of the node's log: a backup's published index may lag
-    /// what its leader's watchers saw, but its log holds every revision
-    /// they saw, as every committed entry.
-    pub log_end: u64,
     pub machine: M,
     pub clock_unix_ms: i64,
 }
 
-/// What a node's watches share: the published view and the stream count.
-pub(super) struct Watchers<M> {
-    /// The latest view, while this node serves watches; `None` before the
-    /// first and once it stopped (it stepped down, or lost its leader),
-    /// which ends the watches it serves.
+/// The latest committed events, oldest first: complete after `start` up
+/// to `head`.
+struct Ring<E> {
+    events: VecDeque<Arc<E>>,
+    bytes: usize,
+    start: u64,
+    head: u64,
+    /// Whether the publisher keeps it: while the node serves and someone
+    /// watches. When it starts again, it starts empty at the published
+    /// index (the gap is the state's to serve).
+    active: bool,
+}
+
+impl<E> Default for Ring<E> {
+    fn default() -> Self {
+        Ring { events: VecDeque::new(), bytes: 0, start: 0, head: 0, active: false }
+    }
+}
+
+/// What the ring has for a watch after a revision.
+enum RingPage<E> {
+    /// These events (in the watch's scope), and the revision they reach.
+    Events(Vec<E>, u64),
+    /// Nothing after it yet.
+    Current,
+    /// Its events are older than the ring's: catch up from the state.
+    Behind,
+}
+
+/// What a node's watches share.
+pub(super) struct Watchers<M: EventSource> {
+    ring: Mutex<Ring<M::Event>>,
+    /// The ring's head while this node serves watches; `None` before and
+    /// once it stopped (it stepped down, or lost its leader), which ends
+    /// its watches.
+    head: watch::Sender<Option<u64>>,
+    /// The latest view of the state, for watches that catch up; published
+    /// only while some watch holds a receiver.
     views: watch::Sender<Option<CommittedView<M>>>,
-    /// The index this node last published, whatever its role: where a
-    /// watch "from now on" starts. Kept up to date with no watcher too.
+    /// A catching-up watch found the view older than it needs.
+    view_wanted: AtomicBool,
+    /// The index this node last published, whatever its role.
     published: watch::Sender<u64>,
     /// One permit per open watch stream.
     streams: Arc<Semaphore>,
@@ -73,7 +112,10 @@ pub(super) struct Watchers<M> {
 impl<M: EventSource> Default for Watchers<M> {
     fn default() -> Self {
         Watchers {
+            ring: Mutex::new(Ring::default()),
+            head: watch::channel(None).0,
             views: watch::channel(None).0,
+            view_wanted: AtomicBool::new(false),
             published: watch::channel(0).0,
             streams: Arc::new(Semaphore::new(MAX_WATCH_STREAMS)),
         }
@@ -81,16 +123,16 @@ impl<M: EventSource> Default for Watchers<M> {
 }
 
 impl<M: EventSource> Watchers<M> {
-    /// Publishes the committed view; `None` when this node stops serving
-    /// watches, which ends them (their clients resume elsewhere).
-    pub fn publish(&self, view: Option<CommittedView<M>>) {
-        self.views.send_replace(view);
+    /// Ends the watches this node serves: it stopped leading or following.
+    pub fn stop(&self) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        *ring = Ring::default();
+        self.head.send_replace(None);
+        self.views.send_replace(None);
     }
 
-    /// How many watches read the view: the node copies its state for them
-    /// only while there are some.
-    pub fn count(&self) -> usize {
-        self.views.receiver_count()
+    fn open_streams(&self) -> usize {
+        MAX_WATCH_STREAMS - self.streams.available_permits()
     }
 
     /// Notes the index this node published (it only ever moves on).
@@ -102,6 +144,71 @@ impl<M: EventSource> Watchers<M> {
         });
     }
 
+    /// Adds the events committed up to `index` to the ring, from `machine`
+    /// (whose state is at least that far), once each for every watch.
+    fn extend_ring(&self, machine: &M, index: u64, clock_unix_ms: i64) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if !ring.active {
+            *ring = Ring { start: index, head: index, active: true, ..Ring::default() };
+        } else if index > ring.head {
+            for event in machine.events(&M::everything(), ring.head, index, clock_unix_ms) {
+                ring.bytes += M::event_size(&event);
+                ring.events.push_back(Arc::new(event));
+            }
+            ring.head = index;
+            // Whole revisions go, so that the ring is complete after its start.
+            while ring.bytes > MAX_RING_BYTES
+                && let Some(oldest) = ring.events.pop_front()
+            {
+                ring.bytes -= M::event_size(&oldest);
+                ring.start = M::revision(&oldest);
+                while ring.events.front().is_some_and(|next| M::revision(next) == ring.start) {
+                    if let Some(next) = ring.events.pop_front() {
+                        ring.bytes -= M::event_size(&next);
+                    }
+                }
+            }
+        } else {
+            return;
+        }
+        let head = ring.head;
+        drop(ring);
+        self.head.send_replace(Some(head));
+    }
+
+    /// Lets the ring go while nobody watches.
+    fn idle(&self) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if ring.active {
+            *ring = Ring::default();
+        }
+    }
+
+    /// The ring's events in `scope` after `after`: at most
+    /// [`MAX_PAGE_BYTES`] of them, cut at a revision.
+    fn ring_page(&self, scope: &M::Scope, after: u64) -> RingPage<M::Event> {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if !ring.active || after < ring.start {
+            return RingPage::Behind;
+        }
+        if after >= ring.head {
+            return RingPage::Current;
+        }
+        let first = ring.events.partition_point(|event| M::revision(event) <= after);
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for event in ring.events.range(first..) {
+            if bytes > MAX_PAGE_BYTES && page.last().is_some_and(|last| M::revision(last) < M::revision(event)) {
+                return RingPage::Events(page, M::revision(event) - 1);
+            }
+            if M::in_scope(scope, event) {
+                bytes += M::event_size(event);
+                page.push(M::Event::clone(event));
+            }
+        }
+        RingPage::Events(page, ring.head)
+    }
+
     /// Opens a watch of `scope` after `after_revision` (0: from now on,
     /// which is the end of this node's log at this moment, `log_end`): the
     /// task to run it, and the stream of its events.
@@ -111,27 +218,30 @@ impl<M: EventSource> Watchers<M> {
         after_revision: u64,
         log_end: u64,
     ) -> Result<(Watch<M>, WatchEvents<M>), ServiceError> {
+        // A revision this node's log has not reached (it holds every
+        // committed entry): nobody wrote it. One it holds but has not
+        // published yet comes, once the leader says so.
+        if after_revision > log_end {
+            let published = *self.published.borrow();
+            return Err(ServiceError::AheadOfLog { asked: after_revision, published });
+        }
         let permit = Arc::clone(&self.streams)
             .try_acquire_owned()
             .map_err(|_| ServiceError::TooManyWatches(MAX_WATCH_STREAMS))?;
         let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
-        let start = if after_revision > 0 {
-            Start::After(after_revision)
-        } else {
-            Start::Now(log_end.max(*self.published.borrow()))
-        };
-        let watch = Watch { views: self.views.subscribe(), scope, start, events, _permit: permit };
+        let start = if after_revision > 0 { Start::After(after_revision) } else { Start::Now(log_end) };
+        let watch = Watch { head: self.head.subscribe(), views: None, scope, start, events, _permit: permit };
         Ok((watch, receiver))
     }
 }
 
-/// Publishes the committed state to watchers when it moved on, or when a
-/// watcher arrived; not at all while nobody watches (a published copy makes
-/// the leader's next writes copy what they change).
+/// Publishes the committed state to the node's watches as its published
+/// index moves: the new events into the ring, and a view of the state for
+/// watches that catch up. Nothing while nobody watches.
 #[derive(Default)]
 pub(super) struct Publisher {
-    published: Option<u64>,
-    watchers: usize,
+    /// The index of the view published last.
+    viewed: Option<u64>,
 }
 
 impl Publisher {
@@ -140,16 +250,18 @@ impl Publisher {
     pub fn publish<M: EventSource>(&mut self, watchers: &Watchers<M>, state: &ReplicatedState<M>, index: Option<u64>) {
         let Some(commit_index) = index else { return };
         watchers.note_published(commit_index);
-        let count = watchers.count();
-        let newcomers = count > self.watchers;
-        self.watchers = count;
-        if count == 0 || (index == self.published && !newcomers) {
+        if watchers.open_streams() == 0 {
+            watchers.idle();
             return;
         }
-        self.published = index;
-        watchers.publish(Some(CommittedView {
+        watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms);
+        let wanted = watchers.view_wanted.swap(false, Ordering::Relaxed);
+        if watchers.views.receiver_count() == 0 || (index == self.viewed && !wanted) {
+            return;
+        }
+        self.viewed = index;
+        watchers.views.send_replace(Some(CommittedView {
             commit_index,
-            log_end: state.last.index,
             machine: state.machine.clone(),
             clock_unix_ms: state.clock_unix_ms,
         }));
@@ -172,11 +284,13 @@ enum Start {
     Now(u64),
 }
 
-/// One watch: the task that pages through the published views for its
-/// reader. It ends when the reader goes, when the node stops serving, or
-/// with an error the reader can resume from.
+/// One watch: the task that reads the ring, or catches up from the state,
+/// for its reader. It ends when the reader goes, when the node stops
+/// serving, or with an error the reader can resume from.
 pub(super) struct Watch<M: EventSource> {
-    views: watch::Receiver<Option<CommittedView<M>>>,
+    head: watch::Receiver<Option<u64>>,
+    /// While it catches up from the state.
+    views: Option<watch::Receiver<Option<CommittedView<M>>>>,
     scope: M::Scope,
     start: Start,
     events: mpsc::Sender<Result<M::Event, ServiceError>>,
@@ -184,97 +298,121 @@ pub(super) struct Watch<M: EventSource> {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Why a watch stops waiting.
+enum Woken {
+    Moved,
+    Stopped,
+    ReaderGone,
+}
+
 impl<M: EventSource> Watch<M> {
-    pub async fn run(mut self) {
+    pub async fn run(mut self, watchers: Arc<Watchers<M>>) {
+        let watchers = watchers.as_ref();
         // The revision delivered last; `None` until a watch from now on
         // has said where now is.
         let mut last = match self.start {
             Start::After(revision) => Some(revision),
             Start::Now(_) => None,
         };
-        let mut viewed = false;
+        // Whether the node served this watch yet.
+        let mut served = false;
         let mut page_revisions = FIRST_PAGE_REVISIONS;
         loop {
-            let view = self.views.borrow_and_update().clone();
-            let Some(view) = view else {
-                if viewed {
-                    // The node stopped serving: the reader resumes after
-                    // what it got, here once the node serves again or at
-                    // another node.
-                    let resume = last.map_or(String::new(), |last| format!("; resume after revision {last}"));
-                    let message = format!("this node stopped serving watches{resume}");
-                    let _ = self.events.try_send(Err(ServiceError::WatchInterrupted(message)));
+            let head = *self.head.borrow_and_update();
+            let Some(head) = head else {
+                if served {
+                    self.interrupted(last);
                     return;
                 }
-                // Not published yet: wait for the first view.
-                if !self.wait_for_change().await {
+                // Not serving yet: wait for its first publication.
+                match self.wait_for_head().await {
+                    Woken::Moved => continue,
+                    Woken::Stopped | Woken::ReaderGone => return,
+                }
+            };
+            served = true;
+            let Some(from) = last else {
+                let Start::Now(now) = self.start else { unreachable!("a watch after a revision has one") };
+                // Events start after the node's log end when the watch was
+                // asked, once that is committed: none before, and none
+                // after it is skipped. If the node stops serving first,
+                // the reader never got a start, and asks from now on again.
+                let now = if now > 0 { now } else { head };
+                if head < now {
+                    match self.wait_for_head().await {
+                        Woken::Moved => continue,
+                        Woken::Stopped => return self.interrupted(last),
+                        Woken::ReaderGone => return,
+                    }
+                }
+                if !self.send(Ok(M::progress(now))).await {
                     return;
                 }
+                last = Some(now);
                 continue;
             };
-            if !viewed {
-                viewed = true;
-                // A revision the node's log has not reached (it holds every
-                // committed entry): nobody wrote it. One it holds but has
-                // not published yet comes, once the leader says so.
-                if let Start::After(asked) = self.start
-                    && asked > view.log_end
-                {
-                    let published = view.commit_index;
-                    let _ = self.events.try_send(Err(ServiceError::AheadOfLog { asked, published }));
-                    return;
-                }
-            }
-            let from = match last {
-                Some(from) => from,
-                None => {
-                    let Start::Now(now) = self.start else { unreachable!("a watch after a revision has one") };
-                    // Events start after the node's log end when the watch
-                    // was asked, once that is published: never before (the
-                    // first view may be an older one, left from earlier
-                    // watchers), and none after it is skipped (the first
-                    // view may come later, with more committed). If the
-                    // node stops serving first, the reader never got a
-                    // start, and asks from now on again.
-                    let now = if now > 0 { now } else { view.commit_index };
-                    if view.commit_index < now {
-                        drop(view);
-                        if !self.wait_for_change().await {
+            match watchers.ring_page(&self.scope, from) {
+                RingPage::Events(page, end) => {
+                    self.views = None;
+                    for event in page {
+                        if !self.send(Ok(event)).await {
                             return;
                         }
-                        continue;
                     }
-                    if !self.send(Ok(M::progress(now))).await {
-                        return;
-                    }
-                    last = Some(now);
-                    continue;
+                    last = Some(end);
                 }
-            };
-            if from < view.machine.compacted() {
-                let compacted = view.machine.compacted();
-                let _ = self.events.try_send(Err(ServiceError::Compacted { asked: from, compacted }));
-                return;
+                RingPage::Current => match self.wait_for_head().await {
+                    Woken::Moved => {}
+                    Woken::Stopped => return self.interrupted(last),
+                    Woken::ReaderGone => return,
+                },
+                RingPage::Behind => match self.catch_up(watchers, from, &mut page_revisions).await {
+                    CatchUp::Sent(end) => last = Some(end),
+                    CatchUp::Waited => {}
+                    CatchUp::Ended => return,
+                },
             }
-            if view.commit_index <= from {
-                drop(view);
-                if !self.wait_for_change().await {
-                    return;
-                }
-                continue;
-            }
-            let (page, page_end, cut) = page(&view, &self.scope, from, page_revisions);
-            page_revisions =
-                if cut { (page_revisions / 2).max(1) } else { (page_revisions * 2).min(MAX_PAGE_REVISIONS) };
-            // Let the view go before waiting on the reader.
-            drop(view);
-            for event in page {
-                if !self.send(Ok(event)).await {
-                    return;
-                }
-            }
-            last = Some(page_end);
         }
+    }
+
+    /// One page of the events after `from` from a view of the state.
+    async fn catch_up(&mut self, watchers: &Watchers<M>, from: u64, page_revisions: &mut u64) -> CatchUp {
+        let views = self.views.get_or_insert_with(|| watchers.views.subscribe());
+        let view = views.borrow_and_update().clone();
+        let Some(view) = view.filter(|view| view.commit_index > from) else {
+            // None yet, or one older than needed: the publisher makes a
+            // fresh one on its next round.
+            watchers.view_wanted.store(true, Ordering::Relaxed);
+            return tokio::select! {
+                changed = views.changed() => if changed.is_ok() { CatchUp::Waited } else { CatchUp::Ended },
+                () = self.events.closed() => CatchUp::Ended,
+            };
+        };
+        if from < view.machine.compacted() {
+            let compacted = view.machine.compacted();
+            let _ = self.events.try_send(Err(ServiceError::Compacted { asked: from, compacted }));
+            return CatchUp::Ended;
+        }
+        let (page, end, cut) = page(&view, &self.scope, from, *page_revisions);
+        *page_revisions =
+            if cut { (*page_revisions / 2).max(1) } else { (*page_revisions * 2).min(MAX_PAGE_REVISIONS) };
+        // Let the view go, and stop asking for views, before waiting on
+        // the reader.
+        drop(view);
+        self.views = None;
+        for event in page {
+            if !self.send(Ok(event)).await {
+                return CatchUp::Ended;
+            }
+        }
+        CatchUp::Sent(end)
+    }
+
+    /// Tells the reader where to resume, if there is room to.
+    fn interrupted(&self, last: Option<u64>) {
+        let resume = last.map_or(String::new(), |last| format!("; resume after revision {last}"));
+        let message = format!("this node stopped serving watches{resume}");
+        let _ = self.events.try_send(Err(ServiceError::WatchInterrupted(message)));
     }
 
     /// Waits for the reader to take `event`; false once the reader went.
@@ -282,14 +420,26 @@ impl<M: EventSource> Watch<M> {
         self.events.send(event).await.is_ok()
     }
 
-    /// Waits for a new view; false once the reader went or the node
-    /// dropped its views.
-    async fn wait_for_change(&mut self) -> bool {
+    /// Waits for the ring's head to move.
+    async fn wait_for_head(&mut self) -> Woken {
         tokio::select! {
-            changed = self.views.changed() => changed.is_ok(),
-            () = self.events.closed() => false,
+            changed = self.head.changed() => match changed {
+                Ok(()) if self.head.borrow().is_some() => Woken::Moved,
+                _ => Woken::Stopped,
+            },
+            () = self.events.closed() => Woken::ReaderGone,
         }
     }
+}
+
+/// What one catch-up step did.
+enum CatchUp {
+    /// Sent the events up to this revision.
+    Sent(u64),
+    /// Waited for a fresh view.
+    Waited,
+    /// The reader went, or the watch ended with an error.
+    Ended,
 }
 
 /// The events in `scope` after `from`, over at most `revisions` revisions

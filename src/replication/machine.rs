@@ -100,6 +100,12 @@ pub trait EventSource: StateMachine {
     /// Checks a watcher's scope before it is served: why it is malformed.
     fn check_scope(scope: &Self::Scope) -> Result<(), String>;
 
+    /// The scope of every event.
+    fn everything() -> Self::Scope;
+
+    /// Whether `event` is in `scope`.
+    fn in_scope(scope: &Self::Scope, event: &Self::Event) -> bool;
+
     /// The events in `scope` of the entries after `after` up to `upto`, in
     /// order, with `clock_unix_ms` the log's clock at `upto`.
     fn events(&self, scope: &Self::Scope, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<Self::Event>;
