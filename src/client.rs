@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::auction::{
     AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction, CancelOutcome, CreateAuction,
-    CreateOutcome, HistoryPage,
+    CreateOutcome, EventScope, HistoryPage,
 };
 use crate::replication::NodeStatus;
 use crate::security::NameSecrets;
@@ -379,6 +379,17 @@ impl Client {
     pub async fn watch_with<Fut: Future<Output = bool>>(
         &mut self,
         auction_id: Option<&str>,
+        after_revision: u64,
+        on_event: impl FnMut(AuctionEvent) -> Fut,
+    ) -> Result<(), ClientError> {
+        self.watch_scope_with(&EventScope::of(auction_id), after_revision, on_event).await
+    }
+
+    /// [`Client::watch_with`] of the auctions `scope` names, or all: one
+    /// stream for several auctions.
+    pub async fn watch_scope_with<Fut: Future<Output = bool>>(
+        &mut self,
+        scope: &EventScope,
         mut after_revision: u64,
         mut on_event: impl FnMut(AuctionEvent) -> Fut,
     ) -> Result<(), ClientError> {
@@ -391,11 +402,10 @@ impl Client {
         let known = u64::try_from(self.connections.len()).unwrap_or(1).max(1);
         self.current = in_process.unwrap_or_else(|| usize::try_from(self.config.network.random() % known).unwrap_or(0));
         loop {
-            let auction = auction_id.map(str::to_string);
             let mut events = self
                 .with_retries(|mut connection| {
-                    let auction = auction.clone();
-                    async move { connection.watch(auction.as_deref(), after_revision).await }
+                    let scope = scope.clone();
+                    async move { connection.watch_scope(&scope, after_revision).await }
                 })
                 .await?;
             while let Some(event) = events.next().await {

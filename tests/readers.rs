@@ -237,3 +237,47 @@ async fn a_watch_from_now_on_an_idle_backup_sees_the_next_bid() {
         }
     }
 }
+
+/// One stream watches several auctions: their events, in revision order,
+/// and no other auction's; a watch of more auctions than a stream may
+/// name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stream_watches_several_auctions() {
+    let cluster = start(89, 1, &[]).await;
+    let mut seller = client(&cluster);
+    let mut lots = Vec::new();
+    for title in ["a lamp", "a vase", "a clock"] {
+        let create = CreateAuction::lasting("sam", title, "", 1, Duration::from_secs(600));
+        lots.push(seller.create_auction(create).await.expect("created").auction_id);
+    }
+    let watched = gavel::auction::EventScope::of([lots[0].as_str(), lots[2].as_str()]);
+    let mut events = connection(&cluster.client_address()).watch_scope(&watched, 0).await.expect("the watch");
+    let mut next = async || {
+        let event = tokio::time::timeout(SETTLE, events.next()).await.expect("an event in time");
+        event.expect("the stream goes on").expect("an event")
+    };
+    assert_eq!(next().await.kind, EventKind::Progress);
+    let mut bidder = client(&cluster);
+    for (lot, amount) in [(0, 5), (1, 6), (2, 7), (0, 8)] {
+        assert_eq!(bidder.bid(&lots[lot], "bo", amount).await.expect("bid").verdict, Verdict::Success);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = next().await;
+        if let EventKind::BidAccepted(bid) = &event.kind {
+            seen.push((event.auction_id.clone(), bid.amount));
+        }
+    }
+    let expected = [(lots[0].clone(), 5), (lots[2].clone(), 7), (lots[0].clone(), 8)];
+    assert_eq!(seen, expected, "the two auctions' bids in order, not the third's");
+
+    let ids: Vec<String> = (0..=gavel::auction::MAX_WATCHED_AUCTIONS).map(|id| format!("a{id}")).collect();
+    let too_many = gavel::auction::EventScope::of(ids.iter().map(String::as_str));
+    match connection(&cluster.client_address()).watch_scope(&too_many, 0).await {
+        Err(gavel::transport::CallError::Invalid { message, .. }) => {
+            assert!(message.contains("at most 100 auctions"), "{message}")
+        }
+        Err(other) => panic!("expected a refusal, got {other:?}"),
+        Ok(_) => panic!("expected a refusal, got a stream"),
+    }
+}

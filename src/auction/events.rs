@@ -30,6 +30,37 @@ pub enum EventKind {
     Progress,
 }
 
+/// The auctions a watch follows at most by name; for more, watch every
+/// auction.
+pub const MAX_WATCHED_AUCTIONS: usize = 100;
+
+/// Which auctions' events a watcher asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventScope {
+    /// Every auction's.
+    All,
+    /// These auctions' (one or more, each once).
+    Auctions(std::collections::BTreeSet<String>),
+}
+
+impl EventScope {
+    /// The scope of these auction ids (empty ones are none); none means
+    /// every auction.
+    pub fn of<'a>(auction_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let ids: std::collections::BTreeSet<String> =
+            auction_ids.into_iter().filter(|id| !id.is_empty()).map(str::to_string).collect();
+        if ids.is_empty() { EventScope::All } else { EventScope::Auctions(ids) }
+    }
+
+    /// Whether `auction_id`'s events are in it.
+    pub fn covers(&self, auction_id: &str) -> bool {
+        match self {
+            EventScope::All => true,
+            EventScope::Auctions(ids) => ids.contains(auction_id),
+        }
+    }
+}
+
 impl AuctionEvent {
     /// About how many bytes the event holds, its strings counted.
     pub fn size(&self) -> usize {

@@ -9,8 +9,8 @@ use crate::replication::{self, EventSource, RateLimit, StateMachine};
 use super::catalogue::check_visible_text;
 use super::{
     Applied, AuctionBook, AuctionEvent, BidOutcome, CancelOutcome, Command, CreateOutcome, DEFAULT_AUCTION, EventKind,
-    MAX_AUCTION_ID_LEN, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason, check_request_id, command_time,
-    normalize_in_place, validate_bid, validate_create_fields, validate_ids,
+    EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, OpenAuction, Party, Query, QueryAnswer, QueryError, Reason,
+    check_request_id, command_time, normalize_in_place, validate_bid, validate_create_fields, validate_ids,
 };
 
 /// How long a closed auction is kept by default: a day.
@@ -201,23 +201,37 @@ impl StateMachine for AuctionBook {
 
 impl EventSource for AuctionBook {
     type Event = AuctionEvent;
-    /// One auction, or every one.
-    type Scope = Option<String>;
+    type Scope = EventScope;
 
-    fn check_scope(auction_id: &Option<String>) -> Result<(), String> {
-        auction_id.as_deref().map_or(Ok(()), check_auction_id)
+    fn check_scope(scope: &EventScope) -> Result<(), String> {
+        let EventScope::Auctions(ids) = scope else { return Ok(()) };
+        if ids.len() > MAX_WATCHED_AUCTIONS {
+            return Err(format!(
+                "a watch follows at most {MAX_WATCHED_AUCTIONS} auctions by id ({} asked); watch every auction instead",
+                ids.len()
+            ));
+        }
+        ids.iter().try_for_each(|id| check_auction_id(id))
     }
 
-    fn everything() -> Option<String> {
-        None
+    fn everything() -> EventScope {
+        EventScope::All
     }
 
-    fn in_scope(auction_id: &Option<String>, event: &AuctionEvent) -> bool {
-        auction_id.as_ref().is_none_or(|auction_id| *auction_id == event.auction_id)
+    fn in_scope(scope: &EventScope, event: &AuctionEvent) -> bool {
+        scope.covers(&event.auction_id)
     }
 
-    fn events(&self, auction_id: &Option<String>, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {
-        AuctionBook::events(self, auction_id.as_deref(), after, upto, clock_unix_ms)
+    fn events(&self, scope: &EventScope, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {
+        match scope {
+            EventScope::All => AuctionBook::events(self, None, after, upto, clock_unix_ms),
+            EventScope::Auctions(ids) => {
+                let mut events: Vec<AuctionEvent> =
+                    ids.iter().flat_map(|id| AuctionBook::events(self, Some(id), after, upto, clock_unix_ms)).collect();
+                events.sort_by_key(|event| event.revision);
+                events
+            }
+        }
     }
 
     fn revision(event: &AuctionEvent) -> u64 {

@@ -25,7 +25,7 @@ pub use catalogue::{
     HistoryPage, MAX_DESCRIPTION_LEN, MAX_PAGE, MAX_TITLE_LEN, Query, QueryAnswer, QueryError, validate_create,
     validate_create_fields,
 };
-pub use events::{AuctionEvent, EventKind};
+pub use events::{AuctionEvent, EventKind, EventScope, MAX_WATCHED_AUCTIONS};
 pub use reason::{NameProblem, Party, Reason, render};
 pub use sessions::{ClientSession, RememberedOutcome, WriteOutcome};
 

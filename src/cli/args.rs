@@ -116,8 +116,9 @@ pub enum Commands {
     /// Print events as they commit (every auction's, or one's); resumes
     /// across failovers by itself.
     Watch {
-        /// One auction's id; all auctions without it.
-        id: Option<String>,
+        /// The auctions' ids (one stream for all of them, at most 100);
+        /// every auction without any.
+        ids: Vec<String>,
         /// Start after this revision (0: from now on).
         #[arg(long, default_value_t = 0)]
         after: u64,

@@ -122,15 +122,16 @@ pub async fn show(id: &str, json: bool, target: &Target) -> anyhow::Result<ExitC
 }
 
 /// `gavel watch`: events as they commit, until the service is gone.
-pub async fn watch(id: Option<&str>, after: u64, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
+pub async fn watch(ids: &[String], after: u64, json: bool, target: &Target) -> anyhow::Result<ExitCode> {
     let mut client = target.client()?;
+    let scope = gavel::auction::EventScope::of(ids.iter().map(String::as_str));
     let printed = client
-        .watch(id, after, |event| {
-            let line = if json { json_line(&EventJson::from(event)) } else { prompt::format_event(event) };
+        .watch_scope_with(&scope, after, |event| {
+            let line = if json { json_line(&EventJson::from(&event)) } else { prompt::format_event(&event) };
             if !line.is_empty() {
                 println!("{line}");
             }
-            true
+            std::future::ready(true)
         })
         .await;
     Ok(answered(printed))

@@ -64,7 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let network = security.network(Some("operator"))?;
             operator::remove_member(&network, &member, &nodes, client, &record).await
         }
-        Commands::Watch { id, after, json, target } => auctions::watch(id.as_deref(), after, json, &target).await,
+        Commands::Watch { ids, after, json, target } => auctions::watch(&ids, after, json, &target).await,
         Commands::History { id, json, target } => auctions::history(&id, json, &target).await,
         Commands::Show { id, json, target } => auctions::show(&id, json, &target).await,
         Commands::Demo(args) => demo::demo(args).await.map(|()| ExitCode::SUCCESS),

@@ -256,7 +256,15 @@ impl Publisher {
         }
         watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms);
         let wanted = watchers.view_wanted.swap(false, Ordering::Relaxed);
-        if watchers.views.receiver_count() == 0 || (index == self.viewed && !wanted) {
+        if watchers.views.receiver_count() == 0 {
+            // Nobody catches up: let the last view go, or the state's
+            // old version stays beside the new one as writes replace it.
+            if self.viewed.take().is_some() {
+                watchers.views.send_replace(None);
+            }
+            return;
+        }
+        if index == self.viewed && !wanted {
             return;
         }
         self.viewed = index;

@@ -66,7 +66,7 @@ impl Backend<AuctionBook> for NullBackend {
 
     fn watch(
         &self,
-        _auction_id: Option<String>,
+        _scope: crate::auction::EventScope,
         _after_revision: u64,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
         Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))

@@ -10,8 +10,8 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::auction::{
-    Applied, AuctionBook, Bid, CancelAuction, Command, CreateAuction, CreateOutcome, NameDigest, Query, QueryAnswer,
-    QueryError, ReadError,
+    Applied, AuctionBook, Bid, CancelAuction, Command, CreateAuction, CreateOutcome, EventScope, NameDigest, Query,
+    QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::NodeId;
 
@@ -97,8 +97,8 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let request = request.into_inner();
-        let auction_id = (!request.auction_id.is_empty()).then_some(request.auction_id);
-        let events = self.backend.watch(auction_id, request.after_revision)?;
+        let ids = std::iter::once(request.auction_id.as_str()).chain(request.auction_ids.iter().map(String::as_str));
+        let events = self.backend.watch(EventScope::of(ids), request.after_revision)?;
         let stream = ReceiverStream::new(events).map(|event| match event {
             Ok(event) => Ok(pb::AuctionEvent::from(event)),
             Err(error) => Err(Status::from(error)),

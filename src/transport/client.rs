@@ -13,7 +13,7 @@ use tonic::{Code, Request, Status, Streaming};
 
 use crate::auction::{
     AcceptedBid, AuctionBook, AuctionEvent, AuctionInfo, AuctionPage, AuctionView, Bid, BidOutcome, CancelAuction,
-    CancelOutcome, CreateAuction, CreateOutcome, HistoryPage,
+    CancelOutcome, CreateAuction, CreateOutcome, EventScope, HistoryPage,
 };
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 use crate::security::node_dns_name;
@@ -365,7 +365,22 @@ impl AuctionConnection {
         auction_id: Option<&str>,
         after_revision: u64,
     ) -> Result<impl tokio_stream::Stream<Item = Result<AuctionEvent, CallError>> + use<>, CallError> {
-        let request = pb::WatchRequest { auction_id: auction_id.unwrap_or_default().to_string(), after_revision };
+        self.watch_scope(&EventScope::of(auction_id), after_revision).await
+    }
+
+    /// [`AuctionConnection::watch`] of the auctions `scope` names (or all).
+    pub async fn watch_scope(
+        &mut self,
+        scope: &EventScope,
+        after_revision: u64,
+    ) -> Result<impl tokio_stream::Stream<Item = Result<AuctionEvent, CallError>> + use<>, CallError> {
+        // One auction in the field every version reads; more beside it.
+        let mut ids = match scope {
+            EventScope::All => Vec::new(),
+            EventScope::Auctions(ids) => ids.iter().cloned().collect(),
+        };
+        let auction_id = if ids.is_empty() { String::new() } else { ids.remove(0) };
+        let request = pb::WatchRequest { auction_id, after_revision, auction_ids: ids };
         // Only opening the stream is bounded by the request timeout.
         let events: AuctionEventStream = match &self.target {
             Target::Remote(client) => Box::pin(self.call(client.clone().watch(request)).await?),

@@ -48,7 +48,7 @@ impl Backend<AuctionBook> for Refusing {
 
     fn watch(
         &self,
-        _auction_id: Option<String>,
+        _scope: crate::auction::EventScope,
         after_revision: u64,
     ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
         let (events, receiver) = mpsc::channel(1);
