@@ -335,6 +335,10 @@ async fn write_to_backup<M: Wire>(
     }
 }
 
+/// How long a newly published index waits for entries to carry it before
+/// it goes out in a heartbeat of its own.
+const PUBLISH_COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+
 async fn write_until_closed<M: Wire>(
     mut session: BackupSession<M>,
     outbound: mpsc::Sender<Result<rpb::FromLeader, Status>>,
@@ -342,22 +346,40 @@ async fn write_until_closed<M: Wire>(
 ) {
     use rpb::from_leader::Message as Wired;
     let mut pending: Option<Message<M>> = None;
+    // The published index the last message carried: a newer one goes out
+    // soon, on the next entries or a heartbeat of its own, so that the
+    // backup's watchers see a commit about when the leader's do.
+    let mut sent_published = 0;
     loop {
         let message = match pending.take() {
             Some(message) => message,
-            None => match tokio::time::timeout(heartbeat_interval, session.messages.recv()).await {
-                Ok(Some(message)) => message,
-                // The node dropped the stream: the backup left the membership.
-                Ok(None) => return,
-                Err(_idle) => {
-                    let published = *session.published.borrow();
-                    let heartbeat = Wired::Heartbeat(rpb::Heartbeat { epoch: session.epoch, published });
-                    if outbound.send(Ok(rpb::FromLeader { message: Some(heartbeat) })).await.is_err() {
-                        return;
+            None => {
+                let unsent = *session.published.borrow() > sent_published;
+                let wait = if unsent { PUBLISH_COALESCE } else { heartbeat_interval };
+                let next = tokio::select! {
+                    biased;
+                    next = tokio::time::timeout(wait, session.messages.recv()) => next,
+                    // Only while the last message carried the latest.
+                    changed = session.published.changed(), if !unsent => match changed {
+                        Ok(()) => continue,
+                        Err(_) => return,
+                    },
+                };
+                match next {
+                    Ok(Some(message)) => message,
+                    // The node dropped the stream: the backup left the membership.
+                    Ok(None) => return,
+                    Err(_idle) => {
+                        let published = *session.published.borrow_and_update();
+                        sent_published = published;
+                        let heartbeat = Wired::Heartbeat(rpb::Heartbeat { epoch: session.epoch, published });
+                        if outbound.send(Ok(rpb::FromLeader { message: Some(heartbeat) })).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
                 }
-            },
+            }
         };
         let message = match message {
             Message::Snapshot(snapshot) => {
@@ -387,7 +409,9 @@ async fn write_until_closed<M: Wire>(
                 }
                 // Read after the batch: it never claims less than the
                 // leader had published when the entries left.
-                Wired::Entries(rpb::Entries { entries: batch, published: *session.published.borrow() })
+                let published = *session.published.borrow_and_update();
+                sent_published = published;
+                Wired::Entries(rpb::Entries { entries: batch, published })
             }
         };
         if outbound.send(Ok(rpb::FromLeader { message: Some(message) })).await.is_err() {
@@ -488,6 +512,28 @@ mod tests {
 
     /// Every message a backup gets carries the leader's published index as
     /// it was when the message left: entries and heartbeats alike.
+
+    /// A commit the leader publishes while no entries follow reaches the
+    /// backup about at once, not a heartbeat interval later: its watchers
+    /// see it about when the leader's do.
+    #[tokio::test(start_paused = true)]
+    async fn a_newly_published_index_goes_out_without_waiting_for_a_heartbeat() {
+        let (_to_backup, messages) = mpsc::channel::<Message<AuctionBook>>(8);
+        let (published_index, published) = watch::channel(0);
+        let closed = CancellationToken::new();
+        let session = BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, closed };
+        let (outbound, mut wire) = mpsc::channel(8);
+        let heartbeat_interval = Duration::from_secs(60);
+        let _writer = tokio::spawn(write_to_backup(session, outbound, heartbeat_interval));
+
+        let asked = tokio::time::Instant::now();
+        published_index.send_replace(4);
+        match next_message(&mut wire, Duration::from_secs(120)).await {
+            Some(rpb::from_leader::Message::Heartbeat(heartbeat)) => assert_eq!(heartbeat.published, 4),
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+        assert!(asked.elapsed() < Duration::from_secs(1), "it waited {:?}", asked.elapsed());
+    }
     #[tokio::test]
     async fn every_message_to_a_backup_carries_the_published_index() {
         let (to_backup, messages) = mpsc::channel(8);
