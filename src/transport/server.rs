@@ -510,9 +510,6 @@ mod tests {
     use crate::auction::AuctionBook;
     use crate::auction::machine::{Entry, Payload};
 
-    /// Every message a backup gets carries the leader's published index as
-    /// it was when the message left: entries and heartbeats alike.
-
     /// A commit the leader publishes while no entries follow reaches the
     /// backup about at once, not a heartbeat interval later: its watchers
     /// see it about when the leader's do.
@@ -534,6 +531,9 @@ mod tests {
         }
         assert!(asked.elapsed() < Duration::from_secs(1), "it waited {:?}", asked.elapsed());
     }
+
+    /// Every message a backup gets carries the leader's published index as
+    /// it was when the message left: entries and heartbeats alike.
     #[tokio::test]
     async fn every_message_to_a_backup_carries_the_published_index() {
         let (to_backup, messages) = mpsc::channel(8);
