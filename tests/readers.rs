@@ -281,3 +281,26 @@ async fn one_stream_watches_several_auctions() {
         Ok(_) => panic!("expected a refusal, got a stream"),
     }
 }
+
+/// A linearizable read on a backup, asked right after a bid was
+/// acknowledged, sees it, and the backup answers it itself (it used to
+/// send every read to the leader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_backup_right_after_an_acknowledged_bid_sees_it() {
+    let cluster = start(90, 3, &[]).await;
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
+
+    let mut reader = connection(&cluster.node_address(backup));
+    for amount in 2..=21 {
+        assert_eq!(bidder.bid("", "bob", amount).await.expect("bid").verdict, Verdict::Success);
+        let (view, answered_by) = reader.result("").await.expect("the backup answers the read");
+        assert_eq!(answered_by, cluster.node_address(backup), "answered by the backup itself");
+        assert_eq!((view.highest_bidder.as_str(), view.highest_amount), ("bob", amount), "the acknowledged bid");
+        let info = reader.get_auction("").await.expect("the backup answers the read");
+        assert_eq!(info.highest_amount, amount);
+    }
+}

@@ -588,7 +588,8 @@ async fn grpc_ports_serve_health_reflection_and_name_the_leader() {
     let node_services = reflection_services(&cluster.node_address(leader)).await;
     assert!(node_services.contains(&"gavel.replication.v1.Replication".to_string()), "{node_services:?}");
 
-    // A backup's refusal names the leader in its message.
+    // A backup's refusal of a write names the leader in its message (a
+    // read it answers itself: every node serves reads).
     let backup = (0..cluster.len()).find(|&i| i != leader).expect("a backup");
     let network = gavel::transport::Network::tcp();
     let settings = gavel::transport::TransportSettings::default();
@@ -599,13 +600,24 @@ async fn grpc_ports_serve_health_reflection_and_name_the_leader() {
         Duration::from_secs(2),
     )
     .expect("connection");
-    match connection.get_auction("default").await {
+    let bid = gavel::auction::Bid {
+        auction_id: String::new(),
+        bidder: "ann".into(),
+        amount: 1,
+        client_id: "c".into(),
+        request_id: 1,
+        at_unix_ms: 0,
+        name_digest: None,
+    };
+    match connection.bid(&bid, &[]).await {
         Err(gavel::transport::CallError::Unavailable { message, leader_hint }) => {
             assert_eq!(leader_hint, Some(cluster.node_address(leader)));
             assert!(message.contains(&format!("the leader is {}", cluster.node_address(leader))), "{message}");
         }
         other => panic!("a backup answered {other:?}"),
     }
+    let read = connection.get_auction("default").await.expect("a backup answers a read itself");
+    assert_eq!(read.auction_id, "default");
 }
 
 async fn channel(address: &str) -> tonic::transport::Channel {

@@ -15,9 +15,12 @@ use crate::replication::{
     ReplicatedState, Reply, Role, StateMachine,
 };
 use crate::storage::StorageHandle;
-use crate::transport::{Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, ServiceError};
+use crate::transport::{
+    Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, PeerProbe, ServiceError,
+};
 
 use super::NodeConfig;
+use super::coordinator::{CoordinatorConfig, read_record};
 use super::limits::RateLimiter;
 use super::watchers::Watchers;
 
@@ -72,6 +75,13 @@ impl<M: StateMachine> Drop for BackupStream<M> {
     }
 }
 
+/// How long a read on a backup may take before the reader is sent to the
+/// leader instead.
+const BACKUP_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A backup could not answer a read itself (see `Shared::read_on_backup`).
+struct ReadRefused;
+
 /// Inputs waiting for the leader's loop. Past this a client gets
 /// `RESOURCE_EXHAUSTED` at once, and a peer's stream waits (its acks are
 /// cumulative, so waiting loses nothing).
@@ -119,6 +129,11 @@ pub(super) struct Shared<M: EventSource> {
     next_connection: AtomicU64,
     /// What this node's watches read: the state up to its published index.
     watchers: Arc<Watchers<M>>,
+    /// Where the membership record lives: a backup answers a read only
+    /// while the record lists it.
+    record: CoordinatorConfig,
+    /// The connection a backup asks its leader's read index on.
+    leader_probe: Mutex<Option<PeerProbe>>,
     /// Members an operator released from this node's wait after a restart
     /// from its disk (see `replication::takeover`).
     released: Mutex<Vec<NodeId>>,
@@ -154,6 +169,8 @@ impl<M: ClientApi> Shared<M> {
             leader: RwLock::new(None),
             next_connection: AtomicU64::new(1),
             watchers: Arc::new(Watchers::default()),
+            record: config.coordinator.clone(),
+            leader_probe: Mutex::new(None),
             released: Mutex::new(Vec::new()),
             storage: Mutex::new(None),
             health: Health::default(),
@@ -274,6 +291,43 @@ impl<M: ClientApi> Shared<M> {
         answer.await.unwrap_or(Err(ServiceError::Stopped))
     }
 
+    /// A linearizable read on a backup (etcd's read index): its leader's
+    /// last sequenced index, asked now, holds every write acknowledged
+    /// before the read; the answer comes from this node's state once it
+    /// holds that index, and is released once what it shows is published,
+    /// as the leader releases its own. Only while the membership record
+    /// lists this node: one the leader dropped may follow a deposed leader
+    /// and miss what a newer one committed without it.
+    async fn read_on_backup(&self, query: M::Query, leader: &str, epoch: u64) -> Result<M::Answer, ReadRefused> {
+        let deadline = tokio::time::Instant::now() + BACKUP_READ_TIMEOUT;
+        match read_record(&self.record) {
+            Ok(Some(record)) if !record.nodes().contains(&self.id) => return Err(ReadRefused),
+            Ok(_) => {}
+            Err(_) => return Err(ReadRefused),
+        }
+        let probe = {
+            let mut kept = self.leader_probe.lock().unwrap_or_else(PoisonError::into_inner);
+            match kept.as_ref().filter(|probe| probe.address() == leader) {
+                Some(probe) => probe.clone(),
+                None => {
+                    let probe = PeerProbe::new(&self.network, leader, BACKUP_READ_TIMEOUT).map_err(|_| ReadRefused)?;
+                    *kept = Some(probe.clone());
+                    probe
+                }
+            }
+        };
+        let said = probe.probe().await.map_err(|_| ReadRefused)?;
+        if said.role != Role::Leader || said.epoch != epoch {
+            return Err(ReadRefused);
+        }
+        let view = self.watchers.view_holding(said.last.index, deadline).await.ok_or(ReadRefused)?;
+        let answer = view.machine.read(&query, view.clock_unix_ms);
+        if !self.watchers.published_at_least(view.log_end, deadline).await {
+            return Err(ReadRefused);
+        }
+        Ok(answer)
+    }
+
     /// Queues a peer's event, waiting while the leader is busy.
     async fn send_peer_event(&self, input: LeaderInput<M>) {
         if let Ok(handle) = self.leader_handle() {
@@ -301,6 +355,19 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
 
     async fn read(&self, query: M::Query) -> Result<(M::Answer, NodeId), ServiceError> {
         M::check_read(&query).map_err(ServiceError::InvalidArgument)?;
+        let (role, leader, epoch) = {
+            let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            (status.role, status.leader.clone(), status.epoch)
+        };
+        if role == Role::Backup
+            && let Some(leader) = leader
+        {
+            // Anything that stops it here sends the reader to the leader.
+            return match self.read_on_backup(query, &leader, epoch).await {
+                Ok(answer) => Ok((answer, self.id.clone())),
+                Err(ReadRefused) => Err(ServiceError::NotLeader { leader: Some(leader) }),
+            };
+        }
         match self.submit(|reply| LeaderInput::Read { query, reply }).await? {
             Reply::Read(answer) => Ok((answer, self.id.clone())),
             Reply::Applied { .. } | Reply::MemberRemoved(_) => Err(ServiceError::Stopped),

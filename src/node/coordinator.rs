@@ -229,7 +229,8 @@ impl LocalCoordinator {
     }
 }
 
-fn read_record(config: &CoordinatorConfig) -> Result<Option<MembershipRecord>, RecordError> {
+/// The stored membership record, read afresh.
+pub(super) fn read_record(config: &CoordinatorConfig) -> Result<Option<MembershipRecord>, RecordError> {
     let Some(body) = read_meta(&*config.disk, &config.dir, RECORD_NAME)? else { return Ok(None) };
     serde_json::from_slice(&body)
         .map(Some)

@@ -675,6 +675,11 @@ async fn follow<M: ClientApi>(
                 continue;
             }
             next = tokio::time::timeout(config.leader_timeout, link.next()) => next,
+            () = shared.watchers().view_requested() => {
+                let published = backup.published();
+                publisher.publish(shared.watchers(), backup.state(), (published > 0).then_some(published));
+                continue;
+            }
         };
         let leader = backup.state().membership.first().cloned();
         let message = match next {

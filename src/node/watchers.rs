@@ -27,7 +27,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
 use crate::replication::{EventSource, ReplicatedState};
 use crate::transport::ServiceError;
@@ -58,6 +59,9 @@ const FIRST_PAGE_REVISIONS: u64 = 64;
 #[derive(Clone)]
 pub(super) struct CommittedView<M> {
     pub commit_index: u64,
+    /// The index `machine` is at: what it shows beyond `commit_index` is
+    /// not committed yet (a read answered from it waits until it is).
+    pub log_end: u64,
     pub machine: M,
     pub clock_unix_ms: i64,
 }
@@ -101,8 +105,11 @@ pub(super) struct Watchers<M: EventSource> {
     /// The latest view of the state, for watches that catch up; published
     /// only while some watch holds a receiver.
     views: watch::Sender<Option<CommittedView<M>>>,
-    /// A catching-up watch found the view older than it needs.
+    /// A catching-up watch or a read found the view older than it needs.
     view_wanted: AtomicBool,
+    /// Wakes a backup's loop to publish a view at once, rather than on
+    /// its leader's next message.
+    view_requested: Notify,
     /// The index this node last published, whatever its role.
     published: watch::Sender<u64>,
     /// One permit per open watch stream.
@@ -116,6 +123,7 @@ impl<M: EventSource> Default for Watchers<M> {
             head: watch::channel(None).0,
             views: watch::channel(None).0,
             view_wanted: AtomicBool::new(false),
+            view_requested: Notify::new(),
             published: watch::channel(0).0,
             streams: Arc::new(Semaphore::new(MAX_WATCH_STREAMS)),
         }
@@ -129,6 +137,40 @@ impl<M: EventSource> Watchers<M> {
         *ring = Ring::default();
         self.head.send_replace(None);
         self.views.send_replace(None);
+    }
+
+    /// Asks for a fresh view of the state.
+    fn request_view(&self) {
+        self.view_wanted.store(true, Ordering::Relaxed);
+        self.view_requested.notify_one();
+    }
+
+    /// Resolves when a view was asked for (see [`Watchers::request_view`]).
+    pub async fn view_requested(&self) {
+        self.view_requested.notified().await;
+    }
+
+    /// A view of the state at or past `index`, by `deadline`.
+    pub async fn view_holding(&self, index: u64, deadline: Instant) -> Option<CommittedView<M>> {
+        let mut views = self.views.subscribe();
+        loop {
+            if let Some(view) = views.borrow_and_update().as_ref().filter(|view| view.log_end >= index) {
+                return Some(view.clone());
+            }
+            self.request_view();
+            match tokio::time::timeout_at(deadline, views.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits until this node has published `index`, by `deadline`:
+    /// whether it did.
+    pub async fn published_at_least(&self, index: u64, deadline: Instant) -> bool {
+        let mut published = self.published.subscribe();
+        let reached = published.wait_for(|published| *published >= index);
+        matches!(tokio::time::timeout_at(deadline, reached).await, Ok(Ok(_)))
     }
 
     fn open_streams(&self) -> usize {
@@ -237,7 +279,8 @@ impl<M: EventSource> Watchers<M> {
 
 /// Publishes the committed state to the node's watches as its published
 /// index moves: the new events into the ring, and a view of the state for
-/// watches that catch up. Nothing while nobody watches.
+/// watches that catch up and reads on a backup. Nothing while nobody
+/// watches or reads.
 #[derive(Default)]
 pub(super) struct Publisher {
     /// The index of the view published last.
@@ -252,9 +295,9 @@ impl Publisher {
         watchers.note_published(commit_index);
         if watchers.open_streams() == 0 {
             watchers.idle();
-            return;
+        } else {
+            watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms);
         }
-        watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms);
         let wanted = watchers.view_wanted.swap(false, Ordering::Relaxed);
         if watchers.views.receiver_count() == 0 {
             // Nobody catches up: let the last view go, or the state's
@@ -270,6 +313,7 @@ impl Publisher {
         self.viewed = index;
         watchers.views.send_replace(Some(CommittedView {
             commit_index,
+            log_end: state.last.index,
             machine: state.machine.clone(),
             clock_unix_ms: state.clock_unix_ms,
         }));
@@ -389,8 +433,8 @@ impl<M: EventSource> Watch<M> {
         let view = views.borrow_and_update().clone();
         let Some(view) = view.filter(|view| view.commit_index > from) else {
             // None yet, or one older than needed: the publisher makes a
-            // fresh one on its next round.
-            watchers.view_wanted.store(true, Ordering::Relaxed);
+            // fresh one.
+            watchers.request_view();
             return tokio::select! {
                 changed = views.changed() => if changed.is_ok() { CatchUp::Waited } else { CatchUp::Ended },
                 () = self.events.closed() => CatchUp::Ended,

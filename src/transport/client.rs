@@ -427,13 +427,37 @@ pub async fn probe_status(network: &Network, address: &str, timeout: Duration) -
 
 /// The peer-only probe of a takeover, on a node's own port.
 pub async fn probe_peer(network: &Network, address: &str, timeout: Duration) -> Result<NodeStatus, CallError> {
-    let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
-    let channel = peer_endpoint(network, address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
-    let mut client = ReplicationClient::new(channel);
-    let reply = tokio::time::timeout(timeout, client.probe(rpb::ProbeRequest {}))
-        .await
-        .map_err(|_| CallError::unavailable(format!("no answer from {address} in time")))??;
-    Ok(convert::status_from_probe(reply.into_inner()))
+    PeerProbe::new(network, address, timeout)?.probe().await
+}
+
+/// The peer-only probe of one node over a connection kept for it: for
+/// asking the same node often (a backup asks its leader for a read index).
+#[derive(Clone, Debug)]
+pub struct PeerProbe {
+    address: String,
+    client: ReplicationClient<tonic::transport::Channel>,
+    timeout: Duration,
+}
+
+impl PeerProbe {
+    pub fn new(network: &Network, address: &str, timeout: Duration) -> Result<Self, CallError> {
+        let settings = TransportSettings { connect_timeout: timeout, ..TransportSettings::default() };
+        let channel =
+            peer_endpoint(network, address, &settings)?.connect_with_connector_lazy(connector(network.clone()));
+        Ok(PeerProbe { address: address.to_string(), client: ReplicationClient::new(channel), timeout })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// What the node says of itself, within the timeout.
+    pub async fn probe(&self) -> Result<NodeStatus, CallError> {
+        let reply = tokio::time::timeout(self.timeout, self.client.clone().probe(rpb::ProbeRequest {}))
+            .await
+            .map_err(|_| CallError::unavailable(format!("no answer from {} in time", self.address)))??;
+        Ok(convert::status_from_probe(reply.into_inner()))
+    }
 }
 
 /// Asks the node at `address` (its own port) to remove `member` for good:

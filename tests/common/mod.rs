@@ -41,7 +41,7 @@ pub struct Ports {
 /// | 37, 38, 42, 77, 83 | catalogue.rs |
 /// | 41, 76, 85 | watch.rs |
 /// | 48 | demo.rs |
-/// | 86-89 | readers.rs |
+/// | 86-90 | readers.rs |
 /// | 49 | browser.rs |
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
