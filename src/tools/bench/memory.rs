@@ -55,13 +55,30 @@ pub(crate) struct ForeignCpu {
     busy: u64,
     total: u64,
     ours: u64,
+    /// This process's own ticks, and the nodes', at the start.
+    own: u64,
+    nodes: u64,
+    started: std::time::Instant,
 }
 
 impl ForeignCpu {
     /// Starts counting; `pids` are the processes the run started, besides this one.
     pub fn start(pids: &[u32]) -> Option<Self> {
         let (busy, total) = cpu_times()?;
-        Some(ForeignCpu { busy, total, ours: Self::ours(pids) })
+        let own = process_ticks(std::process::id()).unwrap_or(0);
+        let nodes = pids.iter().filter_map(|&pid| process_ticks(pid)).sum::<u64>();
+        Some(ForeignCpu { busy, total, ours: own + nodes, own, nodes, started: std::time::Instant::now() })
+    }
+
+    /// The cores this process (the load generator, with any readers) and
+    /// the nodes in `pids` kept busy on average since the start.
+    pub fn cores(&self, pids: &[u32]) -> (f64, f64) {
+        // SAFETY: sysconf reads a constant of the system; it has no preconditions.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let seconds = self.started.elapsed().as_secs_f64().max(f64::EPSILON);
+        let own = process_ticks(std::process::id()).unwrap_or(0).saturating_sub(self.own);
+        let nodes = pids.iter().filter_map(|&pid| process_ticks(pid)).sum::<u64>().saturating_sub(self.nodes);
+        (own as f64 / ticks_per_second / seconds, nodes as f64 / ticks_per_second / seconds)
     }
 
     fn ours(pids: &[u32]) -> u64 {

@@ -501,7 +501,8 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     let stats = join_workers(workers).await?;
     ticker.abort();
     // Read again: the failover trials restart nodes under new pids.
-    let foreign_share = foreign_cpu.and_then(|cpu| cpu.share(&subject.pids()));
+    let foreign_share = foreign_cpu.as_ref().and_then(|cpu| cpu.share(&subject.pids()));
+    let cores = foreign_cpu.as_ref().map(|cpu| cpu.cores(&subject.pids()));
 
     let nodes = match &subject {
         Subject::Local(cluster) => local_memory(cluster).await,
@@ -608,6 +609,13 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         args.clients,
         std::thread::available_parallelism().map_or(0, |cores| cores.get())
     ));
+    if let Some((load_generator, nodes)) = cores {
+        report.notes.push(format!(
+            "CPU over the run, in cores kept busy: the nodes {nodes:.2}, this load generator (its bidders{}) \
+             {load_generator:.2}",
+            if args.watchers + args.silent_watchers > 0 { " and readers" } else { "" }
+        ));
+    }
     drop(subject);
     Ok(report)
 }
