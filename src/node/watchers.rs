@@ -523,3 +523,102 @@ fn page<M: EventSource>(
     events.retain(|event| M::revision(event) < next);
     (events, next - 1, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auction::{AuctionBook, Bid, Command, EventKind, EventScope, OpenAuction};
+    use crate::replication::{LogPosition, StateMachine};
+
+    /// A book at index `last`: the default auction opened at 1, then a
+    /// bid at every index after it.
+    fn book(last: u64) -> ReplicatedState<AuctionBook> {
+        let mut state = ReplicatedState::<AuctionBook>::default();
+        let open = OpenAuction {
+            auction_id: "default".into(),
+            description: String::new(),
+            minimum_amount: 1,
+            ends_at_unix_ms: i64::MAX / 2,
+            at_unix_ms: 1,
+        };
+        StateMachine::apply(&mut state.machine, 1, &Command::Open(open));
+        for index in 2..=last {
+            let bid = Bid {
+                auction_id: String::new(),
+                bidder: "ann".into(),
+                amount: index,
+                client_id: String::new(),
+                request_id: 0,
+                at_unix_ms: 2,
+                name_digest: None,
+            };
+            StateMachine::apply(&mut state.machine, index, &Command::Bid(bid));
+        }
+        state.last = LogPosition { epoch: 1, index: last };
+        state.clock_unix_ms = 2;
+        state
+    }
+
+    fn revisions(page: &[crate::auction::AuctionEvent]) -> Vec<u64> {
+        page.iter().map(|event| event.revision).collect()
+    }
+
+    /// The publisher fills the ring once for every watch; each reads it
+    /// in pages cut at a revision, in its own scope; one further behind
+    /// than the ring is told to catch up from the state.
+    #[test]
+    fn watches_share_one_ring_read_in_pages_of_their_scope() {
+        let watchers = Watchers::<AuctionBook>::default();
+        let mut publisher = Publisher::default();
+        // Nobody watches: no ring.
+        publisher.publish(&watchers, &book(1), Some(1));
+        assert!(matches!(watchers.ring_page(&EventScope::All, 1), RingPage::Behind));
+
+        let (_watch, _events) = watchers.open(EventScope::All, 0, 1).expect("a watch");
+        // The first publication with a watch starts the ring where it is.
+        publisher.publish(&watchers, &book(1), Some(1));
+        assert!(matches!(watchers.ring_page(&EventScope::All, 1), RingPage::Current));
+        assert_eq!(*watchers.head.borrow(), Some(1));
+
+        // 500 bids commit: each event once, into the ring.
+        let state = book(501);
+        publisher.publish(&watchers, &state, Some(501));
+        assert_eq!(*watchers.head.borrow(), Some(501));
+        let RingPage::Events(first, end) = watchers.ring_page(&EventScope::All, 1) else { panic!("events") };
+        assert!(first.len() < 500, "a page is bounded in bytes: {} events", first.len());
+        assert_eq!(revisions(&first), (2..=end).collect::<Vec<_>>(), "whole revisions, in order");
+        let RingPage::Events(rest, last) = watchers.ring_page(&EventScope::All, end) else { panic!("events") };
+        assert_eq!(rest.first().map(|event| event.revision), Some(end + 1), "the next page goes on from it");
+        assert!(last > end);
+        assert!(rest.iter().all(|event| matches!(event.kind, EventKind::BidAccepted(_))));
+
+        // Another auction's watch gets none of them, and moves on to the head.
+        let other = EventScope::of(["a7"]);
+        let RingPage::Events(none, head) = watchers.ring_page(&other, 1) else { panic!("a page") };
+        assert!(none.is_empty());
+        assert_eq!(head, 501);
+        // Older than the ring: the state's to serve.
+        assert!(matches!(watchers.ring_page(&EventScope::All, 0), RingPage::Behind));
+    }
+
+    /// A node stops serving: its watches are told, and its ring is gone.
+    #[test]
+    fn a_node_that_stops_serving_ends_its_ring() {
+        let watchers = Watchers::<AuctionBook>::default();
+        let (_watch, _events) = watchers.open(EventScope::All, 0, 1).expect("a watch");
+        let mut publisher = Publisher::default();
+        publisher.publish(&watchers, &book(3), Some(3));
+        watchers.stop();
+        assert_eq!(*watchers.head.borrow(), None);
+        assert!(matches!(watchers.ring_page(&EventScope::All, 3), RingPage::Behind));
+    }
+
+    /// A watch after a revision its node's log has not reached is refused:
+    /// nobody wrote it.
+    #[test]
+    fn a_watch_ahead_of_the_log_is_refused() {
+        let watchers = Watchers::<AuctionBook>::default();
+        let refused = watchers.open(EventScope::All, 10, 9).err();
+        assert!(matches!(refused, Some(ServiceError::AheadOfLog { asked: 10, .. })), "{refused:?}");
+    }
+}
