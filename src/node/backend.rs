@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,6 +67,8 @@ pub(super) struct BackupStream<M: StateMachine> {
     pub connection: u64,
     pub messages: mpsc::Sender<Message<M>>,
     pub closed: CancellationToken,
+    /// Wakes the stream's writer when the leader published a new index.
+    pub published_wake: Arc<Notify>,
 }
 
 impl<M: StateMachine> Drop for BackupStream<M> {
@@ -415,12 +417,18 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (messages_to_backup, messages) = mpsc::channel(MAX_QUEUED_PER_BACKUP);
         let closed = CancellationToken::new();
-        let stream = BackupStream { connection, messages: messages_to_backup, closed: closed.clone() };
+        let published_wake = Arc::new(Notify::new());
+        let stream = BackupStream {
+            connection,
+            messages: messages_to_backup,
+            closed: closed.clone(),
+            published_wake: Arc::clone(&published_wake),
+        };
         let connected =
             LeaderInput::BackupConnected { node: hello.node, incarnation: hello.incarnation, last: hello.last, stream };
         handle.inputs.send(connected).await.map_err(|_| ServiceError::Stopped)?;
         let published = handle.published.subscribe();
-        Ok(BackupSession { connection, epoch: handle.epoch, messages, published, closed })
+        Ok(BackupSession { connection, epoch: handle.epoch, messages, published, published_wake, closed })
     }
 
     async fn backup_acked(&self, node: &str, connection: u64, index: u64) {

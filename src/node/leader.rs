@@ -375,6 +375,13 @@ impl<M: ClientApi> Driver<M> {
             Action::Publish { index } => {
                 self.published = Some(index);
                 self.published_to_backups.send_replace(index);
+                // Each writer in the order of its backup's id: the same in
+                // every run (a simulation replays a seed exactly).
+                let mut backups: Vec<&NodeId> = self.streams.keys().collect();
+                backups.sort();
+                for backup in backups {
+                    self.streams[backup].published_wake.notify_one();
+                }
             }
             Action::Persist { entries } => {
                 if let Some(disk) = &mut self.disk
@@ -432,7 +439,8 @@ mod tests {
         // Room for one message: its catch-up. It never reads.
         let (messages, _never_read) = mpsc::channel(1);
         let closed = CancellationToken::new();
-        let stream = BackupStream { connection: 1, messages, closed: closed.clone() };
+        let stream =
+            BackupStream { connection: 1, messages, closed: closed.clone(), published_wake: Default::default() };
         let connected =
             LeaderInput::BackupConnected { node: node.clone(), incarnation: 2, last: LogPosition::default(), stream };
         driver.handle(&mut leader, connected, now);
@@ -467,7 +475,12 @@ mod tests {
         let mut driver = Driver::new(None, watch::channel(0).0);
         let node = "127.0.0.1:2".to_string();
         let (messages, _kept) = mpsc::channel(64);
-        let stream = BackupStream { connection: 1, messages, closed: CancellationToken::new() };
+        let stream = BackupStream {
+            connection: 1,
+            messages,
+            closed: CancellationToken::new(),
+            published_wake: Default::default(),
+        };
         let connected =
             LeaderInput::BackupConnected { node: node.clone(), incarnation: 2, last: LogPosition::default(), stream };
         driver.handle(&mut leader, connected, now);

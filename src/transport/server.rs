@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -126,6 +126,10 @@ pub struct BackupSession<M: Wire> {
     ///
     /// [`Action::Publish`]: crate::replication::Action::Publish
     pub published: watch::Receiver<u64>,
+    /// Woken when the leader published a new index. (Not the watch's own
+    /// `changed`: a watch wakes its receivers in an order a random number
+    /// picks, which a simulation cannot replay.)
+    pub published_wake: Arc<Notify>,
     /// Cancelled when the leader drops the stream: its tasks end, even one
     /// blocked on a peer that never reads.
     pub closed: CancellationToken,
@@ -360,10 +364,7 @@ async fn write_until_closed<M: Wire>(
                     biased;
                     next = tokio::time::timeout(wait, session.messages.recv()) => next,
                     // Only while the last message carried the latest.
-                    changed = session.published.changed(), if !unsent => match changed {
-                        Ok(()) => continue,
-                        Err(_) => return,
-                    },
+                    () = session.published_wake.notified(), if !unsent => continue,
                 };
                 match next {
                     Ok(Some(message)) => message,
@@ -518,13 +519,17 @@ mod tests {
         let (_to_backup, messages) = mpsc::channel::<Message<AuctionBook>>(8);
         let (published_index, published) = watch::channel(0);
         let closed = CancellationToken::new();
-        let session = BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, closed };
+        let published_wake = Arc::new(Notify::new());
+        let wake = Arc::clone(&published_wake);
+        let session =
+            BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, published_wake, closed };
         let (outbound, mut wire) = mpsc::channel(8);
         let heartbeat_interval = Duration::from_secs(60);
         let _writer = tokio::spawn(write_to_backup(session, outbound, heartbeat_interval));
 
         let asked = tokio::time::Instant::now();
         published_index.send_replace(4);
+        wake.notify_one();
         match next_message(&mut wire, Duration::from_secs(120)).await {
             Some(rpb::from_leader::Message::Heartbeat(heartbeat)) => assert_eq!(heartbeat.published, 4),
             other => panic!("expected a heartbeat, got {other:?}"),
@@ -539,7 +544,9 @@ mod tests {
         let (to_backup, messages) = mpsc::channel(8);
         let (published_index, published) = watch::channel(0);
         let closed = CancellationToken::new();
-        let session = BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, closed };
+        let published_wake = Arc::new(Notify::new());
+        let session =
+            BackupSession::<AuctionBook> { connection: 1, epoch: 7, messages, published, published_wake, closed };
         let (outbound, mut wire) = mpsc::channel(8);
         let heartbeat_interval = Duration::from_millis(20);
         let writer = tokio::spawn(write_to_backup(session, outbound, heartbeat_interval));
