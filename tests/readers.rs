@@ -3,48 +3,19 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gavel::auction::{AuctionEvent, CreateAuction, EventKind, Verdict};
-use gavel::client::{Client, ClientConfig};
 use gavel::transport::{AuctionConnection, TransportSettings};
 use tokio_stream::StreamExt;
 
-use common::{client, eventually, start};
+use common::{Seen, bids_of, client, eventually, spawn_watcher, start};
 
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// A watcher of every auction from now on through `servers` only; what it
-/// saw, in order.
-fn watcher(servers: Vec<String>) -> (Arc<Mutex<Vec<AuctionEvent>>>, tokio::task::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        let mut client = Client::new(ClientConfig { servers, ..Default::default() }).expect("client");
-        let _ = client
-            .watch(None, 0, |event| {
-                sink.lock().unwrap().push(event.clone());
-                true
-            })
-            .await;
-    });
-    (seen, task)
-}
-
-fn bids_of(events: &[AuctionEvent]) -> Vec<(u64, String, u64)> {
-    events
-        .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::BidAccepted(bid) => Some((event.revision, bid.bidder.clone(), bid.amount)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Where a watch from now on started: the revision of its first event, a
 /// progress notification.
-async fn started(seen: &Arc<Mutex<Vec<AuctionEvent>>>) -> u64 {
+async fn started(seen: &Seen) -> u64 {
     eventually("the watch to start", SETTLE, || {
         let first = seen.lock().unwrap().first().cloned();
         async move { first.filter(|event| event.kind == EventKind::Progress).map(|event| event.revision) }
@@ -78,9 +49,9 @@ async fn every_node_serves_watches_and_each_sees_the_committed_bids_once_across_
     assert_eq!(first.kind, EventKind::Progress, "a watch from now on starts by saying where now is");
     drop(events);
 
-    let (on_backup, backup_task) = watcher(vec![cluster.node_address(backup)]);
+    let (on_backup, backup_task) = spawn_watcher(vec![cluster.node_address(backup)], 0);
     let (on_leader, leader_task) =
-        watcher(vec![cluster.node_address(leader), cluster.node_address(backup), cluster.client_address()]);
+        spawn_watcher(vec![cluster.node_address(leader), cluster.node_address(backup), cluster.client_address()], 0);
     let backup_start = started(&on_backup).await;
     let leader_start = started(&on_leader).await;
 

@@ -3,42 +3,15 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gavel::auction::{AuctionEvent, EventKind, Verdict};
+use gavel::auction::{EventKind, Verdict};
 use gavel::client::InvalidCode;
 
-use common::{client, eventually, start};
+use common::{bids_of, client, eventually, spawn_watcher, start};
 
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// Starts a watcher of every auction after `after`; what it saw, in order.
-fn watcher(cluster_address: String, after: u64) -> (Arc<Mutex<Vec<AuctionEvent>>>, tokio::task::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        let config = gavel::client::ClientConfig { servers: vec![cluster_address], ..Default::default() };
-        let mut client = gavel::client::Client::new(config).expect("client");
-        let _ = client
-            .watch(None, after, |event| {
-                sink.lock().unwrap().push(event.clone());
-                true
-            })
-            .await;
-    });
-    (seen, task)
-}
-
-fn bids_of(events: &[AuctionEvent]) -> Vec<(u64, String, u64)> {
-    events
-        .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::BidAccepted(bid) => Some((event.revision, bid.bidder.clone(), bid.amount)),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_see_every_committed_event_once_across_a_leader_crash() {
@@ -47,7 +20,7 @@ async fn watchers_see_every_committed_event_once_across_a_leader_crash() {
     assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
 
     // From now on: the first event is a progress notification naming where it starts.
-    let (seen, task) = watcher(cluster.client_address(), 0);
+    let (seen, task) = spawn_watcher(vec![cluster.client_address()], 0);
     let start_revision = eventually("the watch to start", SETTLE, || {
         let first = seen.lock().unwrap().first().cloned();
         async move { first.filter(|event| event.kind == EventKind::Progress).map(|event| event.revision) }
@@ -86,7 +59,7 @@ async fn watchers_see_every_committed_event_once_across_a_leader_crash() {
 
     // A watcher resuming after a revision gets exactly what followed it.
     let middle = committed[committed.len() / 2].0;
-    let (resumed, task) = watcher(cluster.client_address(), middle);
+    let (resumed, task) = spawn_watcher(vec![cluster.client_address()], middle);
     let expected: Vec<_> = committed.iter().filter(|(revision, _, _)| *revision > middle).cloned().collect();
     let got = eventually("the resumed watcher to catch up", SETTLE, || {
         let bids = bids_of(&resumed.lock().unwrap());
@@ -119,7 +92,7 @@ async fn a_watch_after_a_revision_nobody_wrote_is_refused() {
 
     // Where the log is still works: from its last revision on.
     let last = bidder.history("", 0, "").await.expect("history").bids.last().expect("a bid").revision;
-    let (seen, task) = watcher(cluster.client_address(), last);
+    let (seen, task) = spawn_watcher(vec![cluster.client_address()], last);
     assert_eq!(bidder.bid("", "bob", 2).await.expect("bid").verdict, Verdict::Success);
     eventually("the bid after it", SETTLE, || {
         let bids = bids_of(&seen.lock().unwrap());
@@ -138,7 +111,7 @@ async fn a_watch_from_now_on_starts_after_what_was_published_when_it_was_asked()
     let cluster = start(85, 1, &[]).await;
     let mut bidder = client(&cluster);
     assert_eq!(bidder.bid("", "ann", 10).await.expect("bid").verdict, Verdict::Success);
-    let (earlier, task) = watcher(cluster.client_address(), 0);
+    let (earlier, task) = spawn_watcher(vec![cluster.client_address()], 0);
     eventually("the earlier watcher to start", SETTLE, || {
         let earlier = Arc::clone(&earlier);
         async move { (!earlier.lock().unwrap().is_empty()).then_some(()) }
@@ -149,7 +122,7 @@ async fn a_watch_from_now_on_starts_after_what_was_published_when_it_was_asked()
     for amount in [20, 30, 40] {
         assert_eq!(bidder.bid("", "bo", amount).await.expect("bid").verdict, Verdict::Success);
     }
-    let (seen, task) = watcher(cluster.client_address(), 0);
+    let (seen, task) = spawn_watcher(vec![cluster.client_address()], 0);
     eventually("the new watcher to start", SETTLE, || {
         let seen = Arc::clone(&seen);
         async move { (!seen.lock().unwrap().is_empty()).then_some(()) }

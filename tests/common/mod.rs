@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use gavel::auction::Verdict;
+use gavel::auction::{AuctionEvent, EventKind, Verdict};
 use gavel::client::{Client, ClientConfig, node_status};
 use gavel::tools::cluster::{ClusterSpec, KeepLogs, LocalCluster};
 use gavel::transport::Network;
@@ -264,4 +264,36 @@ pub fn run_tool(args: &[String], deadline: Duration) -> ToolOutput {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
+}
+
+/// What a watcher started by [`spawn_watcher`] saw, in order.
+pub type Seen = Arc<std::sync::Mutex<Vec<AuctionEvent>>>;
+
+/// Starts a watcher of every auction after `after` (0: from now on)
+/// through `servers` only, with the client library's resuming; what it
+/// saw, in order, and its task.
+pub fn spawn_watcher(servers: Vec<String>, after: u64) -> (Seen, tokio::task::JoinHandle<()>) {
+    let seen = Seen::default();
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let mut client = Client::new(ClientConfig { servers, ..Default::default() }).expect("client");
+        let _ = client
+            .watch(None, after, |event| {
+                sink.lock().unwrap().push(event.clone());
+                true
+            })
+            .await;
+    });
+    (seen, task)
+}
+
+/// The accepted bids among `events`: (revision, bidder, amount).
+pub fn bids_of(events: &[AuctionEvent]) -> Vec<(u64, String, u64)> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::BidAccepted(bid) => Some((event.revision, bid.bidder.clone(), bid.amount)),
+            _ => None,
+        })
+        .collect()
 }
