@@ -551,6 +551,19 @@ async fn events_carry_revisions_and_resume_after_last_event_id() {
         EventReader::open(&url(&cluster, 1, &format!("/events?auction={id}&after={second}")), None).await;
     assert_eq!(from_query.next().await.id.as_deref(), placed[2]["id"].as_str());
 
+    // One stream of two auctions: both auctions' bids, in order.
+    let other_id = other["id"].as_str().expect("id").to_string();
+    let mut both = EventReader::open(&url(&cluster, 2, &format!("/events?auction={id},{other_id}")), None).await;
+    assert_eq!(both.next().await.event, "progress");
+    let (_, on_other) =
+        post(&cluster, 0, &format!("/auctions/{other_id}/bids"), json!({"participant_id": "cy", "bid_price": 7})).await;
+    let (_, on_first) = post(&cluster, 0, &bids, json!({"participant_id": "cy", "bid_price": 60})).await;
+    assert_eq!(both.next().await.id.as_deref(), on_other["id"].as_str());
+    assert_eq!(both.next().await.id.as_deref(), on_first["id"].as_str());
+    let too_many = (0..=100).map(|n| format!("a{n}")).collect::<Vec<_>>().join(",");
+    let refused = get(&cluster, 0, &format!("/events?auction={too_many}")).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "too_many_auctions");
+
     // Errors: an unknown auction, a malformed resume point.
     assert_error(&get(&cluster, 0, "/events?auction=nope").await, StatusCode::NOT_FOUND, "unknown_auction");
     assert_error(&get(&cluster, 0, "/events?after=soon").await, StatusCode::BAD_REQUEST, "invalid_query");

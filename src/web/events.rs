@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::auction::{AuctionEvent, EventKind, MAX_AUCTION_ID_LEN, Reason, Verdict};
+use crate::auction::{AuctionEvent, EventKind, EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, Reason, Verdict};
 use crate::client::{Client, ClientError};
 
 use super::Web;
@@ -40,7 +40,8 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Deserialize)]
 pub(super) struct EventsQuery {
-    /// One auction's events; every auction's without it.
+    /// One auction's events, or several's (ids separated by commas);
+    /// every auction's without it.
     auction: Option<String>,
     /// Events after this revision; 0 (the default) from now on.
     after: Option<u64>,
@@ -64,14 +65,23 @@ pub(super) async fn events(
         }
         _ => query.after.unwrap_or(0),
     };
-    let auction = query.auction.filter(|auction| !auction.is_empty());
-    if let Some(auction) = &auction {
+    // One auction, several (their ids separated by commas), or every one.
+    let auctions: Vec<&str> =
+        query.auction.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|id| !id.is_empty()).collect();
+    if auctions.len() > MAX_WATCHED_AUCTIONS {
+        return Err(ApiError::bad_request(
+            "too_many_auctions",
+            format!("a stream follows at most {MAX_WATCHED_AUCTIONS} auctions by id; leave `auction` out for all"),
+        ));
+    }
+    for auction in &auctions {
         if auction.len() > MAX_AUCTION_ID_LEN {
             let reason = Reason::AuctionIdTooLong { max: MAX_AUCTION_ID_LEN };
             return Err(ApiError::refusal(Verdict::Exception, &reason));
         }
         read_auction(&mut *web.cluster.lease()?, auction).await?;
     }
+    let scope = EventScope::of(auctions);
     let slot = Arc::clone(&web.streams).try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -88,7 +98,7 @@ pub(super) async fn events(
     let reader_gone = sender.clone();
     let shutdown = web.shutdown.clone();
     web.tasks.spawn(async move {
-        let watch = client.watch_with(auction.as_deref(), after, |event| {
+        let watch = client.watch_scope_with(&scope, after, |event| {
             let sender = sender.clone();
             async move { sender.send(sse_event(&event)).await.is_ok() }
         });
