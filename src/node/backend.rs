@@ -16,7 +16,7 @@ use crate::replication::{
 };
 use crate::storage::StorageHandle;
 use crate::transport::{
-    Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, PeerProbe, ServiceError,
+    Backend, BackupSession, ClientApi, Health, Hello, MemberRemoval, Network, PeerProbe, ServiceError, WatchedEvents,
 };
 
 use super::NodeConfig;
@@ -376,11 +376,7 @@ impl<M: ClientApi> Backend<M> for Shared<M> {
         }
     }
 
-    fn watch(
-        &self,
-        scope: M::Scope,
-        after_revision: u64,
-    ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError> {
+    fn watch(&self, scope: M::Scope, after_revision: u64) -> Result<WatchedEvents<M::Event>, ServiceError> {
         M::check_scope(&scope).map_err(ServiceError::InvalidArgument)?;
         // Leaders and backups serve watches from their own state; a node
         // that follows no leader sends the watcher to the one it knows.

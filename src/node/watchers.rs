@@ -31,7 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::replication::{EventSource, ReplicatedState};
-use crate::transport::ServiceError;
+use crate::transport::{ClientApi, ServiceError, SharedEvent, Watched, WatchedEvents};
 
 /// Watch streams one node serves at once. With the per-stream bound below,
 /// never-reading watchers hold at most about 55 KiB of events each (of
@@ -69,7 +69,7 @@ pub(super) struct CommittedView<M> {
 /// The latest committed events, oldest first: complete after `start` up
 /// to `head`.
 struct Ring<E> {
-    events: VecDeque<Arc<E>>,
+    events: VecDeque<Arc<SharedEvent<E>>>,
     bytes: usize,
     start: u64,
     head: u64,
@@ -88,7 +88,7 @@ impl<E> Default for Ring<E> {
 /// What the ring has for a watch after a revision.
 enum RingPage<E> {
     /// These events (in the watch's scope), and the revision they reach.
-    Events(Vec<E>, u64),
+    Events(Vec<Watched<E>>, u64),
     /// Nothing after it yet.
     Current,
     /// Its events are older than the ring's: catch up from the state.
@@ -187,26 +187,27 @@ impl<M: EventSource> Watchers<M> {
     }
 
     /// Adds the events committed up to `index` to the ring, from `machine`
-    /// (whose state is at least that far), once each for every watch.
-    fn extend_ring(&self, machine: &M, index: u64, clock_unix_ms: i64) {
+    /// (whose state is at least that far), once each for every watch, and
+    /// each with its encoding (`share`).
+    fn extend_ring(&self, machine: &M, index: u64, clock_unix_ms: i64, share: fn(M::Event) -> SharedEvent<M::Event>) {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         if !ring.active {
             *ring = Ring { start: index, head: index, active: true, ..Ring::default() };
         } else if index > ring.head {
             for event in machine.events(&M::everything(), ring.head, index, clock_unix_ms) {
                 ring.bytes += M::event_size(&event);
-                ring.events.push_back(Arc::new(event));
+                ring.events.push_back(Arc::new(share(event)));
             }
             ring.head = index;
             // Whole revisions go, so that the ring is complete after its start.
             while ring.bytes > MAX_RING_BYTES
                 && let Some(oldest) = ring.events.pop_front()
             {
-                ring.bytes -= M::event_size(&oldest);
-                ring.start = M::revision(&oldest);
-                while ring.events.front().is_some_and(|next| M::revision(next) == ring.start) {
+                ring.bytes -= M::event_size(&oldest.event);
+                ring.start = M::revision(&oldest.event);
+                while ring.events.front().is_some_and(|next| M::revision(&next.event) == ring.start) {
                     if let Some(next) = ring.events.pop_front() {
-                        ring.bytes -= M::event_size(&next);
+                        ring.bytes -= M::event_size(&next.event);
                     }
                 }
             }
@@ -236,16 +237,18 @@ impl<M: EventSource> Watchers<M> {
         if after >= ring.head {
             return RingPage::Current;
         }
-        let first = ring.events.partition_point(|event| M::revision(event) <= after);
-        let mut page = Vec::new();
+        let first = ring.events.partition_point(|shared| M::revision(&shared.event) <= after);
+        let mut page: Vec<Watched<M::Event>> = Vec::new();
         let mut bytes = 0;
-        for event in ring.events.range(first..) {
-            if bytes > MAX_PAGE_BYTES && page.last().is_some_and(|last| M::revision(last) < M::revision(event)) {
+        for shared in ring.events.range(first..) {
+            let event = &shared.event;
+            if bytes > MAX_PAGE_BYTES && page.last().is_some_and(|last| M::revision(last.event()) < M::revision(event))
+            {
                 return RingPage::Events(page, M::revision(event) - 1);
             }
             if M::in_scope(scope, event) {
                 bytes += M::event_size(event);
-                page.push(M::Event::clone(event));
+                page.push(Watched::Shared(Arc::clone(shared)));
             }
         }
         RingPage::Events(page, ring.head)
@@ -290,13 +293,13 @@ pub(super) struct Publisher {
 impl Publisher {
     /// `index` is the one the leader or the backup last announced (see
     /// `Action::Publish` and `Backup::observe_published`), of `state`.
-    pub fn publish<M: EventSource>(&mut self, watchers: &Watchers<M>, state: &ReplicatedState<M>, index: Option<u64>) {
+    pub fn publish<M: ClientApi>(&mut self, watchers: &Watchers<M>, state: &ReplicatedState<M>, index: Option<u64>) {
         let Some(commit_index) = index else { return };
         watchers.note_published(commit_index);
         if watchers.open_streams() == 0 {
             watchers.idle();
         } else {
-            watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms);
+            watchers.extend_ring(&state.machine, commit_index, state.clock_unix_ms, M::share_event);
         }
         let wanted = watchers.view_wanted.swap(false, Ordering::Relaxed);
         if watchers.views.receiver_count() == 0 {
@@ -321,7 +324,7 @@ impl Publisher {
 }
 
 /// The events of one watch, as its transport stream reads them.
-pub(super) type WatchEvents<M> = mpsc::Receiver<Result<<M as EventSource>::Event, ServiceError>>;
+pub(super) type WatchEvents<M> = WatchedEvents<<M as EventSource>::Event>;
 
 /// Where a watch starts.
 #[derive(Clone, Copy, Debug)]
@@ -345,7 +348,7 @@ pub(super) struct Watch<M: EventSource> {
     views: Option<watch::Receiver<Option<CommittedView<M>>>>,
     scope: M::Scope,
     start: Start,
-    events: mpsc::Sender<Result<M::Event, ServiceError>>,
+    events: mpsc::Sender<Result<Watched<M::Event>, ServiceError>>,
     /// Held for as long as the watch runs.
     _permit: OwnedSemaphorePermit,
 }
@@ -397,7 +400,7 @@ impl<M: EventSource> Watch<M> {
                         Woken::ReaderGone => return,
                     }
                 }
-                if !self.send(Ok(M::progress(now))).await {
+                if !self.send(Ok(Watched::Own(M::progress(now)))).await {
                     return;
                 }
                 last = Some(now);
@@ -453,7 +456,7 @@ impl<M: EventSource> Watch<M> {
         drop(view);
         self.views = None;
         for event in page {
-            if !self.send(Ok(event)).await {
+            if !self.send(Ok(Watched::Own(event))).await {
                 return CatchUp::Ended;
             }
         }
@@ -468,7 +471,7 @@ impl<M: EventSource> Watch<M> {
     }
 
     /// Waits for the reader to take `event`; false once the reader went.
-    async fn send(&self, event: Result<M::Event, ServiceError>) -> bool {
+    async fn send(&self, event: Result<Watched<M::Event>, ServiceError>) -> bool {
         self.events.send(event).await.is_ok()
     }
 
@@ -559,8 +562,8 @@ mod tests {
         state
     }
 
-    fn revisions(page: &[crate::auction::AuctionEvent]) -> Vec<u64> {
-        page.iter().map(|event| event.revision).collect()
+    fn revisions(page: &[Watched<crate::auction::AuctionEvent>]) -> Vec<u64> {
+        page.iter().map(|event| event.event().revision).collect()
     }
 
     /// The publisher fills the ring once for every watch; each reads it
@@ -588,9 +591,9 @@ mod tests {
         assert!(first.len() < 500, "a page is bounded in bytes: {} events", first.len());
         assert_eq!(revisions(&first), (2..=end).collect::<Vec<_>>(), "whole revisions, in order");
         let RingPage::Events(rest, last) = watchers.ring_page(&EventScope::All, end) else { panic!("events") };
-        assert_eq!(rest.first().map(|event| event.revision), Some(end + 1), "the next page goes on from it");
+        assert_eq!(rest.first().map(|event| event.event().revision), Some(end + 1), "the next page goes on from it");
         assert!(last > end);
-        assert!(rest.iter().all(|event| matches!(event.kind, EventKind::BidAccepted(_))));
+        assert!(rest.iter().all(|event| matches!(event.event().kind, EventKind::BidAccepted(_))));
 
         // Another auction's watch gets none of them, and moves on to the head.
         let other = EventScope::of(["a7"]);

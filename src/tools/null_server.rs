@@ -68,7 +68,7 @@ impl Backend<AuctionBook> for NullBackend {
         &self,
         _scope: crate::auction::EventScope,
         _after_revision: u64,
-    ) -> Result<tokio::sync::mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
+    ) -> Result<crate::transport::WatchedEvents<AuctionEvent>, ServiceError> {
         Err(ServiceError::InvalidArgument("the null server keeps no auctions".into()))
     }
 

@@ -4,13 +4,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::auction::{
-    Applied, AuctionBook, Bid, CancelAuction, Command, CreateAuction, CreateOutcome, EventScope, NameDigest, Query,
+    Applied, AuctionBook, AuctionEvent, Bid, CancelAuction, Command, CreateAuction, CreateOutcome, NameDigest, Query,
     QueryAnswer, QueryError, ReadError,
 };
 use crate::replication::NodeId;
@@ -18,7 +17,8 @@ use crate::replication::NodeId;
 use super::client::InProcessCall;
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
 use super::peer_role;
-use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, convert, is_http_session};
+use super::watch_route::{WATCH_PATH, WatchRoute, encode, open_watch};
+use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, SharedEvent, convert, is_http_session};
 use crate::security::Role;
 
 pub(super) struct AuctionService<B> {
@@ -87,7 +87,16 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
 
 impl ClientApi for AuctionBook {
     fn client_routes<B: Backend<Self>>(backend: Arc<B>) -> Routes {
-        Routes::new(AuctionServer::new(AuctionService { backend }).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+        let watch = WatchRoute::new(Arc::clone(&backend));
+        let service = AuctionServer::new(AuctionService { backend }).max_decoding_message_size(MAX_CLIENT_MESSAGE);
+        // `Watch` streams the node's shared encodings; its own path wins
+        // over the service's.
+        Routes::from(Routes::new(service).into_axum_router().route_service(WATCH_PATH, watch))
+    }
+
+    fn share_event(event: AuctionEvent) -> SharedEvent<AuctionEvent> {
+        let encoded = encode(event.clone());
+        SharedEvent::new(event, encoded)
     }
 }
 
@@ -96,11 +105,9 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     type WatchStream = AuctionEventStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        let request = request.into_inner();
-        let ids = std::iter::once(request.auction_id.as_str()).chain(request.auction_ids.iter().map(String::as_str));
-        let events = self.backend.watch(EventScope::of(ids), request.after_revision)?;
-        let stream = ReceiverStream::new(events).map(|event| match event {
-            Ok(event) => Ok(pb::AuctionEvent::from(event)),
+        let events = open_watch(&*self.backend, request.get_ref())?;
+        let stream = events.map(|event| match event {
+            Ok(event) => Ok(pb::AuctionEvent::from(event.into_event())),
             Err(error) => Err(Status::from(error)),
         });
         Ok(Response::new(Box::pin(stream)))

@@ -15,6 +15,7 @@ mod health;
 mod network;
 mod server;
 mod tls;
+mod watch_route;
 
 use std::time::Duration;
 
@@ -26,7 +27,10 @@ pub use client::{
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, Wire, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
-pub use server::{Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, serve};
+pub use server::{
+    Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, SharedEvent, Watched,
+    WatchedEvents, serve,
+};
 pub use tls::{Tls, peer_role};
 
 /// The generated protobuf code, in modules nested as its packages are

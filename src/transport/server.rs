@@ -155,11 +155,7 @@ pub trait Backend<M: Wire + EventSource>: Send + Sync + 'static {
     fn read(&self, query: M::Query) -> impl Future<Output = Result<(M::Answer, NodeId), ServiceError>> + Send;
     /// The committed events in `scope` after `after_revision` (0: from now
     /// on), as they commit; ends with an error the client can resume from.
-    fn watch(
-        &self,
-        scope: M::Scope,
-        after_revision: u64,
-    ) -> Result<mpsc::Receiver<Result<M::Event, ServiceError>>, ServiceError>;
+    fn watch(&self, scope: M::Scope, after_revision: u64) -> Result<WatchedEvents<M::Event>, ServiceError>;
     fn status(&self) -> NodeStatus;
     fn backup_connected(&self, hello: Hello) -> impl Future<Output = Result<BackupSession<M>, ServiceError>> + Send;
     /// Waits while the leader is busy: a flood of acks slows its sender only.
@@ -186,6 +182,58 @@ pub trait Backend<M: Wire + EventSource>: Send + Sync + 'static {
 pub trait ClientApi: Wire + EventSource {
     /// The client API's services over `backend`.
     fn client_routes<B: Backend<Self>>(backend: Arc<B>) -> Routes;
+
+    /// `event` with its encoding as a watch streams it, made once for
+    /// every watch of the node.
+    fn share_event(event: Self::Event) -> SharedEvent<Self::Event>;
+}
+
+/// A committed event with its wire encoding, made once and shared by
+/// every watch of a node that streams it.
+#[derive(Debug)]
+pub struct SharedEvent<E> {
+    pub event: E,
+    encoded: prost::bytes::Bytes,
+}
+
+impl<E> SharedEvent<E> {
+    /// `event`, encoded as the watch stream carries it.
+    pub(super) fn new(event: E, encoded: prost::bytes::Bytes) -> Self {
+        SharedEvent { event, encoded }
+    }
+
+    pub(super) fn encoded(&self) -> prost::bytes::Bytes {
+        self.encoded.clone()
+    }
+}
+
+/// The events of one watch, ending with an error the client can resume
+/// from (or just ending).
+pub type WatchedEvents<E> = mpsc::Receiver<Result<Watched<E>, ServiceError>>;
+
+/// An event as a watch delivers it: one shared by every watch of the node
+/// (from its ring of latest events), or one made for this watch alone (a
+/// page it catches up with, a progress notification).
+#[derive(Debug)]
+pub enum Watched<E> {
+    Shared(Arc<SharedEvent<E>>),
+    Own(E),
+}
+
+impl<E: Clone> Watched<E> {
+    pub fn event(&self) -> &E {
+        match self {
+            Watched::Shared(shared) => &shared.event,
+            Watched::Own(event) => event,
+        }
+    }
+
+    pub fn into_event(self) -> E {
+        match self {
+            Watched::Shared(shared) => shared.event.clone(),
+            Watched::Own(event) => event,
+        }
+    }
 }
 
 /// What a node did with an operator's removal of a member.

@@ -50,7 +50,7 @@ impl Backend<AuctionBook> for Refusing {
         &self,
         _scope: crate::auction::EventScope,
         after_revision: u64,
-    ) -> Result<mpsc::Receiver<Result<AuctionEvent, ServiceError>>, ServiceError> {
+    ) -> Result<crate::transport::WatchedEvents<AuctionEvent>, ServiceError> {
         let (events, receiver) = mpsc::channel(1);
         let _ = events.try_send(Err(ServiceError::Compacted { asked: after_revision, compacted: 9 }));
         Ok(receiver)
