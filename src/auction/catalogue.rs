@@ -395,7 +395,7 @@ impl AuctionBook {
                 };
                 let limit = page_size(*limit);
                 let from = from.min(auction.history.len());
-                let bids: Vec<AcceptedBid> = auction.history.skip(from).iter().take(limit).cloned().collect();
+                let bids: Vec<AcceptedBid> = auction.history.cloned_from(from).take(limit).collect();
                 let next = from + bids.len();
                 let next_page_token = if next < auction.history.len() { next.to_string() } else { String::new() };
                 Ok(QueryAnswer::History(HistoryPage { auction_id: auction_id.to_string(), bids, next_page_token }))

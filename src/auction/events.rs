@@ -126,9 +126,9 @@ fn auction_events(auction: &Auction, after: u64, up_to: u64, now_unix_ms: i64, e
         events.push(event(auction.created_revision, EventKind::Opened(opened)));
     }
     // The history is in revision order: find the first bid after `after`.
-    let first = auction.history.binary_search_by(|bid| bid.revision.cmp(&after)).map_or_else(|at| at, |at| at + 1);
-    for bid in auction.history.skip(first.min(auction.history.len())).iter().take_while(|bid| bid.revision <= up_to) {
-        events.push(event(bid.revision, EventKind::BidAccepted(bid.clone())));
+    let first = auction.history.count_through(after);
+    for bid in auction.history.cloned_from(first).take_while(|bid| bid.revision <= up_to) {
+        events.push(event(bid.revision, EventKind::BidAccepted(bid)));
     }
     // A closed auction changes no more: its last change is its close.
     if auction.closed && within(auction.revision) {

@@ -12,10 +12,11 @@
 
 use std::borrow::Cow;
 
-use imbl::{OrdMap, OrdSet, Vector};
+use imbl::{OrdMap, OrdSet};
 
 mod catalogue;
 mod events;
+mod history;
 pub mod machine;
 mod reason;
 mod sessions;
@@ -26,6 +27,7 @@ pub use catalogue::{
     validate_create_fields,
 };
 pub use events::{AuctionEvent, EventKind, EventScope, MAX_WATCHED_AUCTIONS};
+pub use history::BidHistory;
 pub use reason::{NameProblem, Party, Reason, render};
 pub use sessions::{ClientSession, RememberedOutcome, WriteOutcome};
 
@@ -218,7 +220,7 @@ pub struct Auction {
     /// Registered bidders and their best bid; the first bid registers.
     pub bidders: OrdMap<String, u64>,
     /// Every accepted bid, oldest first.
-    pub history: Vector<AcceptedBid>,
+    pub history: BidHistory,
 }
 
 impl Auction {
@@ -588,7 +590,7 @@ impl AuctionBook {
             highest_bidder: String::new(),
             accepted_bids: 0,
             bidders: OrdMap::new(),
-            history: Vector::new(),
+            history: BidHistory::default(),
         });
         Applied::Opened
     }

@@ -38,7 +38,7 @@ fn an_accepted_bid_carries_its_revision_and_stamp_and_a_retry_replays_them() {
     };
 
     assert_eq!(first.placed, Some(Placed { revision: 7, at_unix_ms: DURING_MS }));
-    let accepted = &default_auction(&book).history[0];
+    let accepted = default_auction(&book).history.get(0).expect("an accepted bid");
     assert_eq!((accepted.revision, accepted.at_unix_ms), (7, DURING_MS), "the history shows the same place");
     assert_eq!(refused.placed, None, "a refused bid has no place");
     assert_eq!(retry, first, "the retry replays the first place, not its own revision");
