@@ -15,36 +15,44 @@
 //!
 //! - the publisher, on the replication loop, never waits for a reader and
 //!   buffers at most [`MAX_RING_BYTES`] of events for all of them;
-//! - a watch holds at most one page of events (bounded in events and in
-//!   bytes) and [`MAX_QUEUED_EVENTS`] more on their way out; a reader that
+//! - a watch holds at most one page of events and a queue of more on
+//!   their way out, each bounded in events and in bytes; a reader that
 //!   does not read makes its own watch wait, and no one else;
 //! - a watch lets a view go before it waits for its reader, so a reader
 //!   that stalls never pins an old version of the state;
-//! - a node serves at most [`MAX_WATCH_STREAMS`] watches; past it, a new
-//!   one is refused with a word to try another node.
+//! - a node serves at most [`MAX_WATCH_STREAMS`] watches, whose pages and
+//!   queues hold at most [`MAX_READER_BYTES`]; past it, a new one is
+//!   refused with a word to try another node.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::replication::{EventSource, ReplicatedState};
-use crate::transport::{ClientApi, ServiceError, SharedEvent, Watched, WatchedEvents};
+use crate::transport::{ClientApi, ServiceError, SharedEvent, WatchSender, Watched, WatchedEvents, bounded_queue};
 
-/// Watch streams one node serves at once. With the per-stream bound below,
-/// never-reading watchers hold at most about 55 KiB of events each (of
-/// 2 KiB descriptions), beside what the transport holds for them.
+/// Watch streams one node serves at once. With the bounds of each below,
+/// the events its watches hold come to at most about
+/// [`MAX_READER_BYTES`]; past it, a new watch is refused.
 pub const MAX_WATCH_STREAMS: usize = 10_000;
-/// Events queued between a watch and its transport stream. A reader that
-/// does not take them makes its watch wait here, holding no more.
+/// Events queued between a watch and its transport stream, at most that
+/// many and of at most [`MAX_QUEUED_BYTES`] (an event larger than that
+/// goes alone). A reader that does not take them makes its watch wait
+/// here, holding no more.
 pub const MAX_QUEUED_EVENTS: usize = 16;
+pub const MAX_QUEUED_BYTES: usize = 8 * 1024;
+/// The memory for readers of one node, beside the ring they share: each
+/// watch's page and queue. (The transport holds one more buffer of about
+/// 8 KiB for a stream its reader does not read.)
+pub const MAX_READER_BYTES: usize = MAX_WATCH_STREAMS * (MAX_PAGE_BYTES + MAX_QUEUED_BYTES);
 /// The bytes of the latest committed events the node keeps for its synced
 /// watches; a watch further behind catches up from the state.
 pub const MAX_RING_BYTES: usize = 8 << 20;
 /// The bytes of events one page may hold (at least one revision's).
-const MAX_PAGE_BYTES: usize = 16 * 1024;
+const MAX_PAGE_BYTES: usize = 8 * 1024;
 /// The revisions one page from the state spans at most. An entry has at
 /// most one event, so a page has at most this many before the byte bound.
 const MAX_PAGE_REVISIONS: u64 = 1024;
@@ -272,8 +280,8 @@ impl<M: EventSource> Watchers<M> {
         }
         let permit = Arc::clone(&self.streams)
             .try_acquire_owned()
-            .map_err(|_| ServiceError::TooManyWatches(MAX_WATCH_STREAMS))?;
-        let (events, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
+            .map_err(|_| ServiceError::TooManyWatches { streams: MAX_WATCH_STREAMS, mib: MAX_READER_BYTES >> 20 })?;
+        let (events, receiver) = bounded_queue(MAX_QUEUED_EVENTS, MAX_QUEUED_BYTES);
         let start = if after_revision > 0 { Start::After(after_revision) } else { Start::Now(log_end) };
         let watch = Watch { head: self.head.subscribe(), views: None, scope, start, events, _permit: permit };
         Ok((watch, receiver))
@@ -348,7 +356,7 @@ pub(super) struct Watch<M: EventSource> {
     views: Option<watch::Receiver<Option<CommittedView<M>>>>,
     scope: M::Scope,
     start: Start,
-    events: mpsc::Sender<Result<Watched<M::Event>, ServiceError>>,
+    events: WatchSender<M::Event>,
     /// Held for as long as the watch runs.
     _permit: OwnedSemaphorePermit,
 }
@@ -400,7 +408,7 @@ impl<M: EventSource> Watch<M> {
                         Woken::ReaderGone => return,
                     }
                 }
-                if !self.send(Ok(Watched::Own(M::progress(now)))).await {
+                if !self.send(Watched::Own(M::progress(now))).await {
                     return;
                 }
                 last = Some(now);
@@ -410,7 +418,7 @@ impl<M: EventSource> Watch<M> {
                 RingPage::Events(page, end) => {
                     self.views = None;
                     for event in page {
-                        if !self.send(Ok(event)).await {
+                        if !self.send(event).await {
                             return;
                         }
                     }
@@ -445,7 +453,7 @@ impl<M: EventSource> Watch<M> {
         };
         if from < view.machine.compacted() {
             let compacted = view.machine.compacted();
-            let _ = self.events.try_send(Err(ServiceError::Compacted { asked: from, compacted }));
+            self.events.send_last(Err(ServiceError::Compacted { asked: from, compacted }));
             return CatchUp::Ended;
         }
         let (page, end, cut) = page(&view, &self.scope, from, *page_revisions);
@@ -456,7 +464,7 @@ impl<M: EventSource> Watch<M> {
         drop(view);
         self.views = None;
         for event in page {
-            if !self.send(Ok(Watched::Own(event))).await {
+            if !self.send(Watched::Own(event)).await {
                 return CatchUp::Ended;
             }
         }
@@ -467,12 +475,13 @@ impl<M: EventSource> Watch<M> {
     fn interrupted(&self, last: Option<u64>) {
         let resume = last.map_or(String::new(), |last| format!("; resume after revision {last}"));
         let message = format!("this node stopped serving watches{resume}");
-        let _ = self.events.try_send(Err(ServiceError::WatchInterrupted(message)));
+        self.events.send_last(Err(ServiceError::WatchInterrupted(message)));
     }
 
     /// Waits for the reader to take `event`; false once the reader went.
-    async fn send(&self, event: Result<Watched<M::Event>, ServiceError>) -> bool {
-        self.events.send(event).await.is_ok()
+    async fn send(&self, event: Watched<M::Event>) -> bool {
+        let bytes = M::event_size(event.event());
+        self.events.send(Ok(event), bytes).await
     }
 
     /// Waits for the ring's head to move.

@@ -16,6 +16,7 @@ mod network;
 mod server;
 mod tls;
 mod watch_route;
+mod watched;
 
 use std::time::Duration;
 
@@ -28,10 +29,10 @@ pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, Sna
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
 pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
 pub use server::{
-    Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, SharedEvent, Watched,
-    WatchedEvents, serve,
+    Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, SharedEvent, Watched, serve,
 };
 pub use tls::{Tls, peer_role};
+pub use watched::{QueueReceiver, QueueSender, WatchSender, WatchedEvents, bounded_queue};
 
 /// The generated protobuf code, in modules nested as its packages are
 /// (the replication package names client types, such as `Reason`, by that

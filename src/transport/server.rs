@@ -20,7 +20,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Tls, peer_role};
+use super::{Tls, WatchedEvents, peer_role};
 use crate::replication::{EventSource, LogPosition, Message, NodeId, NodeStatus, Proposed};
 use crate::security::Role;
 
@@ -53,10 +53,13 @@ pub enum ServiceError {
     /// leader): it resumes with `after_revision` = the last revision it saw.
     #[error("{0}")]
     WatchInterrupted(String),
-    /// This node serves as many watch streams as it may: watch through
-    /// another node.
-    #[error("this node serves {0} watch streams already; watch through another node, or later")]
-    TooManyWatches(usize),
+    /// This node serves as many watch streams as its memory for readers
+    /// allows: watch through another node.
+    #[error(
+        "this node serves {streams} watch streams already, as many as its memory for readers ({mib} MiB) \
+         allows; watch through another node, or later"
+    )]
+    TooManyWatches { streams: usize, mib: usize },
     /// A watch after a revision the log has not reached: it would wait
     /// for ever for a revision nobody wrote.
     #[error("revision {asked} is ahead of the log, which is published up to revision {published}")]
@@ -94,7 +97,7 @@ impl From<ServiceError> for Status {
             ServiceError::Stopped => Status::unavailable(message),
             ServiceError::Overloaded(_) => Status::resource_exhausted(message),
             ServiceError::PeerRefused(_) => Status::failed_precondition(message),
-            ServiceError::WatchInterrupted(_) | ServiceError::TooManyWatches(_) => Status::unavailable(message),
+            ServiceError::WatchInterrupted(_) | ServiceError::TooManyWatches { .. } => Status::unavailable(message),
             ServiceError::AheadOfLog { .. } => Status::out_of_range(message),
             ServiceError::RateLimited { retry_after, .. } => {
                 let mut status = Status::resource_exhausted(message);
@@ -206,10 +209,6 @@ impl<E> SharedEvent<E> {
         self.encoded.clone()
     }
 }
-
-/// The events of one watch, ending with an error the client can resume
-/// from (or just ending).
-pub type WatchedEvents<E> = mpsc::Receiver<Result<Watched<E>, ServiceError>>;
 
 /// An event as a watch delivers it: one shared by every watch of the node
 /// (from its ring of latest events), or one made for this watch alone (a

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::auction::{AuctionBook, AuctionEvent, EventScope};
 
 use super::pb;
-use super::{Backend, MAX_CLIENT_MESSAGE, ServiceError, Watched};
+use super::{Backend, MAX_CLIENT_MESSAGE, ServiceError, Watched, WatchedEvents};
 
 /// The method's path, which the route serves.
 pub(super) const WATCH_PATH: &str = "/gavel.v1.Auction/Watch";
@@ -28,10 +28,9 @@ pub(super) const WATCH_PATH: &str = "/gavel.v1.Auction/Watch";
 pub(super) fn open_watch<B: Backend<AuctionBook>>(
     backend: &B,
     request: &pb::WatchRequest,
-) -> Result<tokio_stream::wrappers::ReceiverStream<Result<Watched<AuctionEvent>, ServiceError>>, ServiceError> {
+) -> Result<WatchedEvents<AuctionEvent>, ServiceError> {
     let ids = std::iter::once(request.auction_id.as_str()).chain(request.auction_ids.iter().map(String::as_str));
-    let events = backend.watch(EventScope::of(ids), request.after_revision)?;
-    Ok(tokio_stream::wrappers::ReceiverStream::new(events))
+    backend.watch(EventScope::of(ids), request.after_revision)
 }
 
 /// An event as the wire carries it: the node's shared encoding, or one
@@ -62,7 +61,17 @@ impl Encoder for PreEncoded {
         destination.put(item);
         Ok(())
     }
+
+    /// Hands the transport at most about 8 KiB at a time (tonic's default
+    /// gathers 32 KiB): what a stream whose reader stopped reading holds
+    /// at the transport, beside its watch's own queue.
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(WIRE_BUFFER_BYTES, WIRE_BUFFER_BYTES)
+    }
 }
+
+/// The bytes a watch stream's encoder gathers before it hands them on.
+const WIRE_BUFFER_BYTES: usize = 8 * 1024;
 
 impl Codec for PreEncodedCodec {
     type Encode = Bytes;

@@ -15,12 +15,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auction::{AuctionEvent, EventKind, EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, Reason, Verdict};
 use crate::client::{Client, ClientError};
+use crate::transport::bounded_queue;
 
 use super::Web;
 use super::error::ApiError;
@@ -29,10 +28,12 @@ use super::routes::read_auction;
 
 /// Event streams one node serves at once; past it, 503.
 pub const MAX_EVENT_STREAMS: usize = 2048;
-/// Events queued for one reader. A reader that does not take them holds
+/// Events queued for one reader, at most that many and of at most
+/// [`MAX_QUEUED_BYTES`] (about). A reader that does not take them holds
 /// its own watch back (the node's watch waits for it too): nothing more is
 /// buffered for it.
 const MAX_QUEUED_EVENTS: usize = 16;
+const MAX_QUEUED_BYTES: usize = 8 * 1024;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before it reconnects.
@@ -93,14 +94,14 @@ pub(super) async fn events(
     // (Its configuration was checked when the node started, as the pool's.)
     let mut client =
         Client::new(web.cluster.config().clone()).map_err(|error| ApiError::unavailable(error.to_string()))?;
-    let (sender, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
-    let _ = sender.try_send(Event::default().retry(RECONNECT_AFTER));
+    let (sender, receiver) = bounded_queue(MAX_QUEUED_EVENTS, MAX_QUEUED_BYTES);
+    sender.send_last(Event::default().retry(RECONNECT_AFTER));
     let reader_gone = sender.clone();
     let shutdown = web.shutdown.clone();
     web.tasks.spawn(async move {
         let watch = client.watch_scope_with(&scope, after, |event| {
             let sender = sender.clone();
-            async move { sender.send(sse_event(&event)).await.is_ok() }
+            async move { sender.send(sse_event(&event), event.size()).await }
         });
         let ended = tokio::select! {
             ended = watch => ended,
@@ -108,11 +109,11 @@ pub(super) async fn events(
             () = shutdown.cancelled() => Ok(()),
         };
         if let Err(error) = ended {
-            let _ = reader_gone.try_send(error_event(&error));
+            reader_gone.send_last(error_event(&error));
         }
     });
     // The slot is held for as long as the response streams.
-    let stream = ReceiverStream::new(receiver).map(move |event| {
+    let stream = receiver.map(move |event| {
         let _held = &slot;
         Ok::<_, Infallible>(event)
     });

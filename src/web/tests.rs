@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -51,8 +50,8 @@ impl Backend<AuctionBook> for Refusing {
         _scope: crate::auction::EventScope,
         after_revision: u64,
     ) -> Result<crate::transport::WatchedEvents<AuctionEvent>, ServiceError> {
-        let (events, receiver) = mpsc::channel(1);
-        let _ = events.try_send(Err(ServiceError::Compacted { asked: after_revision, compacted: 9 }));
+        let (events, receiver) = crate::transport::bounded_queue(1, 1);
+        events.send_last(Err(ServiceError::Compacted { asked: after_revision, compacted: 9 }));
         Ok(receiver)
     }
 

@@ -215,7 +215,7 @@ impl Iterator for SnapshotChunks {
                         self.cursor = Cursor::InHistory { id, from };
                         break;
                     } else {
-                        let bids: Vec<_> = auction.history.skip(from).iter().take(budget - 1).cloned().collect();
+                        let bids: Vec<_> = auction.history.cloned_from(from).take(budget - 1).collect();
                         budget -= 1 + bids.len();
                         let mut piece = auction_piece(auction, std::iter::empty());
                         let next = from + bids.len();
