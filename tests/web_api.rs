@@ -127,6 +127,14 @@ async fn every_route_answers_on_every_node_with_its_codes() {
     let (status, clock) = post(&cluster, 0, "/auctions", json!({"name": "clock", "duration": "10m"})).await;
     assert_eq!(status, StatusCode::CREATED, "{clock}");
     assert_time(&clock["expiry_time"]);
+    // A cancelled auction says so, so that a reader tells it from one that
+    // ended unsold.
+    let clock_id = clock["id"].as_str().expect("an id");
+    let cancel = common::client(&cluster).cancel_auction(clock_id, "http").await.expect("an answer");
+    assert_eq!(cancel.verdict, gavel::auction::Verdict::Success, "the seller cancels: {cancel:?}");
+    let (_, cancelled) = get(&cluster, 1, &format!("/auctions/{clock_id}")).await;
+    assert_eq!(cancelled["cancelled"], json!(true), "{cancelled}");
+    assert!(cancelled.get("winner").is_none(), "{cancelled}");
     let both = json!({"name": "clock", "duration": "10m", "expiry_time": rfc3339(now_ms() + 60_000)});
     assert_error(&post(&cluster, 0, "/auctions", both).await, StatusCode::BAD_REQUEST, "invalid_field");
 

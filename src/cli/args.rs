@@ -122,7 +122,8 @@ pub enum Commands {
         /// Start after this revision (0: from now on).
         #[arg(long, default_value_t = 0)]
         after: u64,
-        /// Print JSON lines instead of lines.
+        /// Print JSON lines instead of lines, as the HTTP event stream
+        /// carries events: `{"event", "id", "data"}`.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

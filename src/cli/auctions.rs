@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use gavel::auction::{CreateAuction, Verdict, render};
 use gavel::tools::prompt;
+use gavel::web::json::EventJson;
 
 use super::args::Target;
 use super::exit;
 use super::pager::{Page, for_each_item};
-use super::render::{AuctionJson, CreateJson, EventJson, HistoryBidJson, json_line};
+use super::render::{AuctionJson, CreateJson, HistoryBidJson, json_line};
 
 /// `gavel bid`: an amount that is not one is refused before it is sent.
 pub async fn bid(amount: &str, bidder: &str, target: &Target) -> anyhow::Result<ExitCode> {

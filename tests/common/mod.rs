@@ -42,7 +42,7 @@ pub struct Ports {
 /// | 41, 76, 85 | watch.rs |
 /// | 48 | demo.rs |
 /// | 86-90 | readers.rs |
-/// | 49 | browser.rs |
+/// | 49, 91, 92 | browser.rs (92: the README's screenshots, ignored) |
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
 /// | 60-67 | record.rs |
