@@ -110,4 +110,11 @@ fn after_crash_all_the_demo_restarts_every_node_from_disk_and_every_auction_is_b
     assert!(!output.contains("the watch of auction"), "the watch never stopped: {output}");
     // The banner says the demo's commands once.
     assert_eq!(output.matches("`crash all` (SIGKILL every node)").count(), 1, "{output}");
+    // The demo removes what it wrote (its logs too, unless --keep-logs).
+    let written = output
+        .split_once("logs and data in ")
+        .and_then(|(_, rest)| rest.split_once(" (removed at the end"))
+        .map(|(dir, _)| std::path::PathBuf::from(dir))
+        .unwrap_or_else(|| panic!("the demo names where it writes: {output}"));
+    assert!(!written.exists(), "{} is left behind", written.display());
 }

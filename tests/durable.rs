@@ -419,6 +419,15 @@ async fn after_a_full_restart_a_member_whose_disk_is_gone_is_waited_for_until_an
     let said = String::from_utf8_lossy(&output.stdout).to_string();
     assert_eq!(output.status.code(), Some(3), "no leader: unreachable, {said}");
     assert!(said.contains("waiting:") && said.contains(&gone), "{said}");
+    // So does a client command that finds no leader: unreachable, and why.
+    let servers = format!("127.0.0.1:{},{servers}", common::ports(47).client);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["bid", "5", "--id", "ann", "--timeout", "1s", "--server", &servers])
+        .output()
+        .expect("gavel bid runs");
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(3), "no leader: unreachable, {said}");
+    assert!(said.contains("these nodes wait") && said.contains(&gone), "{said}");
 
     let survivors = [cluster.node_address(0), cluster.node_address(1)];
     let (removed, said) = member_remove(&cluster, &gone, &survivors, &[]);

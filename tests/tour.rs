@@ -7,11 +7,17 @@ use std::process::Command;
 #[test]
 fn the_crash_tour_log_shows_every_step_in_order() {
     let ports = common::ports(13);
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+    let tour = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["demo", "--script", "crash-tour", "--duration", "4s"])
         .args(["--base-port", &ports.base.to_string(), "--client-port", &ports.client.to_string()])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run the tour");
+    // Where the tour keeps its servers' logs while it runs.
+    let written = std::env::temp_dir().join(format!("gavel-demo-{}", tour.id()));
+    let output = tour.wait_with_output().expect("the tour's output");
+    assert!(!written.exists(), "the tour left {} behind", written.display());
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "the tour failed: {}\n{log}", String::from_utf8_lossy(&output.stderr));
 

@@ -388,11 +388,28 @@ fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     }
 }
 
+impl Commands {
+    /// The servers a client command asks (`status` says why by itself).
+    pub fn client_target(&self) -> Option<&Target> {
+        match self {
+            Commands::Bid { target, .. }
+            | Commands::Result { target }
+            | Commands::Create { target, .. }
+            | Commands::Cancel { target, .. }
+            | Commands::List { target, .. }
+            | Commands::Watch { target, .. }
+            | Commands::History { target, .. }
+            | Commands::Show { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct Target {
     /// Where to send requests: the client port, or node addresses
     /// (HOST:PORT, IP:PORT or a port on 127.0.0.1), comma-separated.
-    #[arg(long = "server", default_value = DEFAULT_SERVER, value_delimiter = ',', value_parser = parse_server)]
+    #[arg(long = "server", env = "GAVEL_SERVER", default_value = DEFAULT_SERVER, value_delimiter = ',', value_parser = parse_server)]
     pub servers: Vec<String>,
     /// The auction that `bid`, `result` and the prompt act on (default:
     /// the cluster's own).
@@ -573,6 +590,10 @@ pub struct DemoArgs {
     /// per node, and the prompt's operator certificate).
     #[arg(long)]
     pub secure: bool,
+    /// Keep the nodes' logs (in the temporary directory) when the demo
+    /// ends; without it, the demo removes everything it wrote.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -28,6 +28,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             client_port: args.client_port,
             auction_duration: args.duration.unwrap_or(Duration::from_secs(8)),
             log_dir,
+            keep_logs: args.keep_logs,
         };
         print!("{}", tour::run(config).await?);
         return Ok(());
@@ -53,7 +54,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let names_dir = spec.certs_dir.as_ref().map(|certs| certs.join("names"));
     let security = ClientSecurity { certs_dir: spec.certs_dir.clone(), cert_name: None, names_dir };
     println!(
-        "starting {} nodes on ports {}..{}; logs and data in {}",
+        "starting {} nodes on ports {}..{}; logs and data in {} (removed at the end unless --keep-logs)",
         args.nodes,
         args.base_port,
         args.base_port as usize + args.nodes - 1,
@@ -95,11 +96,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("stopping the cluster");
-    // The nodes first, then their data: the logs stay for reading.
+    // The nodes first, then what they wrote; the logs stay only if asked.
     drop(cluster);
-    let _ = std::fs::remove_dir_all(log_dir.join("data"));
-    // The demo's CA key signs anything: it goes with the cluster.
-    let _ = std::fs::remove_dir_all(log_dir.join("certs"));
+    if args.keep_logs {
+        let _ = std::fs::remove_dir_all(log_dir.join("data"));
+        // The demo's CA key signs anything: it goes with the cluster.
+        let _ = std::fs::remove_dir_all(log_dir.join("certs"));
+        println!("the nodes' logs are in {}", log_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&log_dir);
+    }
     Ok(())
 }
 

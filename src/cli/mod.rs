@@ -35,8 +35,20 @@ use gavel::node::CoordinatorConfig;
 
 use args::{Cli, Commands, MemberCommand};
 
-/// Runs the command given.
+/// Runs the command given. A client command that found no server says
+/// why, where a node it can reach knows.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let target = cli.command.client_target().cloned();
+    let code = run_command(cli).await?;
+    if let Some(target) = target
+        && code == exit::unreachable()
+    {
+        operator::explain_unreachable(&target).await;
+    }
+    Ok(code)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Server(args) => server::serve(args).await.map(|()| ExitCode::SUCCESS),
         Commands::Client { id, target } => {

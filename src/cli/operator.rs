@@ -106,11 +106,12 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     }
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         println!("ERROR: no leader answered at {}", target.servers.join(", "));
-        match waiting.is_empty() {
-            true => println!(
+        if !waiting.is_empty() {
+            println!("waiting:\n{}", waiting.join("\n"));
+        } else if !explain_unreachable(target).await {
+            println!(
                 "(nodes that wait say why: ask them by their own ports, e.g. `gavel status --server 5400,5401,5402`)"
-            ),
-            false => println!("waiting:\n{}", waiting.join("\n")),
+            );
         }
         return Ok(super::exit::unreachable());
     };
@@ -141,4 +142,44 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Node ports a client asks, on each host it was given, when no server
+/// answered: the sequential ports the README's servers and the demo use.
+const USUAL_NODE_PORTS: std::ops::RangeInclusive<u16> = 5400..=5409;
+
+/// After "unreachable": asks the servers given, and the usual node ports
+/// of their hosts, whether any node is up but waits (it stands aside, or
+/// waits for members after a full restart), and says which and why, so
+/// that a refused connection comes with its reason. True if one did.
+pub async fn explain_unreachable(target: &Target) -> bool {
+    let Ok(network) = target.security.network(None) else { return false };
+    let mut asked: Vec<String> = target.servers.clone();
+    for server in &target.servers {
+        if let Some((host, _)) = server.rsplit_once(':') {
+            asked.extend(USUAL_NODE_PORTS.map(|port| format!("{host}:{port}")));
+        }
+    }
+    asked.sort();
+    asked.dedup();
+    let mut statuses = tokio::task::JoinSet::new();
+    for address in asked {
+        let network = network.clone();
+        statuses.spawn(
+            async move { gavel::client::node_status(&network, &address, Duration::from_millis(500)).await.ok() },
+        );
+    }
+    let mut waiting = Vec::new();
+    while let Some(answer) = statuses.join_next().await {
+        if let Ok(Some(status)) = answer
+            && let Some(why) = status.waiting
+        {
+            waiting.push(format!("  {}: {why}", status.node));
+        }
+    }
+    waiting.sort();
+    if !waiting.is_empty() {
+        println!("no leader serves; these nodes wait:\n{}", waiting.join("\n"));
+    }
+    !waiting.is_empty()
 }

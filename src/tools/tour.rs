@@ -21,6 +21,8 @@ pub struct TourConfig {
     /// enough to watch it end.
     pub auction_duration: Duration,
     pub log_dir: PathBuf,
+    /// Keep the servers' logs in `log_dir` after the tour merged them.
+    pub keep_logs: bool,
 }
 
 /// One line of the story.
@@ -140,7 +142,11 @@ pub async fn run(config: TourConfig) -> anyhow::Result<String> {
     story.step(END_OF_TOUR);
     drop(cluster);
 
-    merge(story, &config.log_dir)
+    let log = merge(story, &config.log_dir);
+    if !config.keep_logs {
+        let _ = std::fs::remove_dir_all(&config.log_dir);
+    }
+    log
 }
 
 async fn bid(story: &mut Story, client: &mut Client, bidder: &str, amount: u64) {

@@ -43,6 +43,7 @@ pub struct Ports {
 /// | 48 | demo.rs |
 /// | 86-90 | readers.rs |
 /// | 49, 91, 92 | browser.rs (92: the README's screenshots, ignored) |
+/// | 93 | readme.rs (the README's tour) |
 /// | 50-53 | web_api.rs |
 /// | 54, 55 | web_bench.rs (ignored: benchmarks) |
 /// | 60-67 | record.rs |
