@@ -12,7 +12,7 @@ use crate::auction::{
 use crate::replication::NodeStatus;
 use crate::security::NameSecrets;
 pub use crate::transport::InvalidCode;
-use crate::transport::{AuctionConnection, CallError, InProcessNode, Network, TransportSettings};
+use crate::transport::{AuctionConnection, CallError, InProcessNode, Network, TransportSettings, Watched};
 
 /// The default client port.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5000";
@@ -390,8 +390,20 @@ impl Client {
     pub async fn watch_scope_with<Fut: Future<Output = bool>>(
         &mut self,
         scope: &EventScope,
-        mut after_revision: u64,
+        after_revision: u64,
         mut on_event: impl FnMut(AuctionEvent) -> Fut,
+    ) -> Result<(), ClientError> {
+        self.watch_shared_with(scope, after_revision, |event| on_event(event.into_event())).await
+    }
+
+    /// Like [`Client::watch_scope_with`], each event as the node shares
+    /// it: from a node in this process, its own events, which every watch
+    /// of it shares (the HTTP event stream frames each once).
+    pub async fn watch_shared_with<Fut: Future<Output = bool>>(
+        &mut self,
+        scope: &EventScope,
+        mut after_revision: u64,
+        mut on_event: impl FnMut(Watched<AuctionEvent>) -> Fut,
     ) -> Result<(), ClientError> {
         use tokio_stream::StreamExt;
         let in_process = self
@@ -405,7 +417,7 @@ impl Client {
             let mut events = self
                 .with_retries(|mut connection| {
                     let scope = scope.clone();
-                    async move { connection.watch_scope(&scope, after_revision).await }
+                    async move { connection.watch_shared(&scope, after_revision).await }
                 })
                 .await?;
             while let Some(event) = events.next().await {
@@ -415,7 +427,7 @@ impl Client {
                     Err(error) if error.is_retryable() => break,
                     Err(refusal) => return Err(ClientError::from_call(refusal, Duration::ZERO)),
                 };
-                after_revision = after_revision.max(event.revision);
+                after_revision = after_revision.max(event.event().revision);
                 if !on_event(event).await {
                     return Ok(());
                 }

@@ -132,10 +132,14 @@ async fn rest_against_grpc_bids_per_second() {
 }
 
 /// Server-sent events: `GAVEL_BENCH_STREAMS` (default 1,000) open event
-/// streams of one auction, spread over the three nodes, while one client
-/// bids `GAVEL_BENCH_RATE` times a second (default 20) for
-/// `GAVEL_BENCH_SECONDS`; each bid's delivery to each stream is timed from
-/// the bid's invocation (an upper bound on the delay after its commit).
+/// streams spread over the three nodes and over `GAVEL_BENCH_AUCTIONS`
+/// auctions (default 1; stream `i` follows auction `i` mod that), while
+/// bids go to the auctions in turn at `GAVEL_BENCH_RATE` a second (default
+/// 20, held: 32 bidders, each bid sent at its time whether or not the
+/// last was answered) for `GAVEL_BENCH_SECONDS`. The same bids run first
+/// without the streams, for the bids' latency beside them. Each bid's
+/// delivery to each stream is timed from the bid's invocation (an upper
+/// bound on the delay after its commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 async fn event_delivery_latency_with_many_open_streams() {
@@ -143,28 +147,76 @@ async fn event_delivery_latency_with_many_open_streams() {
     use std::sync::Mutex;
     use tokio_stream::StreamExt as _;
 
-    let (streams, rate, seconds) = (
+    let (streams, auctions, rate, seconds) = (
         setting("GAVEL_BENCH_STREAMS", 1000) as usize,
-        setting("GAVEL_BENCH_RATE", 20),
+        setting("GAVEL_BENCH_AUCTIONS", 1).max(1) as usize,
+        setting("GAVEL_BENCH_RATE", 20).max(1),
         setting("GAVEL_BENCH_SECONDS", 10),
     );
     let mut spec = common::spec(55, 3, &["--duration", "1h"]);
     spec.http_base_port = Some(common::ports(55).base + 10);
     spec.log_filter = "warn".into();
     let cluster = LocalCluster::start(spec).await.expect("cluster starts");
-    let mut bidder =
-        Client::new(ClientConfig { servers: vec![cluster.client_address()], ..Default::default() }).expect("client");
-    let create = CreateAuction::lasting("bench", "a watched lot", "", 1, Duration::from_secs(3600));
-    let auction = bidder.create_auction(create).await.expect("created").auction_id;
+    let config = ClientConfig { servers: vec![cluster.client_address()], ..Default::default() };
+    let mut seller = Client::new(config.clone()).expect("client");
+    let mut lots = Vec::new();
+    for lot in 0..auctions {
+        let create = CreateAuction::lasting("bench", &format!("lot {lot}"), "", 1, Duration::from_secs(3600));
+        lots.push(seller.create_auction(create).await.expect("created").auction_id);
+    }
+    let lots = Arc::new(lots);
 
-    let invoked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    // Bids at `rate` a second for `seconds`, amounts rising from `first`
+    // (bid `n` on lot `n` mod auctions), each noted in `invoked` when sent;
+    // the latency of each.
+    let bid_at_rate = |first: u64, invoked: &Arc<Mutex<HashMap<u64, Instant>>>| {
+        let (lots, config) = (Arc::clone(&lots), config.clone());
+        let latencies: Arc<Mutex<hdrhistogram::Histogram<u64>>> =
+            Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")));
+        let total = rate * seconds;
+        let pace = Duration::from_secs_f64(1.0 / rate as f64);
+        let started = Instant::now();
+        const BIDDERS: u64 = 32;
+        let workers: Vec<_> = (0..BIDDERS)
+            .map(|worker| {
+                let (lots, invoked, latencies) = (Arc::clone(&lots), Arc::clone(invoked), Arc::clone(&latencies));
+                let mut bidder = Client::new(config.clone()).expect("client");
+                tokio::spawn(async move {
+                    for n in (worker..total).step_by(BIDDERS as usize) {
+                        tokio::time::sleep_until((started + pace * n as u32).into()).await;
+                        let amount = first + n;
+                        let at = Instant::now();
+                        invoked.lock().expect("invoked").insert(amount, at);
+                        let outcome =
+                            bidder.bid(&lots[n as usize % lots.len()], "bidder", amount).await.expect("a bid");
+                        assert_eq!(outcome.verdict, Verdict::Success);
+                        latencies.lock().expect("latencies").saturating_record(at.elapsed().as_micros() as u64);
+                    }
+                })
+            })
+            .collect();
+        (latencies, workers, total)
+    };
+    let quantiles = |histogram: &hdrhistogram::Histogram<u64>| {
+        (histogram.value_at_quantile(0.5) as f64 / 1000.0, histogram.value_at_quantile(0.99) as f64 / 1000.0)
+    };
+
+    // Without the streams first.
+    let (alone, workers, first_total) = bid_at_rate(1, &Arc::default());
+    for worker in workers {
+        worker.await.expect("a bidder");
+    }
+    let (alone_p50, alone_p99) = quantiles(&alone.lock().expect("latencies"));
+
     let delays: Arc<Mutex<hdrhistogram::Histogram<u64>>> =
         Arc::new(Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")));
+    let invoked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let connected = Arc::new(AtomicU64::new(0));
     let http = reqwest::Client::new();
     let mut readers = Vec::new();
     for stream in 0..streams {
-        let url = format!("http://{}/events?auction={auction}", cluster.http_address(stream % 3).expect("HTTP port"));
+        let address = cluster.http_address(stream % 3).expect("HTTP port");
+        let url = format!("http://{address}/events?auction={}", lots[stream % auctions]);
         let (http, invoked, delays, connected) =
             (http.clone(), Arc::clone(&invoked), Arc::clone(&delays), Arc::clone(&connected));
         readers.push(tokio::spawn(async move {
@@ -201,29 +253,29 @@ async fn event_delivery_latency_with_many_open_streams() {
         assert!(Instant::now() < deadline, "only {} streams connected", connected.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let started = Instant::now();
-    let mut bids = 0_u64;
-    let pace = Duration::from_secs_f64(1.0 / rate as f64);
-    while started.elapsed() < Duration::from_secs(seconds) {
-        bids += 1;
-        invoked.lock().expect("invoked").insert(bids, Instant::now());
-        let outcome = bidder.bid(&auction, "bidder", bids).await.expect("a bid");
-        assert_eq!(outcome.verdict, Verdict::Success);
-        tokio::time::sleep_until((started + pace * bids as u32).into()).await;
+    // The same bids beside the streams, above the amounts bid alone.
+    let (beside, workers, bids) = bid_at_rate(first_total + 1, &invoked);
+    for worker in workers {
+        worker.await.expect("a bidder");
     }
     // The last bids' events arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for reader in readers {
         reader.abort();
     }
+    let (beside_p50, beside_p99) = quantiles(&beside.lock().expect("latencies"));
     let delays = delays.lock().expect("delays");
+    let per_auction = (0..auctions).map(|lot| (streams + auctions - 1 - lot) / auctions).collect::<Vec<_>>();
+    let expected: u64 = (0..bids).map(|n| per_auction[n as usize % auctions] as u64).sum();
     println!(
-        "{streams} event streams over 3 nodes, {bids} bids in {seconds} s: {} deliveries of {} expected; from a \
-         bid's invocation to its event at a reader p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{streams} event streams over 3 nodes and {auctions} auctions, {bids} bids in {seconds} s at {rate}/s held: \
+         {} deliveries of {expected} expected; from a bid's invocation to its event at a reader p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms; bids p50 {alone_p50:.2} ms and p99 {alone_p99:.2} ms alone, p50 \
+         {beside_p50:.2} ms and p99 {beside_p99:.2} ms beside the streams (p99 {:.2}x)",
         delays.len(),
-        bids * streams as u64,
         delays.value_at_quantile(0.5) as f64 / 1000.0,
         delays.value_at_quantile(0.99) as f64 / 1000.0,
-        delays.max() as f64 / 1000.0
+        delays.max() as f64 / 1000.0,
+        beside_p99 / alone_p99,
     );
 }

@@ -25,8 +25,8 @@ use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
     ASKED_REVISION_METADATA, Backend, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA,
-    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, RETRY_AFTER_METADATA, TransportSettings, Wire, convert, pb,
-    uri_for,
+    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, RETRY_AFTER_METADATA, ServiceError, TransportSettings,
+    Watched, WatchedEvents, Wire, convert, pb, uri_for,
 };
 
 /// Why a call failed, by the kind of its gRPC code: the client library and
@@ -205,12 +205,20 @@ enum Target {
 pub struct InProcessNode {
     address: String,
     service: Arc<dyn Auction<WatchStream = AuctionEventStream>>,
+    /// The node's own watches: their events as the node shares them, with
+    /// no copy and no conversion.
+    watches: Arc<OpenWatch>,
 }
+
+/// Opens a watch of a node's committed events.
+type OpenWatch = dyn Fn(&EventScope, u64) -> Result<WatchedEvents<AuctionEvent>, ServiceError> + Send + Sync;
 
 impl InProcessNode {
     /// The client API over `backend`, the node at `address`.
     pub fn new<B: Backend<AuctionBook>>(address: &str, backend: Arc<B>) -> Self {
-        InProcessNode { address: address.to_string(), service: Arc::new(AuctionService::new(backend)) }
+        let service = Arc::new(AuctionService::new(Arc::clone(&backend)));
+        let watches = Arc::new(move |scope: &EventScope, after: u64| backend.watch(scope.clone(), after));
+        InProcessNode { address: address.to_string(), service, watches }
     }
 
     pub fn address(&self) -> &str {
@@ -223,6 +231,10 @@ impl std::fmt::Debug for InProcessNode {
         f.debug_struct("InProcessNode").field("address", &self.address).finish_non_exhaustive()
     }
 }
+
+/// The events of a watch, each as its node shares it.
+pub type SharedEventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Watched<AuctionEvent>, CallError>> + Send>>;
 
 /// Marks a request a service in the same process made (the HTTP API beside
 /// its node): it comes from no connection, so it shows no certificate.
@@ -392,6 +404,24 @@ impl AuctionConnection {
             }
             Err(status) => Err(CallError::from(status)),
         }))
+    }
+
+    /// Like [`AuctionConnection::watch_scope`], each event as the node
+    /// shares it: in process, the node's own events, shared by all its
+    /// watches (and their HTTP frames, made once); over the network, each
+    /// as decoded.
+    pub async fn watch_shared(
+        &mut self,
+        scope: &EventScope,
+        after_revision: u64,
+    ) -> Result<SharedEventStream, CallError> {
+        let refused = |error: ServiceError| CallError::from(Status::from(error));
+        if let Target::InProcess(node) = &self.target {
+            let events = (node.watches)(scope, after_revision).map_err(refused)?;
+            return Ok(Box::pin(events.map(move |event| event.map_err(refused))));
+        }
+        let events = self.watch_scope(scope, after_revision).await?;
+        Ok(Box::pin(events.map(|event| event.map(Watched::Own))))
     }
 
     /// A page of an auction's accepted bids, oldest first.

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 pub use client::{
     AuctionConnection, CallError, InProcessNode, InvalidCode, LeaderLink, LeaderMessage, MemberRemovalAnswer,
-    PeerProbe, check_address, connector, endpoint, find_leader, open_replication, peer_endpoint, probe_peer,
-    probe_status, remove_member,
+    PeerProbe, SharedEventStream, check_address, connector, endpoint, find_leader, open_replication, peer_endpoint,
+    probe_peer, probe_status, remove_member,
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, Wire, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};

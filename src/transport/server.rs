@@ -197,12 +197,15 @@ pub trait ClientApi: Wire + EventSource {
 pub struct SharedEvent<E> {
     pub event: E,
     encoded: prost::bytes::Bytes,
+    /// Its frame as the HTTP event stream writes it, made by the first
+    /// such stream that carries it and shared by the others.
+    framed: std::sync::OnceLock<prost::bytes::Bytes>,
 }
 
 impl<E> SharedEvent<E> {
     /// `event`, encoded as the watch stream carries it.
     pub(super) fn new(event: E, encoded: prost::bytes::Bytes) -> Self {
-        SharedEvent { event, encoded }
+        SharedEvent { event, encoded, framed: std::sync::OnceLock::new() }
     }
 
     pub(super) fn encoded(&self) -> prost::bytes::Bytes {
@@ -231,6 +234,15 @@ impl<E: Clone> Watched<E> {
         match self {
             Watched::Shared(shared) => shared.event.clone(),
             Watched::Own(event) => event,
+        }
+    }
+
+    /// The event framed by `frame` (the HTTP event stream's encoding): once
+    /// for a shared event, whatever the streams that carry it.
+    pub fn framed(&self, frame: impl FnOnce(&E) -> prost::bytes::Bytes) -> prost::bytes::Bytes {
+        match self {
+            Watched::Shared(shared) => shared.framed.get_or_init(|| frame(&shared.event)).clone(),
+            Watched::Own(event) => frame(event),
         }
     }
 }

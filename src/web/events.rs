@@ -9,13 +9,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::IntervalStream;
 
 use crate::auction::{AuctionEvent, EventScope, MAX_AUCTION_ID_LEN, MAX_WATCHED_AUCTIONS, Reason, Verdict};
 use crate::client::{Client, ClientError};
@@ -95,13 +96,19 @@ pub(super) async fn events(
     let mut client =
         Client::new(web.cluster.config().clone()).map_err(|error| ApiError::unavailable(error.to_string()))?;
     let (sender, receiver) = bounded_queue(MAX_QUEUED_EVENTS, MAX_QUEUED_BYTES);
-    sender.send_last(Event::default().retry(RECONNECT_AFTER));
+    sender.send_last(retry_frame(RECONNECT_AFTER));
     let reader_gone = sender.clone();
     let shutdown = web.shutdown.clone();
     web.tasks.spawn(async move {
-        let watch = client.watch_scope_with(&scope, after, |event| {
+        // Each event's frame is written once for every stream of this node
+        // that carries it (the watch shares the node's own events).
+        let watch = client.watch_shared_with(&scope, after, |event| {
             let sender = sender.clone();
-            async move { sender.send(sse_event(&event), event.size()).await }
+            async move {
+                let frame = event.framed(sse_frame);
+                let bytes = frame.len();
+                sender.send(frame, bytes).await
+            }
         });
         let ended = tokio::select! {
             ended = watch => ended,
@@ -109,35 +116,92 @@ pub(super) async fn events(
             () = shutdown.cancelled() => Ok(()),
         };
         if let Err(error) = ended {
-            reader_gone.send_last(error_event(&error));
+            reader_gone.send_last(error_frame(&error));
         }
     });
-    // The slot is held for as long as the response streams.
-    let stream = receiver.map(move |event| {
+    // A comment every KEEP_ALIVE, beside the frames, until they end; the
+    // slot is held for as long as the response streams.
+    let start = tokio::time::Instant::now() + KEEP_ALIVE;
+    let keep_alive = IntervalStream::new(tokio::time::interval_at(start, KEEP_ALIVE))
+        .map(|_| Some(Bytes::from_static(KEEP_ALIVE_FRAME)));
+    let frames = receiver.map(Some).chain(tokio_stream::once(None)).merge(keep_alive).map_while(|frame| frame);
+    let body = Body::from_stream(frames.map(move |frame| {
         let _held = &slot;
-        Ok::<_, Infallible>(event)
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+        Ok::<_, Infallible>(frame)
+    }));
+    Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response())
 }
 
-/// One auction event as a server-sent event: `opened` (the item), `bid`
-/// (the accepted bid), `closed` (the final state and winner), or `progress`
-/// (no change: where a watch from now on starts).
-fn sse_event(event: &AuctionEvent) -> Event {
+/// One auction event as the stream writes it, a server-sent event whose id
+/// is its revision: `opened` (the item), `bid` (the accepted bid), `closed`
+/// (the final state and winner), or `progress` (no change: where a watch
+/// from now on starts). Its data is compact JSON, which holds no line
+/// break, so one `data` line.
+fn sse_frame(event: &AuctionEvent) -> Bytes {
     let EventJson { event, id, data } = EventJson::from(event);
-    // Serialising these plain structs cannot fail.
-    Event::default()
-        .id(id)
-        .event(event)
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().comment("an event could not be written"))
+    frame(Some(&id), event, &data)
 }
+
+fn frame(id: Option<&str>, event: &str, data: &impl serde::Serialize) -> Bytes {
+    // Serialising these plain structs cannot fail.
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+    let id = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
+    Bytes::from(format!("{id}event: {event}\ndata: {data}\n\n"))
+}
+
+/// The stream's first frame: how long a browser waits before it reconnects.
+fn retry_frame(after: Duration) -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", after.as_millis()))
+}
+
+/// A comment, which keeps proxies from closing an idle stream.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
 /// The last event of a watch that cannot go on: no leader answered, or
 /// its revision was compacted (the reader reads afresh and watches after).
 /// Its data is the error the same failure gets as an HTTP answer.
-fn error_event(error: &ClientError) -> Event {
+fn error_frame(error: &ClientError) -> Bytes {
     let ApiError { code, message, .. } = ApiError::from(error.clone());
-    let body = ErrorBody { error: code, message };
-    Event::default().event("error").json_data(body).unwrap_or_else(|_| Event::default().comment("the watch ended"))
+    frame(None, "error", &ErrorBody { error: code, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::auction::{AcceptedBid, EventKind};
+    use crate::transport::{ClientApi, Watched};
+
+    fn bid() -> AuctionEvent {
+        let bid = AcceptedBid { bidder: "bob".into(), amount: 130, at_unix_ms: 1_700_000_002_000, revision: 43 };
+        AuctionEvent { revision: 43, auction_id: "a1".into(), kind: EventKind::BidAccepted(bid) }
+    }
+
+    #[test]
+    fn an_event_is_one_frame_whose_id_is_its_revision_and_whose_data_is_one_line_of_the_rest_apis_json() {
+        assert_eq!(
+            sse_frame(&bid()),
+            "id: 43\nevent: bid\ndata: {\"id\":\"43\",\"participant_id\":\"bob\",\"auction_item_id\":\"a1\",\
+             \"bid_price\":130,\"timestamp\":\"2023-11-14T22:13:22Z\"}\n\n"
+        );
+        assert_eq!(retry_frame(RECONNECT_AFTER), "retry: 500\n\n");
+    }
+
+    #[test]
+    fn a_shared_event_is_framed_once_for_every_stream_that_carries_it() {
+        let shared = Arc::new(crate::auction::AuctionBook::share_event(bid()));
+        let framings = AtomicUsize::new(0);
+        let frame = |event: &AuctionEvent| {
+            framings.fetch_add(1, Ordering::Relaxed);
+            sse_frame(event)
+        };
+        let streams: Vec<Bytes> = (0..3).map(|_| Watched::Shared(Arc::clone(&shared)).framed(frame)).collect();
+        assert_eq!(framings.load(Ordering::Relaxed), 1, "framed once");
+        assert!(streams.iter().all(|bytes| bytes.as_ptr() == streams[0].as_ptr()), "the same bytes");
+        // An event of one stream alone is framed for it.
+        assert_eq!(Watched::Own(bid()).framed(frame), streams[0]);
+        assert_eq!(framings.load(Ordering::Relaxed), 2);
+    }
 }
