@@ -275,3 +275,43 @@ async fn a_read_on_a_backup_right_after_an_acknowledged_bid_sees_it() {
         assert_eq!(info.highest_amount, amount);
     }
 }
+
+/// A backup answers reads only while the membership record lists it: one
+/// the record left out (a newer leadership dropped it, say) may follow a
+/// deposed leader, so it sends the reader to its leader instead of
+/// answering from its own state; listed again, it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_the_membership_record_does_not_list_refuses_to_answer_reads_itself() {
+    use gavel::replication::MembershipRecord;
+    use gavel::storage::{OsDisk, read_meta, write_meta};
+
+    let cluster = start(94, 3, &[]).await;
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
+    let mut reader = connection(&cluster.node_address(backup));
+    let (_, answered_by) = reader.result("").await.expect("the listed backup answers");
+    assert_eq!(answered_by, cluster.node_address(backup), "answered by the backup itself");
+
+    // The record, as a newer leadership that dropped the backup would have
+    // stored it (the same version, so the leader's next write still fits).
+    let dir = cluster.record_dir();
+    let stored = read_meta(&OsDisk, dir, "membership").expect("readable").expect("a record");
+    let listed: MembershipRecord = serde_json::from_slice(&stored).expect("a record");
+    let mut dropped = listed.clone();
+    dropped.members.retain(|member| member.node != cluster.node_address(backup));
+    assert_eq!(dropped.members.len(), 2, "{listed:?}");
+    write_meta(&OsDisk, dir, "membership", &serde_json::to_vec_pretty(&dropped).expect("json")).expect("stored");
+    match reader.result("").await {
+        Ok((_, answered_by)) => panic!("the unlisted backup answered a read, as {answered_by}"),
+        Err(refusal) => {
+            let said = refusal.to_string();
+            assert!(said.contains(&cluster.node_address(leader)), "it names its leader: {said}");
+        }
+    }
+    write_meta(&OsDisk, dir, "membership", &stored).expect("restored");
+    let (_, answered_by) = reader.result("").await.expect("listed again, it answers");
+    assert_eq!(answered_by, cluster.node_address(backup));
+}

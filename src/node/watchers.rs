@@ -49,7 +49,9 @@ pub const MAX_QUEUED_BYTES: usize = 8 * 1024;
 /// 8 KiB for a stream its reader does not read.)
 pub const MAX_READER_BYTES: usize = MAX_WATCH_STREAMS * (MAX_PAGE_BYTES + MAX_QUEUED_BYTES);
 /// The bytes of the latest committed events the node keeps for its synced
-/// watches; a watch further behind catches up from the state.
+/// watches, counted as the events (each is kept with its wire encoding,
+/// and its HTTP frame once an event stream carried it: up to about three
+/// times this); a watch further behind catches up from the state.
 pub const MAX_RING_BYTES: usize = 8 << 20;
 /// The bytes of events one page may hold (at least one revision's).
 const MAX_PAGE_BYTES: usize = 8 * 1024;
