@@ -80,13 +80,17 @@ async fn bid(client: &Client, who: &str, amount: u64) {
     client.find(Locator::Css("#bid-form button")).await.expect("bid button").click().await.expect("click");
 }
 
+/// A cluster of the slot's whose nodes serve the page from base + 10 on.
+async fn cluster_with_pages(slot: u16, nodes: usize) -> (common::Ports, gavel::tools::cluster::LocalCluster) {
+    let ports = common::ports(slot);
+    let mut spec = common::spec(slot, nodes, &[]);
+    spec.http_base_port = Some(ports.base + 10);
+    (ports, gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_bid_on_two_nodes_pages_see_each_other_live_and_carry_on_after_the_leader_dies() {
-    let slot = 49;
-    let ports = common::ports(slot);
-    let mut spec = common::spec(slot, 3, &[]);
-    spec.http_base_port = Some(ports.base + 10);
-    let mut cluster = gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster");
+    let (ports, mut cluster) = cluster_with_pages(49, 3).await;
     let page = |i: u16| format!("http://127.0.0.1:{}/", ports.base + 10 + i);
     let _driver = start_chromedriver(ports.base + 15);
     let alice = browser(ports.base + 15).await;
@@ -161,11 +165,7 @@ async fn rest(method: reqwest::Method, url: String, body: Option<serde_json::Val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_an_auction_site_one_auction_per_double_click_a_ticking_countdown_errors_by_their_field_a_named_winner_and_no_sideways_scroll_on_a_phone()
  {
-    let slot = 91;
-    let ports = common::ports(slot);
-    let mut spec = common::spec(slot, 2, &[]);
-    spec.http_base_port = Some(ports.base + 10);
-    let _cluster = gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster");
+    let (ports, _cluster) = cluster_with_pages(91, 2).await;
     let api = |path: &str| format!("http://127.0.0.1:{}{path}", ports.base + 10);
     let _driver = start_chromedriver(ports.base + 15);
     let dana = browser(ports.base + 15).await;
@@ -259,11 +259,7 @@ async fn the_page_is_an_auction_site_one_auction_per_double_click_a_ticking_coun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "makes the README's screenshots"]
 async fn screenshots() {
-    let slot = 92;
-    let ports = common::ports(slot);
-    let mut spec = common::spec(slot, 3, &[]);
-    spec.http_base_port = Some(ports.base + 10);
-    let _cluster = gavel::tools::cluster::LocalCluster::start(spec).await.expect("cluster");
+    let (ports, _cluster) = cluster_with_pages(92, 3).await;
     let api = |path: &str| format!("http://127.0.0.1:{}{path}", ports.base + 10);
     let create = |name: &str, seller: &str, minimum: u64, duration: &str| {
         let body = serde_json::json!({"name": name, "seller": seller, "minimum_bid": minimum, "duration": duration,

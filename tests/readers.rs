@@ -253,19 +253,26 @@ async fn one_stream_watches_several_auctions() {
     }
 }
 
+/// The leader, a backup that holds a first bid, a client of the cluster,
+/// and a connection to that backup alone (it follows no leader hint).
+async fn a_reader_of_a_settled_backup(
+    cluster: &gavel::tools::cluster::LocalCluster,
+) -> (usize, usize, gavel::client::Client, AuctionConnection) {
+    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
+    let mut bidder = client(cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
+    (leader, backup, bidder, connection(&cluster.node_address(backup)))
+}
+
 /// A linearizable read on a backup, asked right after a bid was
 /// acknowledged, sees it, and the backup answers it itself (it used to
 /// send every read to the leader).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_on_a_backup_right_after_an_acknowledged_bid_sees_it() {
     let cluster = start(90, 3, &[]).await;
-    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
-    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
-    let mut bidder = client(&cluster);
-    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
-    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
-
-    let mut reader = connection(&cluster.node_address(backup));
+    let (_, backup, mut bidder, mut reader) = a_reader_of_a_settled_backup(&cluster).await;
     for amount in 2..=21 {
         assert_eq!(bidder.bid("", "bob", amount).await.expect("bid").verdict, Verdict::Success);
         let (view, answered_by) = reader.result("").await.expect("the backup answers the read");
@@ -286,12 +293,7 @@ async fn a_backup_the_membership_record_does_not_list_refuses_to_answer_reads_it
     use gavel::storage::{OsDisk, read_meta, write_meta};
 
     let cluster = start(94, 3, &[]).await;
-    let leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
-    let backup = (0..3).rev().find(|node| *node != leader).expect("a backup");
-    let mut bidder = client(&cluster);
-    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
-    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows");
-    let mut reader = connection(&cluster.node_address(backup));
+    let (leader, backup, _, mut reader) = a_reader_of_a_settled_backup(&cluster).await;
     let (_, answered_by) = reader.result("").await.expect("the listed backup answers");
     assert_eq!(answered_by, cluster.node_address(backup), "answered by the backup itself");
 
