@@ -38,11 +38,11 @@ use crate::transport::{ClientApi, ServiceError, SharedEvent, WatchSender, Watche
 /// the events its watches hold come to at most about
 /// [`MAX_READER_BYTES`]; past it, a new watch is refused.
 pub const MAX_WATCH_STREAMS: usize = 10_000;
-/// Events queued between a watch and its transport stream, at most that
-/// many and of at most [`MAX_QUEUED_BYTES`] (an event larger than that
-/// goes alone). A reader that does not take them makes its watch wait
-/// here, holding no more.
-pub const MAX_QUEUED_EVENTS: usize = 16;
+/// Pages of events queued between a watch and its transport stream, at
+/// most that many and of at most [`MAX_QUEUED_BYTES`] in all (a page
+/// larger than that goes alone). A reader that does not take them makes
+/// its watch wait here, holding no more.
+pub const MAX_QUEUED_PAGES: usize = 16;
 pub const MAX_QUEUED_BYTES: usize = 8 * 1024;
 /// The memory for readers of one node, beside the ring they share: each
 /// watch's page and queue. (The transport holds one more buffer of about
@@ -283,7 +283,7 @@ impl<M: EventSource> Watchers<M> {
         let permit = Arc::clone(&self.streams)
             .try_acquire_owned()
             .map_err(|_| ServiceError::TooManyWatches { streams: MAX_WATCH_STREAMS, mib: MAX_READER_BYTES >> 20 })?;
-        let (events, receiver) = bounded_queue(MAX_QUEUED_EVENTS, MAX_QUEUED_BYTES);
+        let (events, receiver) = bounded_queue(MAX_QUEUED_PAGES, MAX_QUEUED_BYTES);
         let start = if after_revision > 0 { Start::After(after_revision) } else { Start::Now(log_end) };
         let watch = Watch { head: self.head.subscribe(), views: None, scope, start, events, _permit: permit };
         Ok((watch, receiver))
@@ -419,10 +419,8 @@ impl<M: EventSource> Watch<M> {
             match watchers.ring_page(&self.scope, from) {
                 RingPage::Events(page, end) => {
                     self.views = None;
-                    for event in page {
-                        if !self.send(event).await {
-                            return;
-                        }
+                    if !self.send_page(page).await {
+                        return;
                     }
                     last = Some(end);
                 }
@@ -465,10 +463,8 @@ impl<M: EventSource> Watch<M> {
         // the reader.
         drop(view);
         self.views = None;
-        for event in page {
-            if !self.send(Watched::Own(event)).await {
-                return CatchUp::Ended;
-            }
+        if !self.send_page(page.into_iter().map(Watched::Own).collect()).await {
+            return CatchUp::Ended;
         }
         CatchUp::Sent(end)
     }
@@ -482,8 +478,14 @@ impl<M: EventSource> Watch<M> {
 
     /// Waits for the reader to take `event`; false once the reader went.
     async fn send(&self, event: Watched<M::Event>) -> bool {
-        let bytes = M::event_size(event.event());
-        self.events.send(Ok(event), bytes).await
+        self.send_page(vec![event]).await
+    }
+
+    /// Queues a page of events as one batch (one wake of the reader, not
+    /// one an event) once the queue has room; false once the reader went.
+    async fn send_page(&self, page: Vec<Watched<M::Event>>) -> bool {
+        let bytes = page.iter().map(|event| M::event_size(event.event())).sum();
+        self.events.send_batch(page.into_iter().map(Ok).collect(), bytes).await
     }
 
     /// Waits for the ring's head to move.
