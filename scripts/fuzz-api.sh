@@ -28,8 +28,11 @@ cleanup() {
 trap cleanup EXIT
 peers="$base_port,$((base_port + 1)),$((base_port + 2))"
 for i in 0 1 2; do
+    # The membership record in the run's own directory too, so that the
+    # run leaves nothing behind.
     target/debug/gavel server --port $((base_port + i)) --client-port "$client_port" --peers "$peers" \
-        --http-port $((http_port + i)) --data-dir "$data/node-$i" 2>"$data/node-$i.log" &
+        --http-port $((http_port + i)) --data-dir "$data/node-$i" --record-dir "$data/record" \
+        2>"$data/node-$i.log" &
     pids+=($!)
     sleep 0.5
 done
