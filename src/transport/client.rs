@@ -386,6 +386,27 @@ impl AuctionConnection {
         scope: &EventScope,
         after_revision: u64,
     ) -> Result<impl tokio_stream::Stream<Item = Result<AuctionEvent, CallError>> + use<>, CallError> {
+        let events = self.watch_shared(scope, after_revision).await?;
+        Ok(events.map(|event| event.map(Watched::into_event)))
+    }
+
+    /// Like [`AuctionConnection::watch_scope`], each event as the node
+    /// shares it: in process, the node's own events, shared by all its
+    /// watches (and their HTTP frames, made once), with no conversion;
+    /// over the network, each as decoded.
+    pub async fn watch_shared(
+        &mut self,
+        scope: &EventScope,
+        after_revision: u64,
+    ) -> Result<SharedEventStream, CallError> {
+        let mut client = match &self.target {
+            Target::Remote(client) => client.clone(),
+            Target::InProcess(node) => {
+                let refused = |error: ServiceError| CallError::from(Status::from(error));
+                let events = (node.watches)(scope, after_revision).map_err(refused)?;
+                return Ok(Box::pin(events.map(move |event| event.map_err(refused))));
+            }
+        };
         // One auction in the field every version reads; more beside it.
         let mut ids = match scope {
             EventScope::All => Vec::new(),
@@ -394,34 +415,15 @@ impl AuctionConnection {
         let auction_id = if ids.is_empty() { String::new() } else { ids.remove(0) };
         let request = pb::WatchRequest { auction_id, after_revision, auction_ids: ids };
         // Only opening the stream is bounded by the request timeout.
-        let events: AuctionEventStream = match &self.target {
-            Target::Remote(client) => Box::pin(self.call(client.clone().watch(request)).await?),
-            Target::InProcess(node) => self.call(node.service.watch(Request::new(request))).await?,
-        };
-        Ok(events.map(|event| match event {
-            Ok(event) => {
-                AuctionEvent::try_from(event).map_err(|error| CallError::Rejected { message: error.to_string() })
+        let events = self.call(client.watch(request)).await?;
+        Ok(Box::pin(events.map(|event| {
+            match event {
+                Ok(event) => AuctionEvent::try_from(event)
+                    .map(Watched::Own)
+                    .map_err(|error| CallError::Rejected { message: error.to_string() }),
+                Err(status) => Err(CallError::from(status)),
             }
-            Err(status) => Err(CallError::from(status)),
-        }))
-    }
-
-    /// Like [`AuctionConnection::watch_scope`], each event as the node
-    /// shares it: in process, the node's own events, shared by all its
-    /// watches (and their HTTP frames, made once); over the network, each
-    /// as decoded.
-    pub async fn watch_shared(
-        &mut self,
-        scope: &EventScope,
-        after_revision: u64,
-    ) -> Result<SharedEventStream, CallError> {
-        let refused = |error: ServiceError| CallError::from(Status::from(error));
-        if let Target::InProcess(node) = &self.target {
-            let events = (node.watches)(scope, after_revision).map_err(refused)?;
-            return Ok(Box::pin(events.map(move |event| event.map_err(refused))));
-        }
-        let events = self.watch_scope(scope, after_revision).await?;
-        Ok(Box::pin(events.map(|event| event.map(Watched::Own))))
+        })))
     }
 
     /// A page of an auction's accepted bids, oldest first.
