@@ -561,7 +561,7 @@ pub enum MemberCommand {
 
 /// The nodes `gavel member remove` tells by default: the sequential ports
 /// the demo and the README use.
-const DEFAULT_NODE_PORTS: &str = "5400,5401,5402,5403,5404,5405,5406,5407,5408,5409";
+pub(super) const DEFAULT_NODE_PORTS: &str = "5400,5401,5402,5403,5404,5405,5406,5407,5408,5409";
 
 #[derive(Args)]
 pub struct DemoArgs {

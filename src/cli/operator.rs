@@ -9,7 +9,7 @@ use gavel::node::{CoordinatorConfig, OperatorRemoval};
 use gavel::replication::{Role, epoch_number};
 use gavel::transport::Network;
 
-use super::args::{Peer, Target};
+use super::args::{DEFAULT_NODE_PORTS, Peer, Target};
 use super::render::{StatusJson, json_line};
 
 /// `gavel member remove`: tells every node that answers to remove
@@ -82,14 +82,8 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     let timeout = Duration::from_secs(1);
     let network = target.security.network(None)?;
     let mut leader = None;
-    // Nodes that answered but wait, and why: what a cluster without a
-    // leader can say of itself.
-    let mut waiting = Vec::new();
     for server in &target.servers {
         if let Ok(status) = gavel::client::node_status(&network, server, timeout).await {
-            if let Some(why) = &status.waiting {
-                waiting.push(format!("  {}: {why}", status.node));
-            }
             let leads = status.role == Role::Leader;
             let named = status.leader.clone();
             leader = Some(status);
@@ -106,12 +100,14 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     }
     let Some(leader) = leader.filter(|status| status.role == Role::Leader) else {
         println!("ERROR: no leader answered at {}", target.servers.join(", "));
-        if !waiting.is_empty() {
-            println!("waiting:\n{}", waiting.join("\n"));
-        } else if !explain_unreachable(target).await {
+        // What a cluster without a leader can say of itself.
+        let waiting = waiting_nodes(target).await;
+        if waiting.is_empty() {
             println!(
                 "(nodes that wait say why: ask them by their own ports, e.g. `gavel status --server 5400,5401,5402`)"
             );
+        } else {
+            println!("waiting:\n{}", waiting.join("\n"));
         }
         return Ok(super::exit::unreachable());
     };
@@ -144,20 +140,26 @@ pub async fn cluster_status(target: &Target, json: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Node ports a client asks, on each host it was given, when no server
-/// answered: the sequential ports the README's servers and the demo use.
-const USUAL_NODE_PORTS: std::ops::RangeInclusive<u16> = 5400..=5409;
+/// After "unreachable": says which nodes are up but wait (they stand
+/// aside, or wait for members after a full restart), and why, so that a
+/// refused connection comes with its reason.
+pub async fn explain_unreachable(target: &Target) {
+    let waiting = waiting_nodes(target).await;
+    if !waiting.is_empty() {
+        println!("no leader serves; these nodes wait:\n{}", waiting.join("\n"));
+    }
+}
 
-/// After "unreachable": asks the servers given, and the usual node ports
-/// of their hosts, whether any node is up but waits (it stands aside, or
-/// waits for members after a full restart), and says which and why, so
-/// that a refused connection comes with its reason. True if one did.
-pub async fn explain_unreachable(target: &Target) -> bool {
-    let Ok(network) = target.security.network(None) else { return false };
+/// The nodes that answer but wait, a line each with why: among the
+/// servers given and, on each of their hosts, the node ports `member
+/// remove` asks by default (the sequential ports of the README and the
+/// demo).
+async fn waiting_nodes(target: &Target) -> Vec<String> {
+    let Ok(network) = target.security.network(None) else { return Vec::new() };
     let mut asked: Vec<String> = target.servers.clone();
     for server in &target.servers {
         if let Some((host, _)) = server.rsplit_once(':') {
-            asked.extend(USUAL_NODE_PORTS.map(|port| format!("{host}:{port}")));
+            asked.extend(DEFAULT_NODE_PORTS.split(',').map(|port| format!("{host}:{port}")));
         }
     }
     asked.sort();
@@ -178,8 +180,5 @@ pub async fn explain_unreachable(target: &Target) -> bool {
         }
     }
     waiting.sort();
-    if !waiting.is_empty() {
-        println!("no leader serves; these nodes wait:\n{}", waiting.join("\n"));
-    }
-    !waiting.is_empty()
+    waiting
 }
