@@ -51,14 +51,6 @@ impl EventScope {
             auction_ids.into_iter().filter(|id| !id.is_empty()).map(str::to_string).collect();
         if ids.is_empty() { EventScope::All } else { EventScope::Auctions(ids) }
     }
-
-    /// Whether `auction_id`'s events are in it.
-    pub fn covers(&self, auction_id: &str) -> bool {
-        match self {
-            EventScope::All => true,
-            EventScope::Auctions(ids) => ids.contains(auction_id),
-        }
-    }
 }
 
 impl AuctionEvent {

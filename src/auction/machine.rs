@@ -202,6 +202,7 @@ impl StateMachine for AuctionBook {
 impl EventSource for AuctionBook {
     type Event = AuctionEvent;
     type Scope = EventScope;
+    type Topic = String;
 
     fn check_scope(scope: &EventScope) -> Result<(), String> {
         let EventScope::Auctions(ids) = scope else { return Ok(()) };
@@ -218,8 +219,15 @@ impl EventSource for AuctionBook {
         EventScope::All
     }
 
-    fn in_scope(scope: &EventScope, event: &AuctionEvent) -> bool {
-        scope.covers(&event.auction_id)
+    fn topic(event: &AuctionEvent) -> String {
+        event.auction_id.clone()
+    }
+
+    fn scope_topics(scope: &EventScope) -> Option<Vec<String>> {
+        match scope {
+            EventScope::All => None,
+            EventScope::Auctions(ids) => Some(ids.iter().cloned().collect()),
+        }
     }
 
     fn events(&self, scope: &EventScope, after: u64, upto: u64, clock_unix_ms: i64) -> Vec<AuctionEvent> {

@@ -4,7 +4,10 @@
 //!
 //! - **Synced watches** read a ring of the latest committed events. The
 //!   node's publisher computes each committed event once, from its live
-//!   state, as its published index moves, and every watch shares it.
+//!   state, as its published index moves, and every watch shares it. It
+//!   wakes only the watches whose scope the new events are in (etcd's
+//!   watcher groups keyed by range), so a thousand watches of a quiet
+//!   auction cost nothing while another one takes bids.
 //! - **Watches behind the ring** (resuming after an older revision) catch
 //!   up from a published view of the node's state, a page at a time, then
 //!   join the ring. A view is published only while some watch needs one:
@@ -24,7 +27,7 @@
 //!   queues hold at most [`MAX_READER_BYTES`]; past it, a new one is
 //!   refused with a word to try another node.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -77,21 +80,231 @@ pub(super) struct CommittedView<M> {
 }
 
 /// The latest committed events, oldest first: complete after `start` up
-/// to `head`.
-struct Ring<E> {
-    events: VecDeque<Arc<SharedEvent<E>>>,
+/// to `head`, with each topic's events indexed, so that a watch of a few
+/// topics reads its own and scans no other.
+struct Ring<M: EventSource> {
+    events: VecDeque<Arc<SharedEvent<M::Event>>>,
+    /// The sequence number of `events[0]`: each event has one, counted
+    /// from the ring's start, so that an index survives the front's trims.
+    first_sequence: u64,
+    /// Each topic's events in the ring, by sequence number, oldest first.
+    of_topic: HashMap<M::Topic, VecDeque<u64>>,
     bytes: usize,
     start: u64,
     head: u64,
+    /// The index the publisher started it at, and the revision of each
+    /// topic's latest event since (kept when the event leaves the ring): a
+    /// watch of quiet topics that fell behind `start` missed nothing if
+    /// none of its topics had an event after its revision.
+    since: u64,
+    latest: HashMap<M::Topic, u64>,
     /// Whether the publisher keeps it: while the node serves and someone
     /// watches. When it starts again, it starts empty at the published
     /// index (the gap is the state's to serve).
     active: bool,
 }
 
-impl<E> Default for Ring<E> {
+impl<M: EventSource> Default for Ring<M> {
     fn default() -> Self {
-        Ring { events: VecDeque::new(), bytes: 0, start: 0, head: 0, active: false }
+        Ring {
+            events: VecDeque::new(),
+            first_sequence: 0,
+            of_topic: HashMap::new(),
+            bytes: 0,
+            start: 0,
+            head: 0,
+            since: 0,
+            latest: HashMap::new(),
+            active: false,
+        }
+    }
+}
+
+impl<M: EventSource> Ring<M> {
+    /// A ring kept from `index` on.
+    fn started_at(index: u64) -> Self {
+        Ring { start: index, head: index, since: index, active: true, ..Ring::default() }
+    }
+
+    /// Adds the next committed event: its topic.
+    fn push(&mut self, event: SharedEvent<M::Event>) -> M::Topic {
+        let topic = M::topic(&event.event);
+        let sequence = self.first_sequence + self.events.len() as u64;
+        self.of_topic.entry(topic.clone()).or_default().push_back(sequence);
+        self.latest.insert(topic.clone(), M::revision(&event.event));
+        self.bytes += M::event_size(&event.event);
+        self.events.push_back(Arc::new(event));
+        topic
+    }
+
+    /// Lets the oldest revisions go, whole, until the ring holds at most
+    /// [`MAX_RING_BYTES`], so that it stays complete after its start.
+    fn trim(&mut self) {
+        while self.bytes > MAX_RING_BYTES
+            && let Some(oldest) = self.events.front()
+        {
+            self.start = M::revision(&oldest.event);
+            while let Some(next) = self.events.front()
+                && M::revision(&next.event) == self.start
+            {
+                let topic = M::topic(&next.event);
+                self.bytes -= M::event_size(&next.event);
+                self.events.pop_front();
+                if let Some(sequences) = self.of_topic.get_mut(&topic) {
+                    sequences.pop_front();
+                    if sequences.is_empty() {
+                        self.of_topic.remove(&topic);
+                    }
+                }
+                self.first_sequence += 1;
+            }
+        }
+    }
+
+    fn revision_at(&self, sequence: u64) -> u64 {
+        M::revision(&self.events[(sequence - self.first_sequence) as usize].event)
+    }
+
+    /// Whether none of `topics` has had an event after `after` since the
+    /// ring started, when that is known.
+    fn quiet_since(&self, topics: Option<&[M::Topic]>, after: u64) -> bool {
+        let Some(topics) = topics else { return false };
+        after >= self.since && topics.iter().all(|topic| self.latest.get(topic).is_none_or(|latest| *latest <= after))
+    }
+
+    /// The events of `topics` (`None`: every one) after `after`: at most
+    /// [`MAX_PAGE_BYTES`] of them, cut at a revision.
+    fn page(&self, topics: Option<&[M::Topic]>, after: u64) -> RingPage<M::Event> {
+        if !self.active {
+            return RingPage::Behind;
+        }
+        if after >= self.head {
+            return RingPage::Current;
+        }
+        if self.quiet_since(topics, after) {
+            // Nothing in its scope since: it moves on to the head, unread.
+            return RingPage::Events(Vec::new(), self.head);
+        }
+        if after < self.start {
+            return RingPage::Behind;
+        }
+        let sequences: Vec<u64> = match topics {
+            None => {
+                let first = self.events.partition_point(|shared| M::revision(&shared.event) <= after) as u64;
+                (self.first_sequence + first..self.first_sequence + self.events.len() as u64).collect()
+            }
+            Some(topics) => {
+                let mut sequences = Vec::new();
+                for of_topic in topics.iter().filter_map(|topic| self.of_topic.get(topic)) {
+                    let first = of_topic.partition_point(|sequence| self.revision_at(*sequence) <= after);
+                    sequences.extend(of_topic.range(first..));
+                }
+                if topics.len() > 1 {
+                    sequences.sort_unstable();
+                }
+                sequences
+            }
+        };
+        let mut page: Vec<Watched<M::Event>> = Vec::new();
+        let mut bytes = 0;
+        for sequence in sequences {
+            let shared = &self.events[(sequence - self.first_sequence) as usize];
+            let revision = M::revision(&shared.event);
+            if bytes > MAX_PAGE_BYTES && page.last().is_some_and(|last| M::revision(last.event()) < revision) {
+                return RingPage::Events(page, revision - 1);
+            }
+            bytes += M::event_size(&shared.event);
+            page.push(Watched::Shared(Arc::clone(shared)));
+        }
+        RingPage::Events(page, self.head)
+    }
+}
+
+/// The bells of the watches waiting for events, by the topics they watch
+/// (or every event): a publication rings only those its events are for.
+/// A bell rung while its watch is busy stays rung (a `Notify` permit), so
+/// no publication is missed between a look at the ring and the wait.
+struct Bells<T> {
+    next: u64,
+    of_topic: HashMap<T, HashMap<u64, Arc<Notify>>>,
+    of_everything: HashMap<u64, Arc<Notify>>,
+}
+
+impl<T> Default for Bells<T> {
+    fn default() -> Self {
+        Bells { next: 0, of_topic: HashMap::new(), of_everything: HashMap::new() }
+    }
+}
+
+impl<T: Eq + std::hash::Hash + Clone> Bells<T> {
+    fn hang(&mut self, topics: Option<&[T]>) -> (u64, Arc<Notify>) {
+        let (id, bell) = (self.next, Arc::new(Notify::new()));
+        self.next += 1;
+        match topics {
+            None => {
+                self.of_everything.insert(id, Arc::clone(&bell));
+            }
+            Some(topics) => {
+                for topic in topics {
+                    self.of_topic.entry(topic.clone()).or_default().insert(id, Arc::clone(&bell));
+                }
+            }
+        }
+        (id, bell)
+    }
+
+    fn take_down(&mut self, id: u64, topics: Option<&[T]>) {
+        match topics {
+            None => {
+                self.of_everything.remove(&id);
+            }
+            Some(topics) => {
+                for topic in topics {
+                    if let Some(bells) = self.of_topic.get_mut(topic) {
+                        bells.remove(&id);
+                        if bells.is_empty() {
+                            self.of_topic.remove(topic);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rings the bells of `topics`' watches and of those of every event:
+    /// how many rang (a watch of several of them, once).
+    fn ring<'a>(&self, topics: impl IntoIterator<Item = &'a T>) -> usize
+    where
+        T: 'a,
+    {
+        let mut rung = HashSet::new();
+        let of_topics = topics.into_iter().filter_map(|topic| self.of_topic.get(topic)).flatten();
+        for (id, bell) in self.of_everything.iter().chain(of_topics) {
+            if rung.insert(*id) {
+                bell.notify_one();
+            }
+        }
+        rung.len()
+    }
+
+    fn ring_all(&self) {
+        for bell in self.of_everything.values().chain(self.of_topic.values().flat_map(HashMap::values)) {
+            bell.notify_one();
+        }
+    }
+}
+
+/// A watch's bell, taken down when the watch ends.
+struct Bell<M: EventSource> {
+    bell: Arc<Notify>,
+    id: u64,
+    topics: Option<Vec<M::Topic>>,
+    watchers: Arc<Watchers<M>>,
+}
+
+impl<M: EventSource> Drop for Bell<M> {
+    fn drop(&mut self) {
+        self.watchers.bells.lock().unwrap_or_else(PoisonError::into_inner).take_down(self.id, self.topics.as_deref());
     }
 }
 
@@ -107,11 +320,14 @@ enum RingPage<E> {
 
 /// What a node's watches share.
 pub(super) struct Watchers<M: EventSource> {
-    ring: Mutex<Ring<M::Event>>,
+    ring: Mutex<Ring<M>>,
     /// The ring's head while this node serves watches; `None` before and
     /// once it stopped (it stepped down, or lost its leader), which ends
-    /// its watches.
+    /// its watches. A watch that waits for events waits on its bell; a
+    /// watch that waits to start (for its node to serve, or for "now" to
+    /// be published) waits on this.
     head: watch::Sender<Option<u64>>,
+    bells: Mutex<Bells<M::Topic>>,
     /// The latest view of the state, for watches that catch up; published
     /// only while some watch holds a receiver.
     views: watch::Sender<Option<CommittedView<M>>>,
@@ -131,6 +347,7 @@ impl<M: EventSource> Default for Watchers<M> {
         Watchers {
             ring: Mutex::new(Ring::default()),
             head: watch::channel(None).0,
+            bells: Mutex::new(Bells::default()),
             views: watch::channel(None).0,
             view_wanted: AtomicBool::new(false),
             view_requested: Notify::new(),
@@ -145,8 +362,17 @@ impl<M: EventSource> Watchers<M> {
     pub fn stop(&self) {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         *ring = Ring::default();
+        drop(ring);
         self.head.send_replace(None);
         self.views.send_replace(None);
+        self.bells.lock().unwrap_or_else(PoisonError::into_inner).ring_all();
+    }
+
+    /// Hangs a bell for a watch of `scope`, rung when events in it commit.
+    fn hang_bell(self: &Arc<Self>, scope: &M::Scope) -> Bell<M> {
+        let topics = M::scope_topics(scope);
+        let (id, bell) = self.bells.lock().unwrap_or_else(PoisonError::into_inner).hang(topics.as_deref());
+        Bell { bell, id, topics, watchers: Arc::clone(self) }
     }
 
     /// Asks for a fresh view of the state.
@@ -198,35 +424,32 @@ impl<M: EventSource> Watchers<M> {
 
     /// Adds the events committed up to `index` to the ring, from `machine`
     /// (whose state is at least that far), once each for every watch, and
-    /// each with its encoding (`share`).
-    fn extend_ring(&self, machine: &M, index: u64, clock_unix_ms: i64, share: fn(M::Event) -> SharedEvent<M::Event>) {
+    /// each with its encoding (`share`), then rings the bells of the
+    /// watches they are for: how many rang.
+    fn extend_ring(
+        &self,
+        machine: &M,
+        index: u64,
+        clock_unix_ms: i64,
+        share: fn(M::Event) -> SharedEvent<M::Event>,
+    ) -> usize {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut topics = HashSet::new();
         if !ring.active {
-            *ring = Ring { start: index, head: index, active: true, ..Ring::default() };
+            *ring = Ring::started_at(index);
         } else if index > ring.head {
             for event in machine.events(&M::everything(), ring.head, index, clock_unix_ms) {
-                ring.bytes += M::event_size(&event);
-                ring.events.push_back(Arc::new(share(event)));
+                topics.insert(ring.push(share(event)));
             }
             ring.head = index;
-            // Whole revisions go, so that the ring is complete after its start.
-            while ring.bytes > MAX_RING_BYTES
-                && let Some(oldest) = ring.events.pop_front()
-            {
-                ring.bytes -= M::event_size(&oldest.event);
-                ring.start = M::revision(&oldest.event);
-                while ring.events.front().is_some_and(|next| M::revision(&next.event) == ring.start) {
-                    if let Some(next) = ring.events.pop_front() {
-                        ring.bytes -= M::event_size(&next.event);
-                    }
-                }
-            }
+            ring.trim();
         } else {
-            return;
+            return 0;
         }
         let head = ring.head;
         drop(ring);
         self.head.send_replace(Some(head));
+        self.bells.lock().unwrap_or_else(PoisonError::into_inner).ring(&topics)
     }
 
     /// Lets the ring go while nobody watches.
@@ -237,31 +460,9 @@ impl<M: EventSource> Watchers<M> {
         }
     }
 
-    /// The ring's events in `scope` after `after`: at most
-    /// [`MAX_PAGE_BYTES`] of them, cut at a revision.
-    fn ring_page(&self, scope: &M::Scope, after: u64) -> RingPage<M::Event> {
-        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        if !ring.active || after < ring.start {
-            return RingPage::Behind;
-        }
-        if after >= ring.head {
-            return RingPage::Current;
-        }
-        let first = ring.events.partition_point(|shared| M::revision(&shared.event) <= after);
-        let mut page: Vec<Watched<M::Event>> = Vec::new();
-        let mut bytes = 0;
-        for shared in ring.events.range(first..) {
-            let event = &shared.event;
-            if bytes > MAX_PAGE_BYTES && page.last().is_some_and(|last| M::revision(last.event()) < M::revision(event))
-            {
-                return RingPage::Events(page, M::revision(event) - 1);
-            }
-            if M::in_scope(scope, event) {
-                bytes += M::event_size(event);
-                page.push(Watched::Shared(Arc::clone(shared)));
-            }
-        }
-        RingPage::Events(page, ring.head)
+    /// The ring's events of `topics` (`None`: every one) after `after`.
+    fn ring_page(&self, topics: Option<&[M::Topic]>, after: u64) -> RingPage<M::Event> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner).page(topics, after)
     }
 
     /// Opens a watch of `scope` after `after_revision` (0: from now on,
@@ -372,6 +573,7 @@ enum Woken {
 
 impl<M: EventSource> Watch<M> {
     pub async fn run(mut self, watchers: Arc<Watchers<M>>) {
+        let bell = watchers.hang_bell(&self.scope);
         let watchers = watchers.as_ref();
         // The revision delivered last; `None` until a watch from now on
         // has said where now is.
@@ -416,7 +618,7 @@ impl<M: EventSource> Watch<M> {
                 last = Some(now);
                 continue;
             };
-            match watchers.ring_page(&self.scope, from) {
+            match watchers.ring_page(bell.topics.as_deref(), from) {
                 RingPage::Events(page, end) => {
                     self.views = None;
                     if !self.send_page(page).await {
@@ -424,7 +626,7 @@ impl<M: EventSource> Watch<M> {
                     }
                     last = Some(end);
                 }
-                RingPage::Current => match self.wait_for_head().await {
+                RingPage::Current => match self.wait_for_bell(&bell.bell).await {
                     Woken::Moved => {}
                     Woken::Stopped => return self.interrupted(last),
                     Woken::ReaderGone => return,
@@ -488,6 +690,14 @@ impl<M: EventSource> Watch<M> {
         self.events.send_batch(page.into_iter().map(Ok).collect(), bytes).await
     }
 
+    /// Waits for events in its scope (or for its node to stop serving).
+    async fn wait_for_bell(&self, bell: &Notify) -> Woken {
+        tokio::select! {
+            () = bell.notified() => if self.head.borrow().is_some() { Woken::Moved } else { Woken::Stopped },
+            () = self.events.closed() => Woken::ReaderGone,
+        }
+    }
+
     /// Waits for the ring's head to move.
     async fn wait_for_head(&mut self) -> Woken {
         tokio::select! {
@@ -542,6 +752,8 @@ fn page<M: EventSource>(
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use crate::auction::{AuctionBook, Bid, Command, EventKind, EventScope, OpenAuction};
     use crate::replication::{LogPosition, StateMachine};
@@ -549,18 +761,27 @@ mod tests {
     /// A book at index `last`: the default auction opened at 1, then a
     /// bid at every index after it.
     fn book(last: u64) -> ReplicatedState<AuctionBook> {
+        book_of(&["default"], last)
+    }
+
+    /// A book at index `last`: `auctions` opened at 1, 2, ..., then a bid
+    /// at every index after them, on each auction in turn.
+    fn book_of(auctions: &[&str], last: u64) -> ReplicatedState<AuctionBook> {
         let mut state = ReplicatedState::<AuctionBook>::default();
-        let open = OpenAuction {
-            auction_id: "default".into(),
-            description: String::new(),
-            minimum_amount: 1,
-            ends_at_unix_ms: i64::MAX / 2,
-            at_unix_ms: 1,
-        };
-        StateMachine::apply(&mut state.machine, 1, &Command::Open(open));
-        for index in 2..=last {
+        for (index, auction) in (1..).zip(auctions) {
+            let open = OpenAuction {
+                auction_id: auction.to_string(),
+                description: String::new(),
+                minimum_amount: 1,
+                ends_at_unix_ms: i64::MAX / 2,
+                at_unix_ms: 1,
+            };
+            StateMachine::apply(&mut state.machine, index, &Command::Open(open));
+        }
+        let opened = auctions.len() as u64;
+        for index in opened + 1..=last {
             let bid = Bid {
-                auction_id: String::new(),
+                auction_id: auctions[((index - opened - 1) % opened) as usize].to_string(),
                 bidder: "ann".into(),
                 amount: index,
                 client_id: String::new(),
@@ -588,33 +809,83 @@ mod tests {
         let mut publisher = Publisher::default();
         // Nobody watches: no ring.
         publisher.publish(&watchers, &book(1), Some(1));
-        assert!(matches!(watchers.ring_page(&EventScope::All, 1), RingPage::Behind));
+        assert!(matches!(watchers.ring_page(None, 1), RingPage::Behind));
 
         let (_watch, _events) = watchers.open(EventScope::All, 0, 1).expect("a watch");
         // The first publication with a watch starts the ring where it is.
         publisher.publish(&watchers, &book(1), Some(1));
-        assert!(matches!(watchers.ring_page(&EventScope::All, 1), RingPage::Current));
+        assert!(matches!(watchers.ring_page(None, 1), RingPage::Current));
         assert_eq!(*watchers.head.borrow(), Some(1));
 
         // 500 bids commit: each event once, into the ring.
         let state = book(501);
         publisher.publish(&watchers, &state, Some(501));
         assert_eq!(*watchers.head.borrow(), Some(501));
-        let RingPage::Events(first, end) = watchers.ring_page(&EventScope::All, 1) else { panic!("events") };
+        let RingPage::Events(first, end) = watchers.ring_page(None, 1) else { panic!("events") };
         assert!(first.len() < 500, "a page is bounded in bytes: {} events", first.len());
         assert_eq!(revisions(&first), (2..=end).collect::<Vec<_>>(), "whole revisions, in order");
-        let RingPage::Events(rest, last) = watchers.ring_page(&EventScope::All, end) else { panic!("events") };
+        let RingPage::Events(rest, last) = watchers.ring_page(None, end) else { panic!("events") };
         assert_eq!(rest.first().map(|event| event.event().revision), Some(end + 1), "the next page goes on from it");
         assert!(last > end);
         assert!(rest.iter().all(|event| matches!(event.event().kind, EventKind::BidAccepted(_))));
 
         // Another auction's watch gets none of them, and moves on to the head.
-        let other = EventScope::of(["a7"]);
-        let RingPage::Events(none, head) = watchers.ring_page(&other, 1) else { panic!("a page") };
+        let other = ["a7".to_string()];
+        let RingPage::Events(none, head) = watchers.ring_page(Some(&other), 1) else { panic!("a page") };
         assert!(none.is_empty());
         assert_eq!(head, 501);
         // Older than the ring: the state's to serve.
-        assert!(matches!(watchers.ring_page(&EventScope::All, 0), RingPage::Behind));
+        assert!(matches!(watchers.ring_page(None, 0), RingPage::Behind));
+    }
+
+    /// Whether `bell` was rung since it was last heard.
+    fn rung(bell: &Bell<AuctionBook>) -> bool {
+        let notified = std::pin::pin!(bell.bell.notified());
+        notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
+    }
+
+    /// A publication rings only the bells of the watches its events are
+    /// for; a watch of several auctions reads their events, in order, and
+    /// no other's; a watch of an auction with no events since the ring
+    /// started moves on to the head unread, and one from before the ring
+    /// started catches up from the state.
+    #[test]
+    fn a_publication_wakes_only_the_watches_its_events_are_for() {
+        let auctions = ["a1", "a2", "a3"];
+        let watchers = Arc::new(Watchers::<AuctionBook>::default());
+        let share = <AuctionBook as ClientApi>::share_event;
+        watchers.extend_ring(&book_of(&auctions, 3).machine, 3, 2, share);
+        let a1 = watchers.hang_bell(&EventScope::of(["a1"]));
+        let a2_a3 = watchers.hang_bell(&EventScope::of(["a2", "a3"]));
+        let quiet = watchers.hang_bell(&EventScope::of(["a9"]));
+        let every = watchers.hang_bell(&EventScope::All);
+
+        // A bid on a1: its watch and the watch of every auction ring.
+        assert_eq!(watchers.extend_ring(&book_of(&auctions, 4).machine, 4, 2, share), 2);
+        assert!(rung(&a1) && rung(&every));
+        assert!(!rung(&a2_a3) && !rung(&quiet));
+
+        // Bids on a2 and a3: their watch rings once for both.
+        assert_eq!(watchers.extend_ring(&book_of(&auctions, 6).machine, 6, 2, share), 2);
+        assert!(rung(&a2_a3) && rung(&every));
+        assert!(!rung(&a1) && !rung(&quiet));
+
+        let state = book_of(&auctions, 30);
+        watchers.extend_ring(&state.machine, 30, 2, share);
+        let RingPage::Events(page, end) = watchers.ring_page(a2_a3.topics.as_deref(), 3) else { panic!("events") };
+        assert_eq!(revisions(&page), (4..=30).filter(|index| (index - 4) % 3 != 0).collect::<Vec<_>>());
+        assert_eq!(end, 30);
+        let RingPage::Events(page, _) = watchers.ring_page(a1.topics.as_deref(), 10) else { panic!("events") };
+        assert_eq!(revisions(&page), (13..=30).step_by(3).collect::<Vec<_>>());
+        let RingPage::Events(page, end) = watchers.ring_page(quiet.topics.as_deref(), 3) else { panic!("a page") };
+        assert!(page.is_empty());
+        assert_eq!(end, 30, "a quiet watch moves on to the head");
+        assert!(matches!(watchers.ring_page(quiet.topics.as_deref(), 2), RingPage::Behind));
+
+        // Each bell is taken down with its watch.
+        drop((a1, a2_a3, quiet, every));
+        let bells = watchers.bells.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(bells.of_topic.is_empty() && bells.of_everything.is_empty());
     }
 
     /// A node stops serving: its watches are told, and its ring is gone.
@@ -626,7 +897,7 @@ mod tests {
         publisher.publish(&watchers, &book(3), Some(3));
         watchers.stop();
         assert_eq!(*watchers.head.borrow(), None);
-        assert!(matches!(watchers.ring_page(&EventScope::All, 3), RingPage::Behind));
+        assert!(matches!(watchers.ring_page(None, 3), RingPage::Behind));
     }
 
     /// A watch after a revision its node's log has not reached is refused:

@@ -96,6 +96,10 @@ pub trait EventSource: StateMachine {
     type Event: Clone + Debug + Send + Sync + 'static;
     /// Which events a watcher asks for.
     type Scope: Clone + Debug + Send + Sync + 'static;
+    /// What one event is about (for the auction house, its auction): a
+    /// scope is a set of topics, or every one, so that an event wakes only
+    /// the watches it is for.
+    type Topic: Clone + Debug + Eq + std::hash::Hash + Send + Sync + 'static;
 
     /// Checks a watcher's scope before it is served: why it is malformed.
     fn check_scope(scope: &Self::Scope) -> Result<(), String>;
@@ -103,8 +107,12 @@ pub trait EventSource: StateMachine {
     /// The scope of every event.
     fn everything() -> Self::Scope;
 
-    /// Whether `event` is in `scope`.
-    fn in_scope(scope: &Self::Scope, event: &Self::Event) -> bool;
+    /// The topic of an event of a committed entry.
+    fn topic(event: &Self::Event) -> Self::Topic;
+
+    /// The topics `scope` covers; `None` for every one. An event is in a
+    /// scope when its topic is.
+    fn scope_topics(scope: &Self::Scope) -> Option<Vec<Self::Topic>>;
 
     /// The events in `scope` of the entries after `after` up to `upto`, in
     /// order, with `clock_unix_ms` the log's clock at `upto`.

@@ -395,7 +395,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         (Subject::Local(cluster), true) => (0..cluster.len()).map(|node| cluster.node_address(node)).collect(),
         _ => vec![address.clone()],
     };
-    let readers =
+    let mut readers =
         Readers::start(&network, &watch_servers, args, &auctions, Arc::clone(&load), Arc::clone(&deliveries))?;
     let mut workers = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
@@ -478,14 +478,17 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
     }
     let leader_rss_at_end = leader_pid.and_then(memory::ProcessMemory::of_pid);
     let syncs_at_end = disk_counts(&leader_address).await;
-    // Every timed watcher sees the last bid, then what each saw is checked.
+    // No bid is on its way once the workers are done: every timed watcher
+    // sees the last one of its scope, then what each saw is checked.
+    let stats = join_workers(workers).await?;
     let delivered = if args.watchers > 0 {
-        let last = crate::client::node_status(&network, &leader_address, ATTEMPT_TIMEOUT)
-            .await
-            .map_or(0, |status| status.last.index);
-        let caught_up = readers.caught_up(last, Duration::from_secs(30)).await;
-        let delivered = readers.check(&network, &address, &auctions).await;
-        Some((caught_up, delivered))
+        match readers::histories(&network, &address, &auctions).await {
+            Ok(histories) => {
+                let caught_up = readers.caught_up(&histories, Duration::from_secs(30)).await;
+                Some((caught_up, Ok(readers.check(&histories))))
+            }
+            Err(error) => Some((false, Err(error))),
+        }
     } else {
         None
     };
@@ -498,7 +501,6 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         Some(sampler) => sampler.await.unwrap_or_default(),
         None => Vec::new(),
     };
-    let stats = join_workers(workers).await?;
     ticker.abort();
     // Read again: the failover trials restart nodes under new pids.
     let foreign_share = foreign_cpu.as_ref().and_then(|cpu| cpu.share(&subject.pids()));

@@ -4,6 +4,11 @@
 //! way many readers behind one client multiplex on HTTP/2, and resume
 //! after the last revision they saw wherever they can when a node stops
 //! serving them.
+//!
+//! The readers run on an event loop of their own, apart from the bidders':
+//! readers are other clients, and a bid's latency is the service's, not the
+//! time its answer waited in the load generator behind thousands of
+//! watchers' events. (On a small host they still share its cores.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +57,9 @@ pub struct WatcherCount {
 /// The readers of one run.
 pub struct Readers {
     pub counts: Vec<Arc<WatcherCount>>,
+    /// The readers' own event loop, on a thread of its own; its connections
+    /// and tasks end with it.
+    runtime: Option<tokio::runtime::Runtime>,
     tasks: Vec<JoinHandle<()>>,
     /// Streams opened and held unread.
     pub silent_streams: Arc<AtomicU64>,
@@ -73,6 +81,16 @@ impl Readers {
         deliveries: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     ) -> anyhow::Result<Self> {
         let (watchers, scope, silent) = (args.watchers, args.watch_scope, args.silent_watchers);
+        if watchers + silent == 0 {
+            return Ok(Readers { counts: Vec::new(), runtime: None, tasks: Vec::new(), silent_streams: Default::default() });
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-readers")
+            .enable_all()
+            .build()?;
+        // The connections' own tasks start on the readers' loop too.
+        let readers_loop = runtime.enter();
         let settings = TransportSettings::default();
         // Connections per server, each for up to STREAMS_PER_CONNECTION streams.
         let per_server = (watchers + silent).div_ceil(servers.len().max(1)).div_ceil(STREAMS_PER_CONNECTION).max(1);
@@ -103,14 +121,14 @@ impl Readers {
             counts.push(Arc::clone(&count));
             let (connections, load, deliveries) =
                 (Arc::clone(&connections), Arc::clone(&load), Arc::clone(&deliveries));
-            tasks.push(tokio::spawn(async move {
+            tasks.push(runtime.spawn(async move {
                 timed_watcher(&connections, watcher, &count, load.invoked_at.as_ref(), &deliveries).await;
             }));
         }
         let silent_streams = Arc::new(AtomicU64::new(0));
         for stream in 0..silent {
             let (connections, opened) = (Arc::clone(&connections), Arc::clone(&silent_streams));
-            tasks.push(tokio::spawn(async move {
+            tasks.push(runtime.spawn(async move {
                 let (server, connection) = pick(&connections, watchers + stream, 0);
                 if let Ok(events) = connections[server][connection].clone().watch(None, 1).await {
                     opened.fetch_add(1, Ordering::Relaxed);
@@ -120,15 +138,25 @@ impl Readers {
                 }
             }));
         }
-        Ok(Readers { counts, tasks, silent_streams })
+        drop(readers_loop);
+        Ok(Readers { counts, runtime: Some(runtime), tasks, silent_streams })
     }
 
-    /// Waits until every timed watcher saw `revision`, or `deadline` passed:
-    /// whether they all did.
-    pub async fn caught_up(&self, revision: u64, deadline: Duration) -> bool {
+    /// Waits until every timed watcher saw the last bid of its scope in
+    /// `histories`, or `deadline` passed: whether they all did.
+    pub async fn caught_up(&self, histories: &Histories, deadline: Duration) -> bool {
+        let last = histories.values().filter_map(|revisions| revisions.last().copied()).max().unwrap_or(0);
+        let targets: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|count| match &count.auction {
+                None => last,
+                Some(auction) => histories.get(auction).and_then(|revisions| revisions.last().copied()).unwrap_or(0),
+            })
+            .collect();
         let started = Instant::now();
         loop {
-            if self.counts.iter().all(|count| count.last.load(Ordering::Relaxed) >= revision) {
+            if self.counts.iter().zip(&targets).all(|(count, target)| count.last.load(Ordering::Relaxed) >= *target) {
                 return true;
             }
             if started.elapsed() > deadline {
@@ -138,9 +166,12 @@ impl Readers {
         }
     }
 
-    pub fn stop(&self) {
+    pub fn stop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -210,32 +241,37 @@ pub struct Delivered {
     pub unstarted: usize,
 }
 
-impl Readers {
-    /// Checks every timed watcher's bids against the histories of the
-    /// auctions it watched (`auctions`: those the bids went to), read at
-    /// `address` once the load stopped.
-    pub async fn check(&self, network: &Network, address: &str, auctions: &[String]) -> anyhow::Result<Delivered> {
-        let mut connection =
-            AuctionConnection::new(network, address, &TransportSettings::default(), Duration::from_secs(10))?;
-        let mut bid_auctions: Vec<String> = auctions.to_vec();
-        if bid_auctions.is_empty() {
-            bid_auctions.push(DEFAULT_AUCTION.to_string());
-        }
-        // Each auction's accepted bids' revisions, oldest first.
-        let mut histories: HashMap<String, Vec<u64>> = HashMap::new();
-        for auction in &bid_auctions {
-            let mut revisions = Vec::new();
-            let mut token = String::new();
-            loop {
-                let page = connection.history(auction, 1000, &token).await?;
-                revisions.extend(page.bids.iter().map(|bid| bid.revision));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
+/// Each auction's accepted bids' revisions, oldest first.
+pub type Histories = HashMap<String, Vec<u64>>;
+
+/// The histories of the auctions the bids went to (`auctions`, or the
+/// default one), read at `address` once the load stopped.
+pub async fn histories(network: &Network, address: &str, auctions: &[String]) -> anyhow::Result<Histories> {
+    let mut connection = AuctionConnection::new(network, address, &TransportSettings::default(), Duration::from_secs(10))?;
+    let mut bid_auctions: Vec<String> = auctions.to_vec();
+    if bid_auctions.is_empty() {
+        bid_auctions.push(DEFAULT_AUCTION.to_string());
+    }
+    let mut histories = Histories::new();
+    for auction in &bid_auctions {
+        let mut revisions = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = connection.history(auction, 1000, &token).await?;
+            revisions.extend(page.bids.iter().map(|bid| bid.revision));
+            if page.next_page_token.is_empty() {
+                break;
             }
-            histories.insert(auction.clone(), revisions);
+            token = page.next_page_token;
         }
+        histories.insert(auction.clone(), revisions);
+    }
+    Ok(histories)
+}
+
+impl Readers {
+    /// Checks every timed watcher's bids against `histories`.
+    pub fn check(&self, histories: &Histories) -> Delivered {
         let mut delivered = Delivered::default();
         for count in &self.counts {
             let started_after = count.started_after.load(Ordering::Relaxed);
@@ -244,7 +280,7 @@ impl Readers {
                 continue;
             }
             let seen = count.bids.lock().unwrap_or_else(PoisonError::into_inner);
-            for (auction, revisions) in &histories {
+            for (auction, revisions) in histories {
                 if count.auction.as_ref().is_some_and(|watched| watched != auction) {
                     continue;
                 }
@@ -254,6 +290,6 @@ impl Readers {
                 delivered.repeated += got.saturating_sub(expected);
             }
         }
-        Ok(delivered)
+        delivered
     }
 }
