@@ -76,7 +76,9 @@ pub(crate) struct Load {
     /// `(kill_signal, gap)`: a client's pause between two answers that spans a kill.
     stalls: Mutex<Vec<(u64, u64)>>,
     /// With watchers: the least time between two bids of one client, which
-    /// holds the rate down; and when each amount was bid.
+    /// holds the rate down; and when each amount was bid, from the end of
+    /// the warmup on (the window the bids' own latencies are measured in,
+    /// after the watchers opened their streams).
     pub pace: Option<Duration>,
     pub invoked_at: Option<Mutex<std::collections::HashMap<u64, Instant>>>,
 }
@@ -193,7 +195,7 @@ pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerSt
     while !load.is_stopping() && load.take_ticket() {
         let amount = load.next_amount.fetch_add(1, Relaxed);
         let invoked = Instant::now();
-        if let Some(invoked_at) = &load.invoked_at {
+        if let Some(invoked_at) = load.invoked_at.as_ref().filter(|_| load.since_origin(invoked) >= load.measure_from) {
             invoked_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(amount, invoked);
         }
         let errors_before = stats.errors.total();

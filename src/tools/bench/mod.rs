@@ -571,7 +571,7 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         let ms = |quantile| deliveries.value_at_quantile(quantile) as f64 / 1e6;
         let on = if args.watch_every_node { "spread over every node" } else { "on the client port" };
         report.notes.push(format!(
-            "{} watchers ({:?} scope, {on}): {} deliveries, from a bid's invocation to its event at a watcher \
+            "{} watchers ({:?} scope, {on}): {} deliveries, from the invocation of a bid after the warmup to its event at a watcher \
              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             args.watchers,
             args.watch_scope,

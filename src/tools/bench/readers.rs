@@ -82,7 +82,12 @@ impl Readers {
     ) -> anyhow::Result<Self> {
         let (watchers, scope, silent) = (args.watchers, args.watch_scope, args.silent_watchers);
         if watchers + silent == 0 {
-            return Ok(Readers { counts: Vec::new(), runtime: None, tasks: Vec::new(), silent_streams: Default::default() });
+            return Ok(Readers {
+                counts: Vec::new(),
+                runtime: None,
+                tasks: Vec::new(),
+                silent_streams: Default::default(),
+            });
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -247,7 +252,8 @@ pub type Histories = HashMap<String, Vec<u64>>;
 /// The histories of the auctions the bids went to (`auctions`, or the
 /// default one), read at `address` once the load stopped.
 pub async fn histories(network: &Network, address: &str, auctions: &[String]) -> anyhow::Result<Histories> {
-    let mut connection = AuctionConnection::new(network, address, &TransportSettings::default(), Duration::from_secs(10))?;
+    let mut connection =
+        AuctionConnection::new(network, address, &TransportSettings::default(), Duration::from_secs(10))?;
     let mut bid_auctions: Vec<String> = auctions.to_vec();
     if bid_auctions.is_empty() {
         bid_auctions.push(DEFAULT_AUCTION.to_string());
