@@ -128,10 +128,21 @@ impl<M: EventSource> Ring<M> {
 
     /// Adds the next committed event: its topic.
     fn push(&mut self, event: SharedEvent<M::Event>) -> M::Topic {
-        let topic = M::topic(&event.event);
+        let (topic, revision) = (M::topic(&event.event), M::revision(&event.event));
         let sequence = self.first_sequence + self.events.len() as u64;
-        self.of_topic.entry(topic.clone()).or_default().push_back(sequence);
-        self.latest.insert(topic.clone(), M::revision(&event.event));
+        // The topics are mostly known ones: a key is cloned only when new.
+        match self.of_topic.get_mut(&topic) {
+            Some(sequences) => sequences.push_back(sequence),
+            None => {
+                self.of_topic.insert(topic.clone(), VecDeque::from([sequence]));
+            }
+        }
+        match self.latest.get_mut(&topic) {
+            Some(latest) => *latest = revision,
+            None => {
+                self.latest.insert(topic.clone(), revision);
+            }
+        }
         self.bytes += M::event_size(&event.event);
         self.events.push_back(Arc::new(event));
         topic
@@ -220,14 +231,39 @@ impl<M: EventSource> Ring<M> {
     }
 }
 
-/// The bells of the watches waiting for events, by the topics they watch
-/// (or every event): a publication rings only those its events are for.
-/// A bell rung while its watch is busy stays rung (a `Notify` permit), so
-/// no publication is missed between a look at the ring and the wait.
+/// The bell of one watch: rung when events in its scope commit, if the
+/// watch armed it. A watch arms its bell before it looks at the ring, so a
+/// publication after that look rings it, and one before shows in the look;
+/// a watch busy with its reader is not armed and costs a publication a
+/// look at one flag. A bell rung before its watch waits stays rung (a
+/// `Notify` permit).
+#[derive(Default)]
+struct WatchBell {
+    notify: Notify,
+    armed: AtomicBool,
+}
+
+impl WatchBell {
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Rings it if armed: whether it rang.
+    fn ring(&self) -> bool {
+        let armed = self.armed.swap(false, Ordering::SeqCst);
+        if armed {
+            self.notify.notify_one();
+        }
+        armed
+    }
+}
+
+/// The bells of the watches, by the topics they watch (or every event): a
+/// publication rings only those its events are for.
 struct Bells<T> {
     next: u64,
-    of_topic: HashMap<T, HashMap<u64, Arc<Notify>>>,
-    of_everything: HashMap<u64, Arc<Notify>>,
+    of_topic: HashMap<T, HashMap<u64, Arc<WatchBell>>>,
+    of_everything: HashMap<u64, Arc<WatchBell>>,
 }
 
 impl<T> Default for Bells<T> {
@@ -237,8 +273,8 @@ impl<T> Default for Bells<T> {
 }
 
 impl<T: Eq + std::hash::Hash + Clone> Bells<T> {
-    fn hang(&mut self, topics: Option<&[T]>) -> (u64, Arc<Notify>) {
-        let (id, bell) = (self.next, Arc::new(Notify::new()));
+    fn hang(&mut self, topics: Option<&[T]>) -> (u64, Arc<WatchBell>) {
+        let (id, bell) = (self.next, Arc::new(WatchBell::default()));
         self.next += 1;
         match topics {
             None => {
@@ -271,32 +307,28 @@ impl<T: Eq + std::hash::Hash + Clone> Bells<T> {
         }
     }
 
-    /// Rings the bells of `topics`' watches and of those of every event:
-    /// how many rang (a watch of several of them, once).
+    /// Rings the armed bells of `topics`' watches and of those of every
+    /// event: how many rang (a watch of several of them, once).
     fn ring<'a>(&self, topics: impl IntoIterator<Item = &'a T>) -> usize
     where
         T: 'a,
     {
-        let mut rung = HashSet::new();
-        let of_topics = topics.into_iter().filter_map(|topic| self.of_topic.get(topic)).flatten();
-        for (id, bell) in self.of_everything.iter().chain(of_topics) {
-            if rung.insert(*id) {
-                bell.notify_one();
-            }
-        }
-        rung.len()
+        let of_topics = topics.into_iter().filter_map(|topic| self.of_topic.get(topic)).flat_map(HashMap::values);
+        self.of_everything.values().chain(of_topics).filter(|bell| bell.ring()).count()
     }
 
+    /// Rings every bell, armed or not: the node stopped serving.
     fn ring_all(&self) {
         for bell in self.of_everything.values().chain(self.of_topic.values().flat_map(HashMap::values)) {
-            bell.notify_one();
+            bell.armed.store(false, Ordering::SeqCst);
+            bell.notify.notify_one();
         }
     }
 }
 
 /// A watch's bell, taken down when the watch ends.
 struct Bell<M: EventSource> {
-    bell: Arc<Notify>,
+    bell: Arc<WatchBell>,
     id: u64,
     topics: Option<Vec<M::Topic>>,
     watchers: Arc<Watchers<M>>,
@@ -618,6 +650,7 @@ impl<M: EventSource> Watch<M> {
                 last = Some(now);
                 continue;
             };
+            bell.bell.arm();
             match watchers.ring_page(bell.topics.as_deref(), from) {
                 RingPage::Events(page, end) => {
                     self.views = None;
@@ -626,7 +659,7 @@ impl<M: EventSource> Watch<M> {
                     }
                     last = Some(end);
                 }
-                RingPage::Current => match self.wait_for_bell(&bell.bell).await {
+                RingPage::Current => match self.wait_for_bell(&bell.bell.notify).await {
                     Woken::Moved => {}
                     Woken::Stopped => return self.interrupted(last),
                     Woken::ReaderGone => return,
@@ -840,7 +873,7 @@ mod tests {
 
     /// Whether `bell` was rung since it was last heard.
     fn rung(bell: &Bell<AuctionBook>) -> bool {
-        let notified = std::pin::pin!(bell.bell.notified());
+        let notified = std::pin::pin!(bell.bell.notify.notified());
         notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
     }
 
@@ -859,16 +892,27 @@ mod tests {
         let a2_a3 = watchers.hang_bell(&EventScope::of(["a2", "a3"]));
         let quiet = watchers.hang_bell(&EventScope::of(["a9"]));
         let every = watchers.hang_bell(&EventScope::All);
+        let bells = [&a1, &a2_a3, &quiet, &every];
+        let arm_all = || bells.iter().for_each(|bell| bell.bell.arm());
 
         // A bid on a1: its watch and the watch of every auction ring.
+        arm_all();
         assert_eq!(watchers.extend_ring(&book_of(&auctions, 4).machine, 4, 2, share), 2);
         assert!(rung(&a1) && rung(&every));
         assert!(!rung(&a2_a3) && !rung(&quiet));
 
         // Bids on a2 and a3: their watch rings once for both.
+        arm_all();
         assert_eq!(watchers.extend_ring(&book_of(&auctions, 6).machine, 6, 2, share), 2);
         assert!(rung(&a2_a3) && rung(&every));
         assert!(!rung(&a1) && !rung(&quiet));
+
+        // A bid on a1 again: a1's watch still waits (its bell is armed) and
+        // rings; the watch of every auction, busy with its reader since its
+        // bell rang (not armed again), is not rung: it looks at the ring
+        // before it waits again.
+        assert_eq!(watchers.extend_ring(&book_of(&auctions, 7).machine, 7, 2, share), 1);
+        assert!(rung(&a1) && !rung(&every));
 
         let state = book_of(&auctions, 30);
         watchers.extend_ring(&state.machine, 30, 2, share);
