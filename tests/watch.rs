@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gavel::auction::{EventKind, Verdict};
 use gavel::client::InvalidCode;
+use gavel::transport::pb;
 
 use common::{bids_of, client, eventually, spawn_watcher, start};
 
@@ -136,4 +137,42 @@ async fn a_watch_from_now_on_starts_after_what_was_published_when_it_was_asked()
     .await;
     task.abort();
     assert_eq!(bids.iter().map(|(_, bidder, amount)| (bidder.as_str(), *amount)).collect::<Vec<_>>(), [("cy", 50)]);
+}
+
+/// Clients watch in pages (`WatchPages`, several events a message); a
+/// client that knows only `Watch`, an event a message, is served as before,
+/// with the same events in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_in_pages_carries_the_same_events_as_one_an_event_a_message() {
+    let cluster = start(95, 1, &[]).await;
+    let mut bidder = client(&cluster);
+    const BIDS: u64 = 60;
+    for amount in 1..=BIDS {
+        assert_eq!(bidder.bid("", "ann", amount).await.expect("bid").verdict, Verdict::Success);
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.client_address()))
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connected");
+    let mut raw = pb::auction_client::AuctionClient::new(channel);
+    let request = pb::WatchRequest { auction_id: String::new(), after_revision: 1, auction_ids: Vec::new() };
+    let is_bid = |event: &pb::AuctionEvent| matches!(event.kind, Some(pb::auction_event::Kind::BidAccepted(_)));
+
+    let mut pages = raw.watch_pages(request.clone()).await.expect("a watch in pages").into_inner();
+    let (mut paged, mut page_count) = (Vec::new(), 0);
+    while paged.iter().filter(|event| is_bid(event)).count() < BIDS as usize {
+        let page = tokio::time::timeout(SETTLE, pages.message()).await.expect("in time").expect("a page");
+        paged.extend(page.expect("not the end").events);
+        page_count += 1;
+    }
+    assert!(page_count < paged.len(), "{} events came in {page_count} pages: several a page", paged.len());
+
+    let mut events = raw.watch(request).await.expect("a watch").into_inner();
+    let mut one_by_one = Vec::new();
+    while one_by_one.len() < paged.len() {
+        let event = tokio::time::timeout(SETTLE, events.message()).await.expect("in time").expect("an event");
+        one_by_one.push(event.expect("not the end"));
+    }
+    assert_eq!(paged, one_by_one);
 }

@@ -17,7 +17,7 @@ use crate::replication::NodeId;
 use super::client::InProcessCall;
 use super::pb::{self, auction_server::Auction, auction_server::AuctionServer};
 use super::peer_role;
-use super::watch_route::{WATCH_PATH, WatchRoute, encode, open_watch};
+use super::watch_route::{Messages, WATCH_PAGES_PATH, WATCH_PATH, WatchRoute, encode, open_watch};
 use super::{Backend, ClientApi, MAX_CLIENT_MESSAGE, ServiceError, SharedEvent, convert, is_http_session};
 use crate::security::Role;
 
@@ -27,6 +27,7 @@ pub(super) struct AuctionService<B> {
 
 /// The events of a watch, as the service streams them.
 pub(super) type AuctionEventStream = Pin<Box<dyn Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
+pub(super) type EventPageStream = Pin<Box<dyn Stream<Item = Result<pb::EventPage, Status>> + Send>>;
 
 impl<B: Backend<AuctionBook>> AuctionService<B> {
     pub(super) fn new(backend: Arc<B>) -> Self {
@@ -87,11 +88,17 @@ impl<B: Backend<AuctionBook>> AuctionService<B> {
 
 impl ClientApi for AuctionBook {
     fn client_routes<B: Backend<Self>>(backend: Arc<B>) -> Routes {
-        let watch = WatchRoute::new(Arc::clone(&backend));
+        let watch = WatchRoute::new(Arc::clone(&backend), Messages::EventEach);
+        let watch_pages = WatchRoute::new(Arc::clone(&backend), Messages::PageEach);
         let service = AuctionServer::new(AuctionService { backend }).max_decoding_message_size(MAX_CLIENT_MESSAGE);
-        // `Watch` streams the node's shared encodings; its own path wins
-        // over the service's.
-        Routes::from(Routes::new(service).into_axum_router().route_service(WATCH_PATH, watch))
+        // `Watch` and `WatchPages` stream the node's shared encodings; their
+        // own paths win over the service's.
+        Routes::from(
+            Routes::new(service)
+                .into_axum_router()
+                .route_service(WATCH_PATH, watch)
+                .route_service(WATCH_PAGES_PATH, watch_pages),
+        )
     }
 
     fn share_event(event: AuctionEvent) -> SharedEvent<AuctionEvent> {
@@ -103,6 +110,19 @@ impl ClientApi for AuctionBook {
 #[tonic::async_trait]
 impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     type WatchStream = AuctionEventStream;
+    type WatchPagesStream = EventPageStream;
+
+    /// Remote clients get `WatchPages` from its route (`watch_route`), in
+    /// pages of the node's shared encodings; this serves it, an event a
+    /// page, to a caller of the service itself.
+    async fn watch_pages(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventPageStream>, Status> {
+        let events = open_watch(&*self.backend, request.get_ref())?;
+        let stream = events.map(|event| match event {
+            Ok(event) => Ok(pb::EventPage { events: vec![pb::AuctionEvent::from(event.into_event())] }),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let events = open_watch(&*self.backend, request.get_ref())?;

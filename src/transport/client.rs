@@ -18,7 +18,7 @@ use crate::auction::{
 use crate::replication::{Entry, NodeStatus, Role, Snapshot};
 use crate::security::node_dns_name;
 
-use super::auction_service::{AuctionEventStream, AuctionService};
+use super::auction_service::{AuctionEventStream, AuctionService, EventPageStream};
 use super::pb::auction_client::AuctionClient;
 use super::pb::auction_server::Auction;
 use super::pb::replication as rpb;
@@ -204,7 +204,7 @@ enum Target {
 #[derive(Clone)]
 pub struct InProcessNode {
     address: String,
-    service: Arc<dyn Auction<WatchStream = AuctionEventStream>>,
+    service: Arc<dyn Auction<WatchStream = AuctionEventStream, WatchPagesStream = EventPageStream>>,
     /// The node's own watches: their events as the node shares them, with
     /// no copy and no conversion.
     watches: Arc<OpenWatch>,
@@ -235,6 +235,36 @@ impl std::fmt::Debug for InProcessNode {
 /// The events of a watch, each as its node shares it.
 pub type SharedEventStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Watched<AuctionEvent>, CallError>> + Send>>;
+
+/// A remote watch's events as the wire has them.
+type RemoteEvents = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuctionEvent, Status>> + Send>>;
+
+/// A `WatchPages` stream, an event at a time.
+struct PagedEvents {
+    pages: Streaming<pb::EventPage>,
+    /// What is left of the page being read.
+    page: std::vec::IntoIter<pb::AuctionEvent>,
+}
+
+impl tokio_stream::Stream for PagedEvents {
+    type Item = Result<pb::AuctionEvent, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(event) = self.page.next() {
+                return std::task::Poll::Ready(Some(Ok(event)));
+            }
+            match std::task::ready!(std::pin::Pin::new(&mut self.pages).poll_next(context)) {
+                Some(Ok(page)) => self.page = page.events.into_iter(),
+                Some(Err(status)) => return std::task::Poll::Ready(Some(Err(status))),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
+    }
+}
 
 /// Marks a request a service in the same process made (the HTTP API beside
 /// its node): it comes from no connection, so it shows no certificate.
@@ -280,7 +310,27 @@ impl AuctionConnection {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let answer = tokio::time::timeout(self.request_timeout, call).await;
+        self.answer(answer)
+    }
+
+    /// Like [`AuctionConnection::call`], for a method a node of an older
+    /// version may not have: `None` if it has not.
+    async fn call_if_known<T, F>(&self, call: F) -> Result<Option<T>, CallError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         match tokio::time::timeout(self.request_timeout, call).await {
+            Ok(Err(status)) if status.code() == Code::Unimplemented => Ok(None),
+            answer => self.answer(answer).map(Some),
+        }
+    }
+
+    fn answer<T>(
+        &self,
+        answer: Result<Result<tonic::Response<T>, Status>, tokio::time::error::Elapsed>,
+    ) -> Result<T, CallError> {
+        match answer {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(status.into()),
             Err(_) => Err(CallError::unavailable(format!("no answer from {} in time", self.address))),
@@ -414,8 +464,12 @@ impl AuctionConnection {
         };
         let auction_id = if ids.is_empty() { String::new() } else { ids.remove(0) };
         let request = pb::WatchRequest { auction_id, after_revision, auction_ids: ids };
-        // Only opening the stream is bounded by the request timeout.
-        let events = self.call(client.watch(request)).await?;
+        // Only opening the stream is bounded by the request timeout. Pages
+        // of events; from a node older than `WatchPages`, an event each.
+        let events: RemoteEvents = match self.call_if_known(client.watch_pages(request.clone())).await? {
+            Some(pages) => Box::pin(PagedEvents { pages, page: Vec::new().into_iter() }),
+            None => Box::pin(self.call(client.watch(request)).await?),
+        };
         Ok(Box::pin(events.map(|event| {
             match event {
                 Ok(event) => AuctionEvent::try_from(event)
@@ -635,5 +689,30 @@ impl<M: Wire> LeaderLink<M> {
     /// Tells the leader everything up to `index` is applied.
     pub fn ack(&self, index: u64) {
         self.acks.send_replace(index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A method an older node does not have (`UNIMPLEMENTED`) is `None`, so
+    /// that the caller falls back (a watch to `Watch`, an event a
+    /// message); any other refusal stays an error.
+    #[tokio::test]
+    async fn a_method_an_older_node_lacks_is_none_and_other_refusals_stay_errors() {
+        let connection = AuctionConnection::new(
+            &Network::tcp(),
+            "127.0.0.1:9",
+            &TransportSettings::default(),
+            Duration::from_secs(1),
+        )
+        .expect("a lazy connection");
+        let lacking = async { Err::<tonic::Response<()>, _>(Status::unimplemented("unknown method WatchPages")) };
+        assert!(connection.call_if_known(lacking).await.expect("no error").is_none());
+        let refused = async { Err::<tonic::Response<()>, _>(Status::resource_exhausted("too many watches")) };
+        assert!(connection.call_if_known(refused).await.is_err());
+        let answered = async { Ok(tonic::Response::new(7)) };
+        assert_eq!(connection.call_if_known(answered).await.expect("an answer"), Some(7));
     }
 }

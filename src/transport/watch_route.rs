@@ -1,8 +1,11 @@
-//! The client API's `Watch` as remote clients get it: each event goes out
-//! as the bytes the node encoded once for all its watches, where the
-//! generated service would encode every event again for every stream. The
-//! route takes the method's path over from the generated service, which
-//! still serves watches in process (the HTTP API beside a node).
+//! The client API's `Watch` and `WatchPages` as remote clients get them:
+//! each event goes out as the bytes the node encoded once for all its
+//! watches, where the generated service would encode every event again for
+//! every stream. `Watch` sends one event a message; `WatchPages` sends each
+//! page of events the watch queued as one message, so a reader of many
+//! events pays the per-message costs (a stream poll, a frame header, a
+//! decode call) once a page. The routes take the methods' paths over from
+//! the generated service.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use prost::Message as _;
-use prost::bytes::{BufMut, Bytes};
+use prost::bytes::{BufMut, Bytes, BytesMut};
 use tokio_stream::{Stream, StreamExt};
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic::codegen::http;
@@ -19,10 +22,21 @@ use tonic::{Request, Response, Status};
 use crate::auction::{AuctionBook, AuctionEvent, EventScope};
 
 use super::pb;
+use super::watched::QueueBatches;
 use super::{Backend, MAX_CLIENT_MESSAGE, ServiceError, Watched, WatchedEvents};
 
-/// The method's path, which the route serves.
+/// The methods' paths, which the routes serve.
 pub(super) const WATCH_PATH: &str = "/gavel.v1.Auction/Watch";
+pub(super) const WATCH_PAGES_PATH: &str = "/gavel.v1.Auction/WatchPages";
+
+/// How a route sends a watch's events.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Messages {
+    /// One event a message (`Watch`, an `AuctionEvent` each).
+    EventEach,
+    /// One page of events a message (`WatchPages`, an `EventPage` each).
+    PageEach,
+}
 
 /// The events of a watch, as the request asks for them.
 pub(super) fn open_watch<B: Backend<AuctionBook>>(
@@ -43,6 +57,52 @@ fn wire(event: Watched<AuctionEvent>) -> Bytes {
     match event {
         Watched::Shared(shared) => shared.encoded(),
         Watched::Own(event) => encode(event),
+    }
+}
+
+/// The key of `EventPage.events` on the wire: field 1, length-delimited.
+const PAGE_EVENTS_KEY: u8 = (1 << 3) | 2;
+
+/// A watch's events a page to a message: the events of each batch its
+/// queue holds, as one `EventPage` made of their shared encodings; an
+/// error (a stream's last word, which comes alone) as itself.
+struct EncodedPages {
+    batches: QueueBatches<Result<Watched<AuctionEvent>, ServiceError>>,
+    /// An error that followed a page's events, sent after them.
+    error: Option<Status>,
+}
+
+impl Stream for EncodedPages {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(error) = self.error.take() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            let Some(batch) = std::task::ready!(Pin::new(&mut self.batches).poll_next(context)) else {
+                return Poll::Ready(None);
+            };
+            let mut page = BytesMut::new();
+            for item in batch {
+                match item {
+                    Ok(event) => {
+                        let event = wire(event);
+                        page.put_u8(PAGE_EVENTS_KEY);
+                        prost::encoding::encode_varint(event.len() as u64, &mut page);
+                        page.put(event);
+                    }
+                    Err(error) => {
+                        // Nothing follows an error.
+                        self.error = Some(Status::from(error));
+                        break;
+                    }
+                }
+            }
+            if !page.is_empty() {
+                return Poll::Ready(Some(Ok(page.freeze())));
+            }
+        }
     }
 }
 
@@ -88,21 +148,22 @@ impl Codec for PreEncodedCodec {
     }
 }
 
-/// The route of `Watch` over a node's backend.
+/// The route of `Watch` or `WatchPages` over a node's backend.
 pub(super) struct WatchRoute<B> {
     backend: Arc<B>,
+    messages: Messages,
 }
 
 impl<B> WatchRoute<B> {
-    pub(super) fn new(backend: Arc<B>) -> Self {
-        WatchRoute { backend }
+    pub(super) fn new(backend: Arc<B>, messages: Messages) -> Self {
+        WatchRoute { backend, messages }
     }
 }
 
 // Derived, it would ask `B: Clone`.
 impl<B> Clone for WatchRoute<B> {
     fn clone(&self) -> Self {
-        WatchRoute { backend: Arc::clone(&self.backend) }
+        WatchRoute { backend: Arc::clone(&self.backend), messages: self.messages }
     }
 }
 
@@ -118,7 +179,7 @@ impl<B: Backend<AuctionBook>> tower::Service<http::Request<axum::body::Body>> fo
     }
 
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        let method = WatchMethod { backend: Arc::clone(&self.backend) };
+        let method = WatchMethod { backend: Arc::clone(&self.backend), messages: self.messages };
         Box::pin(async move {
             let mut grpc =
                 tonic::server::Grpc::new(PreEncodedCodec).apply_max_message_size_config(Some(MAX_CLIENT_MESSAGE), None);
@@ -129,6 +190,7 @@ impl<B: Backend<AuctionBook>> tower::Service<http::Request<axum::body::Body>> fo
 
 struct WatchMethod<B> {
     backend: Arc<B>,
+    messages: Messages,
 }
 
 type EncodedEvents = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
@@ -139,11 +201,46 @@ impl<B: Backend<AuctionBook>> tonic::server::ServerStreamingService<pb::WatchReq
     type Future = BoxFuture<Result<Response<EncodedEvents>, Status>>;
 
     fn call(&mut self, request: Request<pb::WatchRequest>) -> Self::Future {
-        let backend = Arc::clone(&self.backend);
+        let (backend, messages) = (Arc::clone(&self.backend), self.messages);
         Box::pin(async move {
             let events = open_watch(&*backend, request.get_ref())?;
-            let stream: EncodedEvents = Box::pin(events.map(|event| event.map(wire).map_err(Status::from)));
+            let stream: EncodedEvents = match messages {
+                Messages::EventEach => Box::pin(events.map(|event| event.map(wire).map_err(Status::from))),
+                Messages::PageEach => Box::pin(EncodedPages { batches: events.into_batches(), error: None }),
+            };
             Ok(Response::new(stream))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auction::EventKind;
+    use crate::transport::bounded_queue;
+
+    fn event(revision: u64) -> AuctionEvent {
+        AuctionEvent { revision, auction_id: format!("a{revision}"), kind: EventKind::Progress }
+    }
+
+    /// A page is the `EventPage` of the batch's events, decoded as any
+    /// client decodes it; an error after a page's events comes after it.
+    #[tokio::test]
+    async fn a_watch_s_batches_go_out_as_event_pages() {
+        let (sender, receiver) = bounded_queue(16, 8192);
+        let shared = Arc::new(crate::transport::SharedEvent::new(event(2), encode(event(2))));
+        assert!(sender.send_batch(vec![Ok(Watched::Own(event(1))), Ok(Watched::Shared(shared))], 100).await);
+        assert!(sender.send_batch(vec![Ok(Watched::Own(event(3)))], 100).await);
+        sender.send_last(Err(ServiceError::WatchInterrupted("resume after revision 3".into())));
+        drop(sender);
+        let mut pages = EncodedPages { batches: receiver.into_batches(), error: None };
+        let decode = |bytes: Bytes| pb::EventPage::decode(bytes).expect("an EventPage");
+        let first = decode(pages.next().await.expect("a page").expect("events"));
+        assert_eq!(first.events, vec![pb::AuctionEvent::from(event(1)), pb::AuctionEvent::from(event(2))]);
+        let second = decode(pages.next().await.expect("a page").expect("events"));
+        assert_eq!(second.events, vec![pb::AuctionEvent::from(event(3))]);
+        let error = pages.next().await.expect("the last word").expect_err("an error");
+        assert!(error.message().contains("resume after revision 3"), "{error:?}");
+        assert!(pages.next().await.is_none());
     }
 }

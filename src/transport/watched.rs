@@ -116,6 +116,37 @@ impl<T> QueueReceiver<T> {
     }
 }
 
+impl<T> QueueReceiver<T> {
+    /// The queue a batch at a time: what is left of the batch being taken,
+    /// then each batch whole.
+    pub fn into_batches(self) -> QueueBatches<T> {
+        QueueBatches(self)
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<T>>> {
+        if let Some((items, _bytes)) = self.taking.take() {
+            return Poll::Ready(Some(items.collect()));
+        }
+        match self.receiver.poll_recv(cx) {
+            // The batch's bytes go back to the queue as it leaves it.
+            Poll::Ready(Some(Queued { items, _bytes })) => Poll::Ready(Some(items)),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A queue read a batch at a time (see [`QueueReceiver::into_batches`]).
+pub struct QueueBatches<T>(QueueReceiver<T>);
+
+impl<T> Stream for QueueBatches<T> {
+    type Item = Vec<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<T>>> {
+        self.0.poll_batch(cx)
+    }
+}
+
 impl<T> Unpin for QueueReceiver<T> {}
 
 impl<T> Stream for QueueReceiver<T> {
@@ -169,6 +200,23 @@ mod tests {
         // A reader that went ends the wait.
         drop(events);
         assert!(!sender.send(17, 1).await);
+    }
+
+    #[tokio::test]
+    async fn a_queue_read_a_batch_at_a_time_gives_each_batch_whole() {
+        let (sender, mut events) = bounded_queue::<u32>(16, 1000);
+        assert!(now_or_never(sender.send_batch(vec![1, 2, 3], 900)).expect("room"));
+        assert_eq!(events.recv().await, Some(1));
+        assert!(now_or_never(sender.send_batch(vec![4, 5], 100)).expect("room"));
+        let mut batches = events.into_batches();
+        use tokio_stream::StreamExt;
+        assert_eq!(batches.next().await, Some(vec![2, 3]), "what is left of the batch being taken");
+        assert_eq!(batches.next().await, Some(vec![4, 5]));
+        // Taken whole, a batch's bytes are back.
+        assert!(now_or_never(sender.send(6, 1000)).expect("room"));
+        drop(sender);
+        assert_eq!(batches.next().await, Some(vec![6]));
+        assert_eq!(batches.next().await, None);
     }
 
     #[tokio::test]

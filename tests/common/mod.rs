@@ -39,7 +39,7 @@ pub struct Ports {
 /// | 15, 43-47, 56-59, 75 | durable.rs (75: the fixture data-before-placement, whose node is port 24500) |
 /// | 30-36, 39, 40 | hostile.rs |
 /// | 37, 38, 42, 77, 83 | catalogue.rs |
-/// | 41, 76, 85 | watch.rs |
+/// | 41, 76, 85, 95 | watch.rs |
 /// | 48 | demo.rs |
 /// | 86-90, 94 | readers.rs |
 /// | 49, 91, 92 | browser.rs (92: the README's screenshots, ignored) |
