@@ -214,12 +214,15 @@ async fn timed_watcher(
                         count.started_after.compare_exchange(0, event.revision, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 EventKind::BidAccepted(bid) => {
-                    *count
-                        .bids
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(event.auction_id.clone())
-                        .or_default() += 1;
+                    let mut bids = count.bids.lock().unwrap_or_else(PoisonError::into_inner);
+                    // The auction's id is copied once, not once an event.
+                    match bids.get_mut(&event.auction_id) {
+                        Some(seen) => *seen += 1,
+                        None => {
+                            bids.insert(event.auction_id.clone(), 1);
+                        }
+                    }
+                    drop(bids);
                     let invoked = invoked_at.and_then(|invoked| {
                         invoked.lock().unwrap_or_else(PoisonError::into_inner).get(&bid.amount).copied()
                     });
