@@ -116,12 +116,9 @@ impl<B: Backend<AuctionBook>> Auction for AuctionService<B> {
     /// pages of the node's shared encodings; this serves it, an event a
     /// page, to a caller of the service itself.
     async fn watch_pages(&self, request: Request<pb::WatchRequest>) -> Result<Response<EventPageStream>, Status> {
-        let events = open_watch(&*self.backend, request.get_ref())?;
-        let stream = events.map(|event| match event {
-            Ok(event) => Ok(pb::EventPage { events: vec![pb::AuctionEvent::from(event.into_event())] }),
-            Err(error) => Err(Status::from(error)),
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let events = self.watch(request).await?.into_inner();
+        let pages = events.map(|event| event.map(|event| pb::EventPage { events: vec![event] }));
+        Ok(Response::new(Box::pin(pages)))
     }
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {

@@ -114,9 +114,7 @@ impl<T> QueueReceiver<T> {
             }
         }
     }
-}
 
-impl<T> QueueReceiver<T> {
     /// The queue a batch at a time: what is left of the batch being taken,
     /// then each batch whole.
     pub fn into_batches(self) -> QueueBatches<T> {
