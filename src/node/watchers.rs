@@ -199,10 +199,12 @@ impl<M: EventSource> Ring<M> {
         if after < self.start {
             return RingPage::Behind;
         }
-        let sequences: Vec<u64> = match topics {
+        // Every event after `after` in order, read only as far as the page
+        // goes; or those of the topics, gathered from their indexes.
+        let sequences: Box<dyn Iterator<Item = u64> + '_> = match topics {
             None => {
                 let first = self.events.partition_point(|shared| M::revision(&shared.event) <= after) as u64;
-                (self.first_sequence + first..self.first_sequence + self.events.len() as u64).collect()
+                Box::new(self.first_sequence + first..self.first_sequence + self.events.len() as u64)
             }
             Some(topics) => {
                 let mut sequences = Vec::new();
@@ -213,7 +215,7 @@ impl<M: EventSource> Ring<M> {
                 if topics.len() > 1 {
                     sequences.sort_unstable();
                 }
-                sequences
+                Box::new(sequences.into_iter())
             }
         };
         let mut page: Vec<Watched<M::Event>> = Vec::new();
