@@ -165,7 +165,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     for client in 0..args.clients {
         let bidder =
             EtcdBidder { kv: connect(&leader_url).await?.kv_client(), bidder: format!("bidder-{client}").into_bytes() };
-        workers.push(tokio::spawn(load::drive(bidder, Arc::clone(&load))));
+        workers.push(tokio::spawn(load::drive(bidder, Arc::clone(&load), load.phase_of(client, args.clients))));
     }
     let ticker = tokio::spawn(load::progress_lines(Arc::clone(&load), !args.quiet));
     load.stop_at(args.warmup + args.duration);

@@ -75,8 +75,8 @@ pub(crate) struct Load {
     first_ack_after_kill: AtomicU64,
     /// `(kill_signal, gap)`: a client's pause between two answers that spans a kill.
     stalls: Mutex<Vec<(u64, u64)>>,
-    /// With watchers: the least time between two bids of one client, which
-    /// holds the rate down; and when each amount was bid, from the end of
+    /// With a held rate: the time from one bid of a client to its next
+    /// (see [`drive`]); and when each amount was bid, from the end of
     /// the warmup on (the window the bids' own latencies are measured in,
     /// after the watchers opened their streams).
     pub pace: Option<Duration>,
@@ -179,6 +179,14 @@ impl Load {
         self.running.load(Relaxed)
     }
 
+    /// When client `client` of `clients` bids first, with a pace: the
+    /// clients' bids spread over the pace, as independent users' do,
+    /// rather than all at once a pace apart (64 clients held to 1,000
+    /// bids/s sent 64 bids together every 64 ms).
+    pub fn phase_of(&self, client: usize, clients: usize) -> Duration {
+        self.pace.map_or(Duration::ZERO, |pace| pace.mul_f64(client as f64 / clients.max(1) as f64))
+    }
+
     fn take_ticket(&self) -> bool {
         match self.bid_limit {
             Some(limit) => self.issued.fetch_add(1, Relaxed) < limit,
@@ -187,12 +195,19 @@ impl Load {
     }
 }
 
-/// One client's closed loop: bid, wait for the answer, bid again.
-pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerStats {
+/// One client's closed loop: bid, wait for the answer, bid again. With a
+/// pace, each bid starts a pace after the one before it (at once if the
+/// answer came later), the first `phase` after the start.
+pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>, phase: Duration) -> WorkerStats {
     load.running.fetch_add(1, Relaxed);
     let mut stats = WorkerStats::new();
     let mut last_answer: Option<u64> = None;
+    let mut next_bid = tokio::time::Instant::now() + phase;
     while !load.is_stopping() && load.take_ticket() {
+        if let Some(pace) = load.pace {
+            tokio::time::sleep_until(next_bid).await;
+            next_bid = (next_bid + pace).max(tokio::time::Instant::now());
+        }
         let amount = load.next_amount.fetch_add(1, Relaxed);
         let invoked = Instant::now();
         if let Some(invoked_at) = load.invoked_at.as_ref().filter(|_| load.since_origin(invoked) >= load.measure_from) {
@@ -232,9 +247,6 @@ pub(crate) async fn drive<B: Bidder>(mut bidder: B, load: Arc<Load>) -> WorkerSt
                 Verdict::Fail => stats.fail += 1,
                 Verdict::Exception => stats.exception += 1,
             }
-        }
-        if let Some(pace) = load.pace {
-            tokio::time::sleep(pace.saturating_sub(invoked.elapsed())).await;
         }
     }
     load.running.fetch_sub(1, Relaxed);
@@ -410,5 +422,47 @@ impl Bidder for ClientBidder {
             }
         };
         Some(Answer { verdict, attempt_started })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers at once, noting when each client bid.
+    struct Recorder {
+        client: usize,
+        bids: Arc<Mutex<Vec<(usize, tokio::time::Instant)>>>,
+    }
+
+    impl Bidder for Recorder {
+        async fn bid(&mut self, _amount: u64, _errors: &mut ErrorCounts, _load: &Load) -> Option<Answer> {
+            self.bids.lock().expect("bids").push((self.client, tokio::time::Instant::now()));
+            Some(Answer { verdict: Ok(Verdict::Success), attempt_started: Instant::now() })
+        }
+    }
+
+    /// Four clients held to 100 bids/s bid 10 ms apart, each every 40 ms,
+    /// rather than four at once every 40 ms.
+    #[tokio::test(start_paused = true)]
+    async fn clients_held_to_a_rate_spread_their_bids_over_the_pace() {
+        let mut load = Load::new(1, Duration::ZERO, Some(8));
+        load.pace = Some(Duration::from_millis(40));
+        let load = Arc::new(load);
+        let bids = Arc::new(Mutex::new(Vec::new()));
+        let start = tokio::time::Instant::now();
+        let workers: Vec<_> = (0..4)
+            .map(|client| {
+                let recorder = Recorder { client, bids: Arc::clone(&bids) };
+                tokio::spawn(drive(recorder, Arc::clone(&load), load.phase_of(client, 4)))
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("a client");
+        }
+        let mut at: Vec<(u128, usize)> =
+            bids.lock().expect("bids").iter().map(|(client, at)| ((*at - start).as_millis(), *client)).collect();
+        at.sort();
+        assert_eq!(at, vec![(0, 0), (10, 1), (20, 2), (30, 3), (40, 0), (50, 1), (60, 2), (70, 3)]);
     }
 }

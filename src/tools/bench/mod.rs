@@ -402,14 +402,15 @@ async fn measure(args: &BenchArgs, mut subject: Subject) -> anyhow::Result<Repor
         // Client `c` takes sessions c, c + clients, c + 2 * clients, ...
         let session_ids: Vec<usize> = (client..sessions).step_by(args.clients).collect();
         let load = Arc::clone(&load);
+        let phase = load.phase_of(client, args.clients);
         let worker = match args.driver {
             Driver::Connection => {
                 let bidder = ConnectionBidder::new(&network, &address, nonce, &session_ids, &auctions)?;
-                tokio::spawn(load::drive(bidder, load))
+                tokio::spawn(load::drive(bidder, load, phase))
             }
             Driver::Client => {
                 let bidder = ClientBidder::new(&network, &address, nonce, client)?;
-                tokio::spawn(load::drive(bidder, load))
+                tokio::spawn(load::drive(bidder, load, phase))
             }
         };
         workers.push(worker);
