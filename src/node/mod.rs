@@ -742,10 +742,6 @@ async fn follow<M: ClientApi>(
         };
         if outcome.is_ok() {
             backup.observe_published(leader_published);
-            // On every message, heartbeats too: a watcher that arrives
-            // while nothing commits gets its first view within a heartbeat.
-            let published = backup.published();
-            publisher.publish(shared.watchers(), backup.state(), (published > 0).then_some(published));
         }
         match outcome {
             Ok(Some(index)) => {
@@ -771,5 +767,12 @@ async fn follow<M: ClientApi>(
                 return FollowEnd::Rejoin;
             }
         }
+        // On every message, heartbeats too: a watcher that arrives while
+        // nothing commits gets its first view within a heartbeat. After the
+        // acknowledgement, not before it: this node's one thread runs tasks
+        // in the order they were woken, and a bid waits for the ack, where
+        // the watches this wakes wait for nothing behind them.
+        let published = backup.published();
+        publisher.publish(shared.watchers(), backup.state(), (published > 0).then_some(published));
     }
 }
