@@ -25,6 +25,40 @@ pub fn build_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::R
     }
 }
 
+/// A single-threaded runtime on a thread of its own: a node serves its
+/// readers there, beside the thread that runs its replication (see
+/// `NodeConfig::readers`). Dropping it ends its tasks.
+pub struct ReadersRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ReadersRuntime {
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("gavel-readers".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(ReadersRuntime { handle, stop: Some(stop) })
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for ReadersRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Logs go to stderr; stdout carries the program's answers.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

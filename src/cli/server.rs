@@ -16,7 +16,7 @@ use gavel::transport::Tls;
 use gavel::transport::{InProcessNode, Network, Port};
 
 use super::args::{NullServerArgs, Peer, ServerArgs, ServerSecurity};
-use super::process::termination_signal;
+use super::process::{ReadersRuntime, termination_signal};
 
 /// `gavel server`: one node, and its HTTP API if asked, until a signal.
 pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
@@ -68,6 +68,11 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         config.coordinator.dir = dir;
     }
     config.new_cluster = args.new_cluster;
+    // On one thread, the node's readers get a thread of their own: their
+    // work would otherwise queue before the replication's on the one run
+    // queue (BENCHMARKS.md, "Readers on a thread of their own").
+    let readers = if args.worker_threads == 1 { Some(ReadersRuntime::start()?) } else { None };
+    config.readers = readers.as_ref().map(|readers| readers.handle().clone());
     // Bound before the node starts, so that a port in use fails the start.
     let http_listener = match args.http_port {
         Some(port) => {
@@ -110,7 +115,11 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             network: node.network().clone(),
         };
         tracing::info!(address = ?listener.local_addr().ok(), "serving the HTTP API");
-        tokio::spawn(gavel::web::serve(listener, web_config, shutdown.clone()))
+        let web = gavel::web::serve(listener, web_config, shutdown.clone());
+        match &readers {
+            Some(readers) => readers.handle().spawn(web),
+            None => tokio::spawn(web),
+        }
     });
     let result = node.run(listener, shutdown.clone()).await;
     shutdown.cancel();

@@ -74,6 +74,10 @@ pub struct NodeConfig<M: StateMachine> {
     /// Start a new cluster even where the record lists members that may
     /// still hold state (their state is then lost): an operator's choice.
     pub new_cluster: bool,
+    /// Where the node serves the connections of its own port other than
+    /// its backups' replication (readers' above all), so that their work
+    /// never queues before a bid's; `None`: beside the replication.
+    pub readers: Option<tokio::runtime::Handle>,
 }
 
 impl<M: StateMachine> NodeConfig<M> {
@@ -92,6 +96,7 @@ impl<M: StateMachine> NodeConfig<M> {
             http_address: None,
             coordinator: CoordinatorConfig::for_client_port(client_address),
             new_cluster: false,
+            readers: None,
         }
     }
 
@@ -163,17 +168,33 @@ impl<M: ClientApi> Node<M> {
         let Node { config, shared } = self;
         // Not serving the client API until it leads.
         shared.set_leader(None).await;
-        let server = tokio::spawn(transport::serve(
-            Arc::clone(&shared),
-            transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS),
-            Services::Node,
-            config.transport(),
-            shared.network().tls().cloned(),
-            shutdown.clone(),
-        ));
+        // The backups' replication connections are served here, beside the
+        // replication; every other connection of the node port (readers,
+        // probes, operators) on the readers' runtime, if the node has one.
+        let (replication, others) =
+            transport::split_replication(transport::limit_connections(node_listener, MAX_NODE_CONNECTIONS));
+        let serve = |incoming| {
+            transport::serve(
+                Arc::clone(&shared),
+                incoming,
+                Services::Node,
+                config.transport(),
+                shared.network().tls().cloned(),
+                shutdown.clone(),
+            )
+        };
+        let replication_server = tokio::spawn(serve(replication));
+        let others_server = match &config.readers {
+            Some(readers) => readers.spawn(serve(others)),
+            None => tokio::spawn(serve(others)),
+        };
         let result = drive(&shared, &config, &shutdown).await;
         shutdown.cancel();
-        if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, server).await.is_err() {
+        let servers = async {
+            let _ = replication_server.await;
+            let _ = others_server.await;
+        };
+        if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, servers).await.is_err() {
             debug!("node port connections still open; closing them");
         }
         if tokio::time::timeout(leader::SERVER_CLOSE_TIMEOUT, shared.tasks_ended()).await.is_err() {

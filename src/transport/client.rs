@@ -25,8 +25,8 @@ use super::pb::replication as rpb;
 use super::pb::replication::replication_client::ReplicationClient;
 use super::{
     ASKED_REVISION_METADATA, Backend, COMPACTED_REVISION_METADATA, Connection, Hello, LEADER_METADATA,
-    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, RETRY_AFTER_METADATA, ServiceError, TransportSettings,
-    Watched, WatchedEvents, Wire, convert, pb, uri_for,
+    MAX_REPLICATION_MESSAGE, NOT_FOUND_METADATA, Network, REPLICATION_PREAMBLE, RETRY_AFTER_METADATA, ServiceError,
+    TransportSettings, Watched, WatchedEvents, Wire, convert, pb, uri_for,
 };
 
 /// Why a call failed, by the kind of its gRPC code: the client library and
@@ -176,6 +176,24 @@ pub fn connector(
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host:port in {uri}"))
             })?;
             network.connect(authority).await.map(TokioIo::new)
+        }
+    })
+}
+
+/// Dials as [`connector`] does, then opens with the replication preamble:
+/// the leader serves the connection on its replication thread.
+fn replication_connector(
+    network: Network,
+) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
+    let mut dial = connector(network);
+    tower::service_fn(move |uri: Uri| {
+        let connected = tower::Service::call(&mut dial, uri);
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut connection = connected.await?.into_inner();
+            connection.write_all(REPLICATION_PREAMBLE).await?;
+            Ok(TokioIo::new(connection))
         }
     })
 }
@@ -636,10 +654,11 @@ pub async fn open_replication<M: Wire>(
     timeout: Duration,
 ) -> Result<LeaderLink<M>, CallError> {
     let endpoint = peer_endpoint(network, leader, settings)?;
-    let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector(network.clone())))
-        .await
-        .map_err(|_| CallError::unavailable("connect timed out"))?
-        .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
+    let channel =
+        tokio::time::timeout(timeout, endpoint.connect_with_connector(replication_connector(network.clone())))
+            .await
+            .map_err(|_| CallError::unavailable("connect timed out"))?
+            .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_REPLICATION_MESSAGE);
     let last = hello.last;
     let hello = rpb::FromBackup {

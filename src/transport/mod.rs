@@ -27,7 +27,10 @@ pub use client::{
 };
 pub use convert::{MalformedMessage, SNAPSHOT_CHUNK_ITEMS, SnapshotAssembler, SnapshotChunks, Wire, disk_format};
 pub use health::{AUCTION_SERVICE, FILE_DESCRIPTOR_SET, Health};
-pub use network::{BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, limit_connections};
+pub use network::{
+    BoxFuture, ByteStream, Connection, Incoming, Network, NetworkBackend, Port, REPLICATION_PREAMBLE,
+    limit_connections, split_replication,
+};
 pub use server::{
     Backend, BackupSession, ClientApi, Hello, MemberRemoval, ServiceError, Services, SharedEvent, Watched, serve,
 };

@@ -172,6 +172,106 @@ pub fn limit_connections(mut incoming: Incoming, limit: usize) -> Incoming {
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
 }
 
+/// The first bytes of a backup's replication connection, before TLS and
+/// HTTP/2. They say only where the connection is served (a node runs its
+/// peers' replication on a thread of its own, and every other connection
+/// on its readers' thread; see [`split_replication`]): they grant nothing,
+/// and a connection without them is served all the same.
+pub const REPLICATION_PREAMBLE: &[u8] = b"GAVEL-REPLICATION/1\r\n";
+
+/// How long an accepted connection has to send its first bytes before it
+/// is taken for a reader's (a client sends its preface at once).
+const FIRST_BYTES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The connections of `incoming` in two: those that open with
+/// [`REPLICATION_PREAMBLE`] (taken off them), and every other one, whole.
+/// A node serves the first on the thread that runs its replication and the
+/// second on its readers' thread, so that no reader's work queues before a
+/// bid's on the way to and from its backups. Each connection is looked at
+/// in a task of its own, so one that sends nothing holds up no other.
+pub fn split_replication(mut incoming: Incoming) -> (Incoming, Incoming) {
+    let (replication, replication_receiver) = tokio::sync::mpsc::channel(1);
+    let (others, others_receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut looking = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = incoming.next() => match next {
+                    Some(Ok(connection)) => {
+                        let (replication, others) = (replication.clone(), others.clone());
+                        looking.spawn(async move {
+                            match opens_with_preamble(connection).await {
+                                (true, connection) => { let _ = replication.send(Ok(connection)).await; }
+                                (false, connection) => { let _ = others.send(Ok(connection)).await; }
+                            }
+                        });
+                    }
+                    Some(Err(error)) => { let _ = others.send(Err(error)).await; }
+                    None => return,
+                },
+                Some(_) = looking.join_next(), if !looking.is_empty() => {}
+                () = replication.closed() => return,
+                () = others.closed() => return,
+            }
+        }
+    });
+    let incoming = |receiver| Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)) as Incoming;
+    (incoming(replication_receiver), incoming(others_receiver))
+}
+
+/// Whether `connection` opens with the replication preamble: then without
+/// it, and otherwise with every byte it sent, as it came.
+async fn opens_with_preamble(mut connection: Connection) -> (bool, Connection) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    let mut seen = Vec::with_capacity(REPLICATION_PREAMBLE.len());
+    // Reads no further than the preamble, so nothing after it is taken.
+    while seen.len() < REPLICATION_PREAMBLE.len() && REPLICATION_PREAMBLE.starts_with(&seen) {
+        let mut bytes = [0; REPLICATION_PREAMBLE.len()];
+        let wanted = REPLICATION_PREAMBLE.len() - seen.len();
+        match tokio::time::timeout_at(deadline, connection.read(&mut bytes[..wanted])).await {
+            Ok(Ok(read)) if read > 0 => seen.extend_from_slice(&bytes[..read]),
+            _ => break,
+        }
+    }
+    if seen == REPLICATION_PREAMBLE {
+        return (true, connection);
+    }
+    (false, Connection::new(Replayed { first: std::io::Cursor::new(seen), connection }))
+}
+
+/// A connection whose first bytes were read already: they come again first.
+struct Replayed {
+    first: std::io::Cursor<Vec<u8>>,
+    connection: Connection,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let position = self.first.position() as usize;
+        let left = &self.first.get_ref()[position..];
+        if !left.is_empty() {
+            let taken = left.len().min(buf.remaining());
+            buf.put_slice(&left[..taken]);
+            self.first.set_position((position + taken) as u64);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.connection).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.connection).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.connection).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.connection).poll_shutdown(cx)
+    }
+}
+
 /// A connection holding its place under the cap until it is dropped.
 struct Counted {
     connection: Connection,
@@ -287,5 +387,44 @@ mod tests {
         }
         assert_eq!(connected.len(), BURST);
         drop(listener);
+    }
+
+    /// A connection that opens with the replication preamble comes out on
+    /// the first side, without it, even sent a byte at a time; any other
+    /// comes out on the second with every byte it sent, even one that
+    /// starts as the preamble does; one that sends nothing holds up no
+    /// other.
+    #[tokio::test]
+    async fn connections_are_split_by_the_replication_preamble() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let plain: Incoming = Box::pin(TcpListenerStream::new(listener).map(|accepted| Ok(Connection::new(accepted?))));
+        let (mut replication, mut others) = split_replication(plain);
+        async fn next(incoming: &mut Incoming) -> Connection {
+            let next = tokio::time::timeout(Duration::from_secs(5), incoming.next()).await.expect("in time");
+            next.expect("a connection").expect("accepted")
+        }
+        async fn read_all(connection: &mut Connection, length: usize) -> Vec<u8> {
+            let mut bytes = vec![0; length];
+            connection.read_exact(&mut bytes).await.expect("the bytes sent");
+            bytes
+        }
+
+        let _silent = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut peer = tokio::net::TcpStream::connect(address).await.unwrap();
+        for byte in REPLICATION_PREAMBLE {
+            peer.write_all(&[*byte]).await.unwrap();
+        }
+        peer.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        let mut served = next(&mut replication).await;
+        assert_eq!(read_all(&mut served, 14).await, b"PRI * HTTP/2.0");
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(b"GAVEL-REPLICATED? PRI * HTTP/2.0").await.unwrap();
+        let mut served = next(&mut others).await;
+        assert_eq!(read_all(&mut served, 32).await, b"GAVEL-REPLICATED? PRI * HTTP/2.0");
+        let waited = tokio::time::timeout(Duration::from_millis(100), replication.next()).await;
+        assert!(waited.is_err(), "nothing else came out as replication");
     }
 }
