@@ -22,29 +22,44 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
 
 /// One accepted or dialed connection.
-pub struct Connection(Pin<Box<dyn ByteStream>>);
+pub struct Connection {
+    stream: Pin<Box<dyn ByteStream>>,
+    /// Bytes read from it already (see [`split_replication`]), to be read
+    /// again first.
+    replayed: std::io::Cursor<Vec<u8>>,
+    /// Its place under its listener's cap (see [`limit_connections`]).
+    _counted: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Connection {
     pub fn new(stream: impl ByteStream) -> Self {
-        Connection(Box::pin(stream))
+        Connection { stream: Box::pin(stream), replayed: std::io::Cursor::new(Vec::new()), _counted: None }
     }
 }
 
 impl AsyncRead for Connection {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        self.0.as_mut().poll_read(cx, buf)
+        let position = self.replayed.position() as usize;
+        let left = &self.replayed.get_ref()[position..];
+        if !left.is_empty() {
+            let taken = left.len().min(buf.remaining());
+            buf.put_slice(&left[..taken]);
+            self.replayed.set_position((position + taken) as u64);
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.as_mut().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Connection {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.0.as_mut().poll_write(cx, buf)
+        self.stream.as_mut().poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.as_mut().poll_flush(cx)
+        self.stream.as_mut().poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.as_mut().poll_shutdown(cx)
+        self.stream.as_mut().poll_shutdown(cx)
     }
 }
 
@@ -163,7 +178,7 @@ pub fn limit_connections(mut incoming: Incoming, limit: usize) -> Incoming {
                     None => return,
                 },
             };
-            let counted = Connection::new(Counted { connection, _permit: permit });
+            let counted = Connection { _counted: Some(permit), ..connection };
             if accepted.send(Ok(counted)).await.is_err() {
                 return;
             }
@@ -237,63 +252,8 @@ async fn opens_with_preamble(mut connection: Connection) -> (bool, Connection) {
     if seen == REPLICATION_PREAMBLE {
         return (true, connection);
     }
-    (false, Connection::new(Replayed { first: std::io::Cursor::new(seen), connection }))
-}
-
-/// A connection whose first bytes were read already: they come again first.
-struct Replayed {
-    first: std::io::Cursor<Vec<u8>>,
-    connection: Connection,
-}
-
-impl AsyncRead for Replayed {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let position = self.first.position() as usize;
-        let left = &self.first.get_ref()[position..];
-        if !left.is_empty() {
-            let taken = left.len().min(buf.remaining());
-            buf.put_slice(&left[..taken]);
-            self.first.set_position((position + taken) as u64);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.connection).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Replayed {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.connection).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.connection).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.connection).poll_shutdown(cx)
-    }
-}
-
-/// A connection holding its place under the cap until it is dropped.
-struct Counted {
-    connection: Connection,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.connection).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.connection).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.connection).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.connection).poll_shutdown(cx)
-    }
+    connection.replayed = std::io::Cursor::new(seen);
+    (false, connection)
 }
 
 /// Room for connections the node has not accepted yet. `TcpListener::bind`
