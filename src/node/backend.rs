@@ -195,6 +195,10 @@ impl<M: ClientApi> Shared<M> {
         &self.watchers
     }
 
+    pub fn shared_watchers(&self) -> Arc<Watchers<M>> {
+        Arc::clone(&self.watchers)
+    }
+
     /// Ends the watches this node serves: it stopped leading or following.
     pub fn stop_watches(&self) {
         self.watchers.stop();

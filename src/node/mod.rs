@@ -185,7 +185,10 @@ impl<M: ClientApi> Node<M> {
         };
         let replication_server = tokio::spawn(serve(replication));
         let others_server = match &config.readers {
-            Some(readers) => readers.spawn(serve(others)),
+            Some(readers) => {
+                readers.spawn(shared.shared_watchers().ring_bells(shutdown.clone()));
+                readers.spawn(serve(others))
+            }
             None => tokio::spawn(serve(others)),
         };
         let result = drive(&shared, &config, &shutdown).await;

@@ -374,6 +374,12 @@ pub(super) struct Watchers<M: EventSource> {
     published: watch::Sender<u64>,
     /// One permit per open watch stream.
     streams: Arc<Semaphore>,
+    /// Once a task rings the bells on the watches' own runtime (see
+    /// [`Watchers::ring_bells`]): the topics published since it last rang,
+    /// and its wake.
+    rung_elsewhere: AtomicBool,
+    to_ring: Mutex<HashSet<M::Topic>>,
+    ring_wake: Notify,
 }
 
 impl<M: EventSource> Default for Watchers<M> {
@@ -387,6 +393,9 @@ impl<M: EventSource> Default for Watchers<M> {
             view_requested: Notify::new(),
             published: watch::channel(0).0,
             streams: Arc::new(Semaphore::new(MAX_WATCH_STREAMS)),
+            rung_elsewhere: AtomicBool::new(false),
+            to_ring: Mutex::new(HashSet::new()),
+            ring_wake: Notify::new(),
         }
     }
 }
@@ -483,7 +492,31 @@ impl<M: EventSource> Watchers<M> {
         let head = ring.head;
         drop(ring);
         self.head.send_replace(Some(head));
+        if self.rung_elsewhere.load(Ordering::Relaxed) {
+            if !topics.is_empty() {
+                self.to_ring.lock().unwrap_or_else(PoisonError::into_inner).extend(topics);
+                self.ring_wake.notify_one();
+            }
+            return 0;
+        }
         self.bells.lock().unwrap_or_else(PoisonError::into_inner).ring(&topics)
+    }
+
+    /// Rings the bells of what this node publishes from here on, until
+    /// `stop`: run on the runtime that serves the watches, it wakes each of
+    /// them there, where the publisher (on the replication's thread) would
+    /// wake each one across threads.
+    pub async fn ring_bells(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        self.rung_elsewhere.store(true, Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                () = self.ring_wake.notified() => {}
+                () = stop.cancelled() => break,
+            }
+            let topics = std::mem::take(&mut *self.to_ring.lock().unwrap_or_else(PoisonError::into_inner));
+            self.bells.lock().unwrap_or_else(PoisonError::into_inner).ring(&topics);
+        }
+        self.rung_elsewhere.store(false, Ordering::Relaxed);
     }
 
     /// Lets the ring go while nobody watches.
@@ -932,6 +965,34 @@ mod tests {
         drop((a1, a2_a3, quiet, every));
         let bells = watchers.bells.lock().unwrap_or_else(PoisonError::into_inner);
         assert!(bells.of_topic.is_empty() && bells.of_everything.is_empty());
+    }
+
+    /// Once a ringer runs on the watches' runtime, a publication leaves the
+    /// bells to it: the publisher rings none itself, and the ringer rings
+    /// those of the events' auctions (and only those), on its own runtime.
+    #[tokio::test]
+    async fn a_ringer_on_the_watches_runtime_rings_their_bells_for_the_publisher() {
+        let auctions = ["a1", "a2"];
+        let watchers = Arc::new(Watchers::<AuctionBook>::default());
+        let share = <AuctionBook as ClientApi>::share_event;
+        watchers.extend_ring(&book_of(&auctions, 2).machine, 2, 2, share);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ringer = tokio::spawn(Arc::clone(&watchers).ring_bells(stop.clone()));
+        while !watchers.rung_elsewhere.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+        }
+        let a1 = watchers.hang_bell(&EventScope::of(["a1"]));
+        let a2 = watchers.hang_bell(&EventScope::of(["a2"]));
+        a1.bell.arm();
+        a2.bell.arm();
+        // Revision 3 is a bid on a1.
+        assert_eq!(watchers.extend_ring(&book_of(&auctions, 3).machine, 3, 2, share), 0, "the publisher rang none");
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), a1.bell.notify.notified()).await;
+        assert!(heard.is_ok(), "the ringer rang a1's bell");
+        assert!(!rung(&a2), "and not a2's");
+        stop.cancel();
+        ringer.await.expect("the ringer ends");
+        assert!(!watchers.rung_elsewhere.load(Ordering::Relaxed), "the publisher rings again");
     }
 
     /// A node stops serving: its watches are told, and its ring is gone.
