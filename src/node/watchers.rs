@@ -468,7 +468,8 @@ impl<M: EventSource> Watchers<M> {
     /// Adds the events committed up to `index` to the ring, from `machine`
     /// (whose state is at least that far), once each for every watch, and
     /// each with its encoding (`share`), then rings the bells of the
-    /// watches they are for: how many rang.
+    /// watches they are for: how many it rang (none while a ringer rings
+    /// them on the watches' runtime; see [`Watchers::ring_bells`]).
     fn extend_ring(
         &self,
         machine: &M,
