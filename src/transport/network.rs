@@ -26,25 +26,23 @@ pub struct Connection {
     stream: Pin<Box<dyn ByteStream>>,
     /// Bytes read from it already (see [`split_replication`]), to be read
     /// again first.
-    replayed: std::io::Cursor<Vec<u8>>,
+    replayed: prost::bytes::Bytes,
     /// Its place under its listener's cap (see [`limit_connections`]).
     _counted: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Connection {
     pub fn new(stream: impl ByteStream) -> Self {
-        Connection { stream: Box::pin(stream), replayed: std::io::Cursor::new(Vec::new()), _counted: None }
+        Connection { stream: Box::pin(stream), replayed: prost::bytes::Bytes::new(), _counted: None }
     }
 }
 
 impl AsyncRead for Connection {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let position = self.replayed.position() as usize;
-        let left = &self.replayed.get_ref()[position..];
-        if !left.is_empty() {
-            let taken = left.len().min(buf.remaining());
-            buf.put_slice(&left[..taken]);
-            self.replayed.set_position((position + taken) as u64);
+        if !self.replayed.is_empty() {
+            let taken = self.replayed.len().min(buf.remaining());
+            let replayed = self.replayed.split_to(taken);
+            buf.put_slice(&replayed);
             return Poll::Ready(Ok(()));
         }
         self.stream.as_mut().poll_read(cx, buf)
@@ -252,7 +250,7 @@ async fn opens_with_preamble(mut connection: Connection) -> (bool, Connection) {
     if seen == REPLICATION_PREAMBLE {
         return (true, connection);
     }
-    connection.replayed = std::io::Cursor::new(seen);
+    connection.replayed = seen.into();
     (false, connection)
 }
 
