@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -235,6 +235,10 @@ pub struct Shared {
     pub observed: Mutex<Vec<Option<Observation>>>,
     /// Set by the driver once the cluster settled after the bidding.
     pub healed: AtomicBool,
+    /// Client hosts whose every operation has completed. The final read
+    /// waits for all of them: a bid still retrying when it began would be
+    /// concurrent with it, and the read could rightly miss it.
+    hosts_done: AtomicUsize,
     /// Set by the final reader: the observer may stop.
     done: AtomicBool,
     final_read: Mutex<Option<Result<ModelState, String>>>,
@@ -332,6 +336,7 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
         });
     }
 
+    let client_hosts = client_names.len();
     for (host, name) in client_names.iter().enumerate() {
         let network = Network::new(SimNetwork::new(client_ips[host], Arc::clone(&lock), host_seed(seed, name)));
         let shared = Arc::clone(&shared);
@@ -356,8 +361,10 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> SeedRun {
                 // A client that panicked fails the run, rather than thinning its history.
                 finished?;
             }
+            shared.hosts_done.fetch_add(1, Ordering::Relaxed);
             if final_reader {
-                while !shared.healed.load(Ordering::Relaxed) {
+                while !shared.healed.load(Ordering::Relaxed) || shared.hosts_done.load(Ordering::Relaxed) < client_hosts
+                {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 let state = final_read(&network).await;
