@@ -180,10 +180,12 @@ pub fn connector(
     })
 }
 
-/// Dials as [`connector`] does, then opens with the replication preamble:
-/// the leader serves the connection on its replication thread.
+/// Dials as [`connector`] does, then (with `preamble`) opens with the
+/// replication preamble: the leader serves the connection on its
+/// replication thread.
 fn replication_connector(
     network: Network,
+    preamble: bool,
 ) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
 {
     let mut dial = connector(network);
@@ -192,7 +194,9 @@ fn replication_connector(
         async move {
             use tokio::io::AsyncWriteExt;
             let mut connection = connected.await?.into_inner();
-            connection.write_all(REPLICATION_PREAMBLE).await?;
+            if preamble {
+                connection.write_all(REPLICATION_PREAMBLE).await?;
+            }
             Ok(TokioIo::new(connection))
         }
     })
@@ -645,20 +649,22 @@ pub struct LeaderLink<M: Wire> {
 }
 
 /// Opens the replication stream to the leader's node port, introducing
-/// this backup with `hello`.
+/// this backup with `hello`; with `preamble`, on a connection that opens
+/// with [`REPLICATION_PREAMBLE`].
 pub async fn open_replication<M: Wire>(
     network: &Network,
     leader: &str,
     hello: &Hello,
     settings: &TransportSettings,
     timeout: Duration,
+    preamble: bool,
 ) -> Result<LeaderLink<M>, CallError> {
     let endpoint = peer_endpoint(network, leader, settings)?;
-    let channel =
-        tokio::time::timeout(timeout, endpoint.connect_with_connector(replication_connector(network.clone())))
-            .await
-            .map_err(|_| CallError::unavailable("connect timed out"))?
-            .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
+    let connect = replication_connector(network.clone(), preamble);
+    let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connect))
+        .await
+        .map_err(|_| CallError::unavailable("connect timed out"))?
+        .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_REPLICATION_MESSAGE);
     let last = hello.last;
     let hello = rpb::FromBackup {
@@ -733,5 +739,63 @@ mod tests {
         assert!(connection.call_if_known(refused).await.is_err());
         let answered = async { Ok(tonic::Response::new(7)) };
         assert_eq!(connection.call_if_known(answered).await.expect("an answer"), Some(7));
+    }
+
+    /// A leader from before the replication preamble: it serves every
+    /// connection as HTTP/2 from the first byte.
+    struct OlderLeader;
+
+    #[tonic::async_trait]
+    impl rpb::replication_server::Replication for OlderLeader {
+        type ReplicateStream =
+            std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<rpb::FromLeader, tonic::Status>> + Send>>;
+
+        async fn replicate(
+            &self,
+            _: tonic::Request<tonic::Streaming<rpb::FromBackup>>,
+        ) -> Result<tonic::Response<Self::ReplicateStream>, tonic::Status> {
+            Ok(tonic::Response::new(Box::pin(tokio_stream::pending())))
+        }
+
+        async fn probe(
+            &self,
+            _: tonic::Request<rpb::ProbeRequest>,
+        ) -> Result<tonic::Response<rpb::ProbeReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not here"))
+        }
+
+        async fn remove_member(
+            &self,
+            _: tonic::Request<rpb::RemoveMemberRequest>,
+        ) -> Result<tonic::Response<rpb::RemoveMemberReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not here"))
+        }
+    }
+
+    /// A leader older than the preamble takes it for a broken connection;
+    /// without it, the same leader serves the stream (a joining backup
+    /// tries every other time without it).
+    #[tokio::test]
+    async fn a_leader_older_than_the_preamble_serves_the_stream_without_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(rpb::replication_server::ReplicationServer::new(OlderLeader))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let hello = Hello {
+            node: "127.0.0.1:1".into(),
+            incarnation: 1,
+            last: crate::replication::LogPosition::default(),
+            cluster_id: String::new(),
+        };
+        let (network, settings, timeout) = (Network::tcp(), TransportSettings::default(), Duration::from_secs(5));
+        let with = open_replication::<crate::auction::AuctionBook>(&network, &leader, &hello, &settings, timeout, true);
+        assert!(with.await.is_err(), "the older leader cannot read a connection that opens with the preamble");
+        let without =
+            open_replication::<crate::auction::AuctionBook>(&network, &leader, &hello, &settings, timeout, false);
+        assert!(without.await.is_ok(), "it serves the stream without it");
+        server.abort();
     }
 }
