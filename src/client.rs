@@ -144,11 +144,11 @@ pub struct Client {
     last_retries: u32,
     /// When the session's latest request started: an idle session is renewed.
     last_request_at: Option<std::time::Instant>,
-    /// The last write went unanswered or was refused: whether the service
-    /// holds the session is unknown (a first request may never have arrived
-    /// or been refused before it opened the session, and the service refuses
-    /// request 2 of a session it does not know), so the next write starts a
-    /// new one.
+    /// The last write went unanswered, was refused, or was dropped by its
+    /// caller before its answer: whether the service holds the session is
+    /// unknown (a first request may never have arrived or been refused
+    /// before it opened the session, and the service refuses request 2 of a
+    /// session it does not know), so the next write starts a new one.
     renew_session: bool,
     /// The secret to send for every name until cleared, instead of the
     /// names' own (the HTTP API's bearer token of one request).
@@ -208,6 +208,10 @@ impl Client {
         self.last_request_at = Some(now);
         let request_id = self.next_request_id;
         self.next_request_id += 1;
+        // Until its answer says otherwise (`renew_after`): a caller that
+        // drops the write's future (a timeout of its own, a `select!`)
+        // never learns whether it opened the session.
+        self.renew_session = true;
         (self.client_id.clone(), request_id)
     }
 
@@ -637,6 +641,29 @@ mod tests {
             ClientError::Refused { message: "no".into() },
         ];
         assert!(refused.iter().all(ClientError::is_refusal));
+    }
+
+    /// Found by the simulation (seed 2611 of 2300..3300): a first bid cut
+    /// off by its caller's own timeout never opened the session, and the
+    /// next bid, request 2 of a session nobody knew, got EXCEPTION
+    /// `session_unknown`.
+    #[tokio::test]
+    async fn a_write_dropped_before_its_answer_starts_a_new_session_for_the_next() {
+        // Connections wait in its backlog, never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let config =
+            ClientConfig { servers: vec![silent.local_addr().unwrap().to_string()], ..ClientConfig::default() };
+        let mut client = Client::new(config).expect("a client");
+        let first_session = client.client_id().to_string();
+        let dropped = tokio::time::timeout(Duration::from_millis(50), client.bid("", "ada", 10)).await;
+        assert!(dropped.is_err(), "the silent server answered");
+        let (session, request_id) = client.next_request();
+        assert_ne!(session, first_session, "the next write stays in a session that may not exist");
+        assert_eq!(request_id, 1);
+
+        // An answered write keeps its session.
+        client.renew_after(Some(crate::auction::Verdict::Fail));
+        assert_eq!(client.next_request(), (session, 2));
     }
 
     #[test]
