@@ -96,19 +96,28 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// Reads /proc: the CPU time each thread of a process has taken, in clock
-/// ticks, summed by the threads' names.
-fn cpu_by_thread(pid: u32) -> std::collections::HashMap<String, u64> {
-    let mut by_name = std::collections::HashMap::new();
+/// What /proc says of a process's threads, by name.
+#[derive(Debug, Default)]
+struct ThreadStats {
+    /// The CPU time they took, in clock ticks, summed.
+    ticks: u64,
+    /// The nice value of the last of them read.
+    nice: i64,
+}
+
+/// Reads /proc: the threads of a process, by name.
+fn threads_by_name(pid: u32) -> std::collections::HashMap<String, ThreadStats> {
+    let mut by_name = std::collections::HashMap::<String, ThreadStats>::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads").flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         // The name is in parentheses, and may hold spaces: the fields
-        // proper start after the last ')'; utime and stime are the 14th
-        // and 15th of them all.
+        // proper start after the last ')', with the 3rd of them all; utime
+        // and stime are the 14th and 15th, nice the 19th.
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks: u64 = fields[11..13].iter().filter_map(|field| field.parse::<u64>().ok()).sum();
-        *by_name.entry(stat[open + 1..close].to_string()).or_default() += ticks;
+        let thread = by_name.entry(stat[open + 1..close].to_string()).or_default();
+        thread.ticks += fields[11..13].iter().filter_map(|field| field.parse::<u64>().ok()).sum::<u64>();
+        thread.nice = fields[16].parse().expect("a nice value");
     }
     by_name
 }
@@ -147,7 +156,7 @@ async fn a_node_serves_its_readers_on_a_thread_of_its_own() {
             bids
         }));
     }
-    let before = cpu_by_thread(pid);
+    let before = threads_by_name(pid);
     for amount in 2..2 + BIDS {
         assert_eq!(bidder.bid("", "ann", amount).await.expect("bid").verdict, Verdict::Success);
     }
@@ -155,13 +164,19 @@ async fn a_node_serves_its_readers_on_a_thread_of_its_own() {
         let seen = tokio::time::timeout(SETTLE, watcher).await.expect("every bid in time").expect("a watcher");
         assert_eq!(seen, BIDS);
     }
-    let after = cpu_by_thread(pid);
-    let took = |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+    let after = threads_by_name(pid);
+    let ticks = |threads: &std::collections::HashMap<String, ThreadStats>, name: &str| {
+        threads.get(name).map_or(0, |thread| thread.ticks)
+    };
+    let took = |name: &str| ticks(&after, name) - ticks(&before, name);
     let (readers, replication) = (took("gavel-readers"), took("gavel"));
     assert!(
         readers > replication,
         "the readers' thread took {readers} ticks and the replication's {replication}: {after:?}"
     );
+    // When both want a core, the scheduler favours the replication's.
+    let nice = |name: &str| after.get(name).map(|thread| thread.nice).expect("the thread");
+    assert_eq!(nice("gavel-readers"), (nice("gavel") + 10).min(19), "{after:?}");
 }
 
 /// Watch streams after revision 1 that never read, over an auction house
