@@ -95,8 +95,9 @@
 //! send is lost and the peers learn of it by their timeouts, or by a reset
 //! when they next send to it (see `Driver::crash` for why). After the bidding
 //! every fault is healed, the cluster must settle within 15 s (one leader,
-//! every node a member at the same log position), and one final read gives
-//! the state for the durability and exactly-once checks.
+//! every node a member at the same log position), and one final read, once
+//! every client's last operation has completed, gives the state for the
+//! durability and exactly-once checks.
 //!
 //! gavel's failure model is "every node but one may fail", counted over the
 //! current membership, on one host. The driver keeps within it, simply and
