@@ -24,7 +24,7 @@ use gavel::transport::{AuctionConnection, Network, TransportSettings};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use common::{accepted_more_than, client, eventually, ports, start};
+use common::{accepted_more_than, client, eventually, is_alive, ports, start};
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -297,14 +297,6 @@ async fn sigterm_on_the_leader_hands_over_and_on_a_backup_leaves() {
     })
     .await;
     eventually("the backup to exit", SETTLE, || async move { (!is_alive(backup_pid)).then_some(()) }).await;
-}
-
-fn is_alive(pid: u32) -> bool {
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true);
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    exists && !zombie
 }
 
 /// Findings 9 and 10 over the wire: an oversized Hello is refused before it

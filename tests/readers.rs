@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use gavel::auction::{AuctionEvent, CreateAuction, EventKind, Verdict};
+use gavel::tools::bench::ProcStat;
 use gavel::transport::{AuctionConnection, TransportSettings};
 use tokio_stream::StreamExt;
 
@@ -96,28 +97,16 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// What /proc says of a process's threads, by name.
-#[derive(Debug, Default)]
-struct ThreadStats {
-    /// The CPU time they took, in clock ticks, summed.
-    ticks: u64,
-    /// The nice value of the last of them read.
-    nice: i64,
-}
-
-/// Reads /proc: the threads of a process, by name.
-fn threads_by_name(pid: u32) -> std::collections::HashMap<String, ThreadStats> {
-    let mut by_name = std::collections::HashMap::<String, ThreadStats>::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads").flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        // The name is in parentheses, and may hold spaces: the fields
-        // proper start after the last ')', with the 3rd of them all; utime
-        // and stime are the 14th and 15th, nice the 19th.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let thread = by_name.entry(stat[open + 1..close].to_string()).or_default();
-        thread.ticks += fields[11..13].iter().filter_map(|field| field.parse::<u64>().ok()).sum::<u64>();
-        thread.nice = fields[16].parse().expect("a nice value");
+/// A process's threads, by name; their CPU time summed.
+fn threads_by_name(pid: u32) -> std::collections::HashMap<String, ProcStat> {
+    let mut by_name = std::collections::HashMap::<String, ProcStat>::new();
+    for thread in ProcStat::of_threads(pid) {
+        match by_name.get_mut(&thread.name) {
+            Some(named) => named.cpu_ticks += thread.cpu_ticks,
+            None => {
+                by_name.insert(thread.name.clone(), thread);
+            }
+        }
     }
     by_name
 }
@@ -165,8 +154,8 @@ async fn a_node_serves_its_readers_on_a_thread_of_its_own() {
         assert_eq!(seen, BIDS);
     }
     let after = threads_by_name(pid);
-    let ticks = |threads: &std::collections::HashMap<String, ThreadStats>, name: &str| {
-        threads.get(name).map_or(0, |thread| thread.ticks)
+    let ticks = |threads: &std::collections::HashMap<String, ProcStat>, name: &str| {
+        threads.get(name).map_or(0, |thread| thread.cpu_ticks)
     };
     let took = |name: &str| ticks(&after, name) - ticks(&before, name);
     let (readers, replication) = (took("gavel-readers"), took("gavel"));

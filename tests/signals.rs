@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gavel::transport::{Network, probe_status};
 
-use common::{eventually, ports};
+use common::{eventually, is_alive, ports};
 
 /// Kills the tool if the test ends early.
 struct Guard(Child);
@@ -34,15 +34,6 @@ impl Drop for Leftovers {
             }
         }
     }
-}
-
-fn is_alive(pid: u32) -> bool {
-    // Signal 0 checks that the process exists; a zombie counts as gone.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true);
-    exists && !zombie
 }
 
 #[tokio::test]

@@ -288,6 +288,15 @@ pub fn spawn_watcher(servers: Vec<String>, after: u64) -> (Seen, tokio::task::Jo
     (seen, task)
 }
 
+/// Whether a process runs: signal 0 checks that it exists, and a zombie
+/// (exited, not yet reaped) counts as gone.
+pub fn is_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    let zombie = gavel::tools::bench::ProcStat::of_process(pid).is_none_or(|stat| stat.state == 'Z');
+    exists && !zombie
+}
+
 /// The accepted bids among `events`: (revision, bidder, amount).
 pub fn bids_of(events: &[AuctionEvent]) -> Vec<(u64, String, u64)> {
     events

@@ -40,13 +40,56 @@ fn cpu_times() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
+/// What a `/proc/PID/stat` or `/proc/PID/task/TID/stat` line says of a
+/// process or of one of its threads (proc(5)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The command or thread name.
+    pub name: String,
+    /// R running, S sleeping, Z zombie, T stopped, ...
+    pub state: char,
+    /// CPU time used, user and system, in clock ticks.
+    pub cpu_ticks: u64,
+    /// The nice value, -20 (first served) to 19.
+    pub nice: i64,
+}
+
+impl ProcStat {
+    /// Parses one stat line.
+    pub fn parse(stat: &str) -> Option<Self> {
+        // The name is in parentheses and may hold spaces and ')': the fields
+        // proper start after the last ')', with the 3rd of proc(5).
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1.to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |number: usize| fields.get(number - 3).copied();
+        let ticks = |number: usize| field(number)?.parse::<u64>().ok();
+        Some(ProcStat {
+            name,
+            state: field(3)?.chars().next()?,
+            cpu_ticks: ticks(14)? + ticks(15)?,
+            nice: field(19)?.parse().ok()?,
+        })
+    }
+
+    /// A process's line.
+    pub fn of_process(pid: u32) -> Option<Self> {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// The lines of each of a process's threads.
+    pub fn of_threads(pid: u32) -> Vec<Self> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+        tasks
+            .flatten()
+            .filter_map(|task| Self::parse(&std::fs::read_to_string(task.path().join("stat")).ok()?))
+            .collect()
+    }
+}
+
 /// CPU time (user + system, clock ticks) a process has used, all threads.
 fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: the fields proper start after its ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); field 3 is fields[0] here.
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    ProcStat::of_process(pid).map(|stat| stat.cpu_ticks)
 }
 
 /// The host's CPU time other processes than ours use while a run goes on:
@@ -108,6 +151,15 @@ pub(crate) async fn host_busy(window: std::time::Duration) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    /// A name with spaces and a parenthesis, as a thread may take.
+    #[test]
+    fn a_stat_line_is_read_past_its_name() {
+        let line = "4242 (gavel (x) r) S 1 4242 4242 0 -1 4194560 90 0 0 0 17 5 0 0 30 10 3 0 100 0 0";
+        let stat = super::ProcStat::parse(line).expect("a stat line");
+        assert_eq!(stat, super::ProcStat { name: "gavel (x) r".into(), state: 'S', cpu_ticks: 22, nice: 10 });
+        assert_eq!(super::ProcStat::parse("4242 (cut short) S 1"), None);
+    }
+
     use super::*;
 
     #[test]

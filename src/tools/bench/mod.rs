@@ -43,6 +43,8 @@ mod readers;
 pub mod report;
 mod stats;
 
+pub use memory::ProcStat;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
