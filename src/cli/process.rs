@@ -55,7 +55,10 @@ impl ReadersRuntime {
 /// How much nicer the readers' thread is than the replication's: when both
 /// want a core, the scheduler gives the replication's about nine tenths of
 /// it (weights 1,024 and 110 ten steps apart), so a bid waits less on the
-/// watchers' work; alone, the readers still have a whole core.
+/// watchers' work; alone, the readers still have a whole core. The HTTP
+/// API runs there too: its bids' own HTTP work yields with the readers,
+/// their replication does not.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const READERS_NICER_BY: libc::c_int = 10;
 
 /// Lowers the calling thread's scheduling priority by [`READERS_NICER_BY`]

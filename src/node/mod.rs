@@ -268,19 +268,12 @@ async fn drive<M: ClientApi>(
     // The last refusal logged, so that a node refused again and again (by a
     // leader of another cluster, say) says so once, not every few ms.
     let mut last_refusal: Option<String> = None;
-    // Joins that failed in a row: every other one goes without the
-    // replication preamble, which a leader older than it takes for a
-    // broken connection (it then serves the stream on its one thread).
-    let mut failed_joins: u32 = 0;
 
     while !shutdown.is_cancelled() {
         shared.set_status(Role::Joining, backup.epoch(), None, backup.state());
         let hello =
             Hello { node: id.clone(), incarnation, last: backup.last(), cluster_id: backup.state().cluster_id.clone() };
-        let preamble = failed_joins % 2 == 0;
-        let joined = join(&coordinator, shared.network(), &hello, &transport, preamble).await;
-        failed_joins = if joined.is_ok() { 0 } else { failed_joins.wrapping_add(1) };
-        match joined {
+        match join(&coordinator, shared.network(), &hello, &transport).await {
             Ok(link) => {
                 waiting_for.clear();
                 passed_over.clear();
@@ -641,13 +634,12 @@ async fn join<M: Wire>(
     network: &Network,
     hello: &Hello,
     transport: &TransportSettings,
-    preamble: bool,
 ) -> Result<transport::LeaderLink<M>, CallError> {
     let leader = lock.find_leader().await?;
     if leader == hello.node {
         return Err(CallError::Unavailable { message: "this node's own address leads".into(), leader_hint: None });
     }
-    transport::open_replication(network, &leader, hello, transport, JOIN_TIMEOUT, preamble).await
+    transport::open_replication(network, &leader, hello, transport, JOIN_TIMEOUT).await
 }
 
 /// The members (of the record and of the log) and configured peers to

@@ -2,6 +2,7 @@
 //! replication stream to the leader.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -182,21 +183,25 @@ pub fn connector(
 
 /// Dials as [`connector`] does, then (with `preamble`) opens with the
 /// replication preamble: the leader serves the connection on its
-/// replication thread.
+/// replication thread. `reached` is set once the connection is open and
+/// the preamble sent.
 fn replication_connector(
     network: Network,
     preamble: bool,
+    reached: Arc<AtomicBool>,
 ) -> impl tower::Service<Uri, Response = TokioIo<Connection>, Error = std::io::Error, Future: Send> + Clone + Send + 'static
 {
     let mut dial = connector(network);
     tower::service_fn(move |uri: Uri| {
         let connected = tower::Service::call(&mut dial, uri);
+        let reached = Arc::clone(&reached);
         async move {
             use tokio::io::AsyncWriteExt;
             let mut connection = connected.await?.into_inner();
             if preamble {
                 connection.write_all(REPLICATION_PREAMBLE).await?;
             }
+            reached.store(true, Ordering::Relaxed);
             Ok(TokioIo::new(connection))
         }
     })
@@ -649,22 +654,58 @@ pub struct LeaderLink<M: Wire> {
 }
 
 /// Opens the replication stream to the leader's node port, introducing
-/// this backup with `hello`; with `preamble`, on a connection that opens
-/// with [`REPLICATION_PREAMBLE`].
+/// this backup with `hello`, on a connection that opens with
+/// [`REPLICATION_PREAMBLE`]. A leader older than the preamble takes it for
+/// a broken connection and closes it before it says anything in gRPC: on
+/// that evidence alone (a refusal in gRPC, a silence or no connection at
+/// all is none) the join is tried once more without it, and the stream is
+/// served on that leader's one thread.
 pub async fn open_replication<M: Wire>(
     network: &Network,
     leader: &str,
     hello: &Hello,
     settings: &TransportSettings,
     timeout: Duration,
-    preamble: bool,
 ) -> Result<LeaderLink<M>, CallError> {
-    let endpoint = peer_endpoint(network, leader, settings)?;
-    let connect = replication_connector(network.clone(), preamble);
+    match open_replication_once(network, leader, hello, settings, timeout, true).await {
+        Err(JoinFailure { error, before_grpc: true }) => {
+            tracing::info!(%leader, %error, "joining again without the replication preamble, which this leader may predate");
+            open_replication_once(network, leader, hello, settings, timeout, false)
+                .await
+                .map_err(|failure| failure.error)
+        }
+        joined => joined.map_err(|failure| failure.error),
+    }
+}
+
+/// Why a join failed, and whether the leader's side broke the connection
+/// after it opened and before any answer in gRPC.
+struct JoinFailure {
+    error: CallError,
+    before_grpc: bool,
+}
+
+async fn open_replication_once<M: Wire>(
+    network: &Network,
+    leader: &str,
+    hello: &Hello,
+    settings: &TransportSettings,
+    timeout: Duration,
+    preamble: bool,
+) -> Result<LeaderLink<M>, JoinFailure> {
+    let reached = Arc::new(AtomicBool::new(false));
+    let opened = || reached.load(Ordering::Relaxed);
+    let endpoint =
+        peer_endpoint(network, leader, settings).map_err(|error| JoinFailure { error, before_grpc: false })?;
+    let connect = replication_connector(network.clone(), preamble, Arc::clone(&reached));
     let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connect))
         .await
-        .map_err(|_| CallError::unavailable("connect timed out"))?
-        .map_err(|error| CallError::unavailable(format!("cannot connect to {leader}: {error}")))?;
+        .map_err(|_| JoinFailure { error: CallError::unavailable("connect timed out"), before_grpc: false })?
+        .map_err(|error| JoinFailure {
+            error: CallError::unavailable(format!("cannot connect to {leader}: {error}")),
+            // Open, then broken in its TLS handshake.
+            before_grpc: opened(),
+        })?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_REPLICATION_MESSAGE);
     let last = hello.last;
     let hello = rpb::FromBackup {
@@ -682,8 +723,16 @@ pub async fn open_replication<M: Wire>(
     let outbound = tokio_stream::once(hello).chain(ack_stream);
     let response = tokio::time::timeout(timeout, client.replicate(outbound))
         .await
-        .map_err(|_| CallError::unavailable("the leader did not answer the join in time"))?
-        .map_err(CallError::from_peer)?;
+        .map_err(|_| JoinFailure {
+            error: CallError::unavailable("the leader did not answer the join in time"),
+            before_grpc: false,
+        })?
+        .map_err(|status| {
+            // A status the leader sent has no source; one made of a broken
+            // connection (HTTP/2, TLS, the socket) has.
+            let before_grpc = opened() && std::error::Error::source(&status).is_some();
+            JoinFailure { error: CallError::from_peer(status), before_grpc }
+        })?;
     Ok(LeaderLink { inbound: response.into_inner(), snapshot: M::SnapshotAssembler::default(), acks })
 }
 
@@ -741,12 +790,14 @@ mod tests {
         assert_eq!(connection.call_if_known(answered).await.expect("an answer"), Some(7));
     }
 
-    /// A leader from before the replication preamble: it serves every
-    /// connection as HTTP/2 from the first byte.
-    struct OlderLeader;
+    /// A leader's replication service: it takes a backup's stream, or
+    /// refuses it in gRPC.
+    struct TestLeader {
+        refuses: bool,
+    }
 
     #[tonic::async_trait]
-    impl rpb::replication_server::Replication for OlderLeader {
+    impl rpb::replication_server::Replication for TestLeader {
         type ReplicateStream =
             std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<rpb::FromLeader, tonic::Status>> + Send>>;
 
@@ -754,6 +805,9 @@ mod tests {
             &self,
             _: tonic::Request<tonic::Streaming<rpb::FromBackup>>,
         ) -> Result<tonic::Response<Self::ReplicateStream>, tonic::Status> {
+            if self.refuses {
+                return Err(tonic::Status::unavailable("not the leader"));
+            }
             Ok(tonic::Response::new(Box::pin(tokio_stream::pending())))
         }
 
@@ -772,30 +826,60 @@ mod tests {
         }
     }
 
-    /// A leader older than the preamble takes it for a broken connection;
-    /// without it, the same leader serves the stream (a joining backup
-    /// tries every other time without it).
-    #[tokio::test]
-    async fn a_leader_older_than_the_preamble_serves_the_stream_without_it() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let leader = listener.local_addr().unwrap().to_string();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(rpb::replication_server::ReplicationServer::new(OlderLeader))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let hello = Hello {
+    fn hello() -> Hello {
+        Hello {
             node: "127.0.0.1:1".into(),
             incarnation: 1,
             last: crate::replication::LogPosition::default(),
             cluster_id: String::new(),
-        };
-        let (network, settings, timeout) = (Network::tcp(), TransportSettings::default(), Duration::from_secs(5));
-        let with = open_replication::<crate::auction::AuctionBook>(&network, &leader, &hello, &settings, timeout, true);
-        assert!(with.await.is_err(), "the older leader cannot read a connection that opens with the preamble");
-        let without =
-            open_replication::<crate::auction::AuctionBook>(&network, &leader, &hello, &settings, timeout, false);
-        assert!(without.await.is_ok(), "it serves the stream without it");
+        }
+    }
+
+    async fn join(leader: &str) -> Result<LeaderLink<crate::auction::AuctionBook>, CallError> {
+        let (network, settings) = (Network::tcp(), TransportSettings::default());
+        open_replication(&network, leader, &hello(), &settings, Duration::from_secs(5)).await
+    }
+
+    /// A leader older than the preamble serves every connection as HTTP/2
+    /// from the first byte, and breaks one that opens with the preamble: the
+    /// backup joins it without.
+    #[tokio::test]
+    async fn a_leader_older_than_the_preamble_is_joined_without_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(rpb::replication_server::ReplicationServer::new(TestLeader { refuses: false }))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        assert!(join(&leader).await.is_ok(), "the older leader serves the stream without the preamble");
+        server.abort();
+    }
+
+    /// A leader that reads the preamble and refuses the join in gRPC (it no
+    /// longer leads, say) is not taken for an older one: the backup does
+    /// not try it again without the preamble, which would put its stream
+    /// on that leader's readers' thread for the leader's whole term.
+    #[tokio::test]
+    async fn a_refusal_in_grpc_is_not_taken_for_an_older_leader() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader = listener.local_addr().unwrap().to_string();
+        let incoming: crate::transport::Incoming = Box::pin(
+            tokio_stream::wrappers::TcpListenerStream::new(listener)
+                .map(|accepted| Ok(crate::transport::Connection::new(accepted?))),
+        );
+        let (replication, mut others) = crate::transport::split_replication(incoming);
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(rpb::replication_server::ReplicationServer::new(TestLeader { refuses: true }))
+                .serve_with_incoming(replication),
+        );
+        let refused = join(&leader).await;
+        assert!(matches!(refused, Err(CallError::Unavailable { .. })), "{:?}", refused.err());
+        // A second attempt without the preamble would have been classified
+        // by now: it waits for an answer the test never gives.
+        let unclassified = tokio::time::timeout(Duration::ZERO, others.next()).await;
+        assert!(unclassified.is_err(), "joined again without the preamble");
         server.abort();
     }
 }
