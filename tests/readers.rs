@@ -168,6 +168,48 @@ async fn a_node_serves_its_readers_on_a_thread_of_its_own() {
     assert_eq!(nice("gavel-readers"), (nice("gavel") + 10).min(19), "{after:?}");
 }
 
+/// After a failover, the new leader serves the rejoining backup's stream on
+/// its replication thread: a backup joins without the replication preamble
+/// only when a leader older than it broke the connection. (It used to try
+/// without it after any failed join, and after a failover its first joins
+/// fail: its stream then ran on the new leader's readers' thread, the nicer
+/// one, for the whole term.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_new_leader_serves_the_backups_stream_beside_its_replication() {
+    const BIDS: u64 = 1_500;
+    let mut cluster = start(97, 3, &[]).await;
+    let mut bidder = client(&cluster);
+    assert_eq!(bidder.bid("", "ann", 1).await.expect("bid").verdict, Verdict::Success);
+    let old_leader = cluster.wait_for_leader(SETTLE).await.expect("leader");
+    cluster.kill(old_leader).expect("kill the leader");
+    let leader = eventually("a new leader", SETTLE, || {
+        let found = cluster.wait_for_leader(Duration::from_millis(200));
+        async move { found.await.ok().filter(|&leader| leader != old_leader) }
+    })
+    .await;
+    let backup = (0..3).find(|&node| node != old_leader && node != leader).expect("the other node");
+    cluster.wait_until_settled(backup, SETTLE).await.expect("the backup follows the new leader");
+    let pid = cluster.pid(leader).expect("the leader runs");
+
+    let before = threads_by_name(pid);
+    for amount in 2..2 + BIDS {
+        assert_eq!(bidder.bid("", "ann", amount).await.expect("bid").verdict, Verdict::Success);
+    }
+    let after = threads_by_name(pid);
+    let took = |name: &str| {
+        let ticks = |threads: &std::collections::HashMap<String, ProcStat>| {
+            threads.get(name).map_or(0, |thread| thread.cpu_ticks)
+        };
+        ticks(&after) - ticks(&before)
+    };
+    let (readers, replication) = (took("gavel-readers"), took("gavel"));
+    // Nobody reads: the readers' thread has nothing to do but probes.
+    assert!(
+        readers * 5 <= replication,
+        "the readers' thread took {readers} ticks and the replication's {replication}: {after:?}"
+    );
+}
+
 /// Watch streams after revision 1 that never read, over an auction house
 /// with large descriptions: the leader's peak memory grows by a bounded
 /// amount per stream (it used to materialise every event of the house for

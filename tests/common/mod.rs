@@ -41,7 +41,7 @@ pub struct Ports {
 /// | 37, 38, 42, 77, 83 | catalogue.rs |
 /// | 41, 76, 85, 95 | watch.rs |
 /// | 48 | demo.rs |
-/// | 86-90, 94, 96 | readers.rs |
+/// | 86-90, 94, 96, 97 | readers.rs |
 /// | 49, 91, 92 | browser.rs (92: the README's screenshots, ignored) |
 /// | 93 | readme.rs (the README's tour) |
 /// | 50-53 | web_api.rs |
