@@ -495,7 +495,15 @@ impl<M: EventSource> Watchers<M> {
         self.head.send_replace(Some(head));
         if self.rung_elsewhere.load(Ordering::Relaxed) {
             if !topics.is_empty() {
-                self.to_ring.lock().unwrap_or_else(PoisonError::into_inner).extend(topics);
+                let mut to_ring = self.to_ring.lock().unwrap_or_else(PoisonError::into_inner);
+                // Most often the ringer took the last ones already: the set
+                // moves in, rather than each topic hashed again.
+                if to_ring.is_empty() {
+                    *to_ring = topics;
+                } else {
+                    to_ring.extend(topics);
+                }
+                drop(to_ring);
                 self.ring_wake.notify_one();
             }
             return 0;
