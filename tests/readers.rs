@@ -111,6 +111,17 @@ fn threads_by_name(pid: u32) -> std::collections::HashMap<String, ProcStat> {
     by_name
 }
 
+/// The CPU ticks the threads named `name` took between two readings.
+fn ticks_taken(
+    before: &std::collections::HashMap<String, ProcStat>,
+    after: &std::collections::HashMap<String, ProcStat>,
+    name: &str,
+) -> u64 {
+    let ticks =
+        |threads: &std::collections::HashMap<String, ProcStat>| threads.get(name).map_or(0, |thread| thread.cpu_ticks);
+    ticks(after) - ticks(before)
+}
+
 /// A node serves its readers on a thread of its own, beside the thread
 /// that runs its replication: the watches of a backup's own port take
 /// their CPU there, so that their work never queues before a bid's. (On
@@ -154,10 +165,7 @@ async fn a_node_serves_its_readers_on_a_thread_of_its_own() {
         assert_eq!(seen, BIDS);
     }
     let after = threads_by_name(pid);
-    let ticks = |threads: &std::collections::HashMap<String, ProcStat>, name: &str| {
-        threads.get(name).map_or(0, |thread| thread.cpu_ticks)
-    };
-    let took = |name: &str| ticks(&after, name) - ticks(&before, name);
+    let took = |name: &str| ticks_taken(&before, &after, name);
     let (readers, replication) = (took("gavel-readers"), took("gavel"));
     assert!(
         readers > replication,
@@ -196,12 +204,7 @@ async fn after_a_failover_the_new_leader_serves_the_backups_stream_beside_its_re
         assert_eq!(bidder.bid("", "ann", amount).await.expect("bid").verdict, Verdict::Success);
     }
     let after = threads_by_name(pid);
-    let took = |name: &str| {
-        let ticks = |threads: &std::collections::HashMap<String, ProcStat>| {
-            threads.get(name).map_or(0, |thread| thread.cpu_ticks)
-        };
-        ticks(&after) - ticks(&before)
-    };
+    let took = |name: &str| ticks_taken(&before, &after, name);
     let (readers, replication) = (took("gavel-readers"), took("gavel"));
     // Nobody reads: the readers' thread has nothing to do but probes.
     assert!(
