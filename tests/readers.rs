@@ -74,6 +74,23 @@ async fn every_node_serves_watches_and_each_sees_the_committed_bids_once_across_
             .map(|bid| (bid.revision, bid.bidder.clone(), bid.amount))
             .collect()
     };
+    // The History, asked of a backup of the new leader itself (with no
+    // client library to follow a hint elsewhere): the same bids, in order.
+    let new_leader = eventually("a new leader", SETTLE, || {
+        let found = cluster.wait_for_leader(Duration::from_millis(200));
+        async move { found.await.ok().filter(|&found| found != leader) }
+    })
+    .await;
+    let follower = (0..3).find(|&node| node != leader && node != new_leader).expect("the other node");
+    cluster.wait_until_settled(follower, SETTLE).await.expect("it follows the new leader");
+    let on_follower = connection(&cluster.node_address(follower))
+        .history("", 0, "")
+        .await
+        .expect("the backup answers the History itself");
+    let revisions = |bids: &[gavel::auction::AcceptedBid]| -> Vec<(u64, String, u64)> {
+        bids.iter().map(|bid| (bid.revision, bid.bidder.clone(), bid.amount)).collect()
+    };
+    assert_eq!(revisions(&on_follower.bids), revisions(&history.bids), "the History on a backup");
     for (name, seen, start) in [("backup", &on_backup, backup_start), ("dying leader", &on_leader, leader_start)] {
         let expected = committed(start);
         assert!(expected.iter().map(|(_, _, amount)| *amount).eq(acknowledged.iter().copied()));
